@@ -1,0 +1,128 @@
+use serde::{Deserialize, Serialize};
+
+/// Roles of people and systems, as carried in the `roles` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accepts applications in an administrative service centre (ЦНАП).
+    CnapAdministrator,
+    /// Prepares decisions in a social protection body.
+    SocialSpecialist,
+    /// Signs decisions.
+    DecisionMaker,
+    FinanceOfficer,
+    RegistryAuditor,
+    /// Maintains the classifier and reference books.
+    ClassifierAdmin,
+    /// Manages accounts, roles, certificates and member systems.
+    SecurityAdmin,
+    /// An external developer in the sandbox.
+    Integrator,
+    /// Another esocial service calling with its own client credentials.
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 9] = [
+        Role::CnapAdministrator,
+        Role::SocialSpecialist,
+        Role::DecisionMaker,
+        Role::FinanceOfficer,
+        Role::RegistryAuditor,
+        Role::ClassifierAdmin,
+        Role::SecurityAdmin,
+        Role::Integrator,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CnapAdministrator => "cnap_administrator",
+            Role::SocialSpecialist => "social_specialist",
+            Role::DecisionMaker => "decision_maker",
+            Role::FinanceOfficer => "finance_officer",
+            Role::RegistryAuditor => "registry_auditor",
+            Role::ClassifierAdmin => "classifier_admin",
+            Role::SecurityAdmin => "security_admin",
+            Role::Integrator => "integrator",
+            Role::Service => "service",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+/// `aud` may be one string or a list (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The claims of an esocial access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: Audience,
+    /// Account id (people) or client id (systems).
+    pub sub: String,
+    pub exp: u64,
+    pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Token id, for revocation lists and audit records.
+    pub jti: String,
+    /// Role names; unknown names are ignored by [`Caller`].
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// EDRPOU of the caller's organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// KATOTTG codes of the territories the caller serves (empty: the whole
+    /// country for national roles, nothing for territorial ones; the service
+    /// decides per method).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub territories: Vec<String>,
+    /// Authentication methods (RFC 8176), `qes` for a qualified e-signature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+}
+
+/// The verified caller of a request, as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub roles: Vec<Role>,
+    pub organization_edrpou: Option<String>,
+    pub territories: Vec<String>,
+    pub authentication_methods: Vec<String>,
+    pub token_id: String,
+}
+
+impl Caller {
+    pub fn from_claims(claims: Claims) -> Self {
+        let mut roles: Vec<Role> = claims.roles.iter().filter_map(|name| Role::parse(name)).collect();
+        roles.sort_by_key(|role| role.as_str());
+        roles.dedup();
+        Self {
+            subject: claims.sub,
+            roles,
+            organization_edrpou: claims.org,
+            territories: claims.territories,
+            authentication_methods: claims.amr,
+            token_id: claims.jti,
+        }
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether the caller signed in with a qualified electronic signature.
+    pub fn used_qualified_signature(&self) -> bool {
+        self.authentication_methods.iter().any(|method| method == "qes")
+    }
+}

@@ -1,0 +1,220 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::{Claims, JwksSource};
+
+/// What the verifier requires of a token.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    /// The only accepted `iss`.
+    pub issuer: String,
+    /// This service's audience; the token's `aud` must contain it.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Minimum time between two key set fetches caused by unknown key ids.
+    pub min_refresh_interval: Duration,
+    /// Age after which the cached key set is fetched again before use.
+    pub max_key_age: Duration,
+}
+
+impl VerifierSettings {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Duration::from_secs(30),
+            min_refresh_interval: Duration::from_secs(10),
+            max_key_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a token was refused. Shown to the caller only as "invalid token"; the
+/// reason goes to the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerificationError {
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    #[error("token algorithm {0} is not accepted (only EdDSA)")]
+    WrongAlgorithm(String),
+    #[error("token has no key id")]
+    MissingKeyId,
+    #[error("token key id {0} is not in the key set")]
+    UnknownKeyId(String),
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience does not include this service")]
+    WrongAudience,
+    #[error("token lacks the required claim {0}")]
+    MissingClaim(String),
+    #[error("verification keys are unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// Verifies bearer tokens against a JWKS. Cheap to share (`Arc`).
+pub struct TokenVerifier {
+    settings: VerifierSettings,
+    validation: Validation,
+    source: Arc<dyn JwksSource>,
+    cache: RwLock<KeyCache>,
+    /// Serialises fetches and remembers when the last one started.
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TokenVerifier")
+            .field("settings", &self.settings)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tokens longer than this are refused before any parsing.
+const TOKEN_LENGTH_MAX: usize = 8 * 1024;
+
+impl TokenVerifier {
+    pub fn new(settings: VerifierSettings, source: Arc<dyn JwksSource>) -> Self {
+        // The algorithm is pinned here; the token header cannot choose it.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = settings.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        Self { settings, validation, source, cache: RwLock::new(KeyCache::default()), last_fetch: Mutex::new(None) }
+    }
+
+    pub fn settings(&self) -> &VerifierSettings {
+        &self.settings
+    }
+
+    /// Verifies a compact JWS and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, VerificationError> {
+        if token.len() > TOKEN_LENGTH_MAX {
+            return Err(VerificationError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerificationError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(VerificationError::WrongAlgorithm(format!("{:?}", header.alg)));
+        }
+        let key_id = header.kid.ok_or(VerificationError::MissingKeyId)?;
+        let key = self.key(&key_id).await?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(map_decode_error)?;
+        if data.claims.jti.is_empty() {
+            return Err(VerificationError::MissingClaim("jti".to_owned()));
+        }
+        Ok(data.claims)
+    }
+
+    /// Fetches the key set now, replacing the cache.
+    pub async fn refresh(&self) -> Result<usize, VerificationError> {
+        let mut last_fetch = self.last_fetch.lock().await;
+        self.fetch_into_cache(&mut last_fetch).await
+    }
+
+    async fn fetch_into_cache(&self, last_fetch: &mut Option<Instant>) -> Result<usize, VerificationError> {
+        *last_fetch = Some(Instant::now());
+        let set = self.source.fetch().await.map_err(VerificationError::KeysUnavailable)?;
+        let keys = usable_keys(&set);
+        let count = keys.len();
+        *self.cache.write().await = KeyCache { keys, fetched_at: Some(Instant::now()) };
+        Ok(count)
+    }
+
+    async fn key(&self, key_id: &str) -> Result<DecodingKey, VerificationError> {
+        {
+            let cache = self.cache.read().await;
+            let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < self.settings.max_key_age);
+            if fresh && let Some(key) = cache.keys.get(key_id) {
+                return Ok(key.clone());
+            }
+        }
+        // Unknown key id or an old cache: fetch, at most once per interval.
+        let mut last_fetch = self.last_fetch.lock().await;
+        let cache_is_old = self.cache.read().await.fetched_at.is_none_or(|at| at.elapsed() >= self.settings.max_key_age);
+        let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.settings.min_refresh_interval);
+        if cache_is_old || may_fetch {
+            if let Err(error) = self.fetch_into_cache(&mut last_fetch).await {
+                tracing::warn!(%error, "cannot refresh token verification keys");
+                // Keep verifying with the keys we have rather than refuse all.
+                if self.cache.read().await.keys.is_empty() {
+                    return Err(error);
+                }
+            }
+        }
+        drop(last_fetch);
+        self.cache
+            .read()
+            .await
+            .keys
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| VerificationError::UnknownKeyId(key_id.to_owned()))
+    }
+}
+
+/// The Ed25519 signing keys of a set. Everything else is ignored: keys of
+/// other types (an HMAC "oct" key must never verify a token), keys for
+/// encryption, and keys whose point does not decode.
+fn usable_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(key_id) = jwk.common.key_id.clone() else { continue };
+        if jwk.common.public_key_use.as_ref().is_some_and(|key_use| *key_use != PublicKeyUse::Signature) {
+            continue;
+        }
+        if jwk.common.key_algorithm.is_some_and(|algorithm| algorithm != KeyAlgorithm::EdDSA) {
+            continue;
+        }
+        let AlgorithmParameters::OctetKeyPair(parameters) = &jwk.algorithm else { continue };
+        if parameters.curve != EllipticCurve::Ed25519 {
+            continue;
+        }
+        let Ok(point) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&parameters.x) else { continue };
+        let Ok(point) = <[u8; 32]>::try_from(point.as_slice()) else { continue };
+        if ed25519_dalek::VerifyingKey::from_bytes(&point).is_err() {
+            continue;
+        }
+        if let Ok(key) = DecodingKey::from_ed_components(&parameters.x) {
+            keys.insert(key_id, key);
+        }
+    }
+    keys
+}
+
+fn map_decode_error(error: jsonwebtoken::errors::Error) -> VerificationError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidSignature => VerificationError::BadSignature,
+        ErrorKind::ExpiredSignature => VerificationError::Expired,
+        ErrorKind::ImmatureSignature => VerificationError::NotYetValid,
+        ErrorKind::InvalidIssuer => VerificationError::WrongIssuer,
+        ErrorKind::InvalidAudience => VerificationError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => VerificationError::MissingClaim(claim.clone()),
+        ErrorKind::InvalidAlgorithm => VerificationError::WrongAlgorithm("mismatch".to_owned()),
+        _ => VerificationError::Malformed,
+    }
+}

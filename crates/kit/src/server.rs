@@ -1,0 +1,318 @@
+//! The gRPC server every service runs: its routes plus health and
+//! reflection, behind the request-context and auth layers, on a listener the
+//! caller bound, until a shutdown signal.
+//!
+//! * Health (`grpc.health.v1`) answers SERVING only while the database and
+//!   NATS answer; it turns NOT_SERVING as soon as shutdown starts, so load
+//!   balancers stop sending new calls while in-flight ones drain.
+//! * Reflection (v1) describes the packages this server serves.
+//! * Each call gets a request id (`x-request-id`, taken from the client when
+//!   well-formed, else a new UUIDv7, returned in the response headers), a span
+//!   continuing the caller's W3C trace context, a duration metric, and the
+//!   configured timeout.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use esocial_auth::AuthLayer;
+use http::{HeaderValue, Request, Response};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::Instrument as _;
+
+use crate::config::GrpcSettings;
+use crate::telemetry::{HeaderExtractor, set_parent_from};
+
+/// How often health follows the database and NATS.
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The request id of a call, in the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// A service's gRPC server, configured and ready to serve.
+#[derive(Debug)]
+pub struct GrpcServer {
+    settings: GrpcSettings,
+    auth: AuthLayer,
+    service_names: Vec<&'static str>,
+    database: Option<sqlx::PgPool>,
+    nats: Option<async_nats::Client>,
+}
+
+impl GrpcServer {
+    /// `service_names` are the full gRPC service names served (for example
+    /// `esocial.classifier.v1.ClassifierService`), used by health and
+    /// reflection.
+    pub fn new(settings: &GrpcSettings, auth: AuthLayer, service_names: &[&'static str]) -> Self {
+        Self { settings: settings.clone(), auth, service_names: service_names.to_vec(), database: None, nats: None }
+    }
+
+    /// Health follows this pool.
+    #[must_use]
+    pub fn watch_database(mut self, pool: sqlx::PgPool) -> Self {
+        self.database = Some(pool);
+        self
+    }
+
+    /// Health follows this NATS connection.
+    #[must_use]
+    pub fn watch_nats(mut self, client: async_nats::Client) -> Self {
+        self.nats = Some(client);
+        self
+    }
+
+    /// Serves `routes` on `listener` until `shutdown` completes, then lets
+    /// in-flight calls finish for the configured grace period.
+    pub async fn serve(
+        self,
+        routes: Routes,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_file_descriptor_set(self.reflected_descriptors())
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let routes = routes.add_service(health_service).add_service(reflection);
+
+        let mut names: Vec<String> = self.service_names.iter().map(|name| (*name).to_owned()).collect();
+        names.push(String::new());
+        let (stop_health, health_stopped) = tokio::sync::watch::channel(false);
+        let health_task = tokio::spawn(follow_health(
+            reporter.clone(),
+            names.clone(),
+            self.database.clone(),
+            self.nats.clone(),
+            health_stopped,
+        ));
+
+        let (shutdown_started, shutdown_seen) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stop_health.send(true);
+            for name in &names {
+                reporter.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            tracing::info!("shutting down: no new calls, draining in-flight ones");
+            let _ = shutdown_started.send(());
+        };
+
+        let layers = tower::ServiceBuilder::new().layer(RequestContextLayer).layer(self.auth.clone()).into_inner();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .timeout(self.settings.request_timeout)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(1024))
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, signal);
+        let mut server = std::pin::pin!(server);
+        let grace = self.settings.shutdown_grace;
+        let result = tokio::select! {
+            result = &mut server => result.map_err(anyhow::Error::from),
+            () = async {
+                if shutdown_seen.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
+                Ok(())
+            }
+        };
+        health_task.abort();
+        result
+    }
+
+    /// The descriptor files of the served packages and everything they import.
+    fn reflected_descriptors(&self) -> prost_types::FileDescriptorSet {
+        let all = esocial_proto::file_descriptor_set();
+        let packages: BTreeSet<&str> =
+            self.service_names.iter().filter_map(|name| name.rsplit_once('.').map(|(package, _)| package)).collect();
+        let mut wanted: BTreeSet<String> =
+            all.file.iter().filter(|file| packages.contains(file.package())).map(|file| file.name().to_owned()).collect();
+        // Close over imports.
+        loop {
+            let imports: Vec<String> = all
+                .file
+                .iter()
+                .filter(|file| wanted.contains(file.name()))
+                .flat_map(|file| file.dependency.iter().cloned())
+                .collect();
+            let before = wanted.len();
+            wanted.extend(imports);
+            if wanted.len() == before {
+                break;
+            }
+        }
+        prost_types::FileDescriptorSet { file: all.file.into_iter().filter(|file| wanted.contains(file.name())).collect() }
+    }
+}
+
+async fn follow_health(
+    reporter: HealthReporter,
+    names: Vec<String>,
+    database: Option<sqlx::PgPool>,
+    nats: Option<async_nats::Client>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last: Option<bool> = None;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let database_ok = match &database {
+            Some(pool) => matches!(
+                tokio::time::timeout(HEALTH_PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await,
+                Ok(Ok(_))
+            ),
+            None => true,
+        };
+        let nats_ok = nats
+            .as_ref()
+            .is_none_or(|client| client.connection_state() == async_nats::connection::State::Connected);
+        let healthy = database_ok && nats_ok;
+        if last != Some(healthy) {
+            if healthy {
+                tracing::info!("healthy: serving");
+            } else {
+                tracing::warn!(database_ok, nats_ok, "unhealthy: not serving");
+            }
+            let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
+            // Shutdown may have begun while probing; it owns the status then.
+            if *stopped.borrow() {
+                return;
+            }
+            for name in &names {
+                reporter.set_service_status(name, status).await;
+            }
+            last = Some(healthy);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEALTH_CHECK_INTERVAL) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Adds the request id, the span with the caller's trace context, and the
+/// duration metric to every call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContextLayer;
+
+impl<S> tower_layer::Layer<S> for RequestContextLayer {
+    type Service = RequestContextService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContextService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestContextService<S> {
+    inner: S,
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A client's request id is kept when it is short printable ASCII.
+fn client_request_id(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let acceptable = !value.is_empty()
+        && value.len() <= 128
+        && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(&byte));
+    acceptable.then(|| value.to_owned())
+}
+
+fn duration_histogram() -> &'static Histogram<f64> {
+    static HISTOGRAM: OnceLock<Histogram<f64>> = OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        opentelemetry::global::meter("esocial")
+            .f64_histogram("rpc.server.duration")
+            .with_unit("ms")
+            .with_description("duration of gRPC calls handled by this server")
+            .build()
+    })
+}
+
+impl<S, B, ResBody> tower_service::Service<Request<B>> for RequestContextService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let request_id = client_request_id(request.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let method = request.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = %method,
+            request_id = %request_id,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        set_parent_from(&span, &HeaderExtractor(request.headers()));
+        request.extensions_mut().insert(RequestId(request_id.clone()));
+        let started = Instant::now();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(
+            async move {
+                let mut response = future.await?;
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                // Errors come as trailers-only responses with the status in the
+                // headers; a success puts it in trailers, after the body.
+                let status = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .unwrap_or(0);
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::Span::current().record("rpc.grpc.status_code", status);
+                duration_histogram().record(
+                    elapsed_ms,
+                    &[KeyValue::new("rpc.method", method.clone()), KeyValue::new("rpc.grpc.status_code", i64::from(status))],
+                );
+                match tonic::Code::from_i32(status) {
+                    tonic::Code::Ok => tracing::debug!(%method, elapsed_ms, "call finished"),
+                    tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::DataLoss => {
+                        tracing::warn!(%method, elapsed_ms, status, "call failed");
+                    }
+                    _ => tracing::info!(%method, elapsed_ms, status, "call refused"),
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
