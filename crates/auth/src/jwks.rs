@@ -32,7 +32,8 @@ impl JwksSource for FileJwks {
             let text = tokio::fs::read_to_string(&self.0)
                 .await
                 .map_err(|error| format!("cannot read JWKS file {}: {error}", self.0.display()))?;
-            serde_json::from_str(&text).map_err(|error| format!("JWKS file {} is not a JWK set: {error}", self.0.display()))
+            serde_json::from_str(&text)
+                .map_err(|error| format!("JWKS file {} is not a JWK set: {error}", self.0.display()))
         })
     }
 }

@@ -31,4 +31,6 @@ pub const INFRASTRUCTURE_METHODS: &[&str] = &[
     "/grpc.health.v1.Health/Watch",
     "/grpc.health.v1.Health/List",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    // The older protocol, still the one many clients speak (Python grpcio).
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];

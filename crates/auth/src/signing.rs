@@ -38,14 +38,16 @@ impl SigningKey {
 
     /// Reads a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, SigningError> {
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|error| SigningError::BadKey(error.to_string()))?;
+        let key =
+            ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|error| SigningError::BadKey(error.to_string()))?;
         Ok(Self::from_dalek(&key))
     }
 
     fn from_dalek(key: &ed25519_dalek::SigningKey) -> Self {
         let der = key.to_pkcs8_der().map(|document| document.as_bytes().to_vec()).unwrap_or_default();
         let private_pem = key.to_pkcs8_pem(LineEnding::LF).map(|pem| pem.to_string()).unwrap_or_default();
-        let x = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key.verifying_key().as_bytes());
+        let x =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key.verifying_key().as_bytes());
         let mut public_jwk = Jwk {
             common: CommonParameters {
                 public_key_use: Some(PublicKeyUse::Signature),
@@ -59,9 +61,8 @@ impl SigningKey {
             }),
         };
         // Thumbprints of OKP keys cannot fail; a random id is a safe fallback.
-        let key_id = public_jwk
-            .thumbprint(ThumbprintHash::SHA256)
-            .unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string());
+        let key_id =
+            public_jwk.thumbprint(ThumbprintHash::SHA256).unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string());
         public_jwk.common.key_id = Some(key_id.clone());
         Self { key_id, public_jwk, encoding_key: EncodingKey::from_ed_der(&der), private_pem }
     }

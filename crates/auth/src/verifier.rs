@@ -122,7 +122,8 @@ impl TokenVerifier {
         }
         let key_id = header.kid.ok_or(VerificationError::MissingKeyId)?;
         let key = self.key(&key_id).await?;
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(map_decode_error)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|error| map_decode_error(&error))?;
         if data.claims.jti.is_empty() {
             return Err(VerificationError::MissingClaim("jti".to_owned()));
         }
@@ -154,15 +155,16 @@ impl TokenVerifier {
         }
         // Unknown key id or an old cache: fetch, at most once per interval.
         let mut last_fetch = self.last_fetch.lock().await;
-        let cache_is_old = self.cache.read().await.fetched_at.is_none_or(|at| at.elapsed() >= self.settings.max_key_age);
+        let cache_is_old =
+            self.cache.read().await.fetched_at.is_none_or(|at| at.elapsed() >= self.settings.max_key_age);
         let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.settings.min_refresh_interval);
-        if cache_is_old || may_fetch {
-            if let Err(error) = self.fetch_into_cache(&mut last_fetch).await {
-                tracing::warn!(%error, "cannot refresh token verification keys");
-                // Keep verifying with the keys we have rather than refuse all.
-                if self.cache.read().await.keys.is_empty() {
-                    return Err(error);
-                }
+        if (cache_is_old || may_fetch)
+            && let Err(error) = self.fetch_into_cache(&mut last_fetch).await
+        {
+            tracing::warn!(%error, "cannot refresh token verification keys");
+            // Keep verifying with the keys we have rather than refuse all.
+            if self.cache.read().await.keys.is_empty() {
+                return Err(error);
             }
         }
         drop(last_fetch);
@@ -205,7 +207,7 @@ fn usable_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
     keys
 }
 
-fn map_decode_error(error: jsonwebtoken::errors::Error) -> VerificationError {
+fn map_decode_error(error: &jsonwebtoken::errors::Error) -> VerificationError {
     use jsonwebtoken::errors::ErrorKind;
     match error.kind() {
         ErrorKind::InvalidSignature => VerificationError::BadSignature,

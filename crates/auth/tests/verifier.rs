@@ -67,8 +67,11 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(key.key_id().to_owned());
     // The classic confusion: HMAC keyed with the public key, in both encodings.
-    for secret in [public_x.as_bytes().to_vec(), base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&public_x).expect("b64")] {
-        let token = jsonwebtoken::encode(&header, &claims(), &jsonwebtoken::EncodingKey::from_secret(&secret)).expect("encodes");
+    for secret in
+        [public_x.as_bytes().to_vec(), base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&public_x).expect("b64")]
+    {
+        let token = jsonwebtoken::encode(&header, &claims(), &jsonwebtoken::EncodingKey::from_secret(&secret))
+            .expect("encodes");
         let error = verifier_trusting(&[&key]).verify(&token).await.expect_err("must be refused");
         assert_eq!(error, VerificationError::WrongAlgorithm("HS256".to_owned()));
     }
@@ -87,7 +90,11 @@ async fn an_hmac_key_in_the_key_set_is_never_used() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some("hmac-key".to_owned());
     let token = key.sign(&claims()).expect("signs");
-    let forged = format!("{}.{}", encode_part(&serde_json::to_value(&header).expect("header")), token.split_once('.').expect("jws").1);
+    let forged = format!(
+        "{}.{}",
+        encode_part(&serde_json::to_value(&header).expect("header")),
+        token.split_once('.').expect("jws").1
+    );
     let error = verifier.verify(&forged).await.expect_err("must be refused");
     assert_eq!(error, VerificationError::UnknownKeyId("hmac-key".to_owned()));
 }
@@ -155,10 +162,18 @@ async fn missing_subject_or_token_id_is_refused() {
     );
     let mut body = serde_json::to_value(claims()).expect("serializes");
     body.as_object_mut().expect("object").remove("sub");
-    let header = jsonwebtoken::Header { kid: Some(key.key_id().to_owned()), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA) };
+    let header = jsonwebtoken::Header {
+        kid: Some(key.key_id().to_owned()),
+        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA)
+    };
     let pem = key.private_pkcs8_pem().to_owned();
-    let token = jsonwebtoken::encode(&header, &body, &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("pem")).expect("encodes");
-    assert!(matches!(verifier.verify(&token).await, Err(VerificationError::MissingClaim(_) | VerificationError::Malformed)));
+    let token =
+        jsonwebtoken::encode(&header, &body, &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("pem"))
+            .expect("encodes");
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(VerificationError::MissingClaim(_) | VerificationError::Malformed)
+    ));
 }
 
 /// A source whose key set can be swapped, to watch rotation.

@@ -89,7 +89,12 @@ pub struct EventConsumer {
 }
 
 impl EventConsumer {
-    pub fn new(pool: PgPool, jetstream: jetstream::Context, events: &EventSettings, settings: ConsumerSettings) -> Self {
+    pub fn new(
+        pool: PgPool,
+        jetstream: jetstream::Context,
+        events: &EventSettings,
+        settings: ConsumerSettings,
+    ) -> Self {
         Self { pool, jetstream, events: events.clone(), settings }
     }
 
@@ -174,7 +179,12 @@ impl EventConsumer {
             Err(HandleError::Retry(error)) => {
                 let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
                 let delay = Duration::from_millis(200 * 2u64.pow(u32::try_from(delivered.clamp(1, 8)).unwrap_or(8)));
-                tracing::warn!(error = format!("{error:#}"), delivered, retry_in_ms = delay.as_millis(), "event handling failed; will retry");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    delivered,
+                    retry_in_ms = delay.as_millis(),
+                    "event handling failed; will retry"
+                );
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
             Err(HandleError::Reject(error)) => {

@@ -193,7 +193,11 @@ impl OutboxRelay {
         let mut failure: Option<(usize, String)> = None;
         for (index, event) in pending.iter().enumerate() {
             let message = PublishMessage::build().payload(event.payload.clone().into()).headers(event.headers());
-            match self.jetstream.send_publish(format!("{}.{}", self.events.subject_prefix, event.subject), message).await {
+            match self
+                .jetstream
+                .send_publish(format!("{}.{}", self.events.subject_prefix, event.subject), message)
+                .await
+            {
                 Ok(acknowledgement) => acknowledgements.push(acknowledgement),
                 Err(error) => {
                     failure = Some((index, error.to_string()));

@@ -13,11 +13,7 @@ pub struct Edrpou([u8; 8]);
 
 impl Edrpou {
     pub(crate) fn primary_weights(code_value: u32) -> [i64; 7] {
-        if code_value > 30_000_000 && code_value < 60_000_000 {
-            [7, 1, 2, 3, 4, 5, 6]
-        } else {
-            [1, 2, 3, 4, 5, 6, 7]
-        }
+        if code_value > 30_000_000 && code_value < 60_000_000 { [7, 1, 2, 3, 4, 5, 6] } else { [1, 2, 3, 4, 5, 6, 7] }
     }
 
     /// The check digit for the first seven digits of a code whose whole
@@ -25,11 +21,7 @@ impl Edrpou {
     pub(crate) fn check_digit(first_seven: &[u8], code_value: u32) -> u8 {
         let weights = Self::primary_weights(code_value);
         let weighted_sum = |extra: i64| -> i64 {
-            first_seven
-                .iter()
-                .zip(weights)
-                .map(|(&digit, weight)| digit_value(digit) * (weight + extra))
-                .sum()
+            first_seven.iter().zip(weights).map(|(&digit, weight)| digit_value(digit) * (weight + extra)).sum()
         };
         let mut remainder = weighted_sum(0) % 11;
         if remainder >= 10 {
@@ -48,9 +40,7 @@ impl Edrpou {
         // The weights depend on the whole code, check digit included (it
         // matters only at 3000000x), so take the digit that validates.
         (0..=9u32)
-            .find(|&check| {
-                u32::from(Self::check_digit(prefix.as_bytes(), first_seven * 10 + check)) == check
-            })
+            .find(|&check| u32::from(Self::check_digit(prefix.as_bytes(), first_seven * 10 + check)) == check)
             .ok_or(IdentifierError::CheckDigitMismatch)
             .and_then(|check| format!("{prefix}{check}").parse())
     }

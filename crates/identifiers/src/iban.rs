@@ -59,11 +59,8 @@ impl FromStr for Iban {
     type Err = IdentifierError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let compact: Vec<u8> = text
-            .bytes()
-            .filter(|byte| !byte.is_ascii_whitespace())
-            .map(|byte| byte.to_ascii_uppercase())
-            .collect();
+        let compact: Vec<u8> =
+            text.bytes().filter(|byte| !byte.is_ascii_whitespace()).map(|byte| byte.to_ascii_uppercase()).collect();
         if compact.is_empty() {
             return Err(IdentifierError::Empty);
         }
@@ -109,10 +106,7 @@ mod tests {
 
     #[test]
     fn rejects_the_domain_counterexample_and_foreign_ibans() {
-        assert_eq!(
-            "UA583808050000026009702978806".parse::<Iban>(),
-            Err(IdentifierError::CheckDigitMismatch)
-        );
+        assert_eq!("UA583808050000026009702978806".parse::<Iban>(), Err(IdentifierError::CheckDigitMismatch));
         assert_eq!("DE89370400440532013000".parse::<Iban>(), Err(IdentifierError::NotUkrainian));
     }
 

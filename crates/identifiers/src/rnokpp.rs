@@ -34,11 +34,7 @@ fn epoch() -> NaiveDate {
 impl Rnokpp {
     /// The check digit for the first nine digits.
     fn check_digit(first_nine: &[u8]) -> u8 {
-        let sum: i64 = first_nine
-            .iter()
-            .zip(WEIGHTS)
-            .map(|(&digit, weight)| digit_value(digit) * weight)
-            .sum();
+        let sum: i64 = first_nine.iter().zip(WEIGHTS).map(|(&digit, weight)| digit_value(digit) * weight).sum();
         // `rem_euclid(11) % 10` is within 0..=9.
         u8::try_from(sum.rem_euclid(11) % 10).unwrap_or(0)
     }
@@ -133,10 +129,7 @@ mod tests {
     fn rejects_the_domain_counterexample_and_malformed_text() {
         assert_eq!("1759013770".parse::<Rnokpp>(), Err(IdentifierError::CheckDigitMismatch));
         assert_eq!("".parse::<Rnokpp>(), Err(IdentifierError::Empty));
-        assert_eq!(
-            "123456789".parse::<Rnokpp>(),
-            Err(IdentifierError::WrongLength { expected: 10, found: 9 })
-        );
+        assert_eq!("123456789".parse::<Rnokpp>(), Err(IdentifierError::WrongLength { expected: 10, found: 9 }));
         assert_eq!("36525O4575".parse::<Rnokpp>(), Err(IdentifierError::NotDigits));
     }
 

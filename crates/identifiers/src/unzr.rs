@@ -16,10 +16,7 @@ const WEIGHTS: [i64; 3] = [7, 3, 1];
 
 impl Unzr {
     fn check_digit(twelve: impl Iterator<Item = u8>) -> u8 {
-        let sum: i64 = twelve
-            .zip(WEIGHTS.iter().cycle())
-            .map(|(digit, weight)| digit_value(digit) * weight)
-            .sum();
+        let sum: i64 = twelve.zip(WEIGHTS.iter().cycle()).map(|(digit, weight)| digit_value(digit) * weight).sum();
         u8::try_from(sum.rem_euclid(10)).unwrap_or(0)
     }
 

@@ -9,7 +9,9 @@ use proptest::prelude::*;
 fn birth_date() -> impl Strategy<Value = NaiveDate> {
     // 1900-01-01 ..= 2026-12-31
     (0u64..46_385).prop_map(|offset| {
-        NaiveDate::from_ymd_opt(1900, 1, 1).and_then(|start| start.checked_add_days(Days::new(offset))).unwrap_or(NaiveDate::MIN)
+        NaiveDate::from_ymd_opt(1900, 1, 1)
+            .and_then(|start| start.checked_add_days(Days::new(offset)))
+            .unwrap_or(NaiveDate::MIN)
     })
 }
 
@@ -24,7 +26,12 @@ fn mutate_digit(text: &str, position: usize, shift: u8) -> String {
 /// The RNOKPP weighted sum modulo 11, before it is folded into a digit.
 fn rnokpp_residue(text: &str) -> i64 {
     const WEIGHTS: [i64; 9] = [-1, 5, 7, 9, 4, 6, 10, 5, 7];
-    text.bytes().take(9).zip(WEIGHTS).map(|(digit, weight)| i64::from(digit - b'0') * weight).sum::<i64>().rem_euclid(11)
+    text.bytes()
+        .take(9)
+        .zip(WEIGHTS)
+        .map(|(digit, weight)| i64::from(digit - b'0') * weight)
+        .sum::<i64>()
+        .rem_euclid(11)
 }
 
 /// Whether an EDRPOU code takes the weights 7, 1, 2, … (else 1, 2, 3, …).

@@ -189,7 +189,8 @@ impl<'a> Reader<'a> {
     pub fn socket_addr(&mut self, variable: Variable) -> SocketAddr {
         let text = self.text(variable);
         text.parse().unwrap_or_else(|error| {
-            self.problems.push(format!("{}={text:?}: not a socket address such as 127.0.0.1:50051 ({error})", variable.name));
+            self.problems
+                .push(format!("{}={text:?}: not a socket address such as 127.0.0.1:50051 ({error})", variable.name));
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -197,9 +198,14 @@ impl<'a> Reader<'a> {
     /// A URL with one of the given schemes.
     pub fn url(&mut self, variable: Variable, schemes: &[&str]) -> String {
         let text = self.text(variable);
-        let scheme_ok = text.split_once("://").is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
+        let scheme_ok =
+            text.split_once("://").is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
         if !scheme_ok {
-            self.problems.push(format!("{}={text:?}: must be a URL starting with {}://", variable.name, schemes.join("://, ")));
+            self.problems.push(format!(
+                "{}={text:?}: must be a URL starting with {}://",
+                variable.name,
+                schemes.join("://, ")
+            ));
         }
         text
     }
@@ -377,7 +383,9 @@ mod tests {
     #[test]
     fn every_default_in_the_table_parses() {
         // `Reader::parse` falls back to the default; it must itself be valid.
-        let settings = CommonSettings::from_env(&Env::from_pairs(VARIABLES.iter().map(|variable| (variable.name, variable.default))));
+        let settings = CommonSettings::from_env(&Env::from_pairs(
+            VARIABLES.iter().map(|variable| (variable.name, variable.default)),
+        ));
         assert!(settings.is_ok(), "{settings:?}");
     }
 }

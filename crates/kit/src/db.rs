@@ -32,7 +32,9 @@ pub enum DatabaseError {
     BadUrl(sqlx::Error),
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(sqlx::Error),
-    #[error("migration {version} of schema {schema} uses a version below {SERVICE_MIGRATION_VERSION_MIN}, reserved for the kit")]
+    #[error(
+        "migration {version} of schema {schema} uses a version below {SERVICE_MIGRATION_VERSION_MIN}, reserved for the kit"
+    )]
     ReservedVersion { schema: String, version: i64 },
     #[error("migrating schema {schema} failed: {source}")]
     Migrate { schema: String, source: sqlx::migrate::MigrateError },
@@ -44,7 +46,9 @@ fn check_schema_name(schema: &str) -> Result<(), DatabaseError> {
     let valid = !schema.is_empty()
         && schema.len() <= 63
         && schema.starts_with(|character: char| character.is_ascii_lowercase())
-        && schema.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_');
+        && schema
+            .chars()
+            .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_');
     if valid { Ok(()) } else { Err(DatabaseError::BadSchemaName(schema.to_owned())) }
 }
 
@@ -61,7 +65,12 @@ pub fn connect_options(database_url: &str, schema: &str, application: &str) -> R
 /// A pool whose connections see `schema` first. Connections are made lazily,
 /// so a service starts while PostgreSQL is still coming up; its health stays
 /// NOT_SERVING until the database answers.
-pub fn pool(database_url: &str, schema: &str, application: &str, max_connections: u32) -> Result<PgPool, DatabaseError> {
+pub fn pool(
+    database_url: &str,
+    schema: &str,
+    application: &str,
+    max_connections: u32,
+) -> Result<PgPool, DatabaseError> {
     let options = connect_options(database_url, schema, application)?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)

@@ -158,7 +158,8 @@ mod tests {
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
-        let status = Status::from(ApiError::internal(anyhow::anyhow!("connection to 10.0.0.5 refused: password for user x")));
+        let status =
+            Status::from(ApiError::internal(anyhow::anyhow!("connection to 10.0.0.5 refused: password for user x")));
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
     }

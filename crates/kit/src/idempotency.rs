@@ -65,12 +65,11 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::New);
     }
-    let (stored_method, stored_fingerprint, response): (String, Vec<u8>, Vec<u8>) = sqlx::query_as(
-        "SELECT method, request_fingerprint, response FROM idempotency_keys WHERE request_id = $1",
-    )
-    .bind(request_id)
-    .fetch_one(&mut *connection)
-    .await?;
+    let (stored_method, stored_fingerprint, response): (String, Vec<u8>, Vec<u8>) =
+        sqlx::query_as("SELECT method, request_fingerprint, response FROM idempotency_keys WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_one(&mut *connection)
+            .await?;
     if stored_method != method || stored_fingerprint != fingerprint.as_slice() {
         return Err(ApiError::invalid_field(
             "request_id",

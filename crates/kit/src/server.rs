@@ -81,14 +81,22 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_file_descriptor_set(self.reflected_descriptors())
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let routes = routes.add_service(health_service).add_service(reflection);
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_file_descriptor_set(self.reflected_descriptors())
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let routes = routes
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
 
         let mut names: Vec<String> = self.service_names.iter().map(|name| (*name).to_owned()).collect();
         names.push(String::new());
+        // Known but not serving until the first probe says otherwise.
+        for name in &names {
+            reporter.set_service_status(name, ServingStatus::NotServing).await;
+        }
         let (stop_health, health_stopped) = tokio::sync::watch::channel(false);
         let health_task = tokio::spawn(follow_health(
             reporter.clone(),
@@ -143,8 +151,12 @@ impl GrpcServer {
         let all = esocial_proto::file_descriptor_set();
         let packages: BTreeSet<&str> =
             self.service_names.iter().filter_map(|name| name.rsplit_once('.').map(|(package, _)| package)).collect();
-        let mut wanted: BTreeSet<String> =
-            all.file.iter().filter(|file| packages.contains(file.package())).map(|file| file.name().to_owned()).collect();
+        let mut wanted: BTreeSet<String> = all
+            .file
+            .iter()
+            .filter(|file| packages.contains(file.package()))
+            .map(|file| file.name().to_owned())
+            .collect();
         // Close over imports.
         loop {
             let imports: Vec<String> = all
@@ -159,7 +171,9 @@ impl GrpcServer {
                 break;
             }
         }
-        prost_types::FileDescriptorSet { file: all.file.into_iter().filter(|file| wanted.contains(file.name())).collect() }
+        prost_types::FileDescriptorSet {
+            file: all.file.into_iter().filter(|file| wanted.contains(file.name())).collect(),
+        }
     }
 }
 
@@ -182,15 +196,15 @@ async fn follow_health(
             ),
             None => true,
         };
-        let nats_ok = nats
-            .as_ref()
-            .is_none_or(|client| client.connection_state() == async_nats::connection::State::Connected);
+        let nats_ok =
+            nats.as_ref().is_none_or(|client| client.connection_state() == async_nats::connection::State::Connected);
         let healthy = database_ok && nats_ok;
         if last != Some(healthy) {
-            if healthy {
-                tracing::info!("healthy: serving");
-            } else {
-                tracing::warn!(database_ok, nats_ok, "unhealthy: not serving");
+            match (healthy, last) {
+                (true, _) => tracing::info!("healthy: serving"),
+                // Connections are still being made at start.
+                (false, None) => tracing::info!(database_ok, nats_ok, "not serving yet: waiting for dependencies"),
+                (false, Some(_)) => tracing::warn!(database_ok, nats_ok, "unhealthy: not serving"),
             }
             let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
             // Shutdown may have begun while probing; it owns the status then.
@@ -301,7 +315,10 @@ where
                 tracing::Span::current().record("rpc.grpc.status_code", status);
                 duration_histogram().record(
                     elapsed_ms,
-                    &[KeyValue::new("rpc.method", method.clone()), KeyValue::new("rpc.grpc.status_code", i64::from(status))],
+                    &[
+                        KeyValue::new("rpc.method", method.clone()),
+                        KeyValue::new("rpc.grpc.status_code", i64::from(status)),
+                    ],
                 );
                 match tonic::Code::from_i32(status) {
                     tonic::Code::Ok => tracing::debug!(%method, elapsed_ms, "call finished"),

@@ -22,7 +22,9 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::{LogFormat, TelemetrySettings};
 
-/// Flushes and stops the exporters when dropped (at the end of `main`).
+/// Owns the exporters. Call [`TelemetryGuard::shutdown`] before the runtime
+/// ends so buffered spans and metrics are sent; dropping the guard without it
+/// only starts a best-effort shutdown on another thread.
 #[derive(Debug, Default)]
 pub struct TelemetryGuard {
     tracer_provider: Option<SdkTracerProvider>,
@@ -30,24 +32,46 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Exports what is buffered now (tests, and before exit).
-    pub fn flush(&self) {
-        if let Some(provider) = &self.tracer_provider {
-            let _ = provider.force_flush();
-        }
-        if let Some(provider) = &self.meter_provider {
-            let _ = provider.force_flush();
-        }
+    /// Exports what is buffered now. The SDK's flush blocks until the export
+    /// task (running on this runtime) answers, so it runs on a blocking thread.
+    pub async fn flush(&self) {
+        let tracer_provider = self.tracer_provider.clone();
+        let meter_provider = self.meter_provider.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(provider) = tracer_provider {
+                let _ = provider.force_flush();
+            }
+            if let Some(provider) = meter_provider {
+                let _ = provider.force_flush();
+            }
+        })
+        .await;
+    }
+
+    /// Exports what is buffered and stops the exporters.
+    pub async fn shutdown(mut self) {
+        let tracer_provider = self.tracer_provider.take();
+        let meter_provider = self.meter_provider.take();
+        let _ = tokio::task::spawn_blocking(move || shut_down(tracer_provider, meter_provider)).await;
+    }
+}
+
+fn shut_down(tracer_provider: Option<SdkTracerProvider>, meter_provider: Option<SdkMeterProvider>) {
+    if let Some(provider) = tracer_provider {
+        let _ = provider.shutdown();
+    }
+    if let Some(provider) = meter_provider {
+        let _ = provider.shutdown();
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.tracer_provider.take() {
-            let _ = provider.shutdown();
-        }
-        if let Some(provider) = self.meter_provider.take() {
-            let _ = provider.shutdown();
+        let tracer_provider = self.tracer_provider.take();
+        let meter_provider = self.meter_provider.take();
+        if tracer_provider.is_some() || meter_provider.is_some() {
+            // Never block here: the export tasks may need this very thread.
+            std::thread::spawn(move || shut_down(tracer_provider, meter_provider));
         }
     }
 }
@@ -99,10 +123,14 @@ pub fn init(service_name: &str, settings: &TelemetrySettings) -> anyhow::Result<
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
     };
+    // The log filter governs only what is logged. Spans at INFO and above are
+    // always kept for tracing, so trace context flows even when logs are quiet.
+    let spans_only = tracing_subscriber::filter::filter_fn(|metadata| {
+        metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+    });
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(format_layer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(format_layer.with_filter(filter))
+        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans_only))
         .try_init()
         .is_ok();
     if !installed {
@@ -164,8 +192,7 @@ pub struct TraceContextInterceptor;
 impl tonic::service::Interceptor for TraceContextInterceptor {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         for (key, value) in current_trace_context() {
-            if let (Ok(key), Ok(value)) =
-                (tonic::metadata::AsciiMetadataKey::from_bytes(key.as_bytes()), value.parse())
+            if let (Ok(key), Ok(value)) = (tonic::metadata::AsciiMetadataKey::from_bytes(key.as_bytes()), value.parse())
             {
                 request.metadata_mut().insert(key, value);
             }

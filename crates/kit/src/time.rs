@@ -5,12 +5,9 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 /// The last Sunday of a month, at 01:00 UTC: when EU summer time starts
 /// (March) and ends (October).
 fn last_sunday_at_one_utc(year: i32, month: u32) -> DateTime<Utc> {
-    let first_of_next = if month == 12 {
-        NaiveDate::from_ymd_opt(year + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(year, month + 1, 1)
-    }
-    .unwrap_or(NaiveDate::MIN);
+    let first_of_next =
+        if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) }
+            .unwrap_or(NaiveDate::MIN);
     let mut day = first_of_next - Duration::days(1);
     while day.weekday() != Weekday::Sun {
         day -= Duration::days(1);

@@ -16,8 +16,7 @@ pub use generated::esocial::*;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of all esocial protos,
 /// with their imports and source comments.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/esocial_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/esocial_descriptor.bin"));
 
 /// Decodes [`FILE_DESCRIPTOR_SET`].
 ///

@@ -49,7 +49,9 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         clean_up_in_background(async move {
             if let Ok(mut connection) = server.database("postgres").connect().await {
-                let _ = connection.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+                let _ = connection
+                    .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .await;
             }
         });
     }

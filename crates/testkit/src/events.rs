@@ -49,7 +49,9 @@ impl Drop for TestEvents {
         let url = self.nats_url.clone();
         let stream = self.settings.stream_name.clone();
         clean_up_in_background(async move {
-            if let Ok(client) = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2)).connect(&url).await {
+            if let Ok(client) =
+                async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2)).connect(&url).await
+            {
                 let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
             }
         });

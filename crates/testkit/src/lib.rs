@@ -24,7 +24,8 @@ pub use tokens::TestTokens;
 
 /// The PostgreSQL server tests use (any database on it; tests create theirs).
 pub fn database_server_url() -> String {
-    std::env::var("ESOCIAL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("ESOCIAL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// The NATS server tests use.

@@ -53,7 +53,11 @@ pub fn as_of_date(violations: &mut Violations, field: &str, date: Option<&common
     }
 }
 
-pub fn validity_from_proto(violations: &mut Violations, field: &str, validity: Option<&common::ValidityPeriod>) -> Option<Validity> {
+pub fn validity_from_proto(
+    violations: &mut Violations,
+    field: &str,
+    validity: Option<&common::ValidityPeriod>,
+) -> Option<Validity> {
     let Some(validity) = validity else {
         violations.add(field, "is required");
         return None;
@@ -72,7 +76,10 @@ pub fn validity_from_proto(violations: &mut Violations, field: &str, validity: O
 }
 
 pub fn validity_to_proto(validity: &Validity) -> common::ValidityPeriod {
-    common::ValidityPeriod { valid_from: Some(date_to_proto(validity.valid_from)), valid_to: validity.valid_to.map(date_to_proto) }
+    common::ValidityPeriod {
+        valid_from: Some(date_to_proto(validity.valid_from)),
+        valid_to: validity.valid_to.map(date_to_proto),
+    }
 }
 
 pub fn status(validity: &Validity, reference_date: NaiveDate) -> pb::VersionStatus {
@@ -118,7 +125,10 @@ fn money_to_proto(money: Money) -> common::Money {
 
 fn payment_rule_from_proto(violations: &mut Violations, field: &str, rule: &pb::PaymentRule) -> Option<PaymentRule> {
     let Some(kind) = &rule.kind else {
-        violations.add(field, "must be one of one_off, monthly, instalments (leave payment_rule out for support without money)");
+        violations.add(
+            field,
+            "must be one of one_off, monthly, instalments (leave payment_rule out for support without money)",
+        );
         return None;
     };
     let rule = match kind {
@@ -132,7 +142,8 @@ fn payment_rule_from_proto(violations: &mut Violations, field: &str, rule: &pb::
             let mut amounts = Vec::with_capacity(monthly.amounts.len());
             for (index, amount) in monthly.amounts.iter().enumerate() {
                 let path = format!("{field}.monthly.amounts[{index}]");
-                let category = text(violations, &format!("{path}.recipient_category"), &amount.recipient_category, true, 100);
+                let category =
+                    text(violations, &format!("{path}.recipient_category"), &amount.recipient_category, true, 100);
                 if let Some(money) = positive_money(violations, &format!("{path}.amount"), amount.amount.as_ref()) {
                     amounts.push(CategoryAmount { recipient_category: category, amount: money });
                 }
@@ -143,9 +154,16 @@ fn payment_rule_from_proto(violations: &mut Violations, field: &str, rule: &pb::
             PaymentRule::Monthly { amounts, grant_period_months: monthly.grant_period_months }
         }
         pb::payment_rule::Kind::Instalments(schedule) => {
-            let first = positive_money(violations, &format!("{field}.instalments.first_payment"), schedule.first_payment.as_ref());
-            let monthly =
-                positive_money(violations, &format!("{field}.instalments.monthly_payment"), schedule.monthly_payment.as_ref());
+            let first = positive_money(
+                violations,
+                &format!("{field}.instalments.first_payment"),
+                schedule.first_payment.as_ref(),
+            );
+            let monthly = positive_money(
+                violations,
+                &format!("{field}.instalments.monthly_payment"),
+                schedule.monthly_payment.as_ref(),
+            );
             if !(1..=240).contains(&schedule.months) {
                 violations.add(format!("{field}.instalments.months"), "must be between 1 and 240");
             }
@@ -161,7 +179,9 @@ fn payment_rule_from_proto(violations: &mut Violations, field: &str, rule: &pb::
 
 fn payment_rule_to_proto(rule: &PaymentRule) -> pb::PaymentRule {
     let kind = match rule {
-        PaymentRule::OneOff { amount } => pb::payment_rule::Kind::OneOff(pb::OneOffPayment { amount: Some(money_to_proto(*amount)) }),
+        PaymentRule::OneOff { amount } => {
+            pb::payment_rule::Kind::OneOff(pb::OneOffPayment { amount: Some(money_to_proto(*amount)) })
+        }
         PaymentRule::Monthly { amounts, grant_period_months } => pb::payment_rule::Kind::Monthly(pb::MonthlyPayment {
             amounts: amounts
                 .iter()
@@ -249,7 +269,8 @@ pub fn support_content_from_proto(
             thresholds.push(Threshold { name, amount });
         }
     }
-    let eligibility_notes = text(violations, "content.eligibility_notes", &content.eligibility_notes, false, TEXT_LENGTH_MAX);
+    let eligibility_notes =
+        text(violations, "content.eligibility_notes", &content.eligibility_notes, false, TEXT_LENGTH_MAX);
     Some(SupportTypeContent {
         name_uk,
         name_en,
@@ -285,7 +306,10 @@ pub fn support_version_to_proto(version: &SupportTypeVersion, reference_date: Na
             thresholds: content
                 .thresholds
                 .iter()
-                .map(|threshold| pb::Threshold { name: threshold.name.clone(), amount: Some(money_to_proto(threshold.amount)) })
+                .map(|threshold| pb::Threshold {
+                    name: threshold.name.clone(),
+                    amount: Some(money_to_proto(threshold.amount)),
+                })
                 .collect(),
             eligibility_notes: content.eligibility_notes.clone(),
         }),
@@ -368,7 +392,10 @@ pub fn reference_content_from_proto(
         (ReferenceBook::TerritorialUnits, Some(pb::reference_entry_content::Details::TerritorialUnit(details))) => {
             let level = level_from_proto(details.level);
             if level.is_none() {
-                violations.add("content.territorial_unit.level", "is required: oblast, raion, hromada, settlement or city district");
+                violations.add(
+                    "content.territorial_unit.level",
+                    "is required: oblast, raion, hromada, settlement or city district",
+                );
             }
             let mut letters = details.category.trim().chars();
             let category = match (letters.next(), letters.next()) {
@@ -377,7 +404,8 @@ pub fn reference_content_from_proto(
                     let allowed: String = level
                         .map(|level| level.categories().iter().map(char::to_string).collect::<Vec<_>>().join(", "))
                         .unwrap_or_else(|| "the codifier's letters".to_owned());
-                    violations.add("content.territorial_unit.category", format!("must be one of {allowed} for this level"));
+                    violations
+                        .add("content.territorial_unit.category", format!("must be one of {allowed} for this level"));
                     None
                 }
             };
@@ -403,7 +431,9 @@ pub fn reference_content_from_proto(
     };
     if let Some(details) = territorial {
         match (details.level, &parent_code) {
-            (TerritorialLevel::Oblast, Some(_)) => violations.add("content.parent_code", "must be empty for a first-level unit"),
+            (TerritorialLevel::Oblast, Some(_)) => {
+                violations.add("content.parent_code", "must be empty for a first-level unit");
+            }
             (TerritorialLevel::Oblast, None) => {}
             (_, None) => violations.add("content.parent_code", "is required below the first level"),
             (_, Some(_)) => {}
@@ -498,7 +528,11 @@ pub fn page_token(start: &PageStart) -> String {
 }
 
 /// Cuts a fetched list to the page and returns the next page's token.
-pub fn finish_page<T>(items: &mut Vec<T>, page: &Page, next_start: impl FnOnce(&T) -> PageStart) -> common::PageResponse {
+pub fn finish_page<T>(
+    items: &mut Vec<T>,
+    page: &Page,
+    next_start: impl FnOnce(&T) -> PageStart,
+) -> common::PageResponse {
     let size = usize::try_from(page.size).unwrap_or(usize::MAX);
     if items.len() > size {
         items.truncate(size);

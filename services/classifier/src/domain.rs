@@ -27,7 +27,9 @@ impl SupportTypeCode {
 fn is_upper_snake_code(text: &str) -> bool {
     (1..=64).contains(&text.len())
         && text.starts_with(|character: char| character.is_ascii_uppercase())
-        && text.chars().all(|character| character.is_ascii_uppercase() || character.is_ascii_digit() || character == '_')
+        && text
+            .chars()
+            .all(|character| character.is_ascii_uppercase() || character.is_ascii_digit() || character == '_')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,9 +203,10 @@ impl ReferenceBook {
     /// Checks a code's form for this book and returns it in canonical form.
     pub fn canonical_code(self, code: &str) -> Result<String, String> {
         match self {
-            ReferenceBook::TerritorialUnits => code.parse::<Katottg>().map(|code| code.to_string()).map_err(|error| {
-                format!("is not a KATOTTG code (UA + 17 digits): {error}")
-            }),
+            ReferenceBook::TerritorialUnits => code
+                .parse::<Katottg>()
+                .map(|code| code.to_string())
+                .map_err(|error| format!("is not a KATOTTG code (UA + 17 digits): {error}")),
             ReferenceBook::Banks => {
                 if code.len() == 6 && code.bytes().all(|byte| byte.is_ascii_digit()) {
                     Ok(code.to_owned())
@@ -344,10 +347,9 @@ impl std::fmt::Display for VersioningRejection {
                 formatter,
                 "versions are added in time order: a new version must start after {latest_from}, when version {latest} starts"
             ),
-            VersioningRejection::Overlaps { latest, latest_to } => write!(
-                formatter,
-                "the validity period overlaps version {latest}, which applies until {latest_to}"
-            ),
+            VersioningRejection::Overlaps { latest, latest_to } => {
+                write!(formatter, "the validity period overlaps version {latest}, which applies until {latest_to}")
+            }
             VersioningRejection::AlreadyEnds { latest, latest_to } => {
                 write!(formatter, "already ends: version {latest} is the last and applies until {latest_to}")
             }
@@ -442,8 +444,11 @@ mod tests {
 
     #[test]
     fn versions_are_appended_in_time_order_only() {
-        let plan =
-            plan_new_version(open_from(1, "2020-01-01"), 1, Validity { valid_from: date("2020-01-01"), valid_to: None });
+        let plan = plan_new_version(
+            open_from(1, "2020-01-01"),
+            1,
+            Validity { valid_from: date("2020-01-01"), valid_to: None },
+        );
         assert_eq!(plan, Err(VersioningRejection::NotAfterLatest { latest: 1, latest_from: date("2020-01-01") }));
     }
 
@@ -461,7 +466,11 @@ mod tests {
 
     #[test]
     fn a_stale_expected_version_is_refused() {
-        let plan = plan_new_version(open_from(3, "2020-01-01"), 2, Validity { valid_from: date("2021-01-01"), valid_to: None });
+        let plan = plan_new_version(
+            open_from(3, "2020-01-01"),
+            2,
+            Validity { valid_from: date("2021-01-01"), valid_to: None },
+        );
         assert_eq!(plan, Err(VersioningRejection::Stale { expected: 2, actual: 3 }));
         let new_code = plan_new_version(None, 1, Validity { valid_from: date("2021-01-01"), valid_to: None });
         assert_eq!(new_code, Err(VersioningRejection::Stale { expected: 1, actual: 0 }));

@@ -37,10 +37,8 @@ impl ClassifierApi {
 }
 
 fn actor_of<T>(request: &Request<T>) -> Result<Actor, Status> {
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .ok_or_else(|| Status::unauthenticated("a bearer token is required"))?;
+    let caller =
+        request.extensions().get::<Caller>().ok_or_else(|| Status::unauthenticated("a bearer token is required"))?;
     Ok(Actor { subject: caller.subject.clone(), organization: caller.organization_edrpou.clone() })
 }
 
@@ -77,7 +75,7 @@ where
     Ok(response)
 }
 
-fn not_in_force(what: String, exists: bool, as_of: NaiveDate) -> Status {
+fn not_in_force(what: &str, exists: bool, as_of: NaiveDate) -> Status {
     if exists {
         Status::not_found(format!("{what} has no version in force on {as_of}"))
     } else {
@@ -103,7 +101,7 @@ impl ClassifierService for ClassifierApi {
             })),
             None => {
                 let exists = self.store.support_type_exists(&code).await.map_err(Error::from)?;
-                Err(not_in_force(format!("support type {code}"), exists, as_of))
+                Err(not_in_force(&format!("support type {code}"), exists, as_of))
             }
         }
     }
@@ -173,17 +171,14 @@ impl ClassifierService for ClassifierApi {
         let content = support_content_from_proto(&mut violations, request.content.as_ref());
         let reason = text(&mut violations, "change_reason", &request.change_reason, true, REASON_LENGTH_MAX);
         violations.finish().map_err(Error::from)?;
-        let (Some(request_id), Some(code), Some(validity), Some(content)) = (request_id, code, validity, content) else {
+        let (Some(request_id), Some(code), Some(validity), Some(content)) = (request_id, code, validity, content)
+        else {
             return Err(Status::invalid_argument("invalid request"));
         };
         let mut fingerprinted = request.clone();
         fingerprinted.request_id.clear();
-        let response = idempotent(
-            &self.store,
-            "CreateSupportTypeVersion",
-            request_id,
-            &fingerprinted,
-            async |transaction| {
+        let response =
+            idempotent(&self.store, "CreateSupportTypeVersion", request_id, &fingerprinted, async |transaction| {
                 let created = service::create_support_type_version(
                     transaction,
                     &actor,
@@ -198,9 +193,8 @@ impl ClassifierService for ClassifierApi {
                     created: Some(support_version_to_proto(&created.created, esocial_kit::time::kyiv_today())),
                     end_dated_version: created.end_dated.map(|(version, _)| version),
                 })
-            },
-        )
-        .await?;
+            })
+            .await?;
         Ok(Response::new(response))
     }
 
@@ -245,10 +239,12 @@ impl ClassifierService for ClassifierApi {
             return Err(Status::invalid_argument("invalid request"));
         };
         match self.store.reference_entry_in_force(book, &code, as_of).await.map_err(Error::from)? {
-            Some(entry) => Ok(Response::new(pb::GetReferenceEntryResponse { entry: Some(reference_entry_to_proto(&entry, as_of)) })),
+            Some(entry) => Ok(Response::new(pb::GetReferenceEntryResponse {
+                entry: Some(reference_entry_to_proto(&entry, as_of)),
+            })),
             None => {
                 let exists = self.store.reference_entry_exists(book, &code).await.map_err(Error::from)?;
-                Err(not_in_force(format!("{} entry {code}", book.as_str()), exists, as_of))
+                Err(not_in_force(&format!("{} entry {code}", book.as_str()), exists, as_of))
             }
         }
     }
@@ -309,7 +305,8 @@ impl ClassifierService for ClassifierApi {
             PageStart::Offset(offset) if *offset <= SEARCH_OFFSET_MAX => *offset,
             PageStart::First => 0,
             PageStart::Offset(_) => {
-                violations.add("page.page_token", format!("goes deeper than {SEARCH_OFFSET_MAX} results: narrow the query"));
+                violations
+                    .add("page.page_token", format!("goes deeper than {SEARCH_OFFSET_MAX} results: narrow the query"));
                 0
             }
             PageStart::AfterCode(_) => {
@@ -375,12 +372,8 @@ impl ClassifierService for ClassifierApi {
         };
         let mut fingerprinted = request.clone();
         fingerprinted.request_id.clear();
-        let response = idempotent(
-            &self.store,
-            "CreateReferenceEntryVersion",
-            request_id,
-            &fingerprinted,
-            async |transaction| {
+        let response =
+            idempotent(&self.store, "CreateReferenceEntryVersion", request_id, &fingerprinted, async |transaction| {
                 let created = service::create_reference_entry_version(
                     transaction,
                     &actor,
@@ -396,9 +389,8 @@ impl ClassifierService for ClassifierApi {
                     created: Some(reference_entry_to_proto(&created.created, esocial_kit::time::kyiv_today())),
                     end_dated_version: created.end_dated.map(|(version, _)| version),
                 })
-            },
-        )
-        .await?;
+            })
+            .await?;
         Ok(Response::new(response))
     }
 
@@ -421,14 +413,15 @@ impl ClassifierService for ClassifierApi {
         };
         let mut fingerprinted = request.clone();
         fingerprinted.request_id.clear();
-        let response = idempotent(&self.store, "RetireReferenceEntry", request_id, &fingerprinted, async |transaction| {
-            let end_dated =
-                service::retire_reference_entry(transaction, &actor, book, &code, effective_from, &reason).await?;
-            Ok(pb::RetireReferenceEntryResponse {
-                end_dated: Some(reference_entry_to_proto(&end_dated, esocial_kit::time::kyiv_today())),
+        let response =
+            idempotent(&self.store, "RetireReferenceEntry", request_id, &fingerprinted, async |transaction| {
+                let end_dated =
+                    service::retire_reference_entry(transaction, &actor, book, &code, effective_from, &reason).await?;
+                Ok(pb::RetireReferenceEntryResponse {
+                    end_dated: Some(reference_entry_to_proto(&end_dated, esocial_kit::time::kyiv_today())),
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(Response::new(response))
     }
 }

@@ -87,7 +87,9 @@ impl Classifier {
         ));
         match verifier.refresh().await {
             Ok(keys) => tracing::info!(keys, "token verification keys loaded"),
-            Err(error) => tracing::warn!(%error, "no token verification keys yet: every call will be refused until there are"),
+            Err(error) => {
+                tracing::warn!(%error, "no token verification keys yet: every call will be refused until there are");
+            }
         }
         Ok(Self { settings, pool, nats, verifier })
     }
@@ -102,7 +104,11 @@ impl Classifier {
     }
 
     /// Serves on `listener` and relays events until `shutdown` completes.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop = Shutdown::new();
         let relay = esocial_events::OutboxRelay::new(
             self.pool.clone(),

@@ -263,9 +263,18 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<SeedReport> {
         if Store::lock_reference_entry(&mut transaction, input.book, &code).await.map_err(Error::from)?.is_some() {
             continue;
         }
-        service::create_reference_entry_version(&mut transaction, &actor, input.book, &code, validity, &content, "Seed data", 0)
-            .await
-            .map_err(|error| anyhow::anyhow!("seed {} {code}: {error}", input.book.as_str()))?;
+        service::create_reference_entry_version(
+            &mut transaction,
+            &actor,
+            input.book,
+            &code,
+            validity,
+            &content,
+            "Seed data",
+            0,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("seed {} {code}: {error}", input.book.as_str()))?;
         report.reference_entries += 1;
     }
     transaction.commit().await?;

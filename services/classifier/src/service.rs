@@ -87,9 +87,16 @@ pub async fn create_support_type_version(
     if let Some((version, last_day)) = plan.end_date {
         Store::end_date_support_type_version(transaction, code, version, last_day, actor, change_reason).await?;
     }
-    let created =
-        Store::insert_support_type_version(transaction, code, plan.new_version, validity, content, change_reason, actor)
-            .await?;
+    let created = Store::insert_support_type_version(
+        transaction,
+        code,
+        plan.new_version,
+        validity,
+        content,
+        change_reason,
+        actor,
+    )
+    .await?;
     let event = pb::SupportTypeVersionCreated {
         version: Some(support_version_to_proto(&created, created.validity.valid_from)),
         end_dated_version: plan.end_date.map(|(version, _)| version),
@@ -135,8 +142,13 @@ async fn check_territorial_parent(
     let (Some(parent_code), Some(details)) = (&content.parent_code, content.territorial) else {
         return Ok(());
     };
-    let Some(parent) =
-        Store::reference_entry_in_force_on(transaction, ReferenceBook::TerritorialUnits, parent_code, validity.valid_from).await?
+    let Some(parent) = Store::reference_entry_in_force_on(
+        transaction,
+        ReferenceBook::TerritorialUnits,
+        parent_code,
+        validity.valid_from,
+    )
+    .await?
     else {
         return Err(ApiError::FailedPrecondition(format!(
             "parent territorial unit {parent_code} is not in force on {}",
@@ -178,7 +190,8 @@ pub async fn create_reference_entry_version(
     let latest = Store::lock_reference_entry(transaction, book, code).await?;
     let plan = plan_new_version(latest, expected_latest, validity).map_err(|reason| rejection(&reason, &what))?;
     if let Some((version, last_day)) = plan.end_date {
-        Store::end_date_reference_entry_version(transaction, book, code, version, last_day, actor, change_reason).await?;
+        Store::end_date_reference_entry_version(transaction, book, code, version, last_day, actor, change_reason)
+            .await?;
     }
     let created = Store::insert_reference_entry_version(
         transaction,
@@ -197,7 +210,8 @@ pub async fn create_reference_entry_version(
         end_dated_valid_to: plan.end_date.map(|(_, last_day)| date_to_proto(last_day)),
     };
     let subject = format!("{}/{code}", book.as_str());
-    esocial_events::outbox::enqueue(transaction, &events::REFERENCE_ENTRY_VERSION_CREATED, Some(&subject), &event).await?;
+    esocial_events::outbox::enqueue(transaction, &events::REFERENCE_ENTRY_VERSION_CREATED, Some(&subject), &event)
+        .await?;
     Ok(Created { created, end_dated: plan.end_date })
 }
 

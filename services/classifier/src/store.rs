@@ -5,9 +5,9 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::{
-    Actor, DecisiveDate, LatestVersion, PaymentRule, Recorded, ReferenceBook, ReferenceEntry,
-    ReferenceEntryContent, SupportCategory, SupportTypeContent, SupportTypeVersion, TerritorialDetails,
-    TerritorialLevel, Threshold, Validity, normalize_for_search,
+    Actor, DecisiveDate, LatestVersion, PaymentRule, Recorded, ReferenceBook, ReferenceEntry, ReferenceEntryContent,
+    SupportCategory, SupportTypeContent, SupportTypeVersion, TerritorialDetails, TerritorialLevel, Threshold, Validity,
+    normalize_for_search,
 };
 
 /// A stored row that does not map back to the domain: a bug or a manual edit.
@@ -152,7 +152,11 @@ impl Store {
 
     // ------------------------------------------------------------ support types
 
-    pub async fn support_type_in_force(&self, code: &str, as_of: NaiveDate) -> Result<Option<SupportTypeVersion>, StoreError> {
+    pub async fn support_type_in_force(
+        &self,
+        code: &str,
+        as_of: NaiveDate,
+    ) -> Result<Option<SupportTypeVersion>, StoreError> {
         let row: Option<SupportTypeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SUPPORT_TYPE_COLUMNS} FROM support_type_versions
              WHERE code = $1 AND daterange(valid_from, valid_to, '[]') @> $2"
@@ -206,7 +210,10 @@ impl Store {
     }
 
     /// Locks a support type for a change and returns its latest version.
-    pub async fn lock_support_type(connection: &mut PgConnection, code: &str) -> Result<Option<LatestVersion>, StoreError> {
+    pub async fn lock_support_type(
+        connection: &mut PgConnection,
+        code: &str,
+    ) -> Result<Option<LatestVersion>, StoreError> {
         let latest: Option<(i32, NaiveDate, Option<NaiveDate>)> = sqlx::query_as(
             "SELECT v.version, v.valid_from, v.valid_to
              FROM support_types t JOIN support_type_versions v ON v.code = t.code AND v.version = t.latest_version
@@ -388,7 +395,11 @@ impl Store {
         convert_all(rows)
     }
 
-    pub async fn reference_entry_versions(&self, book: ReferenceBook, code: &str) -> Result<Vec<ReferenceEntry>, StoreError> {
+    pub async fn reference_entry_versions(
+        &self,
+        book: ReferenceBook,
+        code: &str,
+    ) -> Result<Vec<ReferenceEntry>, StoreError> {
         let rows: Vec<ReferenceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {REFERENCE_COLUMNS} FROM reference_entry_versions WHERE book = $1 AND code = $2 ORDER BY version"
         )))

@@ -1,0 +1,144 @@
+//! The services this binary knows, their settings, and running them.
+
+use esocial_kit::config::{ConfigError, Env, VARIABLES, Variable};
+use esocial_kit::shutdown::Shutdown;
+
+/// Every service the binary can run, by name.
+pub const NAMES: &[&str] = &[esocial_classifier::NAME];
+
+/// Every environment variable the binary reads: the kit's and each service's.
+pub fn variables() -> Vec<Variable> {
+    let mut all: Vec<Variable> = VARIABLES.to_vec();
+    all.extend_from_slice(esocial_classifier::VARIABLES);
+    all
+}
+
+/// The settings of every service, all read and checked up front.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    pub classifier: esocial_classifier::Settings,
+}
+
+impl ProcessSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { classifier: esocial_classifier::Settings::from_env(env)? })
+    }
+}
+
+/// A service built and bound, ready to run.
+pub struct Bound {
+    pub name: &'static str,
+    pub address: std::net::SocketAddr,
+    run: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Bound")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bound {
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.run.await
+    }
+}
+
+async fn bind(address: std::net::SocketAddr, name: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("{name} cannot listen on {address}: {error}"))
+}
+
+/// Builds a service (pool, migrations, connections), optionally seeds it,
+/// and binds its listener.
+pub async fn build(settings: &ProcessSettings, name: &str, seed: bool, shutdown: &Shutdown) -> anyhow::Result<Bound> {
+    match name {
+        esocial_classifier::NAME => {
+            let classifier = esocial_classifier::Classifier::build(settings.classifier.clone()).await?;
+            if seed {
+                let report = classifier.seed().await?;
+                tracing::info!(
+                    support_type_versions = report.support_type_versions,
+                    reference_entries = report.reference_entries,
+                    "classifier seed data loaded"
+                );
+            }
+            let listener = bind(settings.classifier.listen_addr, name).await?;
+            let address = listener.local_addr()?;
+            Ok(Bound {
+                name: esocial_classifier::NAME,
+                address,
+                run: Box::pin(classifier.run(listener, shutdown.wait())),
+            })
+        }
+        other => Err(anyhow::anyhow!("unknown service {other:?}; services: {}", NAMES.join(", "))),
+    }
+}
+
+/// Triggers `shutdown` on SIGTERM or SIGINT.
+pub fn stop_on_signal(shutdown: &Shutdown) {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        esocial_kit::shutdown::signal().await;
+        shutdown.trigger();
+    });
+}
+
+pub async fn serve(settings: &ProcessSettings, name: &str) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    stop_on_signal(&shutdown);
+    let bound = build(settings, name, false, &shutdown).await?;
+    tracing::info!(service = bound.name, address = %bound.address, "serving");
+    bound.run().await
+}
+
+pub async fn migrate(settings: &ProcessSettings) -> anyhow::Result<()> {
+    esocial_kit::db::ensure_database_exists(&settings.classifier.common.database_url).await?;
+    // Building a service runs its migrations.
+    let classifier = esocial_classifier::Classifier::build(settings.classifier.clone()).await?;
+    classifier.pool().close().await;
+    println!("migrated: {}", NAMES.join(", "));
+    Ok(())
+}
+
+pub async fn seed(settings: &ProcessSettings) -> anyhow::Result<()> {
+    let classifier = esocial_classifier::Classifier::build(settings.classifier.clone()).await?;
+    let report = classifier.seed().await?;
+    println!(
+        "classifier: {} support type versions and {} reference entries added",
+        report.support_type_versions, report.reference_entries
+    );
+    classifier.pool().close().await;
+    Ok(())
+}
+
+pub fn print_configuration() {
+    println!("| variable | default | meaning |");
+    println!("| --- | --- | --- |");
+    for variable in variables() {
+        let default =
+            if variable.default.is_empty() { "(unset)".to_owned() } else { format!("`{}`", variable.default) };
+        println!("| `{}` | {default} | {} |", variable.name, variable.meaning);
+    }
+}
+
+/// Asks the gRPC health service at `address` about the whole server.
+pub async fn check_health(address: &str) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3));
+    let mut client = HealthClient::new(endpoint.connect().await?);
+    let status = client.check(HealthCheckRequest { service: String::new() }).await?.into_inner().status;
+    if status == ServingStatus::Serving as i32 {
+        println!("SERVING");
+        Ok(())
+    } else {
+        anyhow::bail!("{address} is not serving (status {status})")
+    }
+}

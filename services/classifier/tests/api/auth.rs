@@ -1,0 +1,95 @@
+use esocial_auth::{Role, SigningKey};
+use esocial_classifier::AUDIENCE;
+use esocial_proto::classifier::v1 as pb;
+use tonic::Code;
+
+use crate::harness::{TestApp, new_request_id, open_from};
+
+fn get_birth_assistance() -> pb::GetSupportTypeRequest {
+    pb::GetSupportTypeRequest { code: "BIRTH_ASSISTANCE".to_owned(), as_of: None }
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_token_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+
+    let mut anonymous = app.client_with(None).await;
+    let status = anonymous.get_support_type(get_birth_assistance()).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut garbage = app.client_with(Some("not.a.jwt".to_owned())).await;
+    assert_eq!(
+        garbage.get_support_type(get_birth_assistance()).await.expect_err("garbage").code(),
+        Code::Unauthenticated
+    );
+
+    // A well-formed token from a key the service does not trust.
+    let stranger = SigningKey::generate();
+    let forged = stranger.sign(&app.tokens.claims(AUDIENCE, &[Role::ClassifierAdmin])).expect("signs");
+    let mut forger = app.client_with(Some(forged)).await;
+    let status = forger.get_support_type(get_birth_assistance()).await.expect_err("untrusted key");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "invalid token", "the reason stays in the server log");
+
+    // A trusted key, but a token meant for another service.
+    let for_registry = app.tokens.token("esocial.registry", &[Role::ClassifierAdmin]);
+    let mut misdirected = app.client_with(Some(for_registry)).await;
+    assert_eq!(
+        misdirected.get_support_type(get_birth_assistance()).await.expect_err("wrong audience").code(),
+        Code::Unauthenticated
+    );
+}
+
+#[tokio::test]
+async fn reads_need_any_role_and_changes_need_classifier_admin() {
+    let app = TestApp::spawn().await;
+    let mut specialist = app.client_as(&[Role::SocialSpecialist]).await;
+    assert!(specialist.get_support_type(get_birth_assistance()).await.is_ok());
+
+    let request = pb::CreateSupportTypeVersionRequest {
+        request_id: new_request_id(),
+        code: "NEW_BENEFIT".to_owned(),
+        validity: Some(open_from("2027-01-01")),
+        content: Some(pb::SupportTypeContent {
+            name_uk: "Нова пільга".to_owned(),
+            name_en: "New benefit".to_owned(),
+            category: pb::SupportCategory::Benefit.into(),
+            legal_basis: "test".to_owned(),
+            payment_rule: None,
+            decisive_date: pb::DecisiveDate::ApplicationDate.into(),
+            thresholds: vec![],
+            eligibility_notes: String::new(),
+        }),
+        change_reason: "test".to_owned(),
+        expected_latest_version: 0,
+    };
+    let denied = specialist.create_support_type_version(request.clone()).await.expect_err("not an admin");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("classifier_admin"), "{}", denied.message());
+
+    // Without any role the caller is still authenticated: reads work.
+    let mut no_roles = app.client_as(&[]).await;
+    assert!(no_roles.get_support_type(get_birth_assistance()).await.is_ok());
+    assert_eq!(
+        no_roles.create_support_type_version(request.clone()).await.expect_err("no role").code(),
+        Code::PermissionDenied
+    );
+
+    let mut admin = app.admin().await;
+    assert!(admin.create_support_type_version(request).await.is_ok());
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM classifier.support_types WHERE code = 'NEW_BENEFIT'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1, "the denied attempts wrote nothing");
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_open_without_a_token() {
+    let app = TestApp::spawn().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "esocial.classifier.v1.ClassifierService".to_owned() })
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+}

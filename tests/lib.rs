@@ -1,0 +1,1 @@
+//! Cross-service tests live in `tests/*.rs`; this crate has no code of its own.
