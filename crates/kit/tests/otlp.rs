@@ -92,7 +92,10 @@ async fn spans_and_metrics_are_exported_when_an_endpoint_is_set() {
     guard.flush().await;
 
     let calls = collector.calls.lock().expect("lock").clone();
-    assert!(calls.get("/opentelemetry.proto.collector.trace.v1.TraceService/Export").is_some_and(|count| *count >= 1), "{calls:?}");
+    assert!(
+        calls.get("/opentelemetry.proto.collector.trace.v1.TraceService/Export").is_some_and(|count| *count >= 1),
+        "{calls:?}"
+    );
     assert!(
         calls.get("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export").is_some_and(|count| *count >= 1),
         "{calls:?}"
