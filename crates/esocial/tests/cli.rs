@@ -32,16 +32,25 @@ async fn up_serves_the_sandbox_until_sigterm() {
         ("ESOCIAL_DATA_DIR", data.path().display().to_string()),
         ("ESOCIAL_JWKS_FILE", data.path().join("jwks.json").display().to_string()),
         ("ESOCIAL_CLASSIFIER_ADDR", address.clone()),
-        ("RUST_LOG", "warn".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+        ("ESOCIAL_LOG_FORMAT", "json".to_owned()),
     ];
     let mut up = Command::new(BINARY)
         .arg("up")
         .envs(env.clone())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("esocial up starts");
+    let mut log_lines = BufReader::new(up.stderr.take().expect("stderr")).lines();
+    let logs = tokio::spawn(async move {
+        let mut collected = Vec::new();
+        while let Ok(Some(line)) = log_lines.next_line().await {
+            collected.push(line);
+        }
+        collected
+    });
     let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -97,6 +106,14 @@ async fn up_serves_the_sandbox_until_sigterm() {
         .expect("exits within the grace period")
         .expect("status");
     assert!(exit.success(), "a clean exit after SIGTERM: {exit:?}");
+
+    // ESOCIAL_LOG_FORMAT=json: every log line is one JSON object.
+    let logs = logs.await.expect("logs");
+    assert!(logs.iter().any(|line| line.contains("received SIGTERM")), "{logs:?}");
+    for line in &logs {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"));
+        assert!(entry.get("level").is_some() && entry.get("message").is_some(), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -238,3 +238,63 @@ async fn a_message_that_is_not_a_cloudevent_is_terminated_not_retried() {
     assert_eq!(consumer.process(&handler, &message).await, Outcome::Terminated);
     assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
 }
+
+/// Captures the trace context the handler runs in.
+struct TraceRecordingHandler {
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl EventHandler for TraceRecordingHandler {
+    fn handle<'a>(
+        &'a self,
+        _transaction: &'a mut sqlx::PgConnection,
+        _event: &'a ReceivedEvent,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandleError>> + Send + 'a>> {
+        let context = esocial_kit::telemetry::current_trace_context();
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(context.get("traceparent").cloned().unwrap_or_default());
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn the_consumer_continues_the_trace_of_the_change() {
+    static TELEMETRY: std::sync::OnceLock<Option<esocial_kit::telemetry::TelemetryGuard>> = std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| {
+        let settings = esocial_kit::config::TelemetrySettings {
+            log_format: esocial_kit::config::LogFormat::Text,
+            log_filter: "warn".to_owned(),
+            otlp_endpoint: None,
+        };
+        esocial_kit::telemetry::init("events-test", &settings).ok()
+    });
+    let fixture = fixture().await;
+    // The change happens inside a span that continues a caller's trace, as a
+    // gRPC handler's would.
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let span = tracing::info_span!("change");
+    let carrier: std::collections::HashMap<String, String> =
+        [("traceparent".to_owned(), format!("00-{trace_id}-b7ad6b7169203331-01"))].into();
+    esocial_kit::telemetry::set_parent_from(&span, &carrier);
+    tracing::Instrument::instrument(enqueue(&fixture.pool, "traced"), span).await;
+    OutboxRelay::new(fixture.pool.clone(), fixture.jetstream.clone(), SCHEMA, &fixture.events.settings)
+        .publish_pending()
+        .await
+        .expect("published");
+
+    let consumer = EventConsumer::new(
+        fixture.pool.clone(),
+        fixture.jetstream.clone(),
+        &fixture.events.settings,
+        ConsumerSettings::new("tracing_consumer", "testing.>"),
+    );
+    let handler = Arc::new(TraceRecordingHandler { seen: std::sync::Mutex::default() });
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(consumer.run(handler.clone(), shutdown.wait()));
+    assert!(wait_until(async || handler.seen.lock().map(|seen| !seen.is_empty()).unwrap_or(false)).await);
+    shutdown.trigger();
+    task.await.expect("stops");
+    let seen = handler.seen.lock().expect("lock").clone();
+    assert!(seen[0].starts_with(&format!("00-{trace_id}-")), "the handler runs in the change's trace: {seen:?}");
+}
