@@ -119,7 +119,7 @@ fn positive_money(violations: &mut Violations, field: &str, money: Option<&commo
     }
 }
 
-fn money_to_proto(money: Money) -> common::Money {
+pub(crate) fn money_to_proto(money: Money) -> common::Money {
     common::Money { kopiykas: money.kopiykas() }
 }
 
@@ -177,7 +177,7 @@ fn payment_rule_from_proto(violations: &mut Violations, field: &str, rule: &pb::
     Some(rule)
 }
 
-fn payment_rule_to_proto(rule: &PaymentRule) -> pb::PaymentRule {
+pub(crate) fn payment_rule_to_proto(rule: &PaymentRule) -> pb::PaymentRule {
     let kind = match rule {
         PaymentRule::OneOff { amount } => {
             pb::payment_rule::Kind::OneOff(pb::OneOffPayment { amount: Some(money_to_proto(*amount)) })
@@ -213,7 +213,7 @@ pub fn category_from_proto(category: i32) -> Option<SupportCategory> {
     }
 }
 
-fn category_to_proto(category: SupportCategory) -> pb::SupportCategory {
+pub(crate) fn category_to_proto(category: SupportCategory) -> pb::SupportCategory {
     match category {
         SupportCategory::Payment => pb::SupportCategory::Payment,
         SupportCategory::Benefit => pb::SupportCategory::Benefit,
@@ -222,7 +222,7 @@ fn category_to_proto(category: SupportCategory) -> pb::SupportCategory {
     }
 }
 
-fn decisive_date_to_proto(date: DecisiveDate) -> pb::DecisiveDate {
+pub(crate) fn decisive_date_to_proto(date: DecisiveDate) -> pb::DecisiveDate {
     match date {
         DecisiveDate::BirthDate => pb::DecisiveDate::BirthDate,
         DecisiveDate::ApplicationDate => pb::DecisiveDate::ApplicationDate,
@@ -363,7 +363,7 @@ fn level_from_proto(level: i32) -> Option<TerritorialLevel> {
     }
 }
 
-fn level_to_proto(level: TerritorialLevel) -> pb::TerritorialLevel {
+pub(crate) fn level_to_proto(level: TerritorialLevel) -> pb::TerritorialLevel {
     match level {
         TerritorialLevel::Oblast => pb::TerritorialLevel::Oblast,
         TerritorialLevel::Raion => pb::TerritorialLevel::Raion,

@@ -59,7 +59,8 @@ impl SupportCategory {
 }
 
 /// Which date of a case decides the version of a rule that applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DecisiveDate {
     BirthDate,
     ApplicationDate,

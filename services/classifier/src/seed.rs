@@ -9,9 +9,10 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::convert::{
-    book_code, date_to_proto, reference_content_from_proto, support_content_from_proto, validity_from_proto,
+    book_code, category_to_proto, date_to_proto, decisive_date_to_proto, level_to_proto, money_to_proto,
+    payment_rule_to_proto, reference_content_from_proto, support_content_from_proto, validity_from_proto,
 };
-use crate::domain::{Actor, PaymentRule, ReferenceBook, SupportCategory, TerritorialLevel, Threshold};
+use crate::domain::{Actor, DecisiveDate, PaymentRule, ReferenceBook, SupportCategory, TerritorialLevel, Threshold};
 use crate::service::{self, Error};
 use crate::store::Store;
 
@@ -27,7 +28,7 @@ struct SeedSupportType {
     name_uk: String,
     name_en: String,
     category: SupportCategory,
-    decisive_date: String,
+    decisive_date: DecisiveDate,
     versions: Vec<SeedSupportVersion>,
 }
 
@@ -64,64 +65,8 @@ pub struct SeedReport {
     pub reference_entries: usize,
 }
 
-fn money(kopiykas: esocial_identifiers::Money) -> Option<common::Money> {
-    Some(common::Money { kopiykas: kopiykas.kopiykas() })
-}
-
-fn payment_rule_to_proto(rule: &PaymentRule) -> pb::PaymentRule {
-    let kind = match rule {
-        PaymentRule::OneOff { amount } => pb::payment_rule::Kind::OneOff(pb::OneOffPayment { amount: money(*amount) }),
-        PaymentRule::Monthly { amounts, grant_period_months } => pb::payment_rule::Kind::Monthly(pb::MonthlyPayment {
-            amounts: amounts
-                .iter()
-                .map(|amount| pb::CategoryAmount {
-                    recipient_category: amount.recipient_category.clone(),
-                    amount: money(amount.amount),
-                })
-                .collect(),
-            grant_period_months: *grant_period_months,
-        }),
-        PaymentRule::Instalments { first_payment, monthly_payment, months } => {
-            pb::payment_rule::Kind::Instalments(pb::InstalmentSchedule {
-                first_payment: money(*first_payment),
-                monthly_payment: money(*monthly_payment),
-                months: *months,
-            })
-        }
-    };
-    pb::PaymentRule { kind: Some(kind), total: None }
-}
-
-fn category_to_proto(category: SupportCategory) -> i32 {
-    match category {
-        SupportCategory::Payment => pb::SupportCategory::Payment,
-        SupportCategory::Benefit => pb::SupportCategory::Benefit,
-        SupportCategory::SocialService => pb::SupportCategory::SocialService,
-        SupportCategory::HousingSubsidy => pb::SupportCategory::HousingSubsidy,
-    }
-    .into()
-}
-
-fn decisive_date_to_proto(text: &str) -> i32 {
-    match text {
-        "birth_date" => pb::DecisiveDate::BirthDate,
-        "application_date" => pb::DecisiveDate::ApplicationDate,
-        "payment_month" => pb::DecisiveDate::PaymentMonth,
-        _ => pb::DecisiveDate::Unspecified,
-    }
-    .into()
-}
-
-fn level_to_proto(text: &str) -> i32 {
-    match TerritorialLevel::parse(text) {
-        Some(TerritorialLevel::Oblast) => pb::TerritorialLevel::Oblast,
-        Some(TerritorialLevel::Raion) => pb::TerritorialLevel::Raion,
-        Some(TerritorialLevel::Hromada) => pb::TerritorialLevel::Hromada,
-        Some(TerritorialLevel::Settlement) => pb::TerritorialLevel::Settlement,
-        Some(TerritorialLevel::CityDistrict) => pb::TerritorialLevel::CityDistrict,
-        None => pb::TerritorialLevel::Unspecified,
-    }
-    .into()
+fn money(amount: esocial_identifiers::Money) -> Option<common::Money> {
+    Some(money_to_proto(amount))
 }
 
 fn invalid(what: &str, violations: Violations) -> anyhow::Error {
@@ -187,7 +132,7 @@ fn reference_inputs() -> anyhow::Result<Vec<EntryInput>> {
                     name_en: (*name_en).to_owned(),
                     parent_code: (*parent).to_owned(),
                     details: Some(pb::reference_entry_content::Details::TerritorialUnit(pb::TerritorialUnitDetails {
-                        level: level_to_proto(level),
+                        level: level_to_proto(depth).into(),
                         category: (*category).to_owned(),
                     })),
                 },
@@ -219,10 +164,10 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<SeedReport> {
             let content = pb::SupportTypeContent {
                 name_uk: support_type.name_uk.clone(),
                 name_en: support_type.name_en.clone(),
-                category: category_to_proto(support_type.category),
+                category: category_to_proto(support_type.category).into(),
                 legal_basis: version.legal_basis.clone(),
                 payment_rule: version.payment_rule.as_ref().map(payment_rule_to_proto),
-                decisive_date: decisive_date_to_proto(&support_type.decisive_date),
+                decisive_date: decisive_date_to_proto(support_type.decisive_date).into(),
                 thresholds: version
                     .thresholds
                     .iter()

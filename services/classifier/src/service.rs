@@ -53,6 +53,13 @@ impl From<Error> for tonic::Status {
     }
 }
 
+fn actor_to_proto(actor: &Actor) -> esocial_proto::common::v1::Actor {
+    esocial_proto::common::v1::Actor {
+        subject: actor.subject.clone(),
+        organization_edrpou: actor.organization.clone().unwrap_or_default(),
+    }
+}
+
 fn rejection(rejection: &VersioningRejection, what: &str) -> Error {
     let message = format!("{what}: {rejection}");
     Error::Api(match rejection {
@@ -122,10 +129,7 @@ pub async fn retire_support_type(
         end_dated_version: version,
         valid_to: Some(date_to_proto(last_day)),
         reason: reason.to_owned(),
-        recorded_by: Some(esocial_proto::common::v1::Actor {
-            subject: actor.subject.clone(),
-            organization_edrpou: actor.organization.clone().unwrap_or_default(),
-        }),
+        recorded_by: Some(actor_to_proto(actor)),
     };
     esocial_events::outbox::enqueue(transaction, &events::SUPPORT_TYPE_RETIRED, Some(code), &event).await?;
     Ok(end_dated)
@@ -234,10 +238,7 @@ pub async fn retire_reference_entry(
         end_dated_version: version,
         valid_to: Some(date_to_proto(last_day)),
         reason: reason.to_owned(),
-        recorded_by: Some(esocial_proto::common::v1::Actor {
-            subject: actor.subject.clone(),
-            organization_edrpou: actor.organization.clone().unwrap_or_default(),
-        }),
+        recorded_by: Some(actor_to_proto(actor)),
     };
     let subject = format!("{}/{code}", book.as_str());
     esocial_events::outbox::enqueue(transaction, &events::REFERENCE_ENTRY_RETIRED, Some(&subject), &event).await?;
