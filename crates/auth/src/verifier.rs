@@ -71,6 +71,12 @@ struct KeyCache {
 }
 
 /// Verifies bearer tokens against a JWKS. Cheap to share (`Arc`).
+///
+/// Tokens that verified are remembered (keyed by the whole token, so only
+/// the very same bytes match) until they expire, up to
+/// [`VERIFIED_TOKENS_MAX`]; a signature check costs far more than the rest
+/// of a call. Expiry and not-before are checked again on every use, and the
+/// memory is cleared whenever the key set is fetched again.
 pub struct TokenVerifier {
     settings: VerifierSettings,
     validation: Validation,
@@ -78,6 +84,14 @@ pub struct TokenVerifier {
     cache: RwLock<KeyCache>,
     /// Serialises fetches and remembers when the last one started.
     last_fetch: Mutex<Option<Instant>>,
+    verified: std::sync::Mutex<HashMap<String, Claims>>,
+}
+
+/// Verified tokens remembered at most; when full, the memory starts over.
+pub const VERIFIED_TOKENS_MAX: usize = 10_000;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -104,7 +118,14 @@ impl TokenVerifier {
         validation.leeway = settings.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        Self { settings, validation, source, cache: RwLock::new(KeyCache::default()), last_fetch: Mutex::new(None) }
+        Self {
+            settings,
+            validation,
+            source,
+            cache: RwLock::new(KeyCache::default()),
+            last_fetch: Mutex::new(None),
+            verified: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn settings(&self) -> &VerifierSettings {
@@ -116,6 +137,37 @@ impl TokenVerifier {
         if token.len() > TOKEN_LENGTH_MAX {
             return Err(VerificationError::Malformed);
         }
+        if let Some(claims) = self.remembered(token) {
+            return Ok(claims);
+        }
+        let claims = self.verify_signature_and_claims(token).await?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_TOKENS_MAX {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, if it is still within its
+    /// validity (with the same leeway as a full check).
+    fn remembered(&self, token: &str) -> Option<Claims> {
+        let mut verified = self.verified.lock().ok()?;
+        let claims = verified.get(token)?;
+        let now = unix_now();
+        let leeway = self.settings.leeway.as_secs();
+        let current =
+            claims.exp.saturating_add(leeway) > now && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway));
+        if current {
+            Some(claims.clone())
+        } else {
+            verified.remove(token);
+            None
+        }
+    }
+
+    async fn verify_signature_and_claims(&self, token: &str) -> Result<Claims, VerificationError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerificationError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(VerificationError::WrongAlgorithm(format!("{:?}", header.alg)));
@@ -142,6 +194,10 @@ impl TokenVerifier {
         let keys = usable_keys(&set);
         let count = keys.len();
         *self.cache.write().await = KeyCache { keys, fetched_at: Some(Instant::now()) };
+        // A key may have gone: tokens must prove themselves again.
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.clear();
+        }
         Ok(count)
     }
 

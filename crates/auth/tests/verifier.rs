@@ -212,3 +212,45 @@ fn a_stored_key_reads_back_with_the_same_key_id() {
     let restored = SigningKey::from_pkcs8_pem(key.private_pkcs8_pem()).expect("pem");
     assert_eq!(restored.key_id(), key.key_id());
 }
+
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    let key = SigningKey::generate();
+    let source: Arc<dyn JwksSource> = Arc::new(StaticJwks(SigningKey::key_set([&key])));
+    let mut settings = VerifierSettings::new(ISSUER, AUDIENCE);
+    settings.leeway = Duration::ZERO;
+    let verifier = TokenVerifier::new(settings, source);
+    let mut short_lived = claims();
+    short_lived.exp = now() + 1;
+    let token = key.sign(&short_lived).expect("signs");
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok(), "remembered");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(verifier.verify(&token).await, Err(VerificationError::Expired));
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_set_stops_its_remembered_tokens() {
+    let old = SigningKey::generate();
+    let new = SigningKey::generate();
+    let source = Arc::new(RotatingJwks(std::sync::Mutex::new(SigningKey::key_set([&old, &new]))));
+    let verifier = TokenVerifier::new(VerifierSettings::new(ISSUER, AUDIENCE), source.clone());
+    let token = old.sign(&claims()).expect("signs");
+    assert!(verifier.verify(&token).await.is_ok());
+    *source.0.lock().expect("lock") = SigningKey::key_set([&new]);
+    verifier.refresh().await.expect("refreshed");
+    assert_eq!(verifier.verify(&token).await, Err(VerificationError::UnknownKeyId(old.key_id().to_owned())));
+}
+
+#[tokio::test]
+async fn a_tampered_copy_of_a_remembered_token_is_refused() {
+    let key = SigningKey::generate();
+    let verifier = verifier_trusting(&[&key]);
+    let token = key.sign(&claims()).expect("signs");
+    assert!(verifier.verify(&token).await.is_ok());
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut escalated = serde_json::to_value(claims()).expect("serializes");
+    escalated["roles"] = serde_json::json!(["security_admin"]);
+    parts[1] = encode_part(&escalated);
+    assert_eq!(verifier.verify(&parts.join(".")).await, Err(VerificationError::BadSignature));
+}

@@ -10,7 +10,9 @@
 //! production, and drives it from the same process through the generated
 //! client: every call carries a bearer token that the server verifies. Client
 //! and server share the machine's cores, so the figures are a floor for what
-//! a separate client would see.
+//! a separate client would see. The `steal` column is the share of CPU time
+//! the hypervisor took during the workload (from `/proc/stat`): where it is
+//! high, the figures say more about the host than about the code.
 
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
@@ -114,6 +116,26 @@ impl Workload {
     }
 }
 
+/// Total and stolen CPU time so far, from `/proc/stat` (Linux); on a virtual
+/// machine the host may take cores away, which makes figures noisy.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal …
+    let total = fields.iter().take(8).sum();
+    Some((total, *fields.get(7)?))
+}
+
+fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    match (before, after) {
+        (Some((total_before, steal_before)), Some((total_after, steal_after))) if total_after > total_before => {
+            format!("{:.0}%", 100.0 * (steal_after - steal_before) as f64 / (total_after - total_before) as f64)
+        }
+        _ => "n/a".to_owned(),
+    }
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
@@ -133,6 +155,7 @@ async fn measure(
     concurrency: usize,
     duration: Duration,
 ) {
+    let cpu_before = cpu_times();
     let warm_up_until = Instant::now() + Duration::from_millis(500);
     let stop_at = warm_up_until + duration;
     let mut tasks = Vec::with_capacity(concurrency);
@@ -168,16 +191,18 @@ async fn measure(
         latencies.append(&mut worker_latencies);
         errors += worker_errors;
     }
+    let steal = steal_percent(cpu_before, cpu_times());
     latencies.sort_unstable();
     let throughput = latencies.len() as f64 / duration.as_secs_f64();
     println!(
-        "| {:<34} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} |",
+        "| {:<34} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {:>5} |",
         workload.label(),
         latencies.len(),
         throughput,
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
-        errors
+        errors,
+        steal
     );
 }
 
@@ -224,8 +249,11 @@ fn main() -> anyhow::Result<()> {
         println!(
             "\nclassifier lookups over gRPC: {concurrency} concurrent callers on {connections} connections, {seconds} s per workload, {cores} cores shared by client and server\n"
         );
-        println!("| {:<34} | {:>9} | {:>9} | {:>7} | {:>7} | {:>6} |", "workload", "requests", "req/s", "p50 ms", "p99 ms", "errors");
-        println!("| {:-<34} | {:->9} | {:->9} | {:->7} | {:->7} | {:->6} |", "", "", "", "", "", "");
+        println!(
+            "| {:<34} | {:>9} | {:>9} | {:>7} | {:>7} | {:>6} | {:>5} |",
+            "workload", "requests", "req/s", "p50 ms", "p99 ms", "errors", "steal"
+        );
+        println!("| {:-<34} | {:->9} | {:->9} | {:->7} | {:->7} | {:->6} | {:->5} |", "", "", "", "", "", "", "");
         let clients = Arc::new(clients);
         for workload in Workload::ALL {
             measure(workload, &clients, &token, concurrency, Duration::from_secs(seconds)).await;
