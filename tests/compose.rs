@@ -56,7 +56,7 @@ fn esocial_containers(document: &Value) -> Vec<(String, Value)> {
 fn every_esocial_container_runs_a_command_the_binary_knows() {
     let document = compose();
     let containers = esocial_containers(&document);
-    assert!(containers.len() >= 4, "sandbox-keys, migrate, seed and at least one service");
+    assert!(containers.len() >= 4, "migrate, sandbox-init, seed and the services");
     let mut served = Vec::new();
     for (name, service) in &containers {
         let command: Vec<String> =
@@ -124,5 +124,15 @@ fn nats_runs_jetstream_with_durable_writes() {
         if let Some(url) = environment(&service).get("NATS_URL") {
             assert_eq!(url, "nats://nats:4222", "{name}");
         }
+    }
+}
+
+#[test]
+fn services_trust_the_identity_container_and_it_issues_under_the_same_name() {
+    let document = compose();
+    for (name, service) in esocial_containers(&document) {
+        let env = environment(&service);
+        assert_eq!(env.get("ESOCIAL_IDENTITY_URL").map(String::as_str), Some("http://identity:50056"), "{name}");
+        assert_eq!(env.get("ESOCIAL_TOKEN_ISSUER").map(String::as_str), Some("http://identity:50057"), "{name}");
     }
 }

@@ -10,11 +10,11 @@ static LEDGER_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./fixtures/l
 #[tokio::test]
 async fn two_services_migrate_into_one_database_without_touching_each_other() {
     let database = TestDatabase::create().await.expect("database");
-    let tokens = TestTokens::new().expect("tokens");
+    let tokens = TestTokens::start().await.expect("tokens");
     let events = TestEvents::new();
     let env = Env::from_pairs([
         ("DATABASE_URL", database.url().to_owned()),
-        ("ESOCIAL_JWKS_FILE", tokens.jwks_file().display().to_string()),
+        ("ESOCIAL_IDENTITY_URL", tokens.identity_url()),
         ("ESOCIAL_EVENT_STREAM", events.settings.stream_name.clone()),
         ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.clone()),
     ]);

@@ -89,6 +89,9 @@ pub struct Claims {
     /// Authentication methods (RFC 8176), `qes` for a qualified e-signature.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The sign-in session the token belongs to (people's tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The verified caller of a request, as handlers see it.
@@ -100,6 +103,7 @@ pub struct Caller {
     pub territories: Vec<String>,
     pub authentication_methods: Vec<String>,
     pub token_id: String,
+    pub session_id: Option<String>,
 }
 
 impl Caller {
@@ -114,6 +118,7 @@ impl Caller {
             territories: claims.territories,
             authentication_methods: claims.amr,
             token_id: claims.jti,
+            session_id: claims.sid,
         }
     }
 

@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 
 use jsonwebtoken::jwk::JwkSet;
@@ -11,29 +10,13 @@ pub trait JwksSource: Send + Sync + std::fmt::Debug + 'static {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<JwkSet, String>> + Send + '_>>;
 }
 
-/// A fixed key set, for tests and for services given their keys at start.
+/// A fixed key set (tests, benchmarks). Services use the identity service's
+/// published keys (`esocial_kit::identity::IdentityJwks`).
 #[derive(Debug, Clone)]
 pub struct StaticJwks(pub JwkSet);
 
 impl JwksSource for StaticJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<JwkSet, String>> + Send + '_>> {
         Box::pin(async move { Ok(self.0.clone()) })
-    }
-}
-
-/// A JWKS document on disk, read again on every refresh, so that replacing
-/// the file rotates keys without a restart.
-#[derive(Debug, Clone)]
-pub struct FileJwks(pub PathBuf);
-
-impl JwksSource for FileJwks {
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<JwkSet, String>> + Send + '_>> {
-        Box::pin(async move {
-            let text = tokio::fs::read_to_string(&self.0)
-                .await
-                .map_err(|error| format!("cannot read JWKS file {}: {error}", self.0.display()))?;
-            serde_json::from_str(&text)
-                .map_err(|error| format!("JWKS file {} is not a JWK set: {error}", self.0.display()))
-        })
     }
 }

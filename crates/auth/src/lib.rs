@@ -18,10 +18,10 @@ mod signing;
 mod verifier;
 
 pub use claims::{Audience, Caller, Claims, Role};
-pub use jwks::{FileJwks, JwksSource, StaticJwks};
+pub use jwks::{JwksSource, StaticJwks};
 pub use layer::{AuthLayer, AuthService};
 pub use policy::{Access, AccessPolicy};
-pub use signing::SigningKey;
+pub use signing::{SigningError, SigningKey};
 pub use verifier::{TokenVerifier, VerificationError, VerifierSettings};
 
 /// The method paths that every esocial server serves without a token: the

@@ -85,8 +85,14 @@ impl SigningKey {
         JwkSet { keys: keys.into_iter().map(|key| key.public_jwk.clone()).collect() }
     }
 
-    /// Signs claims as a compact JWS with `alg: EdDSA` and this key's `kid`.
+    /// Signs access token claims as a compact JWS with `alg: EdDSA` and this
+    /// key's `kid`.
     pub fn sign(&self, claims: &Claims) -> Result<String, SigningError> {
+        self.sign_claims(claims)
+    }
+
+    /// Signs any claim set the same way (client assertions, for example).
+    pub fn sign_claims<T: serde::Serialize>(&self, claims: &T) -> Result<String, SigningError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.key_id.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding_key).map_err(|error| SigningError::Sign(error.to_string()))

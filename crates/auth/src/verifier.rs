@@ -84,7 +84,16 @@ pub struct TokenVerifier {
     cache: RwLock<KeyCache>,
     /// Serialises fetches and remembers when the last one started.
     last_fetch: Mutex<Option<Instant>>,
-    verified: std::sync::Mutex<HashMap<String, Claims>>,
+    verified: std::sync::Mutex<HashMap<String, Remembered>>,
+    /// Counts key set fetches, so a verification that raced with one is not
+    /// remembered under the new keys.
+    key_generation: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+struct Remembered {
+    claims: Claims,
+    key_id: String,
 }
 
 /// Verified tokens remembered at most; when full, the memory starts over.
@@ -125,6 +134,7 @@ impl TokenVerifier {
             cache: RwLock::new(KeyCache::default()),
             last_fetch: Mutex::new(None),
             verified: std::sync::Mutex::new(HashMap::new()),
+            key_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -137,37 +147,45 @@ impl TokenVerifier {
         if token.len() > TOKEN_LENGTH_MAX {
             return Err(VerificationError::Malformed);
         }
-        if let Some(claims) = self.remembered(token) {
+        if let Some(claims) = self.remembered(token).await {
             return Ok(claims);
         }
-        let claims = self.verify_signature_and_claims(token).await?;
-        if let Ok(mut verified) = self.verified.lock() {
+        let generation = self.key_generation.load(std::sync::atomic::Ordering::SeqCst);
+        let (claims, key_id) = self.verify_signature_and_claims(token).await?;
+        if let Ok(mut verified) = self.verified.lock()
+            && self.key_generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+        {
             if verified.len() >= VERIFIED_TOKENS_MAX {
                 verified.clear();
             }
-            verified.insert(token.to_owned(), claims.clone());
+            verified.insert(token.to_owned(), Remembered { claims: claims.clone(), key_id });
         }
         Ok(claims)
     }
 
     /// The claims of a token verified before, if it is still within its
-    /// validity (with the same leeway as a full check).
-    fn remembered(&self, token: &str) -> Option<Claims> {
-        let mut verified = self.verified.lock().ok()?;
-        let claims = verified.get(token)?;
+    /// validity (with the same leeway as a full check) and its key is still in
+    /// a key set younger than `max_key_age`; otherwise the token goes through
+    /// a full verification, which fetches the key set when it is old.
+    async fn remembered(&self, token: &str) -> Option<Claims> {
+        let remembered = self.verified.lock().ok()?.get(token).cloned()?;
         let now = unix_now();
         let leeway = self.settings.leeway.as_secs();
+        let claims = &remembered.claims;
         let current =
             claims.exp.saturating_add(leeway) > now && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway));
-        if current {
-            Some(claims.clone())
-        } else {
-            verified.remove(token);
-            None
+        if !current {
+            if let Ok(mut verified) = self.verified.lock() {
+                verified.remove(token);
+            }
+            return None;
         }
+        let cache = self.cache.read().await;
+        let keys_fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < self.settings.max_key_age);
+        (keys_fresh && cache.keys.contains_key(&remembered.key_id)).then(|| remembered.claims.clone())
     }
 
-    async fn verify_signature_and_claims(&self, token: &str) -> Result<Claims, VerificationError> {
+    async fn verify_signature_and_claims(&self, token: &str) -> Result<(Claims, String), VerificationError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerificationError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(VerificationError::WrongAlgorithm(format!("{:?}", header.alg)));
@@ -179,7 +197,7 @@ impl TokenVerifier {
         if data.claims.jti.is_empty() {
             return Err(VerificationError::MissingClaim("jti".to_owned()));
         }
-        Ok(data.claims)
+        Ok((data.claims, key_id))
     }
 
     /// Fetches the key set now, replacing the cache.
@@ -195,6 +213,7 @@ impl TokenVerifier {
         let count = keys.len();
         *self.cache.write().await = KeyCache { keys, fetched_at: Some(Instant::now()) };
         // A key may have gone: tokens must prove themselves again.
+        self.key_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut verified) = self.verified.lock() {
             verified.clear();
         }

@@ -29,6 +29,7 @@ fn claims() -> Claims {
         org: Some("32855961".to_owned()),
         territories: vec![],
         amr: vec!["qes".to_owned()],
+        sid: None,
     }
 }
 
@@ -253,4 +254,23 @@ async fn a_tampered_copy_of_a_remembered_token_is_refused() {
     escalated["roles"] = serde_json::json!(["security_admin"]);
     parts[1] = encode_part(&escalated);
     assert_eq!(verifier.verify(&parts.join(".")).await, Err(VerificationError::BadSignature));
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_rechecked_once_the_key_set_is_old() {
+    // The key disappears from the set without anyone calling refresh: once
+    // the cached set is older than max_key_age, remembered tokens are checked
+    // again and the missing key is noticed.
+    let key = SigningKey::generate();
+    let source = Arc::new(RotatingJwks(std::sync::Mutex::new(SigningKey::key_set([&key]))));
+    let mut settings = VerifierSettings::new(ISSUER, AUDIENCE);
+    settings.max_key_age = Duration::from_millis(300);
+    settings.min_refresh_interval = Duration::from_millis(100);
+    let verifier = TokenVerifier::new(settings, source.clone());
+    let token = key.sign(&claims()).expect("signs");
+    assert!(verifier.verify(&token).await.is_ok());
+    *source.0.lock().expect("lock") = JwkSet { keys: Vec::new() };
+    assert!(verifier.verify(&token).await.is_ok(), "within max_key_age the remembered answer stands");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(verifier.verify(&token).await, Err(VerificationError::UnknownKeyId(key.key_id().to_owned())));
 }

@@ -3,22 +3,26 @@
 
 #![allow(clippy::print_stdout)]
 
+pub mod identity_commands;
+pub mod login;
 pub mod sandbox;
 pub mod services;
 
 /// Every command the binary accepts.
-pub const COMMANDS: &[&str] = &["up", "serve", "migrate", "seed", "token", "sandbox-keys", "health", "config", "help"];
+pub const COMMANDS: &[&str] =
+    &["up", "serve", "migrate", "seed", "sandbox-init", "login", "identity", "health", "config", "help"];
 
 pub const USAGE: &str = "usage: esocial <command>
 
 commands:
-  up                   run every service in one process with sandbox data and keys
-  serve <service>      run one service (services: classifier)
+  up                   run every service in one process with sandbox data, CA and people
+  serve <service>      run one service (services: identity, classifier)
   migrate              create every service's schema and run its migrations
-  seed                 load the seed data that is missing (reference books, support types)
-  token [--role R]... [--audience A] [--minutes N] [--subject S]
-                       print an access token signed with the sandbox key
-  sandbox-keys         create the sandbox signing key and its JWKS if missing
+  seed                 load the reference data that is missing (support types, reference books)
+  sandbox-init         create the sandbox CA, identity master key and people (certificates in the data dir)
+  login --cert FILE --key FILE [--json]
+                       sign in with a qualified e-signature; prints the access token
+  identity …           CA, certificates, master key, first administrator (esocial identity help)
   health <address>     exit 0 if the gRPC server at host:port reports SERVING
   config               print the environment variables and their defaults
 

@@ -1,21 +1,10 @@
-//! `esocial`: one binary for every service.
-//!
-//! ```text
-//! esocial up                  every service in one process, with sandbox data
-//! esocial serve <service>     one service
-//! esocial migrate             create schemas and run migrations, then exit
-//! esocial seed                load missing seed data, then exit
-//! esocial token [options]     print a sandbox access token
-//! esocial sandbox-keys        create the sandbox signing key and JWKS if missing
-//! esocial health <address>    exit 0 if the gRPC server there is SERVING
-//! esocial config              print the configuration variables
-//! ```
+//! `esocial`: one binary for every service. See `esocial help`.
 
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
-use esocial::{USAGE, sandbox, services};
+use esocial::{USAGE, identity_commands, login, sandbox, services};
 use esocial_kit::config::{EXIT_BAD_CONFIGURATION, Env};
 
 fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
@@ -26,6 +15,10 @@ fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 fn main() -> ExitCode {
@@ -41,8 +34,6 @@ fn main() -> ExitCode {
             services::print_configuration();
             return ExitCode::SUCCESS;
         }
-        "token" => return report(command, sandbox::print_token(&env, &arguments[1..])),
-        "sandbox-keys" => return report(command, sandbox::create_keys(&env)),
         "health" => {
             let Some(address) = arguments.get(1) else {
                 eprintln!("esocial health: which address? e.g. 127.0.0.1:50051");
@@ -67,7 +58,14 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(EXIT_BAD_CONFIGURATION).unwrap_or(64));
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    if command == "login" {
+        let identity_url = settings.common().auth.identity_url.clone();
+        let result = runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(login::run(&identity_url, &arguments[1..])));
+        return report(command, result);
+    }
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("esocial: cannot start the runtime: {error}");
@@ -75,13 +73,19 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let telemetry = esocial_kit::telemetry::init("esocial", &settings.classifier.common.telemetry)?;
+        let telemetry = esocial_kit::telemetry::init("esocial", &settings.common().telemetry)?;
         let result = match (command, arguments.get(1).map(String::as_str)) {
             ("up", _) => sandbox::up(&settings).await,
             ("serve", Some(service)) => services::serve(&settings, service).await,
             ("serve", None) => Err(anyhow::anyhow!("which service? {}", services::NAMES.join(", "))),
             ("migrate", _) => services::migrate(&settings).await,
             ("seed", _) => services::seed(&settings).await,
+            ("sandbox-init", _) => sandbox::init(&settings).await.map(|people| {
+                for person in people {
+                    println!("{:<18} {} {}", person.handle, person.certificate.display(), person.private_key.display());
+                }
+            }),
+            ("identity", _) => identity_commands::run(&settings, &arguments[1..]).await,
             (other, _) => Err(anyhow::anyhow!("unknown command {other:?}\n\n{USAGE}")),
         };
         // Send what is buffered before the runtime goes away.

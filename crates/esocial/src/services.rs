@@ -1,14 +1,18 @@
 //! The services this binary knows, their settings, and running them.
 
+use std::net::SocketAddr;
+
 use esocial_kit::config::{ConfigError, Env, VARIABLES, Variable};
 use esocial_kit::shutdown::Shutdown;
 
-/// Every service the binary can run, by name.
-pub const NAMES: &[&str] = &[esocial_classifier::NAME];
+/// Every service the binary can run, by name, in start order (identity
+/// first: the others verify tokens with its keys).
+pub const NAMES: &[&str] = &[esocial_identity::NAME, esocial_classifier::NAME];
 
 /// Every environment variable the binary reads: the kit's and each service's.
 pub fn variables() -> Vec<Variable> {
     let mut all: Vec<Variable> = VARIABLES.to_vec();
+    all.extend_from_slice(esocial_identity::VARIABLES);
     all.extend_from_slice(esocial_classifier::VARIABLES);
     all
 }
@@ -16,19 +20,41 @@ pub fn variables() -> Vec<Variable> {
 /// The settings of every service, all read and checked up front.
 #[derive(Debug, Clone)]
 pub struct ProcessSettings {
+    pub identity: esocial_identity::Settings,
     pub classifier: esocial_classifier::Settings,
 }
 
 impl ProcessSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { classifier: esocial_classifier::Settings::from_env(env)? })
+        let identity = esocial_identity::Settings::from_env(env);
+        let classifier = esocial_classifier::Settings::from_env(env);
+        match (identity, classifier) {
+            (Ok(identity), Ok(classifier)) => Ok(Self { identity, classifier }),
+            (identity, classifier) => {
+                // Both read the kit's variables: report each problem once.
+                let mut problems: Vec<String> = Vec::new();
+                for error in [identity.err(), classifier.err()].into_iter().flatten() {
+                    for problem in error.problems {
+                        if !problems.contains(&problem) {
+                            problems.push(problem);
+                        }
+                    }
+                }
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
+    pub fn common(&self) -> &esocial_kit::config::CommonSettings {
+        &self.classifier.common
     }
 }
 
 /// A service built and bound, ready to run.
 pub struct Bound {
     pub name: &'static str,
-    pub address: std::net::SocketAddr,
+    /// gRPC first; identity also serves HTTP.
+    pub addresses: Vec<(&'static str, SocketAddr)>,
     run: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>,
 }
 
@@ -37,7 +63,7 @@ impl std::fmt::Debug for Bound {
         formatter
             .debug_struct("Bound")
             .field("name", &self.name)
-            .field("address", &self.address)
+            .field("addresses", &self.addresses)
             .finish_non_exhaustive()
     }
 }
@@ -48,36 +74,44 @@ impl Bound {
     }
 }
 
-async fn bind(address: std::net::SocketAddr, name: &str) -> anyhow::Result<tokio::net::TcpListener> {
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|error| anyhow::anyhow!("{name} cannot listen on {address}: {error}"))
+        .map_err(|error| anyhow::anyhow!("{what} cannot listen on {address}: {error}"))
 }
 
-/// Builds a service (pool, migrations, connections), optionally seeds it,
-/// and binds its listener.
-pub async fn build(settings: &ProcessSettings, name: &str, seed: bool, shutdown: &Shutdown) -> anyhow::Result<Bound> {
+/// Builds a service (pool, migrations, connections) and binds its listeners.
+pub async fn build(settings: &ProcessSettings, name: &str, shutdown: &Shutdown) -> anyhow::Result<Bound> {
     match name {
+        esocial_identity::NAME => {
+            let identity = esocial_identity::IdentityServer::build(settings.identity.clone()).await?;
+            build_identity(settings, identity, shutdown).await
+        }
         esocial_classifier::NAME => {
             let classifier = esocial_classifier::Classifier::build(settings.classifier.clone()).await?;
-            if seed {
-                let report = classifier.seed().await?;
-                tracing::info!(
-                    support_type_versions = report.support_type_versions,
-                    reference_entries = report.reference_entries,
-                    "classifier seed data loaded"
-                );
-            }
             let listener = bind(settings.classifier.listen_addr, name).await?;
             let address = listener.local_addr()?;
             Ok(Bound {
                 name: esocial_classifier::NAME,
-                address,
+                addresses: vec![("gRPC", address)],
                 run: Box::pin(classifier.run(listener, shutdown.wait())),
             })
         }
         other => Err(anyhow::anyhow!("unknown service {other:?}; services: {}", NAMES.join(", "))),
     }
+}
+
+/// Binds an identity service that is already built.
+pub async fn build_identity(
+    settings: &ProcessSettings,
+    identity: esocial_identity::IdentityServer,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Bound> {
+    let grpc = bind(settings.identity.listen_addr, "identity").await?;
+    let http = bind(settings.identity.http_addr, "identity (HTTP)").await?;
+    let addresses = vec![("gRPC", grpc.local_addr()?), ("HTTP", http.local_addr()?)];
+    let listeners = esocial_identity::Listeners { grpc, http };
+    Ok(Bound { name: esocial_identity::NAME, addresses, run: Box::pin(identity.run(listeners, shutdown.wait())) })
 }
 
 /// Triggers `shutdown` on SIGTERM or SIGINT.
@@ -92,20 +126,22 @@ pub fn stop_on_signal(shutdown: &Shutdown) {
 pub async fn serve(settings: &ProcessSettings, name: &str) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     stop_on_signal(&shutdown);
-    let bound = build(settings, name, false, &shutdown).await?;
-    tracing::info!(service = bound.name, address = %bound.address, "serving");
+    let bound = build(settings, name, &shutdown).await?;
+    for (protocol, address) in &bound.addresses {
+        tracing::info!(service = bound.name, protocol, %address, "serving");
+    }
     bound.run().await
 }
 
 pub async fn migrate(settings: &ProcessSettings) -> anyhow::Result<()> {
-    esocial_kit::db::ensure_database_exists(&settings.classifier.common.database_url).await?;
-    // Building a service runs its migrations.
-    let classifier = esocial_classifier::Classifier::build(settings.classifier.clone()).await?;
-    classifier.pool().close().await;
+    esocial_kit::db::ensure_database_exists(&settings.common().database_url).await?;
+    esocial_identity::migrate(settings.common()).await?;
+    esocial_classifier::migrate(settings.common()).await?;
     println!("migrated: {}", NAMES.join(", "));
     Ok(())
 }
 
+/// Reference data: the classifier's support types and reference books.
 pub async fn seed(settings: &ProcessSettings) -> anyhow::Result<()> {
     let classifier = esocial_classifier::Classifier::build(settings.classifier.clone()).await?;
     let report = classifier.seed().await?;

@@ -18,20 +18,32 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
+async fn free_address() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// The sandbox as a person uses it: up, sign in from the command line with a
+/// sandbox qualified certificate, call the classifier with the token; after
+/// the certificate is blocked, sign-in is refused; then SIGTERM.
 #[tokio::test]
-async fn up_serves_the_sandbox_until_sigterm() {
+async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
     let database = TestDatabase::create().await.expect("database");
     let events = TestEvents::new();
     let data = TempDir::new("cli").expect("temp dir");
-    let address = format!("127.0.0.1:{}", free_port());
+    let classifier = free_address().await;
+    let identity = free_address().await;
+    let identity_http = free_address().await;
     let env = [
         ("DATABASE_URL", database.url().to_owned()),
         ("NATS_URL", events.nats_url.clone()),
         ("ESOCIAL_EVENT_STREAM", events.settings.stream_name.clone()),
         ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.clone()),
         ("ESOCIAL_DATA_DIR", data.path().display().to_string()),
-        ("ESOCIAL_JWKS_FILE", data.path().join("jwks.json").display().to_string()),
-        ("ESOCIAL_CLASSIFIER_ADDR", address.clone()),
+        ("ESOCIAL_CLASSIFIER_ADDR", classifier.clone()),
+        ("ESOCIAL_IDENTITY_ADDR", identity.clone()),
+        ("ESOCIAL_IDENTITY_HTTP_ADDR", identity_http.clone()),
+        ("ESOCIAL_IDENTITY_URL", format!("http://{identity}")),
+        ("ESOCIAL_TOKEN_ISSUER", format!("http://{identity_http}")),
         ("RUST_LOG", "info".to_owned()),
         ("ESOCIAL_LOG_FORMAT", "json".to_owned()),
     ];
@@ -62,27 +74,46 @@ async fn up_serves_the_sandbox_until_sigterm() {
     })
     .await;
     assert_eq!(ready, Ok(true), "up prints that it is up");
-
-    let mut healthy = false;
-    for _ in 0..50 {
-        let status = Command::new(BINARY).args(["health", &address]).output().await.expect("health runs");
-        if status.status.success() {
-            healthy = true;
-            break;
+    for address in [&identity, &classifier] {
+        let mut healthy = false;
+        for _ in 0..50 {
+            if Command::new(BINARY)
+                .args(["health", address.as_str()])
+                .output()
+                .await
+                .expect("health runs")
+                .status
+                .success()
+            {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(healthy, "{address} reports SERVING");
     }
-    assert!(healthy, "esocial health reports SERVING");
 
-    let token = Command::new(BINARY)
-        .args(["token", "--role", "social_specialist"])
-        .envs(env.clone())
-        .output()
-        .await
-        .expect("token");
-    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
-    let token = String::from_utf8(token.stdout).expect("utf-8").trim().to_owned();
-    let mut client = pb::classifier_service_client::ClassifierServiceClient::connect(format!("http://{address}"))
+    let person = data.path().join("people").join("classifier-admin");
+    let login = |directory: std::path::PathBuf| {
+        let env = env.clone();
+        async move {
+            Command::new(BINARY)
+                .arg("login")
+                .arg("--cert")
+                .arg(directory.join("certificate.pem"))
+                .arg("--key")
+                .arg(directory.join("private-key.pem"))
+                .envs(env)
+                .output()
+                .await
+                .expect("login runs")
+        }
+    };
+    let signed_in = login(person.clone()).await;
+    assert!(signed_in.status.success(), "{}", String::from_utf8_lossy(&signed_in.stderr));
+    let token = String::from_utf8(signed_in.stdout).expect("utf-8").trim().to_owned();
+
+    let mut client = pb::classifier_service_client::ClassifierServiceClient::connect(format!("http://{classifier}"))
         .await
         .expect("connects");
     let mut request = tonic::Request::new(pb::GetSupportTypeRequest {
@@ -90,7 +121,7 @@ async fn up_serves_the_sandbox_until_sigterm() {
         as_of: Some(esocial_proto::common::v1::Date { year: 2026, month: 1, day: 1 }),
     });
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-    let answer = client.get_support_type(request).await.expect("seeded data answers").into_inner();
+    let answer = client.get_support_type(request).await.expect("the classifier trusts identity's token").into_inner();
     let total = answer
         .support_type
         .and_then(|version| version.content)
@@ -98,9 +129,51 @@ async fn up_serves_the_sandbox_until_sigterm() {
         .and_then(|rule| rule.total);
     assert_eq!(total.map(|money| money.kopiykas), Some(5_000_000));
 
+    // The security administrator blocks the classifier admin's certificate.
+    let admin = login(data.path().join("people").join("security-admin")).await;
+    assert!(admin.status.success());
+    let admin_token = String::from_utf8(admin.stdout).expect("utf-8").trim().to_owned();
+    let mut identity_admin =
+        esocial_proto::identity::v1::identity_admin_service_client::IdentityAdminServiceClient::connect(format!(
+            "http://{identity}"
+        ))
+        .await
+        .expect("connects");
+    let json = Command::new(BINARY)
+        .arg("login")
+        .arg("--cert")
+        .arg(person.join("certificate.pem"))
+        .arg("--key")
+        .arg(person.join("private-key.pem"))
+        .arg("--json")
+        .envs(env.clone())
+        .output()
+        .await
+        .expect("login runs");
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let account_id = document["account"]["id"].as_str().expect("account id").to_owned();
+    let mut listing = tonic::Request::new(esocial_proto::identity::v1::ListCertificatesRequest { account_id });
+    listing.metadata_mut().insert("authorization", format!("Bearer {admin_token}").parse().expect("ascii"));
+    let certificate_id =
+        identity_admin.list_certificates(listing).await.expect("listed").into_inner().certificates[0].id.clone();
+    let mut block = tonic::Request::new(esocial_proto::identity::v1::SetCertificateStatusRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        certificate_id,
+        status: esocial_proto::identity::v1::CertificateStatus::Blocked.into(),
+        reason: "token reported lost".to_owned(),
+    });
+    block.metadata_mut().insert("authorization", format!("Bearer {admin_token}").parse().expect("ascii"));
+    identity_admin.set_certificate_status(block).await.expect("blocked");
+    let refused = login(person).await;
+    assert!(!refused.status.success(), "a blocked certificate cannot sign in");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("blocked"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     let pid = up.id().expect("running").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
-    assert!(killed.success());
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs").success());
     let exit = tokio::time::timeout(Duration::from_secs(20), up.wait())
         .await
         .expect("exits within the grace period")
@@ -120,7 +193,7 @@ async fn up_serves_the_sandbox_until_sigterm() {
 async fn bad_configuration_exits_64_naming_every_problem() {
     let output = Command::new(BINARY)
         .args(["serve", "classifier"])
-        .env("DATABASE_URL", "mysql://localhost/x")
+        .env("DATABASE_URL", "mysql://user:hunter2@localhost/x")
         .env("ESOCIAL_CLASSIFIER_ADDR", "not-an-address")
         .output()
         .await
@@ -128,34 +201,52 @@ async fn bad_configuration_exits_64_naming_every_problem() {
     assert_eq!(output.status.code(), Some(64));
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("DATABASE_URL") && message.contains("ESOCIAL_CLASSIFIER_ADDR"), "{message}");
+    assert!(!message.contains("hunter2"), "credentials stay out of the message: {message}");
+    assert_eq!(message.matches("DATABASE_URL").count(), 1, "each problem once: {message}");
 }
 
 #[tokio::test]
-async fn tokens_need_the_sandbox_key_and_a_known_role() {
+async fn the_sandbox_ca_issues_certificates_with_the_rnokpp_in_the_subject() {
     let data = TempDir::new("cli").expect("temp dir");
-    let env = [
-        ("ESOCIAL_DATA_DIR", data.path().display().to_string()),
-        ("ESOCIAL_JWKS_FILE", data.path().join("jwks.json").display().to_string()),
-    ];
-    let output = Command::new(BINARY)
-        .args(["token", "--role", "social_specialist"])
+    let env = [("ESOCIAL_DATA_DIR", data.path().display().to_string())];
+    let created = Command::new(BINARY).args(["identity", "ca", "init"]).envs(env.clone()).output().await.expect("runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let out = data.path().join("olena");
+    let issued = Command::new(BINARY)
+        .args([
+            "identity",
+            "issue-cert",
+            "--rnokpp",
+            "3300912347",
+            "--name",
+            "Олена Тест",
+            "--algorithm",
+            "ed25519",
+            "--out",
+        ])
+        .arg(&out)
         .envs(env.clone())
         .output()
         .await
         .expect("runs");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("run `esocial up` first"));
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let pem = std::fs::read_to_string(out.join("certificate.pem")).expect("certificate");
+    let bundle = std::fs::read_to_string(data.path().join("ca/ca-certificate.pem")).expect("CA");
+    let trusted = esocial_identity::qes::TrustedIssuers::from_pem(&bundle).expect("CA bundle");
+    let der = pem::parse(&pem).expect("pem").into_contents();
+    let verified =
+        esocial_identity::qes::verify_chain(&[der], &trusted, chrono::Utc::now()).expect("chains to the sandbox CA");
+    assert_eq!(verified.rnokpp.to_string(), "3300912347");
 
-    let keys = Command::new(BINARY).arg("sandbox-keys").envs(env.clone()).output().await.expect("runs");
-    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
-    assert!(data.path().join("jwks.json").is_file());
-    let output =
-        Command::new(BINARY).args(["token", "--role", "emperor"]).envs(env.clone()).output().await.expect("runs");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown role \"emperor\""));
-    let output = Command::new(BINARY).args(["token", "--role", "integrator"]).envs(env).output().await.expect("runs");
-    assert!(output.status.success());
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim().split('.').count(), 3, "a compact JWS");
+    let bad = Command::new(BINARY)
+        .args(["identity", "issue-cert", "--rnokpp", "3300912340", "--name", "X", "--out"])
+        .arg(data.path().join("bad"))
+        .envs(env)
+        .output()
+        .await
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rnokpp"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
 #[tokio::test]

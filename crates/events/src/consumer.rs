@@ -4,9 +4,10 @@
 //! transaction record `(consumer, event id)` in `processed_events` and run
 //! the handler; commit, then acknowledge. A redelivered or duplicated event
 //! finds its id recorded and is acknowledged without running the handler
-//! again. A handler asking for a retry gets the message redelivered with a
-//! growing delay, up to the consumer's delivery limit; a malformed message or
-//! a rejected event is terminated (not redelivered) and logged.
+//! again. A handler asking for a retry (or a database that cannot be
+//! reached) gets the message redelivered with a growing delay of up to about
+//! a minute, without limit by default; a malformed message or a rejected
+//! event is terminated (not redelivered) and logged.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,7 +55,9 @@ pub struct ConsumerSettings {
     pub durable_name: String,
     /// Subject filter without the prefix, e.g. `classifier.>`.
     pub filter_subject: String,
-    /// Deliveries before JetStream gives up on a message.
+    /// Deliveries before JetStream gives up on a message; -1 (the default):
+    /// never. Temporary failures (a database outage) must not lose events,
+    /// so only a handler's `Reject` stops redelivery.
     pub max_deliver: i64,
     /// How long a delivery may stay unacknowledged before redelivery.
     pub ack_wait: Duration,
@@ -65,7 +68,7 @@ impl ConsumerSettings {
         Self {
             durable_name: durable_name.into(),
             filter_subject: filter_subject.into(),
-            max_deliver: 20,
+            max_deliver: -1,
             ack_wait: Duration::from_secs(30),
         }
     }
@@ -174,8 +177,8 @@ impl EventConsumer {
         let outcome = self.handle(handler, &event).instrument(span.clone()).await;
         let _entered = span.enter();
         let acknowledgement = match &outcome {
-            Ok(Outcome::Handled | Outcome::Duplicate) => message.ack().await,
-            Ok(Outcome::Retrying | Outcome::Terminated) => Ok(()),
+            // `handle` reports only these two on success.
+            Ok(_) => message.ack().await,
             Err(HandleError::Retry(error)) => {
                 let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
                 let delay = Duration::from_millis(200 * 2u64.pow(u32::try_from(delivered.clamp(1, 8)).unwrap_or(8)));

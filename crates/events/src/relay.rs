@@ -1,13 +1,19 @@
 //! Publishes the outbox to JetStream.
 //!
-//! The relay takes pending rows in id order (`FOR UPDATE SKIP LOCKED`, so
-//! replicas share the work), publishes each with `Nats-Msg-Id` = event id, and
-//! in the same transaction marks as published the rows JetStream acknowledged:
-//! the leading run of acknowledged rows, so order is kept. A row whose publish
-//! failed, and every row after it, stays pending and is retried after a
-//! backoff. A crash between the acknowledgement and the commit publishes the
-//! row again; JetStream drops the copy within the duplicate window and
-//! consumers drop it by event id after that.
+//! Delivery is at least once. One relay per schema publishes at a time (a
+//! transaction-level advisory lock; other replicas wait their turn), taking
+//! pending rows in id order, publishing each with `Nats-Msg-Id` = event id,
+//! and, in the same transaction, marking as published the leading run of rows
+//! JetStream acknowledged. A row whose publish failed, and every row after it,
+//! stays pending and is retried after a backoff.
+//!
+//! Order: events reach the stream in outbox order, except when an
+//! acknowledgement is lost mid-batch: the rows after it may already be stored
+//! when the unacknowledged one is sent again. Consumers must not depend on
+//! strict order between events; payloads carry versions where order matters.
+//! A crash between the acknowledgement and the commit publishes a row again;
+//! JetStream drops the copy within the duplicate window and consumers drop it
+//! by event id after that.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -161,7 +167,13 @@ impl OutboxRelay {
                 .map_err(|error| RelayError::Stream(format!("{error:#}")))?;
             *stream_ready = true;
         }
-        self.publish_pending().await
+        let published = self.publish_pending().await;
+        if matches!(published, Err(RelayError::Publish { .. })) {
+            // The stream may be gone (deleted, lost with a server): provision
+            // it again before the next attempt.
+            *stream_ready = false;
+        }
+        published
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -175,10 +187,19 @@ impl OutboxRelay {
     /// publish fails.
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
         let mut transaction = self.pool.begin().await?;
+        // One publisher per schema at a time keeps the stream in outbox order.
+        let ours: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('esocial.outbox.' || current_schema()))")
+                .fetch_one(&mut *transaction)
+                .await?;
+        if !ours {
+            transaction.commit().await?;
+            return Ok(0);
+        }
         let pending: Vec<PendingEvent> = sqlx::query_as(
             "SELECT id, event_id, subject, event_type, source, subject_id, occurred_at, data_schema, payload,
                     traceparent, tracestate
-             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.batch_size)
         .fetch_all(&mut *transaction)

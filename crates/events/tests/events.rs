@@ -298,3 +298,41 @@ async fn the_consumer_continues_the_trace_of_the_change() {
     let seen = handler.seen.lock().expect("lock").clone();
     assert!(seen[0].starts_with(&format!("00-{trace_id}-")), "the handler runs in the change's trace: {seen:?}");
 }
+
+#[tokio::test]
+async fn two_relay_replicas_publish_every_event_once_in_outbox_order() {
+    let fixture = fixture().await;
+    let mut ids = Vec::new();
+    for index in 0..60 {
+        ids.push(enqueue(&fixture.pool, &format!("event {index:02}")).await);
+    }
+    let relay = || OutboxRelay::new(fixture.pool.clone(), fixture.jetstream.clone(), SCHEMA, &fixture.events.settings);
+    let (first, second) = (relay(), relay());
+    let drain = async |relay: OutboxRelay| {
+        let mut published = 0;
+        for _ in 0..200 {
+            published += relay.publish_pending().await.expect("publishes");
+            let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&fixture.pool)
+                .await
+                .expect("count");
+            if pending == 0 {
+                break;
+            }
+        }
+        published
+    };
+    let (by_first, by_second) = tokio::join!(drain(first), drain(second));
+    assert_eq!(by_first + by_second, 60, "every event published once between them");
+
+    let mut stream = fixture.jetstream.get_stream(&fixture.events.settings.stream_name).await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 60);
+    for (sequence, id) in (1u64..).zip(&ids) {
+        let message = stream.get_raw_message(sequence).await.expect("message");
+        assert_eq!(
+            message.headers.get("ce-id").map(|value| value.as_str().to_owned()),
+            Some(id.to_string()),
+            "sequence {sequence}"
+        );
+    }
+}

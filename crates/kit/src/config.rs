@@ -59,16 +59,26 @@ pub const SHUTDOWN_GRACE_MS: Variable = Variable {
 };
 pub const TOKEN_ISSUER: Variable = Variable {
     name: "ESOCIAL_TOKEN_ISSUER",
-    default: "https://identity.esocial.local",
-    meaning: "the only accepted `iss` of access tokens",
+    default: "http://127.0.0.1:50057",
+    meaning: "the only accepted `iss` of access tokens: the identity service's public HTTP base URL",
 };
-pub const JWKS_FILE: Variable = Variable {
-    name: "ESOCIAL_JWKS_FILE",
-    default: ".esocial/jwks.json",
-    meaning: "JWK set with the token verification keys (read again on unknown key ids)",
+pub const IDENTITY_URL: Variable = Variable {
+    name: "ESOCIAL_IDENTITY_URL",
+    default: "http://127.0.0.1:50056",
+    meaning: "the identity service's gRPC endpoint; token verification keys come from it",
 };
-pub const DATA_DIR: Variable =
-    Variable { name: "ESOCIAL_DATA_DIR", default: ".esocial", meaning: "local state of the sandbox (its signing key)" };
+pub const CLIENT_ID: Variable = Variable {
+    name: "ESOCIAL_CLIENT_ID",
+    default: "",
+    meaning: "this service's system client id, for calls to other services (client credentials)",
+};
+pub const CLIENT_KEY_FILE: Variable =
+    Variable { name: "ESOCIAL_CLIENT_KEY_FILE", default: "", meaning: "PKCS#8 PEM Ed25519 key of that system client" };
+pub const DATA_DIR: Variable = Variable {
+    name: "ESOCIAL_DATA_DIR",
+    default: ".esocial",
+    meaning: "local state of the sandbox: its test CA, identity master key, people's certificates",
+};
 pub const LOG_FORMAT: Variable =
     Variable { name: "ESOCIAL_LOG_FORMAT", default: "text", meaning: "`text` or `json` (one object per line)" };
 pub const LOG_FILTER: Variable =
@@ -92,7 +102,9 @@ pub const VARIABLES: &[Variable] = &[
     GRPC_MESSAGE_BYTES_MAX,
     SHUTDOWN_GRACE_MS,
     TOKEN_ISSUER,
-    JWKS_FILE,
+    IDENTITY_URL,
+    CLIENT_ID,
+    CLIENT_KEY_FILE,
     DATA_DIR,
     LOG_FORMAT,
     LOG_FILTER,
@@ -195,15 +207,17 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// A URL with one of the given schemes.
+    /// A URL with one of the given schemes. A refused value is shown with
+    /// any user and password hidden.
     pub fn url(&mut self, variable: Variable, schemes: &[&str]) -> String {
         let text = self.text(variable);
         let scheme_ok =
             text.split_once("://").is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
         if !scheme_ok {
             self.problems.push(format!(
-                "{}={text:?}: must be a URL starting with {}://",
+                "{}={:?}: must be a URL starting with {}://",
                 variable.name,
+                without_credentials(&text),
                 schemes.join("://, ")
             ));
         }
@@ -231,6 +245,15 @@ impl<'a> Reader<'a> {
 
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
+    }
+}
+
+/// A URL with its `user:password@` part replaced by `***@`.
+pub fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***{}", &url[..scheme_end + 3], &url[at..]),
+        (None, Some(at)) => format!("***{}", &url[at..]),
+        _ => url.to_owned(),
     }
 }
 
@@ -279,7 +302,15 @@ pub struct GrpcSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
     pub token_issuer: String,
-    pub jwks_file: PathBuf,
+    pub identity_url: String,
+    /// This service's own credentials for calling others, when configured.
+    pub client: Option<ClientCredentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub key_file: PathBuf,
 }
 
 /// Settings every service has.
@@ -320,13 +351,30 @@ impl CommonSettings {
                     .unwrap_or(4 << 20),
                 shutdown_grace: reader.milliseconds(SHUTDOWN_GRACE_MS, 0..=600_000),
             },
-            auth: AuthSettings { token_issuer: reader.text(TOKEN_ISSUER), jwks_file: reader.path(JWKS_FILE) },
+            auth: AuthSettings {
+                token_issuer: reader.url(TOKEN_ISSUER, &["http", "https"]),
+                identity_url: reader.url(IDENTITY_URL, &["http", "https"]),
+                client: Self::client_credentials(reader),
+            },
             telemetry: TelemetrySettings {
                 log_format: reader.parse(LOG_FORMAT),
                 log_filter: reader.text(LOG_FILTER),
                 otlp_endpoint,
             },
             data_dir: reader.path(DATA_DIR),
+        }
+    }
+
+    fn client_credentials(reader: &mut Reader<'_>) -> Option<ClientCredentials> {
+        let client_id = reader.text(CLIENT_ID);
+        let key_file = reader.text(CLIENT_KEY_FILE);
+        match (client_id.is_empty(), key_file.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(ClientCredentials { client_id, key_file: PathBuf::from(key_file) }),
+            _ => {
+                reader.problem(format!("{} and {} go together", CLIENT_ID.name, CLIENT_KEY_FILE.name));
+                None
+            }
         }
     }
 
@@ -378,6 +426,15 @@ mod tests {
             assert!(joined.contains(name), "{name} missing from:\n{joined}");
         }
         assert_eq!(error.problems.len(), 5, "{joined}");
+    }
+
+    #[test]
+    fn credentials_never_appear_in_configuration_errors() {
+        let env = Env::from_pairs([("DATABASE_URL", "postgress://esocial:s3cret@db:5432/esocial")]);
+        let error = CommonSettings::from_env(&env).expect_err("bad scheme");
+        let message = error.to_string();
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(message.contains("postgress://***@db:5432/esocial"), "{message}");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
+/// The `domain` of the `google.rpc.ErrorInfo` details esocial attaches.
+pub const ERROR_DOMAIN: &str = "esocial";
+
 /// One invalid field of a request, by its proto path (`content.name_uk`,
 /// `validity.valid_from`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,13 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// Unauthenticated, with a machine-readable reason (`google.rpc.ErrorInfo`
+    /// in domain [`ERROR_DOMAIN`]) so clients can tell the cases apart.
+    #[error("{message}")]
+    Refused { reason: &'static str, message: String },
+    /// Too many requests; `google.rpc.RetryInfo` says when to try again.
+    #[error("{message}")]
+    ResourceExhausted { message: String, retry_after: std::time::Duration },
     #[error("{0}")]
     Unavailable(String),
     /// Anything else. Logged in full; the caller sees "internal error".
@@ -129,6 +139,16 @@ impl From<ApiError> for Status {
             ApiError::Aborted(message) => Status::aborted(message),
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::Refused { reason, message } => Status::with_error_details(
+                Code::Unauthenticated,
+                message,
+                ErrorDetails::with_error_info(reason.to_uppercase(), ERROR_DOMAIN, std::collections::HashMap::new()),
+            ),
+            ApiError::ResourceExhausted { message, retry_after } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             ApiError::Unavailable(message) => Status::unavailable(message),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "internal error");

@@ -97,3 +97,32 @@ pub async fn purge(pool: &sqlx::PgPool, max_age_hours: i32) -> Result<u64, sqlx:
         .await?
         .rows_affected())
 }
+
+/// Runs a mutation once per request id, in one transaction with its
+/// idempotency record: a retry with the same id and content gets the stored
+/// response; the same id with other content is refused. `request` is the
+/// request with its id cleared (it is the fingerprinted content).
+pub async fn run_once<Req, Resp, E, Work>(
+    pool: &sqlx::PgPool,
+    method: &str,
+    request_id: Uuid,
+    request: &Req,
+    work: Work,
+) -> Result<Resp, E>
+where
+    Req: prost::Message,
+    Resp: prost::Message + Default,
+    E: From<ApiError> + From<sqlx::Error>,
+    Work: for<'c> AsyncFnOnce(&'c mut PgConnection) -> Result<Resp, E>,
+{
+    let fingerprint = fingerprint(method, &request.encode_to_vec());
+    let mut transaction = pool.begin().await?;
+    if let Claim::Replay(stored) = claim(&mut transaction, request_id, method, &fingerprint).await? {
+        transaction.rollback().await?;
+        return Resp::decode(stored.as_slice()).map_err(|error| E::from(ApiError::internal(error)));
+    }
+    let response = work(&mut transaction).await?;
+    complete(&mut transaction, request_id, &response.encode_to_vec()).await?;
+    transaction.commit().await?;
+    Ok(response)
+}

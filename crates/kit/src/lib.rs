@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod identity;
 pub mod nats;
 pub mod server;
 pub mod shutdown;

@@ -221,13 +221,13 @@ fn main() -> anyhow::Result<()> {
         let _telemetry = esocial_kit::telemetry::init("esocial-bench", &telemetry)?;
         let database = TestDatabase::create().await?;
         let events = TestEvents::new();
-        let tokens = TestTokens::new()?;
+        let tokens = TestTokens::start().await?;
         let settings = Settings::from_env(&Env::from_pairs([
             ("DATABASE_URL", database.url().to_owned()),
             ("NATS_URL", events.nats_url.clone()),
             ("ESOCIAL_EVENT_STREAM", events.settings.stream_name.clone()),
             ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.clone()),
-            ("ESOCIAL_JWKS_FILE", tokens.jwks_file().display().to_string()),
+            ("ESOCIAL_IDENTITY_URL", tokens.identity_url()),
             ("ESOCIAL_TOKEN_ISSUER", tokens.issuer.clone()),
             ("ESOCIAL_DATABASE_MAX_CONNECTIONS", "16".to_owned()),
         ]))?;

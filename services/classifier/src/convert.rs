@@ -245,10 +245,9 @@ pub fn support_content_from_proto(
         violations.add("content.category", "must be one of payment, benefit, social service, housing subsidy");
     }
     let legal_basis = text(violations, "content.legal_basis", &content.legal_basis, true, TEXT_LENGTH_MAX);
-    let payment_rule = match &content.payment_rule {
-        None => None,
-        Some(rule) => Some(payment_rule_from_proto(violations, "content.payment_rule", rule)?),
-    };
+    // Checked whatever the other fields hold, so every violation is reported.
+    let payment_rule =
+        content.payment_rule.as_ref().map(|rule| payment_rule_from_proto(violations, "content.payment_rule", rule));
     let decisive_date = match pb::DecisiveDate::try_from(content.decisive_date) {
         Ok(pb::DecisiveDate::BirthDate) => Some(DecisiveDate::BirthDate),
         Ok(pb::DecisiveDate::ApplicationDate) => Some(DecisiveDate::ApplicationDate),
@@ -271,6 +270,10 @@ pub fn support_content_from_proto(
     }
     let eligibility_notes =
         text(violations, "content.eligibility_notes", &content.eligibility_notes, false, TEXT_LENGTH_MAX);
+    let payment_rule = match payment_rule {
+        None => None,
+        Some(checked) => Some(checked?),
+    };
     Some(SupportTypeContent {
         name_uk,
         name_en,
@@ -388,6 +391,7 @@ pub fn reference_content_from_proto(
     let name_en = text(violations, "content.name_en", &content.name_en, false, NAME_LENGTH_MAX);
     let parent = content.parent_code.trim();
     let book = book?;
+    let mut consistent = true;
     let territorial = match (book, &content.details) {
         (ReferenceBook::TerritorialUnits, Some(pb::reference_entry_content::Details::TerritorialUnit(details))) => {
             let level = level_from_proto(details.level);
@@ -409,25 +413,28 @@ pub fn reference_content_from_proto(
                     None
                 }
             };
-            Some(TerritorialDetails { level: level?, category: category? })
+            level.zip(category).map(|(level, category)| TerritorialDetails { level, category })
         }
         (ReferenceBook::TerritorialUnits, None) => {
             violations.add("content.territorial_unit", "is required for territorial units");
-            return None;
+            consistent = false;
+            None
         }
         (_, Some(_)) => {
             violations.add("content.territorial_unit", "is only for territorial units");
-            return None;
+            consistent = false;
+            None
         }
         (_, None) => None,
     };
     let parent_code = if parent.is_empty() {
         None
     } else if book == ReferenceBook::TerritorialUnits {
-        Some(violations.check("content.parent_code", book.canonical_code(parent))?)
+        violations.check("content.parent_code", book.canonical_code(parent))
     } else {
         violations.add("content.parent_code", "is only for territorial units");
-        return None;
+        consistent = false;
+        None
     };
     if let Some(details) = territorial {
         match (details.level, &parent_code) {
@@ -435,9 +442,14 @@ pub fn reference_content_from_proto(
                 violations.add("content.parent_code", "must be empty for a first-level unit");
             }
             (TerritorialLevel::Oblast, None) => {}
-            (_, None) => violations.add("content.parent_code", "is required below the first level"),
-            (_, Some(_)) => {}
+            (_, None) if parent.is_empty() => {
+                violations.add("content.parent_code", "is required below the first level");
+            }
+            (_, _) => {}
         }
+    }
+    if !consistent || (book == ReferenceBook::TerritorialUnits && territorial.is_none()) {
+        return None;
     }
     Some(ReferenceEntryContent { name_uk, name_en, parent_code, territorial })
 }

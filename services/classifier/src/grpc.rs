@@ -3,8 +3,8 @@
 
 use chrono::NaiveDate;
 use esocial_auth::Caller;
-use esocial_kit::idempotency::{self, Claim};
-use esocial_kit::{ApiError, Violations};
+use esocial_kit::Violations;
+use esocial_kit::idempotency;
 use esocial_proto::classifier::v1 as pb;
 use esocial_proto::classifier::v1::classifier_service_server::ClassifierService;
 use prost::Message;
@@ -59,20 +59,11 @@ async fn idempotent<Req, Resp, Work>(
     work: Work,
 ) -> Result<Resp, Error>
 where
-    Req: Message + Clone,
+    Req: Message,
     Resp: Message + Default,
     Work: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> Result<Resp, Error>,
 {
-    let fingerprint = idempotency::fingerprint(method, &request.encode_to_vec());
-    let mut transaction = store.pool().begin().await?;
-    if let Claim::Replay(stored) = idempotency::claim(&mut transaction, request_id, method, &fingerprint).await? {
-        transaction.rollback().await?;
-        return Resp::decode(stored.as_slice()).map_err(|error| Error::Api(ApiError::internal(error)));
-    }
-    let response = work(&mut transaction).await?;
-    idempotency::complete(&mut transaction, request_id, &response.encode_to_vec()).await?;
-    transaction.commit().await?;
-    Ok(response)
+    idempotency::run_once(store.pool(), method, request_id, request, work).await
 }
 
 fn not_in_force(what: &str, exists: bool, as_of: NaiveDate) -> Status {
@@ -119,9 +110,9 @@ impl ClassifierService for ClassifierApi {
         }
         let page = page_from_proto(&mut violations, request.page.as_ref());
         let after = match &page.start {
-            PageStart::AfterCode(code) => Some(code.clone()),
+            PageStart::AfterCode(code) if SupportTypeCode::parse(code).is_ok() => Some(code.clone()),
             PageStart::First => None,
-            PageStart::Offset(_) => {
+            PageStart::AfterCode(_) | PageStart::Offset(_) => {
                 violations.add("page.page_token", "belongs to another method");
                 None
             }
@@ -264,10 +255,12 @@ impl ClassifierService for ClassifierApi {
         };
         let page = page_from_proto(&mut violations, request.page.as_ref());
         let after = match &page.start {
-            PageStart::AfterCode(code) => Some(code.clone()),
+            PageStart::AfterCode(code) if book.is_some_and(|book| book.canonical_code(code).as_deref() == Ok(code)) => {
+                Some(code.clone())
+            }
             PageStart::First => None,
-            PageStart::Offset(_) => {
-                violations.add("page.page_token", "belongs to another method");
+            PageStart::AfterCode(_) | PageStart::Offset(_) => {
+                violations.add("page.page_token", "belongs to another method or book");
                 None
             }
         };
@@ -294,7 +287,9 @@ impl ClassifierService for ClassifierApi {
         let book = book_from_proto(&mut violations, "book", request.book);
         let query = normalize_for_search(&request.query);
         let query_length = query.chars().count();
-        if query_length < SEARCH_QUERY_LENGTH_MIN {
+        if query.chars().any(char::is_control) {
+            violations.add("query", "must not contain control characters");
+        } else if query_length < SEARCH_QUERY_LENGTH_MIN {
             violations.add("query", format!("must have at least {SEARCH_QUERY_LENGTH_MIN} characters"));
         } else if query_length > SEARCH_QUERY_LENGTH_MAX {
             violations.add("query", format!("must have at most {SEARCH_QUERY_LENGTH_MAX} characters"));

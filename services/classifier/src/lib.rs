@@ -20,8 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esocial_auth::{AuthLayer, FileJwks, TokenVerifier, VerifierSettings};
+use esocial_auth::{AuthLayer, TokenVerifier, VerifierSettings};
 use esocial_kit::config::{CommonSettings, ConfigError, Env, Reader, Variable};
+use esocial_kit::identity::IdentityJwks;
 use esocial_kit::server::GrpcServer;
 use esocial_kit::shutdown::Shutdown;
 use esocial_proto::classifier::v1::classifier_service_server::{ClassifierServiceServer, SERVICE_NAME};
@@ -43,6 +44,14 @@ pub const LISTEN_ADDR: Variable = Variable {
 pub const VARIABLES: &[Variable] = &[LISTEN_ADDR];
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the schema and runs the migrations, nothing else.
+pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
+    let pool = esocial_kit::db::pool(&common.database_url, NAME, "esocial-classifier", 1)?;
+    esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
+    pool.close().await;
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -81,9 +90,11 @@ impl Classifier {
         )?;
         esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
         let nats = esocial_kit::nats::connect(&settings.common.nats_url, "esocial-classifier").await?;
+        // Tokens are trusted only if the identity service's published keys
+        // verify them.
         let verifier = Arc::new(TokenVerifier::new(
             VerifierSettings::new(settings.common.auth.token_issuer.clone(), AUDIENCE),
-            Arc::new(FileJwks(settings.common.auth.jwks_file.clone())),
+            Arc::new(IdentityJwks::new(&settings.common.auth.identity_url)?),
         ));
         match verifier.refresh().await {
             Ok(keys) => tracing::info!(keys, "token verification keys loaded"),

@@ -210,23 +210,27 @@ impl Store {
     }
 
     /// Locks a support type for a change and returns its latest version.
+    ///
+    /// The lock is taken on its own first: the version is read by a second
+    /// statement, whose snapshot includes whatever a concurrent change
+    /// committed while this one waited for the lock.
     pub async fn lock_support_type(
         connection: &mut PgConnection,
         code: &str,
     ) -> Result<Option<LatestVersion>, StoreError> {
-        let latest: Option<(i32, NaiveDate, Option<NaiveDate>)> = sqlx::query_as(
-            "SELECT v.version, v.valid_from, v.valid_to
-             FROM support_types t JOIN support_type_versions v ON v.code = t.code AND v.version = t.latest_version
-             WHERE t.code = $1 FOR UPDATE OF t",
-        )
-        .bind(code)
-        .fetch_optional(connection)
-        .await?;
-        latest
-            .map(|(version, valid_from, valid_to)| {
-                Ok(LatestVersion { version: version_number(version)?, validity: Validity { valid_from, valid_to } })
-            })
-            .transpose()
+        let latest: Option<i32> =
+            sqlx::query_scalar("SELECT latest_version FROM support_types WHERE code = $1 FOR UPDATE")
+                .bind(code)
+                .fetch_optional(&mut *connection)
+                .await?;
+        let Some(latest) = latest else { return Ok(None) };
+        let (valid_from, valid_to): (NaiveDate, Option<NaiveDate>) =
+            sqlx::query_as("SELECT valid_from, valid_to FROM support_type_versions WHERE code = $1 AND version = $2")
+                .bind(code)
+                .bind(latest)
+                .fetch_one(connection)
+                .await?;
+        Ok(Some(LatestVersion { version: version_number(latest)?, validity: Validity { valid_from, valid_to } }))
     }
 
     pub async fn insert_support_type_version(
@@ -294,7 +298,7 @@ impl Store {
              RETURNING {SUPPORT_TYPE_COLUMNS}"
         )))
         .bind(code)
-        .bind(i32::try_from(version).unwrap_or(i32::MAX))
+        .bind(i32::try_from(version).map_err(|_| corrupt("version", version.to_string()))?)
         .bind(valid_to)
         .bind(&actor.subject)
         .bind(reason)
@@ -410,26 +414,29 @@ impl Store {
         convert_all(rows)
     }
 
+    /// Locks a reference entry for a change and returns its latest version
+    /// (the lock first, then a fresh read, as for support types).
     pub async fn lock_reference_entry(
         connection: &mut PgConnection,
         book: ReferenceBook,
         code: &str,
     ) -> Result<Option<LatestVersion>, StoreError> {
-        let latest: Option<(i32, NaiveDate, Option<NaiveDate>)> = sqlx::query_as(
-            "SELECT v.version, v.valid_from, v.valid_to
-             FROM reference_entries e
-             JOIN reference_entry_versions v ON v.book = e.book AND v.code = e.code AND v.version = e.latest_version
-             WHERE e.book = $1 AND e.code = $2 FOR UPDATE OF e",
+        let latest: Option<i32> =
+            sqlx::query_scalar("SELECT latest_version FROM reference_entries WHERE book = $1 AND code = $2 FOR UPDATE")
+                .bind(book.as_str())
+                .bind(code)
+                .fetch_optional(&mut *connection)
+                .await?;
+        let Some(latest) = latest else { return Ok(None) };
+        let (valid_from, valid_to): (NaiveDate, Option<NaiveDate>) = sqlx::query_as(
+            "SELECT valid_from, valid_to FROM reference_entry_versions WHERE book = $1 AND code = $2 AND version = $3",
         )
         .bind(book.as_str())
         .bind(code)
-        .fetch_optional(connection)
+        .bind(latest)
+        .fetch_one(connection)
         .await?;
-        latest
-            .map(|(version, valid_from, valid_to)| {
-                Ok(LatestVersion { version: version_number(version)?, validity: Validity { valid_from, valid_to } })
-            })
-            .transpose()
+        Ok(Some(LatestVersion { version: version_number(latest)?, validity: Validity { valid_from, valid_to } }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -501,7 +508,7 @@ impl Store {
         )))
         .bind(book.as_str())
         .bind(code)
-        .bind(i32::try_from(version).unwrap_or(i32::MAX))
+        .bind(i32::try_from(version).map_err(|_| corrupt("version", version.to_string()))?)
         .bind(valid_to)
         .bind(&actor.subject)
         .bind(reason)

@@ -85,7 +85,7 @@ async fn reads_need_any_role_and_changes_need_classifier_admin() {
 }
 
 #[tokio::test]
-async fn health_and_reflection_are_open_without_a_token() {
+async fn health_is_open_without_a_token() {
     let app = TestApp::spawn().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
     let answer = health

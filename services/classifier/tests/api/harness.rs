@@ -75,7 +75,7 @@ impl TestApp {
         telemetry();
         let database = TestDatabase::create().await.expect("test database");
         let events = options.events.unwrap_or_default();
-        let tokens = TestTokens::new().expect("test tokens");
+        let tokens = TestTokens::start().await.expect("test tokens");
         let mut env = vec![
             (
                 "DATABASE_URL".to_owned(),
@@ -84,7 +84,7 @@ impl TestApp {
             ("NATS_URL".to_owned(), events.nats_url.clone()),
             ("ESOCIAL_EVENT_STREAM".to_owned(), events.settings.stream_name.clone()),
             ("ESOCIAL_EVENT_SUBJECT_PREFIX".to_owned(), events.settings.subject_prefix.clone()),
-            ("ESOCIAL_JWKS_FILE".to_owned(), tokens.jwks_file().display().to_string()),
+            ("ESOCIAL_IDENTITY_URL".to_owned(), tokens.identity_url()),
             ("ESOCIAL_TOKEN_ISSUER".to_owned(), tokens.issuer.clone()),
             ("ESOCIAL_CLASSIFIER_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("ESOCIAL_SHUTDOWN_GRACE_MS".to_owned(), "2000".to_owned()),

@@ -377,3 +377,101 @@ async fn concurrent_creations_of_a_new_code_give_one_version_and_one_aborted() {
             .expect("count");
     assert_eq!(versions, 1);
 }
+
+#[tokio::test]
+async fn concurrent_changes_to_an_existing_code_never_fail_internally() {
+    let app = TestApp::spawn_with(crate::harness::Options::default()).await;
+    let admin = app.admin().await;
+    for round in 0..12 {
+        let code = format!("CONTESTED_{round}");
+        admin
+            .clone()
+            .create_support_type_version(create(&code, "2024-01-01", social_service_content("v1"), 0))
+            .await
+            .expect("created");
+        let retire = |effective: &str| pb::RetireSupportTypeRequest {
+            request_id: new_request_id(),
+            code: code.clone(),
+            effective_from: Some(date(effective)),
+            reason: "race".to_owned(),
+        };
+        let (mut creator, mut first_retirer, mut second_retirer) = (admin.clone(), admin.clone(), admin.clone());
+        let (created, first, second) = tokio::join!(
+            creator.create_support_type_version(create(&code, "2025-01-01", social_service_content("v2"), 1)),
+            first_retirer.retire_support_type(retire("2025-06-01")),
+            second_retirer.retire_support_type(retire("2025-07-01")),
+        );
+        for outcome in [created.map(drop), first.map(drop), second.map(drop)] {
+            if let Err(status) = outcome {
+                assert!(
+                    matches!(status.code(), Code::FailedPrecondition | Code::Aborted),
+                    "round {round}: a concurrent change must be refused as a conflict, got {status:?}"
+                );
+            }
+        }
+        // Whatever order they ran in, the history is consistent.
+        let history = admin
+            .clone()
+            .list_support_type_versions(pb::ListSupportTypeVersionsRequest { code: code.clone() })
+            .await
+            .expect("history")
+            .into_inner()
+            .versions;
+        let last_days: Vec<Option<esocial_proto::common::v1::Date>> =
+            history.iter().map(|version| version.validity.as_ref().and_then(|validity| validity.valid_to)).collect();
+        assert!(last_days[..last_days.len() - 1].iter().all(Option::is_some), "only the last version may be open");
+    }
+}
+
+#[tokio::test]
+async fn every_violation_is_reported_even_next_to_a_broken_payment_rule() {
+    let app = TestApp::spawn_with(crate::harness::Options::default()).await;
+    let mut content = social_service_content("x");
+    content.payment_rule = Some(pb::PaymentRule { kind: None, total: None });
+    content.decisive_date = 0;
+    content.thresholds = vec![pb::Threshold { name: String::new(), amount: money(-1) }];
+    let status = app
+        .admin()
+        .await
+        .create_support_type_version(create("BROKEN_RULE", "2026-01-01", content, 0))
+        .await
+        .expect_err("invalid");
+    let fields = violated_fields(&status);
+    for field in [
+        "content.payment_rule",
+        "content.decisive_date",
+        "content.thresholds[0].name",
+        "content.thresholds[0].amount.kopiykas",
+    ] {
+        assert!(fields.contains(&field.to_owned()), "{field} missing from {fields:?}");
+    }
+}
+
+#[tokio::test]
+async fn control_characters_in_queries_and_page_tokens_are_refused_not_sent_to_the_database() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let mut reader = app.reader().await;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("after:A\0");
+    let status = reader
+        .list_support_types(pb::ListSupportTypesRequest {
+            as_of: None,
+            category: 0,
+            page: Some(esocial_proto::common::v1::PageRequest { page_size: 10, page_token: token }),
+        })
+        .await
+        .expect_err("forged token");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page.page_token"]);
+
+    let status = reader
+        .search_reference_entries(pb::SearchReferenceEntriesRequest {
+            book: pb::ReferenceBook::TerritorialUnits.into(),
+            query: "ab\0".to_owned(),
+            as_of: None,
+            page: None,
+        })
+        .await
+        .expect_err("NUL in query");
+    assert_eq!(violated_fields(&status), ["query"]);
+}

@@ -1,0 +1,191 @@
+//! Sign-ins per second and token verifications per second, on one core.
+//!
+//! ```text
+//! cargo bench -p esocial-identity --bench login
+//! ```
+//!
+//! The identity service and its client run on a single-threaded Tokio
+//! runtime (one core for esocial); PostgreSQL is a separate process. A
+//! sign-in is the whole flow: BeginLogin, an ECDSA P-256 signature by the
+//! person's key, CompleteLogin (certificate chain check, catalogue lookups,
+//! signature check, session, refresh token, access token, event). Token
+//! verification is the kit's verifier as every service runs it: first sight
+//! of a token (signature check) and a token seen before (remembered).
+
+#![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esocial_auth::{JwksSource, TokenVerifier, VerifierSettings};
+use esocial_identifiers::{Rnokpp, Sex};
+use esocial_identity::ca::KeyAlgorithm;
+use esocial_identity::{IdentityServer, Listeners, Settings};
+use esocial_kit::config::Env;
+use esocial_kit::shutdown::Shutdown;
+use esocial_proto::identity::v1 as pb;
+use esocial_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use esocial_testkit::{TempDir, TestDatabase, TestEvents};
+
+fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|value| value.parse().ok()).unwrap_or(5)
+}
+
+fn steal_and_total() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
+    Some((*fields.get(7)?, fields.iter().take(8).sum()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let database = TestDatabase::create().await?;
+        let events = TestEvents::new();
+        let data = TempDir::new("identity-bench")?;
+        esocial_identity::sandbox::ensure_files(data.path())?;
+        let authority = esocial_identity::sandbox::authority(data.path())?;
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = format!("http://{}", http.local_addr()?);
+        let address = format!("http://{}", grpc.local_addr()?);
+        let settings = Settings::from_env(&Env::from_pairs([
+            ("DATABASE_URL", database.url().to_owned()),
+            ("NATS_URL", events.nats_url.clone()),
+            ("ESOCIAL_EVENT_STREAM", events.settings.stream_name.clone()),
+            ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.clone()),
+            ("ESOCIAL_DATA_DIR", data.path().display().to_string()),
+            ("ESOCIAL_TOKEN_ISSUER", issuer.clone()),
+            ("ESOCIAL_DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+        ]))?;
+        let server = IdentityServer::build(settings).await?;
+        let rnokpp = Rnokpp::compose(chrono::NaiveDate::from_ymd_opt(1988, 8, 8).unwrap_or_default(), 7, Sex::Male)?;
+        let issued = authority.issue_person(&rnokpp, "Bench Person", KeyAlgorithm::EcdsaP256, -1, 30)?;
+        let organization = ("32855961".parse()?, "Bench".to_owned(), "UA80000000000093317".parse()?);
+        esocial_identity::bootstrap_security_admin(
+            server.identity(),
+            organization,
+            rnokpp,
+            "Bench Person".to_owned(),
+            issued.certificate_der.clone(),
+        )
+        .await?;
+        let identity = server.identity().clone();
+        let shutdown = Shutdown::new();
+        let serving = tokio::spawn(server.run(Listeners { grpc, http }, shutdown.wait()));
+        let client = IdentityServiceClient::connect(address.clone()).await?;
+
+        let concurrency = 8;
+        let duration = Duration::from_secs(seconds());
+        println!(
+            "\nidentity on one core (single-threaded runtime; PostgreSQL separate), {} s per figure\n",
+            duration.as_secs()
+        );
+        println!("| measure | count | per second | p50 ms | p99 ms | steal |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+
+        let before = steal_and_total();
+        let stop_at = Instant::now() + duration;
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let mut client = client.clone();
+            let issued = issued.clone();
+            workers.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < stop_at {
+                    let started = Instant::now();
+                    let challenge = client.begin_login(pb::BeginLoginRequest {}).await?.into_inner();
+                    let id = uuid::Uuid::parse_str(&challenge.challenge_id)?;
+                    let signature = esocial_identity::ca::sign_with_pem_key(
+                        &issued.private_key_pem,
+                        &esocial_identity::qes::login_message(&id, &challenge.nonce),
+                    )?;
+                    client
+                        .complete_login(pb::CompleteLoginRequest {
+                            challenge_id: challenge.challenge_id,
+                            certificate_chain: vec![issued.certificate_der.clone()],
+                            signature,
+                        })
+                        .await?;
+                    latencies.push(started.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for worker in workers {
+            latencies.extend(worker.await??);
+        }
+        latencies.sort_unstable();
+        let percentile = |fraction: f64| {
+            latencies
+                .get(((latencies.len().saturating_sub(1)) as f64 * fraction) as usize)
+                .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
+        };
+        let steal = match (before, steal_and_total()) {
+            (Some((steal_before, total_before)), Some((steal_after, total_after))) if total_after > total_before => {
+                format!("{:.0}%", 100.0 * (steal_after - steal_before) as f64 / (total_after - total_before) as f64)
+            }
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "| sign-ins ({concurrency} at a time) | {} | {:.0} | {:.2} | {:.2} | {steal} |",
+            latencies.len(),
+            latencies.len() as f64 / duration.as_secs_f64(),
+            percentile(0.5),
+            percentile(0.99)
+        );
+
+        // Verification as any service does it, keys from a published set.
+        let published = identity.keys.published().await?;
+        let source: Arc<dyn JwksSource> = Arc::new(esocial_auth::StaticJwks(published));
+        let verifier = TokenVerifier::new(VerifierSettings::new(issuer.clone(), "esocial.classifier"), source);
+        let signer = identity.keys.signer().await?;
+        let account = esocial_identity::domain::Account {
+            id: uuid::Uuid::now_v7(),
+            rnokpp,
+            full_name: "Bench".to_owned(),
+            organization_id: uuid::Uuid::now_v7(),
+            position: String::new(),
+            roles: vec![esocial_auth::Role::SocialSpecialist],
+            territories: Vec::new(),
+            status: esocial_identity::domain::AccountStatus::Active,
+            version: 1,
+        };
+        let tokens: Vec<String> = (0..20_000)
+            .map(|_| {
+                signer.sign(&esocial_identity::tokens::person_claims(
+                    &identity.settings,
+                    &account,
+                    "32855961",
+                    uuid::Uuid::now_v7(),
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        let started = Instant::now();
+        for token in &tokens {
+            verifier.verify(token).await?;
+        }
+        let first_sight = started.elapsed();
+        println!(
+            "| token verifications, first sight (Ed25519) | {} | {:.0} | | | |",
+            tokens.len(),
+            tokens.len() as f64 / first_sight.as_secs_f64()
+        );
+        let started = Instant::now();
+        let repeats = 200_000;
+        for index in 0..repeats {
+            verifier.verify(&tokens[index % 1000]).await?;
+        }
+        let remembered = started.elapsed();
+        println!(
+            "| token verifications, remembered token | {repeats} | {:.0} | | | |",
+            repeats as f64 / remembered.as_secs_f64()
+        );
+
+        shutdown.trigger();
+        serving.await??;
+        Ok(())
+    })
+}

@@ -1,0 +1,662 @@
+//! The gRPC handlers of `IdentityService` (sign-in, tokens, keys) and
+//! `IdentityAdminService` (the catalogue).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use esocial_auth::Caller;
+use esocial_kit::idempotency;
+use esocial_kit::{ApiError, Violations};
+use esocial_proto::common::v1 as common;
+use esocial_proto::identity::v1 as pb;
+use esocial_proto::identity::v1::identity_admin_service_server::IdentityAdminService;
+use esocial_proto::identity::v1::identity_service_server::IdentityService;
+use prost::Message;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::admin::AccountFields;
+use crate::convert::{
+    account_to_proto, certificate_to_proto, client_jwk_from_proto, client_to_proto, jwk_to_proto, kind_from_proto,
+    organization_to_proto, territories, text, uuid,
+};
+use crate::domain::{AccountStatus, Actor, CertificateStatus, SystemClient, check_client_id, parse_roles};
+use crate::login::{IssuedTokens, SIGNATURE_BYTES_MAX};
+use crate::qes::CERTIFICATE_BYTES_MAX;
+use crate::service::{Error, Identity};
+
+const NAME_LENGTH_MAX: usize = 300;
+const REASON_LENGTH_MAX: usize = 1000;
+const PAGE_SIZE_DEFAULT: u32 = 50;
+const PAGE_SIZE_MAX: u32 = 500;
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::unauthenticated("a bearer token is required"))
+}
+
+fn actor(caller: &Caller) -> Actor {
+    Actor { subject: caller.subject.clone(), organization: caller.organization_edrpou.clone() }
+}
+
+fn tokens_to_proto(tokens: IssuedTokens) -> pb::Tokens {
+    pb::Tokens {
+        access_token: tokens.access_token,
+        access_token_expires_in_seconds: u32::try_from(tokens.access_token_expires_in.as_secs()).unwrap_or(u32::MAX),
+        refresh_token: tokens.refresh_token,
+        refresh_token_expires_in_seconds: u32::try_from(tokens.refresh_token_expires_in.as_secs()).unwrap_or(u32::MAX),
+        session_id: tokens.session_id.to_string(),
+    }
+}
+
+fn request_id(violations: &mut Violations, text: &str) -> Option<Uuid> {
+    violations.check("request_id", idempotency::parse_request_id(text))
+}
+
+/// Page size and the id after which the page starts.
+fn page(violations: &mut Violations, page: Option<&common::PageRequest>) -> (u32, Option<Uuid>) {
+    let request = page.cloned().unwrap_or_default();
+    let size = match request.page_size {
+        0 => PAGE_SIZE_DEFAULT,
+        size if size > PAGE_SIZE_MAX => {
+            violations.add("page.page_size", format!("must be at most {PAGE_SIZE_MAX}"));
+            PAGE_SIZE_DEFAULT
+        }
+        size => size,
+    };
+    if request.page_token.is_empty() {
+        return (size, None);
+    }
+    let after = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&request.page_token)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok());
+    if after.is_none() {
+        violations.add("page.page_token", "is not a token this service issued");
+    }
+    (size, after)
+}
+
+fn next_page<T>(items: &mut Vec<T>, size: u32, id: impl Fn(&T) -> Uuid) -> common::PageResponse {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if items.len() <= size {
+        return common::PageResponse::default();
+    }
+    items.truncate(size);
+    let token = items.last().map(|last| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(last).as_bytes()));
+    common::PageResponse { next_page_token: token.unwrap_or_default() }
+}
+
+/// Runs an admin change once per request id.
+async fn once<Req, Resp, Work>(
+    identity: &Identity,
+    method: &str,
+    request_id: Uuid,
+    request: &Req,
+    work: Work,
+) -> Result<Resp, Error>
+where
+    Req: Message,
+    Resp: Message + Default,
+    Work: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> Result<Resp, Error>,
+{
+    idempotency::run_once(identity.store.pool(), method, request_id, request, work).await
+}
+
+/// `IdentityService`.
+#[derive(Debug, Clone)]
+pub struct IdentityApi(pub Arc<Identity>);
+
+#[tonic::async_trait]
+impl IdentityService for IdentityApi {
+    async fn begin_login(
+        &self,
+        _request: Request<pb::BeginLoginRequest>,
+    ) -> Result<Response<pb::BeginLoginResponse>, Status> {
+        let (challenge_id, nonce, expires_at) = self.0.begin_login().await?;
+        Ok(Response::new(pb::BeginLoginResponse {
+            challenge_id: challenge_id.to_string(),
+            nonce,
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }))
+    }
+
+    async fn complete_login(
+        &self,
+        request: Request<pb::CompleteLoginRequest>,
+    ) -> Result<Response<pb::CompleteLoginResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let challenge_id = uuid(&mut violations, "challenge_id", &request.challenge_id);
+        if request.certificate_chain.is_empty() {
+            violations.add("certificate_chain", "is required: the DER certificate, then any intermediates");
+        } else if request.certificate_chain.len() > 5 {
+            violations.add("certificate_chain", "must have at most 5 certificates");
+        } else if request.certificate_chain.iter().any(|der| der.is_empty() || der.len() > CERTIFICATE_BYTES_MAX) {
+            violations.add(
+                "certificate_chain",
+                format!("each certificate must be 1 to {CERTIFICATE_BYTES_MAX} bytes of DER"),
+            );
+        }
+        if request.signature.is_empty() || request.signature.len() > SIGNATURE_BYTES_MAX {
+            violations.add("signature", format!("must be 1 to {SIGNATURE_BYTES_MAX} bytes"));
+        }
+        violations.finish().map_err(Error::from)?;
+        let challenge_id = challenge_id.ok_or_else(|| Status::invalid_argument("invalid request"))?;
+        let (tokens, account) =
+            self.0.complete_login(challenge_id, &request.certificate_chain, &request.signature).await?;
+        Ok(Response::new(pb::CompleteLoginResponse {
+            tokens: Some(tokens_to_proto(tokens)),
+            account: Some(account_to_proto(&account)),
+        }))
+    }
+
+    async fn refresh_session(
+        &self,
+        request: Request<pb::RefreshSessionRequest>,
+    ) -> Result<Response<pb::RefreshSessionResponse>, Status> {
+        let request = request.into_inner();
+        if request.refresh_token.is_empty() || request.refresh_token.len() > 200 {
+            return Err(Error::from(ApiError::invalid_field("refresh_token", "is required")).into());
+        }
+        let tokens = self.0.refresh(&request.refresh_token).await?;
+        Ok(Response::new(pb::RefreshSessionResponse { tokens: Some(tokens_to_proto(tokens)) }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let session_id = uuid(&mut violations, "session_id", &request.session_id);
+        let reason = text(&mut violations, "reason", &request.reason, false, REASON_LENGTH_MAX);
+        violations.finish().map_err(Error::from)?;
+        let session_id = session_id.ok_or_else(|| Status::invalid_argument("invalid request"))?;
+        self.0.revoke_session(&caller, session_id, &reason).await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+
+    async fn issue_service_token(
+        &self,
+        request: Request<pb::IssueServiceTokenRequest>,
+    ) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
+        let request = request.into_inner();
+        if request.client_assertion.is_empty() || request.client_assertion.len() > 8192 {
+            return Err(Error::from(ApiError::invalid_field("client_assertion", "is required: a signed JWT")).into());
+        }
+        let (access_token, scopes) = self.0.issue_service_token(&request.client_assertion, &request.scopes).await?;
+        Ok(Response::new(pb::IssueServiceTokenResponse {
+            access_token,
+            expires_in_seconds: u32::try_from(self.0.settings.service_token_lifetime.as_secs()).unwrap_or(u32::MAX),
+            scopes: scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
+        }))
+    }
+
+    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let published = self.0.keys.published().await.map_err(Error::from)?;
+        Ok(Response::new(pb::GetJwksResponse { keys: published.keys.iter().map(jwk_to_proto).collect() }))
+    }
+}
+
+/// `IdentityAdminService`.
+#[derive(Debug, Clone)]
+pub struct AdminApi(pub Arc<Identity>);
+
+fn account_fields(
+    violations: &mut Violations,
+    full_name: &str,
+    organization_id: &str,
+    position: &str,
+    codes: &[String],
+) -> Option<AccountFields> {
+    let full_name = text(violations, "full_name", full_name, true, NAME_LENGTH_MAX);
+    let organization_id = uuid(violations, "organization_id", organization_id);
+    let position = text(violations, "position", position, false, NAME_LENGTH_MAX);
+    let territories = territories(violations, "territories", codes);
+    Some(AccountFields { full_name, organization_id: organization_id?, position, territories })
+}
+
+#[tonic::async_trait]
+impl IdentityAdminService for AdminApi {
+    async fn create_organization(
+        &self,
+        request: Request<pb::CreateOrganizationRequest>,
+    ) -> Result<Response<pb::CreateOrganizationResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let edrpou = violations.check("edrpou", request.edrpou.parse());
+        let name = text(&mut violations, "name", &request.name, true, 500);
+        let kind = kind_from_proto(request.kind);
+        if kind.is_none() {
+            violations.add("kind", "must name an organization kind");
+        }
+        let territory = violations.check("territory", request.territory.trim().parse());
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(edrpou), Some(kind), Some(territory)) = (request_id, edrpou, kind, territory)
+        else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "CreateOrganization", request_id, &content, async |transaction| {
+            let created = Identity::create_organization(transaction, &actor, edrpou, name, kind, territory).await?;
+            Ok(pb::CreateOrganizationResponse { organization: Some(organization_to_proto(&created)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn update_organization(
+        &self,
+        request: Request<pb::UpdateOrganizationRequest>,
+    ) -> Result<Response<pb::UpdateOrganizationResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let id = uuid(&mut violations, "id", &request.id);
+        let name = text(&mut violations, "name", &request.name, true, 500);
+        let territory = violations.check("territory", request.territory.trim().parse());
+        if request.expected_version == 0 {
+            violations.add("expected_version", "is required: the version read");
+        }
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(id), Some(territory)) = (request_id, id, territory) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "UpdateOrganization", request_id, &content, async |transaction| {
+            let updated = Identity::update_organization(
+                transaction,
+                &actor,
+                id,
+                request.expected_version,
+                &name,
+                &territory,
+                request.active,
+            )
+            .await?;
+            Ok(pb::UpdateOrganizationResponse { organization: Some(organization_to_proto(&updated)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let (size, after) = page(&mut violations, request.page.as_ref());
+        violations.finish().map_err(Error::from)?;
+        let mut organizations = self.0.store.organizations(after, i64::from(size) + 1).await.map_err(Error::from)?;
+        let page = next_page(&mut organizations, size, |organization| organization.id);
+        Ok(Response::new(pb::ListOrganizationsResponse {
+            organizations: organizations.iter().map(organization_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::CreateAccountResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let rnokpp = violations.check("rnokpp", request.rnokpp.parse());
+        let fields = account_fields(
+            &mut violations,
+            &request.full_name,
+            &request.organization_id,
+            &request.position,
+            &request.territories,
+        );
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(rnokpp), Some(fields)) = (request_id, rnokpp, fields) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "CreateAccount", request_id, &content, async |transaction| {
+            let created = Identity::create_account(transaction, &actor, rnokpp, fields).await?;
+            Ok(pb::CreateAccountResponse { account: Some(account_to_proto(&created)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<pb::UpdateAccountRequest>,
+    ) -> Result<Response<pb::UpdateAccountResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let id = uuid(&mut violations, "id", &request.id);
+        let fields = account_fields(
+            &mut violations,
+            &request.full_name,
+            &request.organization_id,
+            &request.position,
+            &request.territories,
+        );
+        if request.expected_version == 0 {
+            violations.add("expected_version", "is required: the version read");
+        }
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(id), Some(fields)) = (request_id, id, fields) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "UpdateAccount", request_id, &content, async |transaction| {
+            let updated = Identity::update_account(transaction, &actor, id, request.expected_version, fields).await?;
+            Ok(pb::UpdateAccountResponse { account: Some(account_to_proto(&updated)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn set_account_status(
+        &self,
+        request: Request<pb::SetAccountStatusRequest>,
+    ) -> Result<Response<pb::SetAccountStatusResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let id = uuid(&mut violations, "id", &request.id);
+        let status = match pb::AccountStatus::try_from(request.status) {
+            Ok(pb::AccountStatus::Active) => Some(AccountStatus::Active),
+            Ok(pb::AccountStatus::Suspended) => Some(AccountStatus::Suspended),
+            _ => {
+                violations.add("status", "must be active or suspended");
+                None
+            }
+        };
+        let reason = text(&mut violations, "reason", &request.reason, true, REASON_LENGTH_MAX);
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(id), Some(status)) = (request_id, id, status) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "SetAccountStatus", request_id, &content, async |transaction| {
+            let (account, revoked) = Identity::set_account_status(transaction, &actor, id, status, &reason).await?;
+            Ok(pb::SetAccountStatusResponse {
+                account: Some(account_to_proto(&account)),
+                sessions_revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn assign_roles(
+        &self,
+        request: Request<pb::AssignRolesRequest>,
+    ) -> Result<Response<pb::AssignRolesResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let account_id = uuid(&mut violations, "account_id", &request.account_id);
+        let roles = match parse_roles(&request.roles) {
+            Ok(roles) => Some(roles),
+            Err(unknown) => {
+                violations.add("roles", format!("{unknown:?} is not a role"));
+                None
+            }
+        };
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(account_id), Some(roles)) = (request_id, account_id, roles) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "AssignRoles", request_id, &content, async |transaction| {
+            let account = Identity::assign_roles(transaction, &actor, account_id, roles).await?;
+            Ok(pb::AssignRolesResponse { account: Some(account_to_proto(&account)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = uuid(&mut violations, "id", &request.id);
+        let purpose = text(&mut violations, "purpose", &request.purpose, true, REASON_LENGTH_MAX);
+        violations.finish().map_err(Error::from)?;
+        let id = id.ok_or_else(|| Status::invalid_argument("invalid request"))?;
+        let account = self.0.read_account(&actor, id, &purpose).await?;
+        Ok(Response::new(pb::GetAccountResponse { account: Some(account_to_proto(&account)) }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let organization = if request.organization_id.is_empty() {
+            None
+        } else {
+            uuid(&mut violations, "organization_id", &request.organization_id)
+        };
+        let purpose = text(&mut violations, "purpose", &request.purpose, true, REASON_LENGTH_MAX);
+        let (size, after) = page(&mut violations, request.page.as_ref());
+        violations.finish().map_err(Error::from)?;
+        let mut accounts = self.0.read_accounts(&actor, organization, after, i64::from(size) + 1, &purpose).await?;
+        let page = next_page(&mut accounts, size, |account| account.id);
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: accounts.iter().map(account_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    async fn register_certificate(
+        &self,
+        request: Request<pb::RegisterCertificateRequest>,
+    ) -> Result<Response<pb::RegisterCertificateResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let account_id = uuid(&mut violations, "account_id", &request.account_id);
+        if request.certificate.is_empty() || request.certificate.len() > CERTIFICATE_BYTES_MAX {
+            violations.add("certificate", format!("must be 1 to {CERTIFICATE_BYTES_MAX} bytes of DER"));
+        }
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(account_id)) = (request_id, account_id) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let identity = self.0.clone();
+        let der = request.certificate.clone();
+        let response = once(&self.0, "RegisterCertificate", request_id, &content, async |transaction| {
+            let (registered, superseded) = identity.register_certificate(transaction, &actor, account_id, der).await?;
+            Ok(pb::RegisterCertificateResponse {
+                certificate: Some(certificate_to_proto(&registered)),
+                superseded: superseded.as_ref().map(certificate_to_proto),
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn set_certificate_status(
+        &self,
+        request: Request<pb::SetCertificateStatusRequest>,
+    ) -> Result<Response<pb::SetCertificateStatusResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let id = uuid(&mut violations, "certificate_id", &request.certificate_id);
+        let status = match pb::CertificateStatus::try_from(request.status) {
+            Ok(pb::CertificateStatus::Active) => Some(CertificateStatus::Active),
+            Ok(pb::CertificateStatus::Blocked) => Some(CertificateStatus::Blocked),
+            Ok(pb::CertificateStatus::Revoked) => Some(CertificateStatus::Revoked),
+            _ => {
+                violations.add("status", "must be active, blocked or revoked");
+                None
+            }
+        };
+        let reason = text(&mut violations, "reason", &request.reason, true, REASON_LENGTH_MAX);
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(id), Some(status)) = (request_id, id, status) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "SetCertificateStatus", request_id, &content, async |transaction| {
+            let (certificate, revoked) =
+                Identity::set_certificate_status(transaction, &actor, id, status, &reason).await?;
+            Ok(pb::SetCertificateStatusResponse {
+                certificate: Some(certificate_to_proto(&certificate)),
+                sessions_revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_certificates(
+        &self,
+        request: Request<pb::ListCertificatesRequest>,
+    ) -> Result<Response<pb::ListCertificatesResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let account_id = uuid(&mut violations, "account_id", &request.account_id);
+        violations.finish().map_err(Error::from)?;
+        let account_id = account_id.ok_or_else(|| Status::invalid_argument("invalid request"))?;
+        let certificates = self.0.store.certificates_of(account_id).await.map_err(Error::from)?;
+        Ok(Response::new(pb::ListCertificatesResponse {
+            certificates: certificates.iter().map(certificate_to_proto).collect(),
+        }))
+    }
+
+    async fn register_system_client(
+        &self,
+        request: Request<pb::RegisterSystemClientRequest>,
+    ) -> Result<Response<pb::RegisterSystemClientResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let client_id = violations.check("client_id", check_client_id(&request.client_id));
+        let name = text(&mut violations, "name", &request.name, true, NAME_LENGTH_MAX);
+        let public_jwk = client_jwk_from_proto(&mut violations, "public_key", request.public_key.as_ref());
+        let scopes = match parse_roles(&request.scopes) {
+            Ok(scopes) if !scopes.is_empty() => Some(scopes),
+            Ok(_) => {
+                violations.add("scopes", "at least one scope (role name) is required");
+                None
+            }
+            Err(unknown) => {
+                violations.add("scopes", format!("{unknown:?} is not a role"));
+                None
+            }
+        };
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(client_id), Some(public_jwk), Some(scopes)) =
+            (request_id, client_id, public_jwk, scopes)
+        else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let client = SystemClient { client_id, name, public_jwk, scopes, active: true };
+        let response = once(&self.0, "RegisterSystemClient", request_id, &content, async |transaction| {
+            let registered = Identity::register_system_client(transaction, &actor, client).await?;
+            Ok(pb::RegisterSystemClientResponse { client: Some(client_to_proto(&registered)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn rotate_system_client_key(
+        &self,
+        request: Request<pb::RotateSystemClientKeyRequest>,
+    ) -> Result<Response<pb::RotateSystemClientKeyResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let client_id = violations.check("client_id", check_client_id(&request.client_id));
+        let public_jwk = client_jwk_from_proto(&mut violations, "public_key", request.public_key.as_ref());
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(client_id), Some(public_jwk)) = (request_id, client_id, public_jwk) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "RotateSystemClientKey", request_id, &content, async |transaction| {
+            let client = Identity::rotate_system_client_key(transaction, &actor, &client_id, &public_jwk).await?;
+            Ok(pb::RotateSystemClientKeyResponse { client: Some(client_to_proto(&client)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn set_system_client_status(
+        &self,
+        request: Request<pb::SetSystemClientStatusRequest>,
+    ) -> Result<Response<pb::SetSystemClientStatusResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        let client_id = violations.check("client_id", check_client_id(&request.client_id));
+        violations.finish().map_err(Error::from)?;
+        let (Some(request_id), Some(client_id)) = (request_id, client_id) else {
+            return Err(Status::invalid_argument("invalid request"));
+        };
+        let mut content = request.clone();
+        content.request_id.clear();
+        let response = once(&self.0, "SetSystemClientStatus", request_id, &content, async |transaction| {
+            let client = Identity::set_system_client_status(transaction, &actor, &client_id, request.active).await?;
+            Ok(pb::SetSystemClientStatusResponse { client: Some(client_to_proto(&client)) })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        let actor = actor(&caller(&request)?);
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = request_id(&mut violations, &request.request_id);
+        violations.finish().map_err(Error::from)?;
+        let request_id = request_id.ok_or_else(|| Status::invalid_argument("invalid request"))?;
+        let identity = self.0.clone();
+        let response = once(
+            &self.0,
+            "RotateSigningKey",
+            request_id,
+            &pb::RotateSigningKeyRequest::default(),
+            async |transaction| identity.rotate_signing_key(transaction, &actor).await,
+        )
+        .await?;
+        self.0.keys.reload().await.map_err(Error::from)?;
+        Ok(Response::new(response))
+    }
+}
