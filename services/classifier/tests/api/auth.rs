@@ -93,3 +93,39 @@ async fn health_is_open_without_a_token() {
         .await;
     assert!(answer.is_ok(), "{answer:?}");
 }
+
+/// RFC 8725 attacks through the running service, not just the verifier.
+#[tokio::test]
+async fn forged_tokens_are_refused_by_the_running_service() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let encode = |value: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+    let claims = serde_json::to_value(app.tokens.claims(AUDIENCE, &[Role::ClassifierAdmin])).expect("claims");
+    let kid = app.tokens.key().key_id().to_owned();
+
+    let unsigned =
+        format!("{}.{}.", encode(&serde_json::json!({ "alg": "none", "typ": "JWT", "kid": kid })), encode(&claims));
+    let public_x =
+        serde_json::to_value(app.tokens.key().public_jwk()).expect("jwk")["x"].as_str().expect("x").to_owned();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid);
+    let hmac = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(public_x.as_bytes()))
+        .expect("encodes");
+    let mut expired = app.tokens.claims(AUDIENCE, &[Role::ClassifierAdmin]);
+    expired.exp = expired.iat - 3600;
+    let expired = app.tokens.sign(&expired);
+    let mut wrong_issuer = app.tokens.claims(AUDIENCE, &[Role::ClassifierAdmin]);
+    wrong_issuer.iss = "https://evil.example".to_owned();
+    let wrong_issuer = app.tokens.sign(&wrong_issuer);
+
+    for (what, token) in [
+        ("alg none", unsigned),
+        ("HS256 keyed with the public key", hmac),
+        ("expired", expired),
+        ("wrong issuer", wrong_issuer),
+    ] {
+        let mut client = app.client_with(Some(token)).await;
+        let status = client.get_support_type(get_birth_assistance()).await.expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}");
+    }
+}
