@@ -67,7 +67,7 @@ pub enum Audience {
 pub struct Claims {
     pub iss: String,
     pub aud: Audience,
-    /// Account id (people) or client id (systems).
+    /// Account id (people) or `client:<client id>` (systems).
     pub sub: String,
     pub exp: u64,
     pub iat: u64,

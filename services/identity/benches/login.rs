@@ -25,17 +25,11 @@ use esocial_kit::config::Env;
 use esocial_kit::shutdown::Shutdown;
 use esocial_proto::identity::v1 as pb;
 use esocial_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use esocial_testkit::bench;
 use esocial_testkit::{TempDir, TestDatabase, TestEvents};
 
 fn seconds() -> u64 {
-    std::env::var("BENCH_SECONDS").ok().and_then(|value| value.parse().ok()).unwrap_or(5)
-}
-
-fn steal_and_total() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> =
-        stat.lines().next()?.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
-    Some((*fields.get(7)?, fields.iter().take(8).sum()))
+    bench::env_number("BENCH_SECONDS", 5)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,57 +79,36 @@ fn main() -> anyhow::Result<()> {
         println!("| measure | count | per second | p50 ms | p99 ms | steal |");
         println!("| --- | --- | --- | --- | --- | --- |");
 
-        let before = steal_and_total();
-        let stop_at = Instant::now() + duration;
-        let mut workers = Vec::new();
-        for _ in 0..concurrency {
+        let signed_in = bench::drive(concurrency, duration, move |_, _| {
             let mut client = client.clone();
             let issued = issued.clone();
-            workers.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < stop_at {
-                    let started = Instant::now();
-                    let challenge = client.begin_login(pb::BeginLoginRequest {}).await?.into_inner();
-                    let id = uuid::Uuid::parse_str(&challenge.challenge_id)?;
-                    let signature = esocial_identity::ca::sign_with_pem_key(
-                        &issued.private_key_pem,
-                        &esocial_identity::qes::login_message(&id, &challenge.nonce),
-                    )?;
-                    client
-                        .complete_login(pb::CompleteLoginRequest {
-                            challenge_id: challenge.challenge_id,
-                            certificate_chain: vec![issued.certificate_der.clone()],
-                            signature,
-                        })
-                        .await?;
-                    latencies.push(started.elapsed());
-                }
-                anyhow::Ok(latencies)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for worker in workers {
-            latencies.extend(worker.await??);
-        }
-        latencies.sort_unstable();
-        let percentile = |fraction: f64| {
-            latencies
-                .get(((latencies.len().saturating_sub(1)) as f64 * fraction) as usize)
-                .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
-        };
-        let steal = match (before, steal_and_total()) {
-            (Some((steal_before, total_before)), Some((steal_after, total_after))) if total_after > total_before => {
-                format!("{:.0}%", 100.0 * (steal_after - steal_before) as f64 / (total_after - total_before) as f64)
+            async move {
+                let Ok(challenge) = client.begin_login(pb::BeginLoginRequest {}).await.map(tonic::Response::into_inner) else {
+                    return false;
+                };
+                let Ok(id) = uuid::Uuid::parse_str(&challenge.challenge_id) else { return false };
+                let Ok(signature) = esocial_identity::ca::sign_with_pem_key(
+                    &issued.private_key_pem,
+                    &esocial_identity::qes::login_message(&id, &challenge.nonce),
+                ) else {
+                    return false;
+                };
+                client
+                    .complete_login(pb::CompleteLoginRequest {
+                        challenge_id: challenge.challenge_id,
+                        certificate_chain: vec![issued.certificate_der.clone()],
+                        signature,
+                    })
+                    .await
+                    .is_ok()
             }
-            _ => "n/a".to_owned(),
-        };
+        })
+        .await;
         println!(
-            "| sign-ins ({concurrency} at a time) | {} | {:.0} | {:.2} | {:.2} | {steal} |",
-            latencies.len(),
-            latencies.len() as f64 / duration.as_secs_f64(),
-            percentile(0.5),
-            percentile(0.99)
+            "| sign-ins ({concurrency} at a time) | {} | {:.0} | {:.2} | {:.2} | {} |",
+            signed_in.requests, signed_in.per_second, signed_in.p50_ms, signed_in.p99_ms, signed_in.steal
         );
+        anyhow::ensure!(signed_in.errors == 0, "{} sign-ins failed", signed_in.errors);
 
         // Verification as any service does it, keys from a published set.
         let published = identity.keys.published().await?;

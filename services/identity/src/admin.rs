@@ -39,6 +39,20 @@ async fn active_organization(connection: &mut PgConnection, id: Uuid) -> Result<
     }
 }
 
+/// Nobody changes their own account or its certificates: not its roles,
+/// status, organization or territories, and not the certificates it signs in
+/// with. Another security administrator must.
+fn refuse_own_account(actor: &Actor, account_id: Uuid) -> Result<(), Error> {
+    if actor.subject == account_id.to_string() {
+        return Err(ApiError::PermissionDenied(
+            "an administrator cannot change their own account or its certificates; another security administrator must"
+                .to_owned(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 async fn existing_account(connection: &mut PgConnection, id: Uuid) -> Result<Account, Error> {
     Store::account_for_update(connection, id)
         .await?
@@ -199,6 +213,7 @@ impl Identity {
         expected_version: u32,
         fields: AccountFields,
     ) -> Result<Account, Error> {
+        refuse_own_account(actor, id)?;
         let current = existing_account(connection, id).await?;
         if current.organization_id != fields.organization_id {
             active_organization(connection, fields.organization_id).await?;
@@ -225,24 +240,22 @@ impl Identity {
         status: AccountStatus,
         reason: &str,
     ) -> Result<(Account, u64), Error> {
+        refuse_own_account(actor, id)?;
         let current = existing_account(connection, id).await?;
-        if actor.subject == id.to_string() {
-            return Err(ApiError::PermissionDenied(
-                "an administrator cannot change the status of their own account".to_owned(),
-            )
-            .into());
-        }
         let version = current.version;
         let updated = Store::update_account(connection, &Account { status, ..current }, version, actor)
             .await?
             .ok_or_else(|| stale("the account"))?;
-        let revoked = if status == AccountStatus::Suspended {
-            Store::revoke_sessions_of_account(connection, id, "account suspended").await?
+        let ended = if status == AccountStatus::Suspended {
+            let reason = "account suspended";
+            let ended = Store::revoke_sessions_of_account(connection, id, reason).await?;
+            Identity::sessions_ended(connection, &ended, reason).await?;
+            ended.len()
         } else {
             0
         };
         account_event(connection, &events::ACCOUNT_STATUS_CHANGED, &updated, actor, "status_changed", reason).await?;
-        Ok((updated, revoked))
+        Ok((updated, u64::try_from(ended).unwrap_or(u64::MAX)))
     }
 
     /// Replaces an account's roles. Nobody changes their own roles.
@@ -252,9 +265,7 @@ impl Identity {
         account_id: Uuid,
         roles: Vec<Role>,
     ) -> Result<Account, Error> {
-        if actor.subject == account_id.to_string() {
-            return Err(ApiError::PermissionDenied("nobody may assign roles to themselves".to_owned()).into());
-        }
+        refuse_own_account(actor, account_id)?;
         let current = existing_account(connection, account_id).await?;
         let version = current.version;
         let updated = Store::update_account(connection, &Account { roles, ..current }, version, actor)
@@ -273,6 +284,7 @@ impl Identity {
         account_id: Uuid,
         der: Vec<u8>,
     ) -> Result<(CertificateRecord, Option<CertificateRecord>), Error> {
+        refuse_own_account(actor, account_id)?;
         let account = existing_account(connection, account_id).await?;
         let certificate = qes::verify_chain(&[der], &self.trusted, chrono::Utc::now())
             .map_err(|problem| ApiError::invalid_field("certificate", problem.to_string()))?;
@@ -291,7 +303,9 @@ impl Identity {
                     actor,
                 )
                 .await?;
-                Store::revoke_sessions_of_certificate(connection, previous.id, "certificate superseded").await?;
+                let reason = "certificate superseded";
+                let ended = Store::revoke_sessions_of_certificate(connection, previous.id, reason).await?;
+                Identity::sessions_ended(connection, &ended, reason).await?;
                 certificate_event(connection, &events::CERTIFICATE_SUPERSEDED, &superseded, actor, "superseded")
                     .await?;
                 Some(superseded)
@@ -320,9 +334,10 @@ impl Identity {
         status: CertificateStatus,
         reason: &str,
     ) -> Result<(CertificateRecord, u64), Error> {
-        let current = Store::certificate(connection, id)
+        let current = Store::certificate_for_update(connection, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("certificate {id} does not exist")))?;
+        refuse_own_account(actor, current.account_id)?;
         if current.status == CertificateStatus::Revoked {
             return Err(
                 ApiError::FailedPrecondition("the certificate is revoked; revocation is final".to_owned()).into()
@@ -337,13 +352,16 @@ impl Identity {
             return Err(ApiError::FailedPrecondition("the account has another active certificate".to_owned()).into());
         }
         let changed = Store::set_certificate_status(connection, id, status, reason, actor).await?;
-        let revoked = if status == CertificateStatus::Active {
+        let ended = if status == CertificateStatus::Active {
             0
         } else {
-            Store::revoke_sessions_of_certificate(connection, id, &format!("certificate {}", status.as_str())).await?
+            let reason = format!("certificate {}", status.as_str());
+            let ended = Store::revoke_sessions_of_certificate(connection, id, &reason).await?;
+            Identity::sessions_ended(connection, &ended, &reason).await?;
+            ended.len()
         };
         certificate_event(connection, &events::CERTIFICATE_STATUS_CHANGED, &changed, actor, "status_changed").await?;
-        Ok((changed, revoked))
+        Ok((changed, u64::try_from(ended).unwrap_or(u64::MAX)))
     }
 
     pub async fn register_system_client(
@@ -387,8 +405,7 @@ impl Identity {
         connection: &mut PgConnection,
         actor: &Actor,
     ) -> Result<pb::RotateSigningKeyResponse, Error> {
-        let (new_key_id, retired_key_id, publish_until) =
-            self.keys.rotate(connection, self.settings.token_lifetime_max()).await?;
+        let (new_key_id, retired_key_id, publish_until) = self.keys.rotate(connection).await?;
         let payload = pb::SigningKeyRotated {
             new_key_id: new_key_id.clone(),
             retired_key_id: retired_key_id.clone(),
@@ -426,6 +443,29 @@ impl Identity {
         .await?;
         transaction.commit().await?;
         Ok(account)
+    }
+
+    /// Lists an account's certificates (their subjects name the holder and
+    /// carry their RNOKPP), recording who read them.
+    pub async fn read_certificates(
+        &self,
+        actor: &Actor,
+        account_id: Uuid,
+        purpose: &str,
+    ) -> Result<Vec<CertificateRecord>, Error> {
+        let certificates = self.store.certificates_of(account_id).await?;
+        let mut transaction = self.store.pool().begin().await?;
+        let ids: Vec<String> = certificates.iter().map(|certificate| certificate.id.to_string()).collect();
+        Store::audit(
+            &mut transaction,
+            actor,
+            "account.certificates_read",
+            &account_id.to_string(),
+            serde_json::json!({ "certificates": ids, "purpose": purpose }),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(certificates)
     }
 
     /// Lists accounts, recording each one read and why.

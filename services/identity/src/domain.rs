@@ -1,7 +1,7 @@
 //! The identity service's own types.
 
 use chrono::{DateTime, Utc};
-use esocial_auth::Role;
+use esocial_auth::{Caller, Role};
 use esocial_identifiers::{Edrpou, Katottg, Rnokpp};
 use uuid::Uuid;
 
@@ -142,7 +142,24 @@ pub struct Actor {
     pub organization: Option<String>,
 }
 
+/// What a system client may be given as scopes: the roles of systems. A
+/// person's role (an administrator's above all) is never a client's, so a
+/// client's token cannot stand in for a person.
+pub const CLIENT_SCOPES: [Role; 2] = [Role::Integrator, Role::Service];
+
+/// Whether a role may be a system client's scope.
+pub fn is_client_scope(role: Role) -> bool {
+    CLIENT_SCOPES.contains(&role)
+}
+
+/// Roles that only systems hold; an account is never given one.
+pub fn is_system_only_role(role: Role) -> bool {
+    role == Role::Service
+}
+
 /// A system client id: lower-case letters, digits, `.`, `-`, `_`, 2 to 100.
+/// Lookups of existing clients use this; new ones also pass
+/// [`check_new_client_id`].
 pub fn check_client_id(text: &str) -> Result<String, &'static str> {
     let valid = (2..=100).contains(&text.len())
         && text.starts_with(|character: char| character.is_ascii_lowercase() || character.is_ascii_digit())
@@ -150,6 +167,28 @@ pub fn check_client_id(text: &str) -> Result<String, &'static str> {
             character.is_ascii_lowercase() || character.is_ascii_digit() || matches!(character, '.' | '-' | '_')
         });
     if valid { Ok(text.to_owned()) } else { Err("must be 2 to 100 lower-case letters, digits, `.`, `-` or `_`") }
+}
+
+/// The id of a client being registered: a valid client id that cannot be
+/// mistaken for an account id (no UUID, in any of its spellings).
+pub fn check_new_client_id(text: &str) -> Result<String, &'static str> {
+    let client_id = check_client_id(text)?;
+    if Uuid::try_parse(&client_id).is_ok() {
+        return Err("must not be a UUID: account ids are UUIDs");
+    }
+    Ok(client_id)
+}
+
+/// The account and session of a caller who is a person signed in with a
+/// qualified e-signature; `None` for system clients (and any token without
+/// `amr` `qes`, a session id and an account id as subject).
+pub fn signed_in_person(caller: &Caller) -> Option<(Uuid, Uuid)> {
+    if !caller.used_qualified_signature() {
+        return None;
+    }
+    let account_id = Uuid::try_parse(&caller.subject).ok()?;
+    let session_id = Uuid::try_parse(caller.session_id.as_deref()?).ok()?;
+    Some((account_id, session_id))
 }
 
 /// Roles from their names, each at most once, or the first unknown name.
@@ -163,4 +202,56 @@ pub fn parse_roles(names: &[String]) -> Result<Vec<Role>, String> {
     }
     roles.sort_by_key(|role| role.as_str());
     Ok(roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(subject: &str, methods: &[&str], session: Option<&str>) -> Caller {
+        Caller {
+            subject: subject.to_owned(),
+            roles: vec![Role::SecurityAdmin],
+            organization_edrpou: None,
+            territories: Vec::new(),
+            authentication_methods: methods.iter().map(|method| (*method).to_owned()).collect(),
+            token_id: "jti".to_owned(),
+            session_id: session.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_new_client_id_is_never_a_uuid() {
+        let account = Uuid::now_v7();
+        assert!(check_new_client_id(&account.to_string()).is_err(), "hyphenated");
+        assert!(check_new_client_id(&account.simple().to_string()).is_err(), "32 hex digits");
+        assert_eq!(check_new_client_id("ua.gov.diia"), Ok("ua.gov.diia".to_owned()));
+        assert!(check_new_client_id("Registry").is_err(), "still the client id rules");
+        // Existing clients are still found by their ids, whatever they are.
+        assert!(check_client_id(&account.to_string()).is_ok());
+    }
+
+    #[test]
+    fn only_the_roles_of_systems_are_client_scopes_and_service_is_no_persons_role() {
+        let scopes: Vec<Role> = Role::ALL.into_iter().filter(|role| is_client_scope(*role)).collect();
+        assert_eq!(scopes, [Role::Integrator, Role::Service]);
+        let system_only: Vec<Role> = Role::ALL.into_iter().filter(|role| is_system_only_role(*role)).collect();
+        assert_eq!(system_only, [Role::Service]);
+    }
+
+    #[test]
+    fn a_signed_in_person_has_qes_a_session_and_an_account_id() {
+        let account = Uuid::now_v7();
+        let session = Uuid::now_v7();
+        let person = caller(&account.to_string(), &["qes"], Some(&session.to_string()));
+        assert_eq!(signed_in_person(&person), Some((account, session)));
+        let client = caller("client:ops", &[], None);
+        assert_eq!(signed_in_person(&client), None, "a system client");
+        let without_session = caller(&account.to_string(), &["qes"], None);
+        assert_eq!(signed_in_person(&without_session), None);
+        let without_qes = caller(&account.to_string(), &[], Some(&session.to_string()));
+        assert_eq!(signed_in_person(&without_qes), None);
+        let client_with_claims = caller("client:ops", &["qes"], Some(&session.to_string()));
+        assert_eq!(signed_in_person(&client_with_claims), None, "the subject is no account id");
+    }
 }

@@ -20,7 +20,10 @@ use crate::convert::{
     account_to_proto, certificate_to_proto, client_jwk_from_proto, client_to_proto, jwk_to_proto, kind_from_proto,
     organization_to_proto, territories, text, uuid,
 };
-use crate::domain::{AccountStatus, Actor, CertificateStatus, SystemClient, check_client_id, parse_roles};
+use crate::domain::{
+    AccountStatus, Actor, CLIENT_SCOPES, CertificateStatus, SystemClient, check_client_id, check_new_client_id,
+    is_client_scope, is_system_only_role, parse_roles, signed_in_person,
+};
 use crate::login::{IssuedTokens, SIGNATURE_BYTES_MAX};
 use crate::qes::CERTIFICATE_BYTES_MAX;
 use crate::service::{Error, Identity};
@@ -203,6 +206,29 @@ impl IdentityService for IdentityApi {
 #[derive(Debug, Clone)]
 pub struct AdminApi(pub Arc<Identity>);
 
+impl AdminApi {
+    /// Who makes an administrative change: a person signed in with a
+    /// qualified e-signature, in a session that is still open. A system
+    /// client's token never changes the catalogue, whatever its roles.
+    async fn administrator<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
+        let caller = caller(request)?;
+        let Some((account_id, session_id)) = signed_in_person(&caller) else {
+            return Err(Error::from(ApiError::PermissionDenied(
+                "changes to the catalogue need a person signed in with a qualified e-signature; \
+                 a system client's token cannot make them"
+                    .to_owned(),
+            ))
+            .into());
+        };
+        if !self.0.store.session_is_open(session_id, account_id).await.map_err(Error::from)? {
+            return Err(
+                Error::from(ApiError::Unauthenticated("the session has ended; sign in again".to_owned())).into()
+            );
+        }
+        Ok(actor(&caller))
+    }
+}
+
 fn account_fields(
     violations: &mut Violations,
     full_name: &str,
@@ -223,7 +249,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::CreateOrganizationRequest>,
     ) -> Result<Response<pb::CreateOrganizationResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -253,7 +279,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::UpdateOrganizationRequest>,
     ) -> Result<Response<pb::UpdateOrganizationResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -306,7 +332,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::CreateAccountRequest>,
     ) -> Result<Response<pb::CreateAccountResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -336,7 +362,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::UpdateAccountRequest>,
     ) -> Result<Response<pb::UpdateAccountResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -369,7 +395,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::SetAccountStatusRequest>,
     ) -> Result<Response<pb::SetAccountStatusResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -404,12 +430,16 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::AssignRolesRequest>,
     ) -> Result<Response<pb::AssignRolesResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
         let account_id = uuid(&mut violations, "account_id", &request.account_id);
         let roles = match parse_roles(&request.roles) {
+            Ok(roles) if roles.iter().any(|role| is_system_only_role(*role)) => {
+                violations.add("roles", "`service` is a role of systems, not of people");
+                None
+            }
             Ok(roles) => Some(roles),
             Err(unknown) => {
                 violations.add("roles", format!("{unknown:?} is not a role"));
@@ -472,7 +502,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::RegisterCertificateRequest>,
     ) -> Result<Response<pb::RegisterCertificateResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -503,7 +533,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::SetCertificateStatusRequest>,
     ) -> Result<Response<pb::SetCertificateStatusResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -540,12 +570,14 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::ListCertificatesRequest>,
     ) -> Result<Response<pb::ListCertificatesResponse>, Status> {
+        let actor = actor(&caller(&request)?);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let account_id = uuid(&mut violations, "account_id", &request.account_id);
+        let purpose = text(&mut violations, "purpose", &request.purpose, true, REASON_LENGTH_MAX);
         violations.finish().map_err(Error::from)?;
         let account_id = account_id.ok_or_else(|| Status::invalid_argument("invalid request"))?;
-        let certificates = self.0.store.certificates_of(account_id).await.map_err(Error::from)?;
+        let certificates = self.0.read_certificates(&actor, account_id, &purpose).await?;
         Ok(Response::new(pb::ListCertificatesResponse {
             certificates: certificates.iter().map(certificate_to_proto).collect(),
         }))
@@ -555,19 +587,24 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::RegisterSystemClientRequest>,
     ) -> Result<Response<pb::RegisterSystemClientResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
-        let client_id = violations.check("client_id", check_client_id(&request.client_id));
+        let client_id = violations.check("client_id", check_new_client_id(&request.client_id));
         let name = text(&mut violations, "name", &request.name, true, NAME_LENGTH_MAX);
         let public_jwk = client_jwk_from_proto(&mut violations, "public_key", request.public_key.as_ref());
         let scopes = match parse_roles(&request.scopes) {
-            Ok(scopes) if !scopes.is_empty() => Some(scopes),
-            Ok(_) => {
+            Ok(scopes) if scopes.is_empty() => {
                 violations.add("scopes", "at least one scope (role name) is required");
                 None
             }
+            Ok(scopes) if !scopes.iter().all(|scope| is_client_scope(*scope)) => {
+                let allowed: Vec<&str> = CLIENT_SCOPES.iter().map(|scope| scope.as_str()).collect();
+                violations.add("scopes", format!("a system client may only have {}", allowed.join(" or ")));
+                None
+            }
+            Ok(scopes) => Some(scopes),
             Err(unknown) => {
                 violations.add("scopes", format!("{unknown:?} is not a role"));
                 None
@@ -594,7 +631,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::RotateSystemClientKeyRequest>,
     ) -> Result<Response<pb::RotateSystemClientKeyResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -618,7 +655,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::SetSystemClientStatusRequest>,
     ) -> Result<Response<pb::SetSystemClientStatusResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);
@@ -641,7 +678,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = self.administrator(&request).await?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let request_id = request_id(&mut violations, &request.request_id);

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use esocial_kit::ApiError;
 
+use crate::domain::CLIENT_SCOPES;
 use crate::service::{Error, Identity};
 
 pub fn router(identity: Arc<Identity>) -> Router {
@@ -43,7 +44,7 @@ async fn discovery(State(identity): State<Arc<Identity>>) -> Json<serde_json::Va
         "id_token_signing_alg_values_supported": ["EdDSA"],
         "subject_types_supported": ["public"],
         "response_types_supported": [],
-        "scopes_supported": esocial_auth::Role::ALL.iter().map(|role| role.as_str()).collect::<Vec<_>>(),
+        "scopes_supported": CLIENT_SCOPES.iter().map(|role| role.as_str()).collect::<Vec<_>>(),
     }))
 }
 

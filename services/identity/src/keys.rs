@@ -5,6 +5,13 @@
 //! Private keys are stored in the database sealed with AES-256-GCM under a
 //! master key that lives outside it (a file, a mounted secret), so replicas
 //! share keys and a database dump alone cannot mint tokens.
+//!
+//! Nothing in the table is published on trust: a key is published only when
+//! its sealed private key opens with the master key and its public key and
+//! key id are the ones derived from that private key, so a row written into
+//! the database without the master key publishes nothing. A retired key is
+//! published until the tokens it signed have expired and never longer,
+//! whatever its row says.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,11 +101,17 @@ struct Loaded {
 
 /// How long replicas may disagree about the signer after a rotation.
 const RELOAD_AFTER: Duration = Duration::from_secs(30);
+/// A retired key stays published this much longer than the longest token
+/// lifetime (clock skew between replicas and services).
+const RETIRED_KEY_MARGIN: Duration = Duration::from_secs(60);
 
 /// The signing keys of the identity service.
 pub struct KeyStore {
     pool: PgPool,
     master: MasterKey,
+    /// The longest any token lives; a retired key is published at most this
+    /// (and the margin) after its retirement.
+    token_lifetime_max: Duration,
     loaded: RwLock<Loaded>,
 }
 
@@ -114,11 +127,45 @@ struct StoredKey {
     public_jwk: sqlx::types::Json<Jwk>,
     sealed_private_key: Vec<u8>,
     retired_at: Option<DateTime<Utc>>,
+    publish_until: Option<DateTime<Utc>>,
+}
+
+impl StoredKey {
+    /// The private key, when its row checks out: it opens with the master
+    /// key (bound to its key id), and the key id and public key derived from
+    /// it are the row's.
+    fn open(&self, master: &MasterKey) -> Result<SigningKey, KeyError> {
+        let pem = master.open(&self.kid, &self.sealed_private_key)?;
+        let pem = String::from_utf8(pem).map_err(|_| KeyError::Stored(format!("key {} is not UTF-8", self.kid)))?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|error| KeyError::Stored(error.to_string()))?;
+        if key.key_id() != self.kid {
+            return Err(KeyError::Stored(format!("key {} does not match its id", self.kid)));
+        }
+        let derived = serde_json::to_value(key.public_jwk()).ok();
+        if derived.is_none() || derived != serde_json::to_value(&self.public_jwk.0).ok() {
+            return Err(KeyError::Stored(format!("the public key stored for {} is not its own", self.kid)));
+        }
+        Ok(key)
+    }
+
+    /// Whether a retired key is still to be published at `now`: before its
+    /// `publish_until`, and before its retirement plus the longest token
+    /// lifetime and the margin.
+    fn published_at(&self, now: DateTime<Utc>, token_lifetime_max: Duration) -> bool {
+        let (Some(retired_at), Some(publish_until)) = (self.retired_at, self.publish_until) else {
+            return false;
+        };
+        let longest =
+            chrono::Duration::from_std(token_lifetime_max + RETIRED_KEY_MARGIN).unwrap_or(chrono::Duration::hours(1));
+        let skew = chrono::Duration::from_std(RETIRED_KEY_MARGIN).unwrap_or(chrono::Duration::minutes(1));
+        retired_at <= now + skew && now < publish_until.min(retired_at + longest)
+    }
 }
 
 impl KeyStore {
     /// Opens the store, creating the first signing key if there is none.
-    pub async fn open(pool: PgPool, master: MasterKey) -> Result<Self, KeyError> {
+    /// `token_lifetime_max` is the longest lifetime of a token it signs.
+    pub async fn open(pool: PgPool, master: MasterKey, token_lifetime_max: Duration) -> Result<Self, KeyError> {
         let mut connection = pool.acquire().await?;
         let signer = Self::current_signer(&mut connection).await?;
         drop(connection);
@@ -132,8 +179,8 @@ impl KeyStore {
                 Err(error) => return Err(error),
             }
         }
-        let loaded = Self::load(&pool, &master).await?;
-        Ok(Self { pool, master, loaded: RwLock::new(loaded) })
+        let loaded = Self::load(&pool, &master, token_lifetime_max).await?;
+        Ok(Self { pool, master, token_lifetime_max, loaded: RwLock::new(loaded) })
     }
 
     async fn current_signer(connection: &mut PgConnection) -> Result<Option<String>, KeyError> {
@@ -153,9 +200,9 @@ impl KeyStore {
         Ok(())
     }
 
-    async fn load(pool: &PgPool, master: &MasterKey) -> Result<Loaded, KeyError> {
+    async fn load(pool: &PgPool, master: &MasterKey, token_lifetime_max: Duration) -> Result<Loaded, KeyError> {
         let keys: Vec<StoredKey> = sqlx::query_as(
-            "SELECT kid, public_jwk, sealed_private_key, retired_at FROM signing_keys
+            "SELECT kid, public_jwk, sealed_private_key, retired_at, publish_until FROM signing_keys
              WHERE retired_at IS NULL OR publish_until > now() ORDER BY created_at DESC",
         )
         .fetch_all(pool)
@@ -164,19 +211,21 @@ impl KeyStore {
             .iter()
             .find(|key| key.retired_at.is_none())
             .ok_or_else(|| KeyError::Stored("no signing key in use".to_owned()))?;
-        let pem = master.open(&current.kid, &current.sealed_private_key)?;
-        let pem = String::from_utf8(pem).map_err(|_| KeyError::Stored("not UTF-8".to_owned()))?;
-        let signer = SigningKey::from_pkcs8_pem(&pem).map_err(|error| KeyError::Stored(error.to_string()))?;
-        if signer.key_id() != current.kid {
-            return Err(KeyError::Stored(format!("key {} does not match its id", current.kid)));
+        let signer = current.open(master)?;
+        let now = Utc::now();
+        let mut published = vec![signer.public_jwk().clone()];
+        for retired in keys.iter().filter(|key| key.published_at(now, token_lifetime_max)) {
+            match retired.open(master) {
+                Ok(key) => published.push(key.public_jwk().clone()),
+                Err(error) => tracing::error!(kid = retired.kid, %error, "a retired signing key is not published"),
+            }
         }
-        let published = JwkSet { keys: keys.iter().map(|key| key.public_jwk.0.clone()).collect() };
-        Ok(Loaded { signer: Arc::new(signer), published, loaded_at: Instant::now() })
+        Ok(Loaded { signer: Arc::new(signer), published: JwkSet { keys: published }, loaded_at: Instant::now() })
     }
 
     async fn fresh(&self) -> Result<tokio::sync::RwLockReadGuard<'_, Loaded>, KeyError> {
         if self.loaded.read().await.loaded_at.elapsed() >= RELOAD_AFTER {
-            let reloaded = Self::load(&self.pool, &self.master).await?;
+            let reloaded = Self::load(&self.pool, &self.master, self.token_lifetime_max).await?;
             *self.loaded.write().await = reloaded;
         }
         Ok(self.loaded.read().await)
@@ -192,25 +241,22 @@ impl KeyStore {
         Ok(self.fresh().await?.published.clone())
     }
 
-    /// Makes a new key the signer; the old one stays published for
-    /// `token_lifetime_max` (plus a minute of clock skew). Returns the new and
-    /// old key ids and when the old one is withdrawn.
-    pub async fn rotate(
-        &self,
-        transaction: &mut PgConnection,
-        token_lifetime_max: Duration,
-    ) -> Result<(String, String, DateTime<Utc>), KeyError> {
+    /// Makes a new key the signer; the old one stays published for the
+    /// longest token lifetime (plus a minute of clock skew). Returns the new
+    /// and old key ids and when the old one is withdrawn.
+    pub async fn rotate(&self, transaction: &mut PgConnection) -> Result<(String, String, DateTime<Utc>), KeyError> {
         let old: String = sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL FOR UPDATE")
             .fetch_one(&mut *transaction)
             .await?;
-        let publish_until = Utc::now()
-            + chrono::Duration::from_std(token_lifetime_max + Duration::from_secs(60))
-                .unwrap_or(chrono::Duration::hours(1));
-        sqlx::query("UPDATE signing_keys SET retired_at = now(), publish_until = $2 WHERE kid = $1")
-            .bind(&old)
-            .bind(publish_until)
-            .execute(&mut *transaction)
-            .await?;
+        let published_for = (self.token_lifetime_max + RETIRED_KEY_MARGIN).as_secs_f64();
+        let publish_until: DateTime<Utc> = sqlx::query_scalar(
+            "UPDATE signing_keys SET retired_at = now(), publish_until = now() + make_interval(secs => $2)
+             WHERE kid = $1 RETURNING publish_until",
+        )
+        .bind(&old)
+        .bind(published_for)
+        .fetch_one(&mut *transaction)
+        .await?;
         let key = SigningKey::generate();
         Self::insert(transaction, &self.master, &key).await?;
         Ok((key.key_id().to_owned(), old, publish_until))
@@ -218,7 +264,7 @@ impl KeyStore {
 
     /// Reloads now (after a rotation this replica made).
     pub async fn reload(&self) -> Result<(), KeyError> {
-        let reloaded = Self::load(&self.pool, &self.master).await?;
+        let reloaded = Self::load(&self.pool, &self.master, self.token_lifetime_max).await?;
         *self.loaded.write().await = reloaded;
         Ok(())
     }
@@ -250,5 +296,61 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(master.open("kid-1", &tampered).is_err(), "tampering is detected");
+    }
+
+    fn stored(master: &MasterKey, key: &SigningKey, retired_at: Option<DateTime<Utc>>) -> StoredKey {
+        StoredKey {
+            kid: key.key_id().to_owned(),
+            public_jwk: sqlx::types::Json(key.public_jwk().clone()),
+            sealed_private_key: master.seal(key.key_id(), key.private_pkcs8_pem().as_bytes()).expect("sealed"),
+            retired_at,
+            publish_until: retired_at.map(|at| at + chrono::Duration::minutes(16)),
+        }
+    }
+
+    #[test]
+    fn a_stored_key_checks_out_only_when_it_opens_and_its_public_half_and_id_are_its_own() {
+        let master = MasterKey::from_bytes(&[7u8; 32]);
+        let key = SigningKey::generate();
+        let good = stored(&master, &key, None);
+        assert_eq!(good.open(&master).expect("checks out").key_id(), key.key_id());
+
+        let other_master = MasterKey::from_bytes(&[9u8; 32]);
+        assert!(matches!(good.open(&other_master), Err(KeyError::Unseal)), "sealed under another master key");
+
+        let planted = StoredKey { sealed_private_key: vec![0u8], ..stored(&master, &key, None) };
+        assert!(planted.open(&master).is_err(), "not sealed at all");
+
+        let attacker = SigningKey::generate();
+        let mut swapped = stored(&master, &key, None);
+        swapped.public_jwk = sqlx::types::Json(attacker.public_jwk().clone());
+        assert!(swapped.open(&master).is_err(), "another key's public half under this key id");
+
+        let mut renamed = stored(&master, &attacker, None);
+        renamed.kid = key.key_id().to_owned();
+        assert!(renamed.open(&master).is_err(), "sealed for another key id");
+    }
+
+    #[test]
+    fn a_retired_key_is_published_no_longer_than_the_longest_token_lives() {
+        let master = MasterKey::from_bytes(&[7u8; 32]);
+        let key = SigningKey::generate();
+        let lifetime = Duration::from_secs(900);
+        let now = Utc::now();
+        let just_retired = stored(&master, &key, Some(now - chrono::Duration::minutes(1)));
+        assert!(just_retired.published_at(now, lifetime));
+        let long_ago = StoredKey {
+            publish_until: Some(now + chrono::Duration::days(3650)),
+            ..stored(&master, &key, Some(now - chrono::Duration::days(365)))
+        };
+        assert!(!long_ago.published_at(now, lifetime), "publish_until beyond the longest token lifetime is capped");
+        let past_its_time = stored(&master, &key, Some(now - chrono::Duration::minutes(17)));
+        assert!(!past_its_time.published_at(now, lifetime));
+        let retired_later = StoredKey {
+            publish_until: Some(now + chrono::Duration::days(3650)),
+            ..stored(&master, &key, Some(now + chrono::Duration::days(365)))
+        };
+        assert!(!retired_later.published_at(now, lifetime), "a retirement in the future is no retirement");
+        assert!(!stored(&master, &key, None).published_at(now, lifetime), "the signer is not a retired key");
     }
 }

@@ -93,12 +93,12 @@ pub const CHALLENGE_SECONDS: Variable = Variable {
 pub const LOGIN_FAILURES_MAX: Variable = Variable {
     name: "ESOCIAL_IDENTITY_LOGIN_FAILURES_MAX",
     default: "5",
-    meaning: "failed sign-ins per account or certificate before sign-in is refused for the window",
+    meaning: "wrong signatures over sign-in challenges per certificate or account before more are refused for the window (a correct signature always signs in)",
 };
 pub const LOGIN_FAILURE_WINDOW_SECONDS: Variable = Variable {
     name: "ESOCIAL_IDENTITY_LOGIN_FAILURE_WINDOW_SECONDS",
     default: "900",
-    meaning: "the window in which failed sign-ins are counted",
+    meaning: "the window in which wrong sign-in signatures are counted",
 };
 pub const AUDIENCES: Variable = Variable {
     name: "ESOCIAL_IDENTITY_AUDIENCES",
@@ -230,7 +230,7 @@ impl IdentityServer {
         )?;
         esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
         let nats = esocial_kit::nats::connect(&settings.common.nats_url, "esocial-identity").await?;
-        let keys = Arc::new(keys::KeyStore::open(pool.clone(), master).await?);
+        let keys = Arc::new(keys::KeyStore::open(pool.clone(), master, settings.tokens.token_lifetime_max()).await?);
         let identity = Arc::new(Identity {
             store: store::Store::new(pool),
             keys: keys.clone(),

@@ -11,11 +11,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Account, AccountStatus, CertificateStatus};
+use crate::domain::{Account, AccountStatus, CertificateStatus, is_client_scope, signed_in_person};
 use crate::events;
 use crate::qes::{self, CertificateProblem, SignatureProblem};
 use crate::service::{Error, Identity, refused};
-use crate::store::Store;
+use crate::store::{LoginFailure, Store};
 use crate::tokens::{client_claims, hash_refresh_token, new_nonce, new_refresh_token, person_claims, unix_now};
 
 /// Tokens handed out at sign-in and refresh.
@@ -46,23 +46,19 @@ impl Identity {
         Ok((id, nonce.to_vec(), expires_at))
     }
 
-    /// Records a refused sign-in (table and event) and returns the refusal.
-    async fn refuse_login(
-        &self,
-        reason: &'static str,
-        message: String,
-        account_id: Option<Uuid>,
-        fingerprint: Option<&str>,
-    ) -> Error {
+    /// Records a refused sign-in (table and event, both with the detailed
+    /// reason) and returns the refusal.
+    async fn refuse_login(&self, failure: LoginFailure<'_>, message: String) -> Error {
+        let reason = failure.reason;
         let recorded = async {
             let mut transaction = self.store.pool().begin().await?;
-            Store::record_login_failure(&mut transaction, account_id, fingerprint, reason).await?;
+            Store::record_login_failure(&mut transaction, &failure).await?;
             let event = pb::LoginFailed {
-                account_id: account_id.map(|id| id.to_string()).unwrap_or_default(),
-                certificate_fingerprint: fingerprint.unwrap_or_default().to_owned(),
+                account_id: failure.account_id.map(|id| id.to_string()).unwrap_or_default(),
+                certificate_fingerprint: failure.certificate_fingerprint.unwrap_or_default().to_owned(),
                 reason: reason.to_owned(),
             };
-            let subject = account_id.map(|id| id.to_string());
+            let subject = failure.account_id.map(|id| id.to_string());
             esocial_events::outbox::enqueue(&mut transaction, &events::LOGIN_FAILED, subject.as_deref(), &event)
                 .await?;
             transaction.commit().await
@@ -70,7 +66,7 @@ impl Identity {
         if let Err(error) = recorded.await {
             tracing::error!(%error, reason, "cannot record a refused sign-in");
         }
-        tracing::info!(reason, account = ?account_id, "sign-in refused");
+        tracing::info!(reason, account = ?failure.account_id, "sign-in refused");
         if reason == "throttled" {
             return Error::Api(ApiError::ResourceExhausted {
                 message,
@@ -80,24 +76,35 @@ impl Identity {
         refused(reason, message)
     }
 
-    async fn throttled(&self, account_id: Option<Uuid>, fingerprint: Option<&str>) -> Result<bool, Error> {
+    /// Whether wrong signatures with this certificate or for its account
+    /// reached the limit in the window.
+    async fn too_many_wrong_signatures(&self, account_id: Option<Uuid>, fingerprint: &str) -> Result<bool, Error> {
         let window = i64::try_from(self.settings.login_failure_window.as_secs()).unwrap_or(i64::MAX);
-        Ok(self.store.recent_failures(account_id, fingerprint, window).await? >= self.settings.login_failures_max)
+        let wrong = self.store.recent_wrong_signatures(account_id, fingerprint, window).await?;
+        Ok(wrong >= self.settings.login_failures_max)
     }
 
     /// Checks the signed challenge and the certificate; opens a session.
+    ///
+    /// In this order: the challenge is used up; the certificate's chain is
+    /// checked; the signature over the challenge is checked with the
+    /// certificate's key. Until then nothing depends on the catalogue, so a
+    /// stranger holding only someone's public certificate learns nothing
+    /// about their account and cannot lock them out. Only then are the
+    /// certificate's and account's states looked at, and told.
     pub async fn complete_login(
         &self,
         challenge_id: Uuid,
         chain: &[Vec<u8>],
         signature: &[u8],
     ) -> Result<(IssuedTokens, Account), Error> {
-        let fingerprint = chain.first().map(|der| qes::fingerprint(der));
-        let fingerprint = fingerprint.as_deref();
-        if self.throttled(None, fingerprint).await? {
-            let message = "too many failed sign-ins with this certificate; try again later".to_owned();
-            return Err(self.refuse_login("throttled", message, None, fingerprint).await);
-        }
+        let presented = chain.first().map(|der| qes::fingerprint(der));
+        let before_signature = |reason| LoginFailure {
+            account_id: None,
+            certificate_fingerprint: presented.as_deref(),
+            challenge_id: None,
+            reason,
+        };
 
         // The nonce is used up whatever happens next.
         let mut transaction = self.store.pool().begin().await?;
@@ -111,7 +118,7 @@ impl Identity {
                     "challenge_expired" => "this challenge has expired; begin a new sign-in",
                     _ => "unknown challenge; begin a new sign-in",
                 };
-                return Err(self.refuse_login(reason, message.to_owned(), None, fingerprint).await);
+                return Err(self.refuse_login(before_signature(reason), message.to_owned()).await);
             }
         };
 
@@ -124,58 +131,85 @@ impl Identity {
                     CertificateProblem::OutsideValidity { .. } => "certificate_expired",
                     CertificateProblem::NotForSigning => "certificate_not_for_signing",
                 };
-                return Err(self.refuse_login(reason, problem.to_string(), None, fingerprint).await);
+                return Err(self.refuse_login(before_signature(reason), problem.to_string()).await);
             }
         };
+        let fingerprint = Some(certificate.fingerprint.as_str());
 
+        // Proof of possession of the certificate's key.
+        let message = qes::login_message(&challenge_id, &nonce);
+        if let Err(problem) = self.verifiers.verify(&certificate.public_key, &message, signature) {
+            if problem == SignatureProblem::UnsupportedKey {
+                return Err(self.refuse_login(before_signature("unsupported_key"), problem.to_string()).await);
+            }
+            // Recorded against the account too (for its holder's alerts), but
+            // answered the same whether or not the certificate is registered.
+            let mut connection = self.store.pool().acquire().await?;
+            let account_id = Store::certificate_by_fingerprint(&mut connection, &certificate.fingerprint)
+                .await?
+                .map(|record| record.account_id);
+            drop(connection);
+            let (reason, message) = if self.too_many_wrong_signatures(account_id, &certificate.fingerprint).await? {
+                ("throttled", "too many wrong signatures with this certificate; try again later".to_owned())
+            } else {
+                ("wrong_signature", problem.to_string())
+            };
+            let failure = LoginFailure {
+                account_id,
+                certificate_fingerprint: fingerprint,
+                challenge_id: Some(challenge_id),
+                reason,
+            };
+            return Err(self.refuse_login(failure, message).await);
+        }
+
+        // The signer holds the certificate's key: now the catalogue speaks.
+        let after_signature = |account_id: Option<Uuid>, reason| LoginFailure {
+            account_id,
+            certificate_fingerprint: fingerprint,
+            challenge_id: Some(challenge_id),
+            reason,
+        };
         let mut connection = self.store.pool().acquire().await?;
         let Some(record) = Store::certificate_by_fingerprint(&mut connection, &certificate.fingerprint).await? else {
             let message = "this certificate is not registered to any account".to_owned();
-            return Err(self.refuse_login("unknown_certificate", message, None, fingerprint).await);
-        };
-        let account = Store::account(&mut connection, record.account_id)
-            .await?
-            .filter(|account| account.rnokpp == certificate.rnokpp);
-        let Some(account) = account else {
-            let message = "this certificate does not belong to its account's holder".to_owned();
-            return Err(self.refuse_login("unknown_certificate", message, None, fingerprint).await);
+            return Err(self.refuse_login(after_signature(None, "unknown_certificate"), message).await);
         };
         drop(connection);
-        let account_id = Some(account.id);
-        match record.status {
-            CertificateStatus::Active => {}
-            CertificateStatus::Blocked => {
-                let message = "this certificate is blocked".to_owned();
-                return Err(self.refuse_login("certificate_blocked", message, account_id, fingerprint).await);
-            }
-            CertificateStatus::Revoked => {
-                let message = "this certificate is revoked".to_owned();
-                return Err(self.refuse_login("certificate_revoked", message, account_id, fingerprint).await);
-            }
-        }
-        if account.status == AccountStatus::Suspended {
-            let message = "this account is suspended".to_owned();
-            return Err(self.refuse_login("account_suspended", message, account_id, fingerprint).await);
-        }
-        if self.throttled(account_id, None).await? {
-            let message = "too many failed sign-ins for this account; try again later".to_owned();
-            return Err(self.refuse_login("throttled", message, account_id, fingerprint).await);
-        }
-        let message = qes::login_message(&challenge_id, &nonce);
-        if let Err(problem) = self.verifiers.verify(&certificate.public_key, &message, signature) {
-            let reason = match problem {
-                SignatureProblem::UnsupportedKey => "unsupported_key",
-                SignatureProblem::Invalid => "wrong_signature",
-            };
-            return Err(self.refuse_login(reason, problem.to_string(), account_id, fingerprint).await);
-        }
 
+        // Statuses are read with the rows share-locked, in the transaction
+        // that opens the session: a block or suspension (which locks them
+        // for update and ends the sessions it finds) either comes first and
+        // is seen here, or waits and then ends this session too. Account
+        // before certificate, the order the administration locks them in.
         let mut transaction = self.store.pool().begin().await?;
+        let account = Store::account_for_share(&mut transaction, record.account_id)
+            .await?
+            .filter(|account| account.rnokpp == certificate.rnokpp);
+        let record = Store::certificate_for_share(&mut transaction, record.id).await?;
+        let (Some(account), Some(record)) = (account, record) else {
+            drop(transaction);
+            let message = "this certificate does not belong to its account's holder".to_owned();
+            return Err(self.refuse_login(after_signature(None, "unknown_certificate"), message).await);
+        };
+        let account_id = Some(account.id);
+        let refusal = match (record.status, account.status) {
+            (CertificateStatus::Blocked, _) => Some(("certificate_blocked", "this certificate is blocked")),
+            (CertificateStatus::Revoked, _) => Some(("certificate_revoked", "this certificate is revoked")),
+            (CertificateStatus::Active, AccountStatus::Suspended) => {
+                Some(("account_suspended", "this account is suspended"))
+            }
+            (CertificateStatus::Active, AccountStatus::Active) => None,
+        };
+        if let Some((reason, message)) = refusal {
+            drop(transaction);
+            return Err(self.refuse_login(after_signature(account_id, reason), message.to_owned()).await);
+        }
         let organization = Store::organization(&mut transaction, account.organization_id).await?;
         let Some(organization) = organization.filter(|organization| organization.active) else {
             drop(transaction);
             let message = "the account's organization is not active".to_owned();
-            return Err(self.refuse_login("organization_inactive", message, account_id, fingerprint).await);
+            return Err(self.refuse_login(after_signature(account_id, "organization_inactive"), message).await);
         };
         let session_id = Uuid::now_v7();
         let session_expires_at = Utc::now() + seconds(self.settings.session_lifetime_max);
@@ -226,13 +260,27 @@ impl Identity {
         reason: &str,
     ) -> Result<(), Error> {
         if Store::revoke_session(transaction, session_id, reason).await? {
+            Self::sessions_ended(transaction, &[(session_id, account_id)], reason).await?;
+        }
+        Ok(())
+    }
+
+    /// The `session.revoked` events of sessions just ended (session id,
+    /// account id), one each, in the transaction that ended them.
+    pub(crate) async fn sessions_ended(
+        transaction: &mut PgConnection,
+        sessions: &[(Uuid, Uuid)],
+        reason: &str,
+    ) -> Result<(), Error> {
+        for (session_id, account_id) in sessions {
             let event = pb::SessionRevoked {
                 session_id: session_id.to_string(),
                 account_id: account_id.to_string(),
                 reason: reason.to_owned(),
             };
             let subject = account_id.to_string();
-            esocial_events::outbox::enqueue(transaction, &events::SESSION_REVOKED, Some(&subject), &event).await?;
+            esocial_events::outbox::enqueue(&mut *transaction, &events::SESSION_REVOKED, Some(&subject), &event)
+                .await?;
         }
         Ok(())
     }
@@ -260,14 +308,21 @@ impl Identity {
         if state.token_expires_at <= now || state.session_expires_at <= now {
             return Err(refused("session_expired", "the session has expired; sign in again"));
         }
+        // Read without locks: the session's row is locked for this exchange,
+        // so a block or suspension ending it waits for it and ends it after.
+        // (Locking the certificate or account here would take locks in the
+        // opposite order to the administration's.)
         let certificate = Store::certificate(&mut transaction, state.certificate_id).await?;
-        let account = Store::account_for_update(&mut transaction, state.account_id).await?;
+        let account = Store::account(&mut transaction, state.account_id).await?;
         let refusal = match (&certificate, &account) {
             (Some(certificate), _) if certificate.status == CertificateStatus::Blocked => {
                 Some(("certificate_blocked", "the certificate is blocked"))
             }
             (Some(certificate), _) if certificate.status == CertificateStatus::Revoked => {
                 Some(("certificate_revoked", "the certificate is revoked"))
+            }
+            (Some(certificate), _) if certificate.not_after <= now || certificate.not_before > now => {
+                Some(("certificate_expired", "the certificate is no longer valid; sign in with a current one"))
             }
             (_, Some(account)) if account.status == AccountStatus::Suspended => {
                 Some(("account_suspended", "the account is suspended"))
@@ -299,13 +354,21 @@ impl Identity {
         Ok(tokens)
     }
 
-    /// Ends a session: the caller's own, or any for a security administrator.
+    /// Ends a session: the caller's own, or any for a security administrator;
+    /// either way the caller is a person signed in with a qualified
+    /// e-signature (a system client's token never owns a session).
     pub async fn revoke_session(&self, caller: &Caller, session_id: Uuid, reason: &str) -> Result<(), Error> {
+        let Some((caller_account, _)) = signed_in_person(caller) else {
+            return Err(ApiError::PermissionDenied(
+                "only a person signed in with a qualified e-signature may end a session".to_owned(),
+            )
+            .into());
+        };
         let mut transaction = self.store.pool().begin().await?;
         let owner = Store::session_account(&mut transaction, session_id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("session {session_id} does not exist")))?;
-        let own = caller.subject == owner.to_string();
+        let own = caller_account == owner;
         if !own && !caller.has_role(Role::SecurityAdmin) {
             return Err(ApiError::PermissionDenied(
                 "only the session's owner or a security administrator may end it".to_owned(),
@@ -368,12 +431,14 @@ impl Identity {
         if !self.store.remember_assertion(&client_id, jti, expires_at).await? {
             return Err(refused("assertion_replayed", "this assertion was already used"));
         }
+        // Only the roles of systems, whatever a stored row says.
+        let allowed: Vec<Role> = client.scopes.iter().copied().filter(|scope| is_client_scope(*scope)).collect();
         let scopes = if requested.is_empty() {
-            client.scopes.clone()
+            allowed
         } else {
             let mut granted = Vec::new();
             for name in requested {
-                match Role::parse(name).filter(|role| client.scopes.contains(role)) {
+                match Role::parse(name).filter(|role| allowed.contains(role)) {
                     Some(role) => granted.push(role),
                     None => {
                         return Err(

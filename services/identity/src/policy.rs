@@ -2,6 +2,9 @@
 
 use esocial_auth::{Access, AccessPolicy, Role};
 
+// Changes need the role here and, checked by the handler, a person's token
+// (signed in with a qualified e-signature, session open): a system client
+// never administers, whatever its scopes.
 const ADMIN: Access = Access::AnyRole(&[Role::SecurityAdmin]);
 const READER: Access = Access::AnyRole(&[Role::SecurityAdmin, Role::RegistryAuditor]);
 
@@ -9,8 +12,8 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/esocial.identity.v1.IdentityService/BeginLogin", Access::Public),
     ("/esocial.identity.v1.IdentityService/CompleteLogin", Access::Public),
     ("/esocial.identity.v1.IdentityService/RefreshSession", Access::Public),
-    // The handler checks that the session is the caller's or the caller is a
-    // security administrator.
+    // The handler checks that the caller is a person signed in with a
+    // qualified e-signature whose session it is, or a security administrator.
     ("/esocial.identity.v1.IdentityService/RevokeSession", Access::Authenticated),
     ("/esocial.identity.v1.IdentityService/IssueServiceToken", Access::Public),
     ("/esocial.identity.v1.IdentityService/GetJwks", Access::Public),

@@ -57,6 +57,36 @@ fn is_ca(certificate: &X509Certificate<'_>) -> bool {
     constraints && signs_certificates
 }
 
+/// Whether a CA may issue a path with `intermediates_below` CA certificates
+/// between it and the person's certificate (its `pathLenConstraint`).
+fn path_length_allows(issuer: &X509Certificate<'_>, intermediates_below: usize) -> bool {
+    match issuer.basic_constraints() {
+        Ok(Some(extension)) => extension
+            .value
+            .path_len_constraint
+            .is_none_or(|length| usize::try_from(length).is_ok_and(|length| intermediates_below <= length)),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+/// Whether a person's certificate is for signing and nothing a CA does: its
+/// key usage has digitalSignature and neither keyCertSign nor cRLSign, and
+/// its basic constraints (if any) do not make it a CA.
+fn is_person_signing_certificate(certificate: &X509Certificate<'_>) -> bool {
+    let usage_for_signing = matches!(
+        certificate.key_usage(),
+        Ok(Some(extension))
+            if extension.value.digital_signature() && !extension.value.key_cert_sign() && !extension.value.crl_sign()
+    );
+    let not_a_ca = match certificate.basic_constraints() {
+        Ok(Some(extension)) => !extension.value.ca,
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    usage_for_signing && not_a_ca
+}
+
 /// What is wrong with a presented certificate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateProblem {
@@ -120,9 +150,10 @@ const CHAIN_DEPTH_MAX: usize = 4;
 pub const CERTIFICATE_BYTES_MAX: usize = 16 * 1024;
 
 /// Checks `chain` (the person's certificate first, then intermediates) at
-/// time `at`: every link signed by the next, every issuer a CA, ending in a
-/// trusted root, all valid at `at`; the person's key usable for signatures;
-/// the RNOKPP present and valid.
+/// time `at`: every link signed by the next, every issuer a CA whose path
+/// length constraint allows the intermediates below it, ending in a trusted
+/// root, all valid at `at`; the person's certificate not a CA and its key
+/// usable for signatures; the RNOKPP present and valid.
 pub fn verify_chain(
     chain: &[Vec<u8>],
     trusted: &TrustedIssuers,
@@ -148,14 +179,17 @@ pub fn verify_chain(
                 && current.verify_signature(Some(issuer.public_key())).is_ok()
         };
         if let Some(root) = roots.iter().find(|root| signed_by(root)) {
-            if !root.validity().is_valid_at(moment) {
+            if !root.validity().is_valid_at(moment) || !path_length_allows(root, steps) {
                 return Err(CertificateProblem::UntrustedIssuer);
             }
             break;
         }
-        let next = intermediates
-            .iter()
-            .find(|candidate| signed_by(candidate) && is_ca(candidate) && candidate.validity().is_valid_at(moment));
+        let next = intermediates.iter().find(|candidate| {
+            signed_by(candidate)
+                && is_ca(candidate)
+                && candidate.validity().is_valid_at(moment)
+                && path_length_allows(candidate, steps)
+        });
         match next {
             Some(intermediate) if steps < CHAIN_DEPTH_MAX => {
                 current = intermediate;
@@ -172,8 +206,7 @@ pub fn verify_chain(
             not_after: timestamp(validity.not_after),
         });
     }
-    let signing = matches!(leaf.key_usage(), Ok(Some(extension)) if extension.value.digital_signature());
-    if !signing || is_ca(&leaf) {
+    if !is_person_signing_certificate(&leaf) {
         return Err(CertificateProblem::NotForSigning);
     }
     let rnokpp = rnokpp_of(&leaf).ok_or(CertificateProblem::NoRnokpp)?;
@@ -289,4 +322,134 @@ pub fn login_message(challenge_id: &uuid::Uuid, nonce: &[u8]) -> Vec<u8> {
     let mut message = format!("esocial-login:{challenge_id}:").into_bytes();
     message.extend_from_slice(nonce);
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use esocial_identifiers::Sex;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+
+    use super::*;
+
+    /// A CA made for a test: its parameters and key issue certificates.
+    struct Authority {
+        params: CertificateParams,
+        key: KeyPair,
+        der: Vec<u8>,
+    }
+
+    fn validity(params: &mut CertificateParams) {
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(30);
+    }
+
+    fn ca_params(name: &str, path_length: Option<u8>) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CommonName, name);
+        params.distinguished_name = subject;
+        params.is_ca = IsCa::Ca(path_length.map_or(BasicConstraints::Unconstrained, BasicConstraints::Constrained));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params);
+        params
+    }
+
+    fn root(path_length: Option<u8>) -> Authority {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let params = ca_params("test root", path_length);
+        let der = params.self_signed(&key).expect("root").der().to_vec();
+        Authority { params, key, der }
+    }
+
+    fn intermediate(issuer: &Authority, name: &str, path_length: Option<u8>) -> Authority {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let params = ca_params(name, path_length);
+        let der = params.signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key)).expect("ca").der().to_vec();
+        Authority { params, key, der }
+    }
+
+    /// A person's certificate as the sandbox CA issues it, changed by `adjust`.
+    fn person(issuer: &Authority, adjust: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let rnokpp = Rnokpp::compose(chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("date"), 17, Sex::Female)
+            .expect("rnokpp");
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CommonName, "Тестова Особа");
+        subject.push(DnType::CustomDnType(vec![2, 5, 4, 5]), format!("TINUA-{rnokpp}"));
+        params.distinguished_name = subject;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+        validity(&mut params);
+        adjust(&mut params);
+        params.signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key)).expect("person").der().to_vec()
+    }
+
+    fn trusting(root: &Authority) -> TrustedIssuers {
+        TrustedIssuers { roots: vec![root.der.clone()] }
+    }
+
+    #[test]
+    fn a_person_certificate_of_a_trusted_ca_verifies() {
+        let root = root(Some(0));
+        let verified = verify_chain(&[person(&root, |_| {})], &trusting(&root), Utc::now()).expect("verifies");
+        assert_eq!(verified.rnokpp.as_str().len(), 10);
+    }
+
+    #[test]
+    fn a_person_certificate_that_is_a_ca_or_signs_certificates_is_refused() {
+        let root = root(None);
+        let trusted = trusting(&root);
+        let as_ca = person(&root, |params| {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        });
+        assert_eq!(verify_chain(&[as_ca], &trusted, Utc::now()), Err(CertificateProblem::NotForSigning));
+        let signs_certificates = person(&root, |params| {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
+        });
+        assert_eq!(verify_chain(&[signs_certificates], &trusted, Utc::now()), Err(CertificateProblem::NotForSigning));
+        let signs_revocation_lists = person(&root, |params| {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+        });
+        assert_eq!(
+            verify_chain(&[signs_revocation_lists], &trusted, Utc::now()),
+            Err(CertificateProblem::NotForSigning)
+        );
+        let for_encryption = person(&root, |params| params.key_usages = vec![KeyUsagePurpose::KeyEncipherment]);
+        assert_eq!(verify_chain(&[for_encryption], &trusted, Utc::now()), Err(CertificateProblem::NotForSigning));
+        let no_key_usage = person(&root, |params| params.key_usages = Vec::new());
+        assert_eq!(verify_chain(&[no_key_usage], &trusted, Utc::now()), Err(CertificateProblem::NotForSigning));
+    }
+
+    #[test]
+    fn path_length_constraints_are_honoured() {
+        // The root allows no intermediate: a person certificate issued by one is refused.
+        let strict = root(Some(0));
+        let below_strict = intermediate(&strict, "intermediate", None);
+        let chain = [person(&below_strict, |_| {}), below_strict.der.clone()];
+        assert_eq!(verify_chain(&chain, &trusting(&strict), Utc::now()), Err(CertificateProblem::UntrustedIssuer));
+
+        // One intermediate allowed: accepted.
+        let one = root(Some(1));
+        let below_one = intermediate(&one, "intermediate", Some(0));
+        let chain = [person(&below_one, |_| {}), below_one.der.clone()];
+        assert!(verify_chain(&chain, &trusting(&one), Utc::now()).is_ok());
+
+        // An intermediate allowing none below it, with one below it: refused.
+        let open = root(None);
+        let upper = intermediate(&open, "upper", Some(0));
+        let lower = intermediate(&upper, "lower", None);
+        let chain = [person(&lower, |_| {}), lower.der, upper.der];
+        assert_eq!(verify_chain(&chain, &trusting(&open), Utc::now()), Err(CertificateProblem::UntrustedIssuer));
+
+        // The same path under constraints that allow it: accepted.
+        let upper = intermediate(&open, "upper", Some(1));
+        let lower = intermediate(&upper, "lower", Some(0));
+        let chain = [person(&lower, |_| {}), lower.der, upper.der];
+        assert!(verify_chain(&chain, &trusting(&open), Utc::now()).is_ok());
+    }
 }

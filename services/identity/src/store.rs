@@ -184,6 +184,16 @@ pub struct SessionState {
     pub token_used: bool,
 }
 
+/// A refused sign-in as recorded: what was known when it was refused.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginFailure<'a> {
+    pub account_id: Option<Uuid>,
+    pub certificate_fingerprint: Option<&'a str>,
+    /// The challenge, when it was one this service issued.
+    pub challenge_id: Option<Uuid>,
+    pub reason: &'static str,
+}
+
 /// Reads and writes of the identity schema.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -374,6 +384,18 @@ impl Store {
         Ok(row.map(Account::try_from).transpose()?)
     }
 
+    /// An account, its row share-locked until the transaction ends: a
+    /// suspension (which locks it for update) waits, or is waited for.
+    pub async fn account_for_share(connection: &mut PgConnection, id: Uuid) -> Result<Option<Account>, StoreError> {
+        let row: Option<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 FOR SHARE"
+        )))
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(row.map(Account::try_from).transpose()?)
+    }
+
     pub async fn accounts(
         &self,
         organization: Option<Uuid>,
@@ -427,7 +449,36 @@ impl Store {
 
     pub async fn certificate(connection: &mut PgConnection, id: Uuid) -> Result<Option<CertificateRecord>, StoreError> {
         let row: Option<CertificateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(row.map(CertificateRecord::try_from).transpose()?)
+    }
+
+    /// A certificate, its row locked for a change of its status.
+    pub async fn certificate_for_update(
+        connection: &mut PgConnection,
+        id: Uuid,
+    ) -> Result<Option<CertificateRecord>, StoreError> {
+        let row: Option<CertificateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+        Ok(row.map(CertificateRecord::try_from).transpose()?)
+    }
+
+    /// A certificate, its row share-locked until the transaction ends: a
+    /// status change (which locks it for update) waits, or is waited for.
+    pub async fn certificate_for_share(
+        connection: &mut PgConnection,
+        id: Uuid,
+    ) -> Result<Option<CertificateRecord>, StoreError> {
+        let row: Option<CertificateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE id = $1 FOR SHARE"
         )))
         .bind(id)
         .fetch_optional(connection)
@@ -531,31 +582,36 @@ impl Store {
 
     pub async fn record_login_failure(
         connection: &mut PgConnection,
-        account_id: Option<Uuid>,
-        certificate_fingerprint: Option<&str>,
-        reason: &str,
+        failure: &LoginFailure<'_>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO login_failures (account_id, certificate_fingerprint, reason) VALUES ($1, $2, $3)")
-            .bind(account_id)
-            .bind(certificate_fingerprint)
-            .bind(reason)
-            .execute(connection)
-            .await?;
+        sqlx::query(
+            "INSERT INTO login_failures (account_id, certificate_fingerprint, challenge_id, reason)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(failure.account_id)
+        .bind(failure.certificate_fingerprint)
+        .bind(failure.challenge_id)
+        .bind(failure.reason)
+        .execute(connection)
+        .await?;
         Ok(())
     }
 
-    /// Failed logins in the window for an account or a certificate.
-    pub async fn recent_failures(
+    /// Wrong signatures in the window over challenges this service issued,
+    /// with a certificate or for an account; each challenge counts once.
+    /// Nothing else counts: a refusal before a signature is checked proves
+    /// nothing about who sent it.
+    pub async fn recent_wrong_signatures(
         &self,
         account_id: Option<Uuid>,
-        certificate_fingerprint: Option<&str>,
+        certificate_fingerprint: &str,
         window_seconds: i64,
     ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
-            "SELECT count(*) FROM login_failures
-             WHERE occurred_at > now() - make_interval(secs => $3)
-               AND ((account_id IS NOT NULL AND account_id = $1) OR (certificate_fingerprint IS NOT NULL AND certificate_fingerprint = $2))
-               AND reason <> 'throttled'",
+            "SELECT count(DISTINCT challenge_id) FROM login_failures
+             WHERE reason = 'wrong_signature' AND challenge_id IS NOT NULL
+               AND occurred_at > now() - make_interval(secs => $3)
+               AND (certificate_fingerprint = $2 OR (account_id IS NOT NULL AND account_id = $1))",
         )
         .bind(account_id)
         .bind(certificate_fingerprint)
@@ -639,34 +695,50 @@ impl Store {
         sqlx::query_scalar("SELECT account_id FROM sessions WHERE id = $1").bind(id).fetch_optional(connection).await
     }
 
-    /// Ends every open session of an account; returns how many.
+    /// Whether a session of the account is open: not ended, not expired.
+    pub async fn session_is_open(&self, id: Uuid, account_id: Uuid) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sessions
+                            WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL AND expires_at > now())",
+        )
+        .bind(id)
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Ends every open session of an account; returns the sessions ended
+    /// (session id, account id).
     pub async fn revoke_sessions_of_account(
         connection: &mut PgConnection,
         account_id: Uuid,
         reason: &str,
-    ) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query(
-            "UPDATE sessions SET revoked_at = now(), revoke_reason = $2 WHERE account_id = $1 AND revoked_at IS NULL",
+    ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE sessions SET revoked_at = now(), revoke_reason = $2 WHERE account_id = $1 AND revoked_at IS NULL
+             RETURNING id, account_id",
         )
         .bind(account_id)
         .bind(reason)
-        .execute(connection)
-        .await?
-        .rows_affected())
+        .fetch_all(connection)
+        .await
     }
 
-    /// Ends every open session signed in with a certificate; returns how many.
+    /// Ends every open session signed in with a certificate; returns the
+    /// sessions ended (session id, account id).
     pub async fn revoke_sessions_of_certificate(
         connection: &mut PgConnection,
         certificate_id: Uuid,
         reason: &str,
-    ) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("UPDATE sessions SET revoked_at = now(), revoke_reason = $2 WHERE certificate_id = $1 AND revoked_at IS NULL")
-            .bind(certificate_id)
-            .bind(reason)
-            .execute(connection)
-            .await?
-            .rows_affected())
+    ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE sessions SET revoked_at = now(), revoke_reason = $2 WHERE certificate_id = $1 AND revoked_at IS NULL
+             RETURNING id, account_id",
+        )
+        .bind(certificate_id)
+        .bind(reason)
+        .fetch_all(connection)
+        .await
     }
 
     // ----------------------------------------------------------- system clients

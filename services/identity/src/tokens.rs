@@ -69,9 +69,18 @@ pub fn person_claims(
     }
 }
 
-/// The claims of a system client.
+/// How a system client's token names it: `client:<client id>`. People's
+/// tokens carry their account id (a UUID), so the two never meet.
+pub const CLIENT_SUBJECT_PREFIX: &str = "client:";
+
+/// The `sub` of a system client's tokens.
+pub fn client_subject(client_id: &str) -> String {
+    format!("{CLIENT_SUBJECT_PREFIX}{client_id}")
+}
+
+/// The claims of a system client: no session, no `amr`, only its scopes.
 pub fn client_claims(settings: &TokenSettings, client_id: &str, scopes: &[Role]) -> Claims {
-    claims(settings, client_id.to_owned(), scopes, settings.service_token_lifetime)
+    claims(settings, client_subject(client_id), scopes, settings.service_token_lifetime)
 }
 
 /// A new opaque refresh token and the hash that is stored instead of it.

@@ -6,15 +6,7 @@ use esocial_kit::identity::IdentityJwks;
 use esocial_proto::identity::v1 as pb;
 use tonic::Code;
 
-use crate::harness::{TestIdentity, new_request_id, new_rnokpp, reason};
-
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_details_bad_request()
-        .map(|details| details.field_violations.into_iter().map(|violation| violation.field).collect())
-        .unwrap_or_default()
-}
+use crate::harness::{TestIdentity, new_request_id, new_rnokpp, reason, violated_fields};
 
 #[tokio::test]
 async fn only_security_administrators_administer_and_nobody_grants_themselves_roles() {

@@ -40,6 +40,8 @@ pub struct TestIdentity {
     pub admin: Person,
     pub organization_id: String,
     pub pool: sqlx::PgPool,
+    /// The running service's state, for minting tokens with its own key.
+    pub identity: std::sync::Arc<esocial_identity::Identity>,
     /// Held so the stream is deleted with the app.
     _events: TestEvents,
     _database: TestDatabase,
@@ -106,6 +108,7 @@ impl TestIdentity {
         .expect("bootstrap");
         let admin = Person { account_id: account.id.to_string(), rnokpp, issued };
 
+        let identity = server.identity().clone();
         let grpc = format!("http://{}", grpc_listener.local_addr().expect("address"));
         let shutdown = Shutdown::new();
         tokio::spawn(server.run(Listeners { grpc: grpc_listener, http: http_listener }, shutdown.wait()));
@@ -118,6 +121,7 @@ impl TestIdentity {
             admin,
             organization_id: account.organization_id.to_string(),
             pool,
+            identity,
             _events: events,
             _database: database,
             _data: data,
@@ -221,7 +225,10 @@ impl TestIdentity {
         let certificates = self
             .admin_client(&token)
             .await
-            .list_certificates(pb::ListCertificatesRequest { account_id: person.account_id.clone() })
+            .list_certificates(pb::ListCertificatesRequest {
+                account_id: person.account_id.clone(),
+                purpose: "test".to_owned(),
+            })
             .await
             .expect("certificates")
             .into_inner()
@@ -276,6 +283,22 @@ impl tonic::service::Interceptor for Bearer {
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
     status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
+}
+
+/// The fields named by an INVALID_ARGUMENT's `google.rpc.BadRequest`.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|details| details.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default()
+}
+
+/// A token signed with the running service's own key, with any claims: what
+/// the service itself could have issued (to a client registered before a
+/// rule existed, say).
+pub async fn mint(app: &TestIdentity, claims: &esocial_auth::Claims) -> String {
+    app.identity.keys.signer().await.expect("signer").sign(claims).expect("signs")
 }
 
 pub fn new_request_id() -> String {

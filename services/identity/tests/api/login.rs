@@ -4,7 +4,9 @@ use esocial_auth::{TokenVerifier, VerifierSettings};
 use esocial_identity::ca::{CertificateAuthority, KeyAlgorithm};
 use esocial_kit::identity::IdentityJwks;
 use esocial_proto::identity::v1 as pb;
+use esocial_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::harness::{TestIdentity, new_request_id, new_rnokpp, reason, sign};
 
@@ -184,26 +186,35 @@ async fn blocked_and_revoked_certificates_and_suspended_accounts_cannot_sign_in(
     assert_eq!(final_state.code(), Code::FailedPrecondition);
 }
 
+/// Wrong signatures over issued challenges are throttled past the limit, but
+/// a correct signature always signs in: only the key holder can make one, so
+/// a lock-out would only ever punish them.
 #[tokio::test]
-async fn repeated_failures_throttle_even_a_correct_sign_in() {
+async fn repeated_wrong_signatures_are_throttled_but_the_key_holder_still_signs_in() {
     let app = TestIdentity::spawn().await;
     let person = app.person(&[], KeyAlgorithm::EcdsaP256).await;
     let mut client = app.client().await;
-    for _ in 0..5 {
+    let wrong_signature = async |client: &mut IdentityServiceClient<Channel>| {
         let challenge = client.begin_login(pb::BeginLoginRequest {}).await.expect("challenge").into_inner();
         let request = pb::CompleteLoginRequest {
             challenge_id: challenge.challenge_id,
             certificate_chain: vec![person.issued.certificate_der.clone()],
             signature: vec![1u8; 64],
         };
-        assert_eq!(reason(&client.complete_login(request).await.expect_err("bad signature")), "WRONG_SIGNATURE");
+        client.complete_login(request).await.expect_err("bad signature")
+    };
+    for _ in 0..5 {
+        assert_eq!(reason(&wrong_signature(&mut client).await), "WRONG_SIGNATURE");
     }
-    let throttled = app.sign_in(&person.issued).await.expect_err("throttled");
+    let throttled = wrong_signature(&mut client).await;
     assert_eq!(throttled.code(), Code::ResourceExhausted);
     use tonic_types::StatusExt as _;
     let retry = throttled.get_details_retry_info().and_then(|info| info.retry_delay).expect("retry info");
     assert_eq!(retry.as_secs(), 900);
     assert_eq!(app.failure_reasons().await.last().map(String::as_str), Some("throttled"));
+
+    let signed_in = app.sign_in(&person.issued).await.expect("the key holder is never locked out");
+    assert_eq!(signed_in.account.map(|account| account.id), Some(person.account_id.clone()));
 }
 
 #[tokio::test]

@@ -4,4 +4,5 @@
 mod admin;
 mod harness;
 mod login;
+mod security_review;
 mod service_tokens;

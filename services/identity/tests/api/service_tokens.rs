@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::harness::{TestIdentity, new_request_id, reason};
 
-fn public_jwk(key: &SigningKey) -> pb::Jwk {
+pub fn public_jwk(key: &SigningKey) -> pb::Jwk {
     let value = serde_json::to_value(key.public_jwk()).expect("jwk");
     pb::Jwk {
         kid: String::new(),
@@ -36,7 +36,7 @@ async fn register(app: &TestIdentity, client_id: &str, key: &SigningKey, scopes:
         .expect("registered");
 }
 
-fn assertion(key: &SigningKey, client_id: &str, audience: &str, lifetime_seconds: u64) -> String {
+pub fn assertion(key: &SigningKey, client_id: &str, audience: &str, lifetime_seconds: u64) -> String {
     let now = esocial_auth_now();
     key.sign_claims(&serde_json::json!({
         "iss": client_id, "sub": client_id, "aud": audience, "iat": now, "exp": now + lifetime_seconds,
@@ -71,7 +71,7 @@ async fn a_service_gets_a_token_with_its_key_and_reuses_it_until_near_expiry() {
     .verify(&first)
     .await
     .expect("verifies");
-    assert_eq!(claims.sub, "registry");
+    assert_eq!(claims.sub, "client:registry", "a client's subject is never an account id");
     assert_eq!(claims.roles, ["service"]);
     let assertions: i64 =
         sqlx::query_scalar("SELECT count(*) FROM identity.client_assertions WHERE client_id = 'registry'")
@@ -165,6 +165,7 @@ async fn standard_clients_get_keys_discovery_and_tokens_over_http() {
     let discovery: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(discovery["issuer"], app.issuer);
     assert_eq!(discovery["token_endpoint"], format!("{}/oauth2/token", app.issuer));
+    assert_eq!(discovery["scopes_supported"], serde_json::json!(["integrator", "service"]), "the roles of systems");
 
     let (status, body) =
         tokio::task::spawn_blocking(move || http(address, &get("/.well-known/jwks.json"))).await.expect("joined");
