@@ -9,6 +9,7 @@ fn every_method_of_every_service_appears_in_its_access_table() {
     let tables: BTreeMap<&str, &[(&str, esocial_auth::Access)]> = BTreeMap::from([
         ("esocial.classifier.v1", esocial_classifier::policy::METHOD_ACCESS),
         ("esocial.identity.v1", esocial_identity::policy::METHOD_ACCESS),
+        ("esocial.registry.v1", esocial_registry::policy::METHOD_ACCESS),
     ]);
     let descriptor = esocial_proto::file_descriptor_set();
     let mut packages: Vec<&str> = descriptor

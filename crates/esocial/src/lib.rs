@@ -5,24 +5,27 @@
 
 pub mod identity_commands;
 pub mod login;
+pub mod registry_commands;
 pub mod sandbox;
 pub mod services;
 
 /// Every command the binary accepts.
 pub const COMMANDS: &[&str] =
-    &["up", "serve", "migrate", "seed", "sandbox-init", "login", "identity", "health", "config", "help"];
+    &["up", "serve", "migrate", "seed", "sandbox-init", "login", "identity", "registry", "health", "config", "help"];
 
 pub const USAGE: &str = "usage: esocial <command>
 
 commands:
   up                   run every service in one process with sandbox data, CA and people
-  serve <service>      run one service (services: identity, classifier)
+  serve <service>      run one service (services: identity, classifier, registry)
   migrate              create every service's schema and run its migrations
   seed                 load the reference data that is missing (support types, reference books)
-  sandbox-init         create the sandbox CA, identity master key and people (certificates in the data dir)
+  sandbox-init         create the sandbox CA, identity master key, register signing key and people
+                       (certificates in the data dir)
   login --cert FILE --key FILE [--json]
                        sign in with a qualified e-signature; prints the access token
   identity …           CA, certificates, master key, first administrator (esocial identity help)
+  registry …           signing key, synthetic persons, bulk import of a file (esocial registry help)
   health <address>     exit 0 if the gRPC server at host:port reports SERVING
   config               print the environment variables and their defaults
 

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use esocial::{USAGE, identity_commands, login, sandbox, services};
+use esocial::{USAGE, identity_commands, login, registry_commands, sandbox, services};
 use esocial_kit::config::{EXIT_BAD_CONFIGURATION, Env};
 
 fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
@@ -86,6 +86,7 @@ fn main() -> ExitCode {
                 }
             }),
             ("identity", _) => identity_commands::run(&settings, &arguments[1..]).await,
+            ("registry", _) => registry_commands::run(&settings, &arguments[1..]).await,
             (other, _) => Err(anyhow::anyhow!("unknown command {other:?}\n\n{USAGE}")),
         };
         // Send what is buffered before the runtime goes away.

@@ -5,12 +5,19 @@ use esocial_kit::shutdown::Shutdown;
 
 use crate::services::{self, ProcessSettings};
 
-/// Creates the sandbox CA and identity master key if missing, migrates, and
-/// creates the sandbox people.
+/// Kyiv: the territory the sandbox people serve (identity's sandbox).
+const KYIV: &str = "UA80000000000093317";
+
+/// Persons generated into an empty register when the sandbox starts.
+pub const SANDBOX_PERSONS: u64 = 1_000;
+
+/// Creates the sandbox CA, identity master key and register signing key if
+/// missing, migrates, and creates the sandbox people.
 pub async fn init(settings: &ProcessSettings) -> anyhow::Result<Vec<esocial_identity::sandbox::SandboxPerson>> {
     let common = settings.common();
     esocial_kit::db::ensure_database_exists(&common.database_url).await?;
     esocial_identity::sandbox::ensure_files(&common.data_dir)?;
+    esocial_registry::ensure_signing_key(&settings.registry.signing_key_file)?;
     let identity = esocial_identity::IdentityServer::build(settings.identity.clone()).await?;
     let people = esocial_identity::sandbox::seed_people(identity.identity(), &common.data_dir).await?;
     identity.pool().close().await;
@@ -21,6 +28,7 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
     let common = settings.common();
     esocial_kit::db::ensure_database_exists(&common.database_url).await?;
     esocial_identity::sandbox::ensure_files(&common.data_dir)?;
+    esocial_registry::ensure_signing_key(&settings.registry.signing_key_file)?;
     let shutdown = Shutdown::new();
     services::stop_on_signal(&shutdown);
 
@@ -46,6 +54,16 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
     endpoints.push((esocial_classifier::NAME, vec![("gRPC", listener.local_addr()?)]));
     let stop = shutdown.wait();
     tasks.spawn(async move { ("classifier", classifier.run(listener, stop).await) });
+
+    let registry = esocial_registry::RegistryServer::build(settings.registry.clone()).await?;
+    let register = registry.registry().clone();
+    let listener = tokio::net::TcpListener::bind(settings.registry.listen_addr)
+        .await
+        .map_err(|error| anyhow::anyhow!("registry cannot listen on {}: {error}", settings.registry.listen_addr))?;
+    endpoints.push((esocial_registry::NAME, vec![("gRPC", listener.local_addr()?)]));
+    let stop = shutdown.wait();
+    tasks.spawn(async move { ("registry", registry.run(listener, stop).await) });
+    sandbox_persons(&register).await?;
 
     println!("esocial sandbox is up (Ctrl-C to stop)\n");
     println!("  {:<12} {:<8} address", "service", "protocol");
@@ -74,6 +92,23 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
             person.private_key.display(),
         );
     }
+    if let Some(person) = people.iter().find(|person| person.handle == "specialist") {
+        let address = endpoints
+            .iter()
+            .find(|(name, _)| *name == esocial_registry::NAME)
+            .and_then(|(_, addresses)| addresses.first())
+            .map(|(_, address)| address.to_string())
+            .unwrap_or_default();
+        let rnokpp = register.some_rnokpp_within(KYIV).await?.unwrap_or_default();
+        println!(
+            "The specialist serves Kyiv and reads its persons in the register (each read is recorded):\n\
+             \n  TOKEN=$(esocial login --cert {} --key {})\
+             \n  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" \\\
+             \n    -d '{{\"rnokpp\":\"{rnokpp}\",\"purpose\":\"sandbox\"}}' {address} esocial.registry.v1.RegistryService/GetPerson\n",
+            person.certificate.display(),
+            person.private_key.display(),
+        );
+    }
     let mut outcome = Ok(());
     while let Some(joined) = tasks.join_next().await {
         let (name, result) = joined?;
@@ -84,4 +119,29 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
         }
     }
     outcome
+}
+
+/// Fills an empty register with generated persons once the registry has the
+/// classifier's territorial units.
+async fn sandbox_persons(registry: &esocial_registry::Registry) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    while registry.territories.leaves(esocial_kit::time::kyiv_today()).await.is_empty() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            anyhow::bail!(
+                "the registry received no territorial units from the classifier within a minute: is NATS up?"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if registry.has_persons().await? {
+        return Ok(());
+    }
+    let generated = esocial_registry::generate::load(registry, SANDBOX_PERSONS, 2026, |_| {}).await?;
+    tracing::info!(
+        persons = generated.accepted,
+        households = generated.households,
+        family_links = generated.family_links,
+        "sandbox persons registered"
+    );
+    Ok(())
 }

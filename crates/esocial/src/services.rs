@@ -7,13 +7,14 @@ use esocial_kit::shutdown::Shutdown;
 
 /// Every service the binary can run, by name, in start order (identity
 /// first: the others verify tokens with its keys).
-pub const NAMES: &[&str] = &[esocial_identity::NAME, esocial_classifier::NAME];
+pub const NAMES: &[&str] = &[esocial_identity::NAME, esocial_classifier::NAME, esocial_registry::NAME];
 
 /// Every environment variable the binary reads: the kit's and each service's.
 pub fn variables() -> Vec<Variable> {
     let mut all: Vec<Variable> = VARIABLES.to_vec();
     all.extend_from_slice(esocial_identity::VARIABLES);
     all.extend_from_slice(esocial_classifier::VARIABLES);
+    all.extend_from_slice(esocial_registry::VARIABLES);
     all
 }
 
@@ -22,18 +23,20 @@ pub fn variables() -> Vec<Variable> {
 pub struct ProcessSettings {
     pub identity: esocial_identity::Settings,
     pub classifier: esocial_classifier::Settings,
+    pub registry: esocial_registry::Settings,
 }
 
 impl ProcessSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let identity = esocial_identity::Settings::from_env(env);
         let classifier = esocial_classifier::Settings::from_env(env);
-        match (identity, classifier) {
-            (Ok(identity), Ok(classifier)) => Ok(Self { identity, classifier }),
-            (identity, classifier) => {
-                // Both read the kit's variables: report each problem once.
+        let registry = esocial_registry::Settings::from_env(env);
+        match (identity, classifier, registry) {
+            (Ok(identity), Ok(classifier), Ok(registry)) => Ok(Self { identity, classifier, registry }),
+            (identity, classifier, registry) => {
+                // All read the kit's variables: report each problem once.
                 let mut problems: Vec<String> = Vec::new();
-                for error in [identity.err(), classifier.err()].into_iter().flatten() {
+                for error in [identity.err(), classifier.err(), registry.err()].into_iter().flatten() {
                     for problem in error.problems {
                         if !problems.contains(&problem) {
                             problems.push(problem);
@@ -97,6 +100,16 @@ pub async fn build(settings: &ProcessSettings, name: &str, shutdown: &Shutdown) 
                 run: Box::pin(classifier.run(listener, shutdown.wait())),
             })
         }
+        esocial_registry::NAME => {
+            let registry = esocial_registry::RegistryServer::build(settings.registry.clone()).await?;
+            let listener = bind(settings.registry.listen_addr, name).await?;
+            let address = listener.local_addr()?;
+            Ok(Bound {
+                name: esocial_registry::NAME,
+                addresses: vec![("gRPC", address)],
+                run: Box::pin(registry.run(listener, shutdown.wait())),
+            })
+        }
         other => Err(anyhow::anyhow!("unknown service {other:?}; services: {}", NAMES.join(", "))),
     }
 }
@@ -137,6 +150,7 @@ pub async fn migrate(settings: &ProcessSettings) -> anyhow::Result<()> {
     esocial_kit::db::ensure_database_exists(&settings.common().database_url).await?;
     esocial_identity::migrate(settings.common()).await?;
     esocial_classifier::migrate(settings.common()).await?;
+    esocial_registry::migrate(settings.common()).await?;
     println!("migrated: {}", NAMES.join(", "));
     Ok(())
 }

@@ -31,6 +31,7 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
     let events = TestEvents::new();
     let data = TempDir::new("cli").expect("temp dir");
     let classifier = free_address().await;
+    let registry = free_address().await;
     let identity = free_address().await;
     let identity_http = free_address().await;
     let env = [
@@ -40,6 +41,7 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
         ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.clone()),
         ("ESOCIAL_DATA_DIR", data.path().display().to_string()),
         ("ESOCIAL_CLASSIFIER_ADDR", classifier.clone()),
+        ("ESOCIAL_REGISTRY_ADDR", registry.clone()),
         ("ESOCIAL_IDENTITY_ADDR", identity.clone()),
         ("ESOCIAL_IDENTITY_HTTP_ADDR", identity_http.clone()),
         ("ESOCIAL_IDENTITY_URL", format!("http://{identity}")),
@@ -74,7 +76,19 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
     })
     .await;
     assert_eq!(ready, Ok(true), "up prints that it is up");
-    for address in [&identity, &classifier] {
+    // The instructions name a sandbox person the specialist may read.
+    let sample_rnokpp = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some((_, rest)) = line.split_once("\"rnokpp\":\"") {
+                return rest.chars().take_while(char::is_ascii_digit).collect::<String>();
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("instructions printed");
+    assert_eq!(sample_rnokpp.len(), 10, "a sandbox person's RNOKPP in the instructions");
+    for address in [&identity, &classifier, &registry] {
         let mut healthy = false;
         for _ in 0..50 {
             if Command::new(BINARY)
@@ -129,6 +143,53 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
         .and_then(|rule| rule.total);
     assert_eq!(total.map(|money| money.kopiykas), Some(5_000_000));
 
+    // The specialist reads a sandbox person in the register, then imports a
+    // generated file: Kyiv's rows are registered, the others are outside
+    // the specialist's territory.
+    let specialist = login(data.path().join("people").join("specialist")).await;
+    assert!(specialist.status.success(), "{}", String::from_utf8_lossy(&specialist.stderr));
+    let specialist_token = String::from_utf8(specialist.stdout).expect("utf-8").trim().to_owned();
+    let mut register = esocial_proto::registry::v1::registry_service_client::RegistryServiceClient::connect(format!(
+        "http://{registry}"
+    ))
+    .await
+    .expect("connects");
+    let mut lookup = tonic::Request::new(esocial_proto::registry::v1::GetPersonRequest {
+        key: Some(esocial_proto::registry::v1::get_person_request::Key::Rnokpp(sample_rnokpp.clone())),
+        as_of: None,
+        purpose: "sandbox check".to_owned(),
+    });
+    lookup.metadata_mut().insert("authorization", format!("Bearer {specialist_token}").parse().expect("ascii"));
+    let found = register.get_person(lookup).await.expect("the specialist reads a Kyiv person").into_inner();
+    assert_eq!(found.person.and_then(|person| person.data).map(|data| data.rnokpp), Some(sample_rnokpp));
+
+    let file = data.path().join("persons.csv");
+    let generated = Command::new(BINARY)
+        .args(["registry", "generate", "--persons", "300", "--seed", "7", "--out"])
+        .arg(&file)
+        .envs(env.clone())
+        .output()
+        .await
+        .expect("generate runs");
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let imported = Command::new(BINARY)
+        .args(["registry", "import"])
+        .arg(&file)
+        .envs(env.clone())
+        .env("ESOCIAL_TOKEN", &specialist_token)
+        .output()
+        .await
+        .expect("import runs");
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let summary = String::from_utf8_lossy(&imported.stdout).into_owned();
+    let counts: Vec<u64> = summary
+        .split_once(": ")
+        .map(|(_, rest)| rest.split(", ").filter_map(|part| part.split_whitespace().next()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let [rows, registered, rejected, duplicates] = counts[..4] else { panic!("{summary}") };
+    assert!(rows >= 300 && registered > 0 && rejected > 0, "{summary}");
+    assert_eq!(registered + rejected + duplicates, rows, "{summary}");
+
     // The security administrator blocks the classifier admin's certificate.
     let admin = login(data.path().join("people").join("security-admin")).await;
     assert!(admin.status.success());
@@ -152,7 +213,10 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
         .expect("login runs");
     let document: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     let account_id = document["account"]["id"].as_str().expect("account id").to_owned();
-    let mut listing = tonic::Request::new(esocial_proto::identity::v1::ListCertificatesRequest { account_id });
+    let mut listing = tonic::Request::new(esocial_proto::identity::v1::ListCertificatesRequest {
+        account_id,
+        purpose: "blocking a lost token".to_owned(),
+    });
     listing.metadata_mut().insert("authorization", format!("Bearer {admin_token}").parse().expect("ascii"));
     let certificate_id =
         identity_admin.list_certificates(listing).await.expect("listed").into_inner().certificates[0].id.clone();

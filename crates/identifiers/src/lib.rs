@@ -12,8 +12,10 @@
 //! | [`Iban`] | `UA` + 27 digits |
 //! | [`Katottg`] | `UA` + 17 digits |
 //! | [`PassportNumber`] | 9 digits, or 2 Cyrillic capitals + 6 digits |
+//! | [`CertificateCode`] | 16 digits, the last a Luhn check digit |
 //! | [`Money`] | whole kopiykas in an `i64` |
 
+mod certificate_code;
 mod edrpou;
 mod error;
 mod iban;
@@ -23,6 +25,7 @@ mod passport;
 mod rnokpp;
 mod unzr;
 
+pub use certificate_code::CertificateCode;
 pub use edrpou::Edrpou;
 pub use error::IdentifierError;
 pub use iban::Iban;

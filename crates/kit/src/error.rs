@@ -70,6 +70,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Already exists, with a reason and metadata (for example the id of
+    /// what exists) in `google.rpc.ErrorInfo`.
+    #[error("{message}")]
+    AlreadyExistsAs { message: String, reason: &'static str, metadata: Vec<(&'static str, String)> },
     /// The request is valid but the system's state does not allow it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -135,6 +139,15 @@ impl From<ApiError> for Status {
             }
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
+            ApiError::AlreadyExistsAs { message, reason, metadata } => {
+                let metadata: std::collections::HashMap<String, String> =
+                    metadata.into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
+                Status::with_error_details(
+                    Code::AlreadyExists,
+                    message,
+                    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+                )
+            }
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::Aborted(message) => Status::aborted(message),
             ApiError::PermissionDenied(message) => Status::permission_denied(message),

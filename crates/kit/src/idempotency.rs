@@ -98,6 +98,22 @@ pub async fn purge(pool: &sqlx::PgPool, max_age_hours: i32) -> Result<u64, sqlx:
         .rows_affected())
 }
 
+/// Purges keys older than a day, every hour, until `shutdown` completes.
+pub async fn purge_hourly(pool: sqlx::PgPool, shutdown: impl std::future::Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        match purge(&pool, 24).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged old idempotency keys"),
+            Err(error) => tracing::warn!(%error, "cannot purge idempotency keys"),
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
 /// Runs a mutation once per request id, in one transaction with its
 /// idempotency record: a retry with the same id and content gets the stored
 /// response; the same id with other content is refused. `request` is the

@@ -7,11 +7,13 @@
 //! [`error::ApiError`]; retried mutations use [`idempotency`].
 
 pub mod config;
+pub mod dates;
 pub mod db;
 pub mod error;
 pub mod idempotency;
 pub mod identity;
 pub mod nats;
+pub mod paging;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

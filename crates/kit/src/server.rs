@@ -8,8 +8,10 @@
 //! * Reflection (v1) describes the packages this server serves.
 //! * Each call gets a request id (`x-request-id`, taken from the client when
 //!   well-formed, else a new UUIDv7, returned in the response headers), a span
-//!   continuing the caller's W3C trace context, a duration metric, and the
-//!   configured timeout.
+//!   continuing the caller's W3C trace context, a duration metric, and a
+//!   deadline: the configured timeout (or the client's `grpc-timeout` when
+//!   shorter); methods declared long-running (bulk imports) get
+//!   [`LONG_CALL_TIMEOUT`] instead.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -35,6 +37,8 @@ use crate::telemetry::{HeaderExtractor, set_parent_from};
 /// How often health follows the database and NATS.
 pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The deadline of methods declared long-running.
+pub const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The request id of a call, in the request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,7 @@ pub struct GrpcServer {
     service_names: Vec<&'static str>,
     database: Option<sqlx::PgPool>,
     nats: Option<async_nats::Client>,
+    long_running: Vec<&'static str>,
 }
 
 impl GrpcServer {
@@ -55,7 +60,14 @@ impl GrpcServer {
     /// `esocial.classifier.v1.ClassifierService`), used by health and
     /// reflection.
     pub fn new(settings: &GrpcSettings, auth: AuthLayer, service_names: &[&'static str]) -> Self {
-        Self { settings: settings.clone(), auth, service_names: service_names.to_vec(), database: None, nats: None }
+        Self {
+            settings: settings.clone(),
+            auth,
+            service_names: service_names.to_vec(),
+            database: None,
+            nats: None,
+            long_running: Vec::new(),
+        }
     }
 
     /// Health follows this pool.
@@ -69,6 +81,14 @@ impl GrpcServer {
     #[must_use]
     pub fn watch_nats(mut self, client: async_nats::Client) -> Self {
         self.nats = Some(client);
+        self
+    }
+
+    /// These methods (full paths) may run up to [`LONG_CALL_TIMEOUT`]
+    /// instead of the configured timeout: streamed bulk imports.
+    #[must_use]
+    pub fn long_running(mut self, method_paths: &[&'static str]) -> Self {
+        self.long_running.extend_from_slice(method_paths);
         self
     }
 
@@ -117,10 +137,10 @@ impl GrpcServer {
             let _ = shutdown_started.send(());
         };
 
-        let layers = tower::ServiceBuilder::new().layer(RequestContextLayer).layer(self.auth.clone()).into_inner();
+        let context = RequestContextLayer::new(self.settings.request_timeout).long_running(&self.long_running);
+        let layers = tower::ServiceBuilder::new().layer(context).layer(self.auth.clone()).into_inner();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
-            .timeout(self.settings.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(1024))
@@ -223,22 +243,59 @@ async fn follow_health(
     }
 }
 
-/// Adds the request id, the span with the caller's trace context, and the
-/// duration metric to every call.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestContextLayer;
+/// Adds the request id, the span with the caller's trace context, the
+/// duration metric and the deadline to every call.
+#[derive(Debug, Clone)]
+pub struct RequestContextLayer {
+    timeout: Duration,
+    long_running: std::sync::Arc<[&'static str]>,
+}
+
+impl RequestContextLayer {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, long_running: std::sync::Arc::new([]) }
+    }
+
+    /// Methods that get [`LONG_CALL_TIMEOUT`].
+    #[must_use]
+    pub fn long_running(mut self, method_paths: &[&'static str]) -> Self {
+        self.long_running = method_paths.into();
+        self
+    }
+}
 
 impl<S> tower_layer::Layer<S> for RequestContextLayer {
     type Service = RequestContextService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContextService { inner }
+        RequestContextService { inner, timeout: self.timeout, long_running: self.long_running.clone() }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RequestContextService<S> {
     inner: S,
+    timeout: Duration,
+    long_running: std::sync::Arc<[&'static str]>,
+}
+
+/// A `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
+fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -268,7 +325,7 @@ where
     S: tower_service::Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    ResBody: Send + 'static,
+    ResBody: Default + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -292,6 +349,8 @@ where
         );
         set_parent_from(&span, &HeaderExtractor(request.headers()));
         request.extensions_mut().insert(RequestId(request_id.clone()));
+        let allowed = if self.long_running.contains(&method.as_str()) { LONG_CALL_TIMEOUT } else { self.timeout };
+        let deadline = client_deadline(request.headers()).map_or(allowed, |client| client.min(allowed));
         let started = Instant::now();
         let future = {
             let _entered = span.enter();
@@ -299,7 +358,14 @@ where
         };
         Box::pin(
             async move {
-                let mut response = future.await?;
+                let mut response = match tokio::time::timeout(deadline, future).await {
+                    Ok(response) => response?,
+                    Err(_) => tonic::Status::deadline_exceeded(format!(
+                        "the call did not finish within {} ms",
+                        deadline.as_millis()
+                    ))
+                    .into_http(),
+                };
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert(REQUEST_ID_HEADER, value);
                 }
@@ -331,5 +397,28 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_deadlines_are_read_in_every_unit_and_nonsense_is_ignored() {
+        let deadline = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_str(value).expect("header"));
+            client_deadline(&headers)
+        };
+        assert_eq!(deadline("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(deadline("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(deadline("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(deadline("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(deadline("9n"), Some(Duration::from_nanos(9)));
+        assert_eq!(deadline("S"), None);
+        assert_eq!(deadline("123456789S"), None, "at most eight digits");
+        assert_eq!(deadline("10x"), None);
+        assert_eq!(deadline("-1S"), None);
     }
 }

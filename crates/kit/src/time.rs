@@ -23,9 +23,14 @@ pub fn kyiv_offset_hours(instant: DateTime<Utc>) -> i64 {
     if summer { 3 } else { 2 }
 }
 
+/// The wall-clock time in Kyiv at an instant.
+pub fn kyiv_time(instant: DateTime<Utc>) -> chrono::NaiveDateTime {
+    (instant + Duration::hours(kyiv_offset_hours(instant))).naive_utc()
+}
+
 /// The calendar date in Kyiv at an instant.
 pub fn kyiv_date(instant: DateTime<Utc>) -> NaiveDate {
-    (instant + Duration::hours(kyiv_offset_hours(instant))).date_naive()
+    kyiv_time(instant).date()
 }
 
 /// Today's date in Kyiv.

@@ -58,6 +58,7 @@ impl tower_service::Service<http::Request<Body>> for Slow {
 
 async fn start(
     request_timeout: Duration,
+    long_running: &[&'static str],
 ) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let settings = GrpcSettings { request_timeout, message_bytes_max: 1 << 20, shutdown_grace: Duration::from_secs(5) };
     let verifier = Arc::new(TokenVerifier::new(
@@ -65,7 +66,8 @@ async fn start(
         Arc::new(StaticJwks(jsonwebtoken::jwk::JwkSet { keys: Vec::new() })),
     ));
     let policy = Arc::new(AccessPolicy::new([(SLEEP_PATH, Access::Public)]));
-    let server = GrpcServer::new(&settings, AuthLayer::new(verifier, policy), &["test.Slow"]);
+    let server =
+        GrpcServer::new(&settings, AuthLayer::new(verifier, policy), &["test.Slow"]).long_running(long_running);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let address = listener.local_addr().expect("address");
     let shutdown = Shutdown::new();
@@ -87,7 +89,7 @@ async fn call_sleep(address: std::net::SocketAddr) -> Result<(), tonic::Status> 
 
 #[tokio::test]
 async fn a_call_in_flight_when_shutdown_starts_completes() {
-    let (address, shutdown, server) = start(Duration::from_secs(30)).await;
+    let (address, shutdown, server) = start(Duration::from_secs(30), &[]).await;
     let in_flight = tokio::spawn(call_sleep(address));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let shutdown_at = Instant::now();
@@ -102,10 +104,17 @@ async fn a_call_in_flight_when_shutdown_starts_completes() {
 
 #[tokio::test]
 async fn a_call_longer_than_the_timeout_is_cut_off() {
-    let (address, shutdown, _server) = start(Duration::from_millis(200)).await;
+    let (address, shutdown, _server) = start(Duration::from_millis(200), &[]).await;
     let started = Instant::now();
     let status = call_sleep(address).await.expect_err("timed out");
-    assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(started.elapsed() < Duration::from_millis(900), "cut off at the timeout, not after the handler");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_long_running_method_is_not_cut_off_at_the_ordinary_timeout() {
+    let (address, shutdown, _server) = start(Duration::from_millis(200), &[SLEEP_PATH]).await;
+    assert_eq!(call_sleep(address).await.map_err(|status| status.code()), Ok(()));
     shutdown.trigger();
 }

@@ -8,8 +8,10 @@
 
 #![allow(clippy::print_stdout)]
 
+pub mod bench;
 mod database;
 mod events;
+pub mod grpc;
 mod nats_server;
 mod proxy;
 mod tokens;

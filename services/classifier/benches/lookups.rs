@@ -17,7 +17,7 @@
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use esocial_auth::Role;
 use esocial_classifier::{AUDIENCE, Classifier, Settings};
@@ -26,6 +26,7 @@ use esocial_kit::shutdown::Shutdown;
 use esocial_proto::classifier::v1 as pb;
 use esocial_proto::classifier::v1::classifier_service_client::ClassifierServiceClient;
 use esocial_proto::common::v1::Date;
+use esocial_testkit::bench::{self, env_number};
 use esocial_testkit::{TestDatabase, TestEvents, TestTokens};
 use tonic::transport::Channel;
 
@@ -116,94 +117,22 @@ impl Workload {
     }
 }
 
-/// Total and stolen CPU time so far, from `/proc/stat` (Linux); on a virtual
-/// machine the host may take cores away, which makes figures noisy.
-fn cpu_times() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> =
-        stat.lines().next()?.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal …
-    let total = fields.iter().take(8).sum();
-    Some((total, *fields.get(7)?))
-}
-
-fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
-    match (before, after) {
-        (Some((total_before, steal_before)), Some((total_after, steal_after))) if total_after > total_before => {
-            format!("{:.0}%", 100.0 * (steal_after - steal_before) as f64 / (total_after - total_before) as f64)
-        }
-        _ => "n/a".to_owned(),
-    }
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted_micros: &[u64], fraction: f64) -> f64 {
-    if sorted_micros.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted_micros.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted_micros[index] as f64 / 1000.0
-}
-
 async fn measure(
     workload: Workload,
-    clients: &[Client],
+    clients: &Arc<Vec<Client>>,
     token: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     concurrency: usize,
     duration: Duration,
 ) {
-    let cpu_before = cpu_times();
-    let warm_up_until = Instant::now() + Duration::from_millis(500);
-    let stop_at = warm_up_until + duration;
-    let mut tasks = Vec::with_capacity(concurrency);
-    for worker in 0..concurrency {
+    let clients = clients.clone();
+    let token = token.clone();
+    let measured = bench::drive(concurrency, duration, move |worker, turn| {
         let mut client = clients[worker % clients.len()].clone();
         let token = token.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
-            let mut turn = worker;
-            loop {
-                let started = Instant::now();
-                if started >= stop_at {
-                    break;
-                }
-                let result = workload.call(&mut client, &token, turn).await;
-                turn += 1;
-                if started < warm_up_until {
-                    continue;
-                }
-                match result {
-                    Ok(()) => latencies.push(started.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (mut worker_latencies, worker_errors) = task.await.expect("worker");
-        latencies.append(&mut worker_latencies);
-        errors += worker_errors;
-    }
-    let steal = steal_percent(cpu_before, cpu_times());
-    latencies.sort_unstable();
-    let throughput = latencies.len() as f64 / duration.as_secs_f64();
-    println!(
-        "| {:<34} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {:>5} |",
-        workload.label(),
-        latencies.len(),
-        throughput,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        errors,
-        steal
-    );
+        async move { workload.call(&mut client, &token, turn).await.is_ok() }
+    })
+    .await;
+    println!("{}", measured.row(workload.label()));
 }
 
 fn main() -> anyhow::Result<()> {
@@ -249,11 +178,7 @@ fn main() -> anyhow::Result<()> {
         println!(
             "\nclassifier lookups over gRPC: {concurrency} concurrent callers on {connections} connections, {seconds} s per workload, {cores} cores shared by client and server\n"
         );
-        println!(
-            "| {:<34} | {:>9} | {:>9} | {:>7} | {:>7} | {:>6} | {:>5} |",
-            "workload", "requests", "req/s", "p50 ms", "p99 ms", "errors", "steal"
-        );
-        println!("| {:-<34} | {:->9} | {:->9} | {:->7} | {:->7} | {:->6} | {:->5} |", "", "", "", "", "", "", "");
+        println!("{}", bench::Measured::header());
         let clients = Arc::new(clients);
         for workload in Workload::ALL {
             measure(workload, &clients, &token, concurrency, Duration::from_secs(seconds)).await;

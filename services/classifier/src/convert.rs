@@ -1,8 +1,7 @@
 //! Between protobuf messages and the domain, with validation: every problem
 //! of a request is collected under its proto field path.
 
-use base64::Engine as _;
-use chrono::{Datelike, NaiveDate, SecondsFormat};
+use chrono::{NaiveDate, SecondsFormat};
 use esocial_identifiers::Money;
 use esocial_kit::Violations;
 use esocial_proto::classifier::v1 as pb;
@@ -13,44 +12,20 @@ use crate::domain::{
     SupportCategory, SupportTypeContent, SupportTypeVersion, TerritorialDetails, TerritorialLevel, Threshold, Validity,
 };
 
-pub const PAGE_SIZE_DEFAULT: u32 = 50;
-pub const PAGE_SIZE_MAX: u32 = 500;
 const NAME_LENGTH_MAX: usize = 500;
 const TEXT_LENGTH_MAX: usize = 2000;
 const AMOUNTS_MAX: usize = 20;
 
-pub fn date_to_proto(date: NaiveDate) -> common::Date {
-    common::Date {
-        year: date.year(),
-        month: i32::try_from(date.month()).unwrap_or_default(),
-        day: i32::try_from(date.day()).unwrap_or_default(),
-    }
-}
-
-fn date_from_parts(date: &common::Date) -> Option<NaiveDate> {
-    NaiveDate::from_ymd_opt(date.year, u32::try_from(date.month).ok()?, u32::try_from(date.day).ok()?)
-        .filter(|date| (1900..=2999).contains(&date.year()))
-}
+pub use esocial_kit::dates::to_proto as date_to_proto;
 
 /// A required date.
 pub fn required_date(violations: &mut Violations, field: &str, date: Option<&common::Date>) -> Option<NaiveDate> {
-    let Some(date) = date else {
-        violations.add(field, "is required");
-        return None;
-    };
-    let parsed = date_from_parts(date);
-    if parsed.is_none() {
-        violations.add(field, "is not a calendar date between 1900 and 2999");
-    }
-    parsed
+    esocial_kit::dates::required(violations, field, date)
 }
 
 /// An optional "as of" date, today in Kyiv when absent.
 pub fn as_of_date(violations: &mut Violations, field: &str, date: Option<&common::Date>) -> NaiveDate {
-    match date {
-        None => esocial_kit::time::kyiv_today(),
-        Some(_) => required_date(violations, field, date).unwrap_or_else(esocial_kit::time::kyiv_today),
-    }
+    esocial_kit::dates::or_default(violations, field, date, esocial_kit::time::kyiv_today())
 }
 
 pub fn validity_from_proto(
@@ -58,20 +33,7 @@ pub fn validity_from_proto(
     field: &str,
     validity: Option<&common::ValidityPeriod>,
 ) -> Option<Validity> {
-    let Some(validity) = validity else {
-        violations.add(field, "is required");
-        return None;
-    };
-    let valid_from = required_date(violations, &format!("{field}.valid_from"), validity.valid_from.as_ref());
-    let valid_to = match &validity.valid_to {
-        None => None,
-        Some(date) => Some(required_date(violations, &format!("{field}.valid_to"), Some(date))?),
-    };
-    let valid_from = valid_from?;
-    if valid_to.is_some_and(|last| last < valid_from) {
-        violations.add(format!("{field}.valid_to"), "must not be before valid_from");
-        return None;
-    }
+    let (valid_from, valid_to) = esocial_kit::dates::period(violations, field, validity)?;
     Some(Validity { valid_from, valid_to })
 }
 
@@ -478,96 +440,9 @@ pub fn reference_entry_to_proto(entry: &ReferenceEntry, reference_date: NaiveDat
     }
 }
 
-/// Where a page starts: after a code (lists) or at an offset (search).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageStart {
-    First,
-    AfterCode(String),
-    Offset(i64),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    pub size: u32,
-    pub start: PageStart,
-}
-
-impl Page {
-    /// Rows to fetch: one more than the page, to know if there is a next.
-    pub fn fetch_limit(&self) -> i64 {
-        i64::from(self.size) + 1
-    }
-}
-
-pub fn page_from_proto(violations: &mut Violations, page: Option<&common::PageRequest>) -> Page {
-    let request = page.cloned().unwrap_or_default();
-    let size = match request.page_size {
-        0 => PAGE_SIZE_DEFAULT,
-        size if size > PAGE_SIZE_MAX => {
-            violations.add("page.page_size", format!("must be at most {PAGE_SIZE_MAX}"));
-            PAGE_SIZE_DEFAULT
-        }
-        size => size,
-    };
-    let start = if request.page_token.is_empty() {
-        PageStart::First
-    } else {
-        decode_page_token(&request.page_token).unwrap_or_else(|| {
-            violations.add("page.page_token", "is not a token this service issued");
-            PageStart::First
-        })
-    };
-    Page { size, start }
-}
-
-fn decode_page_token(token: &str) -> Option<PageStart> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    match text.split_once(':')? {
-        ("after", code) if !code.is_empty() => Some(PageStart::AfterCode(code.to_owned())),
-        ("offset", offset) => offset.parse().ok().filter(|offset| *offset >= 0).map(PageStart::Offset),
-        _ => None,
-    }
-}
-
-pub fn page_token(start: &PageStart) -> String {
-    let text = match start {
-        PageStart::First => return String::new(),
-        PageStart::AfterCode(code) => format!("after:{code}"),
-        PageStart::Offset(offset) => format!("offset:{offset}"),
-    };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
-}
-
-/// Cuts a fetched list to the page and returns the next page's token.
-pub fn finish_page<T>(
-    items: &mut Vec<T>,
-    page: &Page,
-    next_start: impl FnOnce(&T) -> PageStart,
-) -> common::PageResponse {
-    let size = usize::try_from(page.size).unwrap_or(usize::MAX);
-    if items.len() > size {
-        items.truncate(size);
-        let next = items.last().map(next_start).unwrap_or(PageStart::First);
-        common::PageResponse { next_page_token: page_token(&next) }
-    } else {
-        common::PageResponse::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_foreign_tokens_are_refused() {
-        for start in [PageStart::AfterCode("UA71".to_owned()), PageStart::Offset(150)] {
-            let token = page_token(&start);
-            assert_eq!(decode_page_token(&token), Some(start));
-        }
-        assert_eq!(decode_page_token("not-a-token"), None);
-        assert_eq!(decode_page_token(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("offset:-5")), None);
-    }
 
     #[test]
     fn an_impossible_date_is_named() {

@@ -10,10 +10,12 @@ use esocial_proto::classifier::v1::classifier_service_server::ClassifierService;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use esocial_kit::paging::{PageStart, finish_page, page_from_proto};
+
 use crate::convert::{
-    PageStart, as_of_date, book_code, book_from_proto, category_from_proto, finish_page, page_from_proto,
-    reference_content_from_proto, reference_entry_to_proto, required_date, support_content_from_proto,
-    support_version_to_proto, text, validity_from_proto,
+    as_of_date, book_code, book_from_proto, category_from_proto, reference_content_from_proto,
+    reference_entry_to_proto, required_date, support_content_from_proto, support_version_to_proto, text,
+    validity_from_proto,
 };
 use crate::domain::{Actor, SupportTypeCode, normalize_for_search};
 use crate::service::{self, Error};
@@ -110,9 +112,9 @@ impl ClassifierService for ClassifierApi {
         }
         let page = page_from_proto(&mut violations, request.page.as_ref());
         let after = match &page.start {
-            PageStart::AfterCode(code) if SupportTypeCode::parse(code).is_ok() => Some(code.clone()),
+            PageStart::AfterKey(code) if SupportTypeCode::parse(code).is_ok() => Some(code.clone()),
             PageStart::First => None,
-            PageStart::AfterCode(_) | PageStart::Offset(_) => {
+            PageStart::AfterKey(_) | PageStart::Offset(_) => {
                 violations.add("page.page_token", "belongs to another method");
                 None
             }
@@ -123,7 +125,7 @@ impl ClassifierService for ClassifierApi {
             .support_types_in_force(as_of, category, after.as_deref(), page.fetch_limit())
             .await
             .map_err(Error::from)?;
-        let page_response = finish_page(&mut versions, &page, |last| PageStart::AfterCode(last.code.clone()));
+        let page_response = finish_page(&mut versions, &page, |last| PageStart::AfterKey(last.code.clone()));
         Ok(Response::new(pb::ListSupportTypesResponse {
             support_types: versions.iter().map(|version| support_version_to_proto(version, as_of)).collect(),
             page: Some(page_response),
@@ -255,11 +257,11 @@ impl ClassifierService for ClassifierApi {
         };
         let page = page_from_proto(&mut violations, request.page.as_ref());
         let after = match &page.start {
-            PageStart::AfterCode(code) if book.is_some_and(|book| book.canonical_code(code).as_deref() == Ok(code)) => {
+            PageStart::AfterKey(code) if book.is_some_and(|book| book.canonical_code(code).as_deref() == Ok(code)) => {
                 Some(code.clone())
             }
             PageStart::First => None,
-            PageStart::AfterCode(_) | PageStart::Offset(_) => {
+            PageStart::AfterKey(_) | PageStart::Offset(_) => {
                 violations.add("page.page_token", "belongs to another method or book");
                 None
             }
@@ -271,7 +273,7 @@ impl ClassifierService for ClassifierApi {
             .reference_entries_in_force(book, as_of, parent.as_deref(), after.as_deref(), page.fetch_limit())
             .await
             .map_err(Error::from)?;
-        let page_response = finish_page(&mut entries, &page, |last| PageStart::AfterCode(last.code.clone()));
+        let page_response = finish_page(&mut entries, &page, |last| PageStart::AfterKey(last.code.clone()));
         Ok(Response::new(pb::ListReferenceEntriesResponse {
             entries: entries.iter().map(|entry| reference_entry_to_proto(entry, as_of)).collect(),
             page: Some(page_response),
@@ -304,7 +306,7 @@ impl ClassifierService for ClassifierApi {
                     .add("page.page_token", format!("goes deeper than {SEARCH_OFFSET_MAX} results: narrow the query"));
                 0
             }
-            PageStart::AfterCode(_) => {
+            PageStart::AfterKey(_) => {
                 violations.add("page.page_token", "belongs to another method");
                 0
             }

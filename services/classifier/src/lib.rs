@@ -128,7 +128,7 @@ impl Classifier {
             &self.settings.common.events,
         );
         let relay_task = tokio::spawn(relay.run(stop.wait()));
-        let housekeeping_task = tokio::spawn(housekeeping(self.pool.clone(), stop.wait()));
+        let housekeeping_task = tokio::spawn(esocial_kit::idempotency::purge_hourly(self.pool.clone(), stop.wait()));
 
         let message_bytes_max = self.settings.common.grpc.message_bytes_max;
         let api = ClassifierServiceServer::new(grpc::ClassifierApi::new(store::Store::new(self.pool.clone())))
@@ -151,21 +151,5 @@ impl Classifier {
         housekeeping_task.abort();
         self.pool.close().await;
         result
-    }
-}
-
-/// Deletes idempotency keys older than a day, hourly.
-async fn housekeeping(pool: PgPool, shutdown: impl Future<Output = ()>) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        match esocial_kit::idempotency::purge(&pool, 24).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "purged old idempotency keys"),
-            Err(error) => tracing::warn!(%error, "cannot purge idempotency keys"),
-        }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
-        }
     }
 }

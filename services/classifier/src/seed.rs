@@ -145,6 +145,17 @@ fn reference_inputs() -> anyhow::Result<Vec<EntryInput>> {
     Ok(inputs)
 }
 
+/// The seed's settlements and city districts (the units people live in),
+/// for generating synthetic persons without a database.
+pub fn settlement_codes() -> anyhow::Result<Vec<esocial_identifiers::Katottg>> {
+    TERRITORIAL_UNITS
+        .lines()
+        .skip(1)
+        .filter(|line| matches!(line.split(',').nth(2), Some("settlement" | "city_district")))
+        .map(|line| line.split(',').next().unwrap_or_default().parse().map_err(anyhow::Error::from))
+        .collect()
+}
+
 /// Loads whatever of the seed data is missing.
 pub async fn seed(pool: &PgPool) -> anyhow::Result<SeedReport> {
     let actor = Actor { subject: "esocial-seed".to_owned(), organization: None };

@@ -1,11 +1,9 @@
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, pull};
 use esocial_auth::Role;
 use esocial_classifier::AUDIENCE;
 use esocial_proto::classifier::v1 as pb;
 use esocial_testkit::{NatsServer, TestEvents};
-use futures_util::StreamExt as _;
 use prost::Message as _;
 
 use crate::harness::{Options, TestApp, new_request_id, open_from};
@@ -33,30 +31,7 @@ fn new_version(code: &str) -> pb::CreateSupportTypeVersionRequest {
 /// Every message on the test's stream under `classifier.support_type.>`,
 /// read until the stream has been quiet for a while.
 async fn received_messages(events: &TestEvents, quiet_for: Duration) -> Vec<async_nats::jetstream::Message> {
-    let jetstream = events.jetstream().await.expect("jetstream");
-    let mut stream = None;
-    for _ in 0..100 {
-        if let Ok(found) = jetstream.get_stream(&events.settings.stream_name).await {
-            stream = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let stream = stream.expect("the relay provisioned the stream");
-    let reader = stream
-        .create_consumer(pull::Config {
-            filter_subject: format!("{}.classifier.support_type.>", events.settings.subject_prefix),
-            ack_policy: consumer::AckPolicy::None,
-            ..pull::Config::default()
-        })
-        .await
-        .expect("consumer");
-    let mut messages = reader.messages().await.expect("messages");
-    let mut received = Vec::new();
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(quiet_for, messages.next()).await {
-        received.push(message);
-    }
-    received
+    events.messages("classifier.support_type.>", quiet_for).await.expect("messages")
 }
 
 fn header<'a>(message: &'a async_nats::jetstream::Message, name: &str) -> &'a str {

@@ -9,25 +9,12 @@ use esocial_kit::shutdown::Shutdown;
 use esocial_kit::telemetry::TelemetryGuard;
 use esocial_proto::classifier::v1::classifier_service_client::ClassifierServiceClient;
 use esocial_proto::common::v1 as common;
+pub use esocial_testkit::grpc::{BearerToken, date, new_request_id, violated_fields};
 use esocial_testkit::{TestDatabase, TestEvents, TestTokens};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub type Client = ClassifierServiceClient<InterceptedService<Channel, BearerToken>>;
-
-/// Adds `authorization: Bearer …` (when there is a token) to every call.
-#[derive(Clone)]
-pub struct BearerToken(pub Option<String>);
-
-impl tonic::service::Interceptor for BearerToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            let value = format!("Bearer {token}").parse().map_err(|_| tonic::Status::internal("bad token"))?;
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok(request)
-    }
-}
 
 /// Telemetry once per test process, so spans carry trace context.
 fn telemetry() {
@@ -147,32 +134,10 @@ impl Drop for TestApp {
     }
 }
 
-pub fn date(text: &str) -> common::Date {
-    let parsed: chrono::NaiveDate = text.parse().expect("test date");
-    common::Date {
-        year: chrono::Datelike::year(&parsed),
-        month: i32::try_from(chrono::Datelike::month(&parsed)).expect("month"),
-        day: i32::try_from(chrono::Datelike::day(&parsed)).expect("day"),
-    }
-}
-
 pub fn open_from(text: &str) -> common::ValidityPeriod {
     common::ValidityPeriod { valid_from: Some(date(text)), valid_to: None }
 }
 
 pub fn money(kopiykas: i64) -> Option<common::Money> {
     Some(common::Money { kopiykas })
-}
-
-pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// The fields named in a status's `BadRequest` details.
-pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_details_bad_request()
-        .map(|details| details.field_violations.into_iter().map(|violation| violation.field).collect())
-        .unwrap_or_default()
 }
