@@ -127,3 +127,16 @@ pub async fn ensure_database_exists(database_url: &str) -> Result<(), DatabaseEr
 pub fn is_constraint_violation(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.constraint() == Some(constraint))
 }
+
+/// Creates a service's schema and runs its migrations on a one-connection
+/// pool, then closes it (`esocial migrate`).
+pub async fn migrate_only(
+    database_url: &str,
+    schema: &str,
+    service_migrations: &Migrator,
+) -> Result<(), DatabaseError> {
+    let pool = pool(database_url, schema, &format!("esocial-{schema}-migrate"), 1)?;
+    let result = migrate(&pool, schema, service_migrations).await;
+    pool.close().await;
+    result
+}

@@ -32,6 +32,27 @@ impl IdentityJwks {
     }
 }
 
+/// The verifier of a service's callers: tokens for `audience` from the
+/// configured issuer, checked only against the keys identity publishes.
+/// Loads the keys once now; if identity is not up yet, every call is
+/// refused until it is (the verifier fetches again on demand).
+pub async fn verifier(
+    auth: &crate::config::AuthSettings,
+    audience: &str,
+) -> Result<Arc<esocial_auth::TokenVerifier>, tonic::transport::Error> {
+    let verifier = Arc::new(esocial_auth::TokenVerifier::new(
+        esocial_auth::VerifierSettings::new(auth.token_issuer.clone(), audience),
+        Arc::new(IdentityJwks::new(&auth.identity_url)?),
+    ));
+    match verifier.refresh().await {
+        Ok(keys) => tracing::info!(keys, "token verification keys loaded"),
+        Err(error) => {
+            tracing::warn!(%error, "no token verification keys yet: every call will be refused until there are");
+        }
+    }
+    Ok(verifier)
+}
+
 /// Converts published keys to a JWK set.
 pub fn jwk_set(keys: &[pb::Jwk]) -> Result<JwkSet, serde_json::Error> {
     let keys: Vec<serde_json::Value> = keys

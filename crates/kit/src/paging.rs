@@ -29,6 +29,42 @@ impl Page {
     pub fn fetch_limit(&self) -> i64 {
         i64::from(self.size) + 1
     }
+
+    /// The key a list page starts after (`None` for the first page); a
+    /// token of another method is named as a violation.
+    pub fn after<T: std::str::FromStr>(&self, violations: &mut Violations) -> Option<T> {
+        match &self.start {
+            PageStart::First => None,
+            PageStart::AfterKey(key) => {
+                let parsed = key.parse().ok();
+                if parsed.is_none() {
+                    violations.add("page.page_token", "belongs to another method");
+                }
+                parsed
+            }
+            PageStart::Offset(_) => {
+                violations.add("page.page_token", "belongs to another method");
+                None
+            }
+        }
+    }
+
+    /// Where a ranked page starts: an offset of at most `max` (deeper, the
+    /// caller should narrow the query).
+    pub fn offset(&self, violations: &mut Violations, max: i64) -> i64 {
+        match self.start {
+            PageStart::First => 0,
+            PageStart::Offset(offset) if offset <= max => offset,
+            PageStart::Offset(_) => {
+                violations.add("page.page_token", format!("goes deeper than {max} results: narrow the query"));
+                0
+            }
+            PageStart::AfterKey(_) => {
+                violations.add("page.page_token", "belongs to another method");
+                0
+            }
+        }
+    }
 }
 
 pub fn page_from_proto(violations: &mut Violations, page: Option<&common::PageRequest>) -> Page {

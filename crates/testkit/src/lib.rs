@@ -24,6 +24,20 @@ pub use nats_server::NatsServer;
 pub use proxy::TcpProxy;
 pub use tokens::TestTokens;
 
+/// Installs telemetry once per test process (text logs at `RUST_LOG`,
+/// default `warn`), so spans carry trace context as in production.
+pub fn init_telemetry(service: &'static str) {
+    static GUARD: std::sync::OnceLock<Option<esocial_kit::telemetry::TelemetryGuard>> = std::sync::OnceLock::new();
+    GUARD.get_or_init(|| {
+        let settings = esocial_kit::config::TelemetrySettings {
+            log_format: esocial_kit::config::LogFormat::Text,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            otlp_endpoint: None,
+        };
+        esocial_kit::telemetry::init(service, &settings).ok()
+    });
+}
+
 /// The PostgreSQL server tests use (any database on it; tests create theirs).
 pub fn database_server_url() -> String {
     std::env::var("ESOCIAL_TEST_DATABASE_URL")

@@ -83,7 +83,8 @@ fn main() -> anyhow::Result<()> {
             let mut client = client.clone();
             let issued = issued.clone();
             async move {
-                let Ok(challenge) = client.begin_login(pb::BeginLoginRequest {}).await.map(tonic::Response::into_inner) else {
+                let Ok(challenge) = client.begin_login(pb::BeginLoginRequest {}).await.map(tonic::Response::into_inner)
+                else {
                     return false;
                 };
                 let Ok(id) = uuid::Uuid::parse_str(&challenge.challenge_id) else { return false };

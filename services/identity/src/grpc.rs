@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use esocial_auth::Caller;
 use esocial_kit::idempotency;
+use esocial_kit::paging::{PageStart, finish_page, page_from_proto};
 use esocial_kit::{ApiError, Violations};
-use esocial_proto::common::v1 as common;
 use esocial_proto::identity::v1 as pb;
 use esocial_proto::identity::v1::identity_admin_service_server::IdentityAdminService;
 use esocial_proto::identity::v1::identity_service_server::IdentityService;
@@ -30,8 +29,6 @@ use crate::service::{Error, Identity};
 
 const NAME_LENGTH_MAX: usize = 300;
 const REASON_LENGTH_MAX: usize = 1000;
-const PAGE_SIZE_DEFAULT: u32 = 50;
-const PAGE_SIZE_MAX: u32 = 500;
 
 fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::unauthenticated("a bearer token is required"))
@@ -53,40 +50,6 @@ fn tokens_to_proto(tokens: IssuedTokens) -> pb::Tokens {
 
 fn request_id(violations: &mut Violations, text: &str) -> Option<Uuid> {
     violations.check("request_id", idempotency::parse_request_id(text))
-}
-
-/// Page size and the id after which the page starts.
-fn page(violations: &mut Violations, page: Option<&common::PageRequest>) -> (u32, Option<Uuid>) {
-    let request = page.cloned().unwrap_or_default();
-    let size = match request.page_size {
-        0 => PAGE_SIZE_DEFAULT,
-        size if size > PAGE_SIZE_MAX => {
-            violations.add("page.page_size", format!("must be at most {PAGE_SIZE_MAX}"));
-            PAGE_SIZE_DEFAULT
-        }
-        size => size,
-    };
-    if request.page_token.is_empty() {
-        return (size, None);
-    }
-    let after = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&request.page_token)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok());
-    if after.is_none() {
-        violations.add("page.page_token", "is not a token this service issued");
-    }
-    (size, after)
-}
-
-fn next_page<T>(items: &mut Vec<T>, size: u32, id: impl Fn(&T) -> Uuid) -> common::PageResponse {
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if items.len() <= size {
-        return common::PageResponse::default();
-    }
-    items.truncate(size);
-    let token = items.last().map(|last| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(last).as_bytes()));
-    common::PageResponse { next_page_token: token.unwrap_or_default() }
 }
 
 /// Runs an admin change once per request id.
@@ -318,10 +281,11 @@ impl IdentityAdminService for AdminApi {
     ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let (size, after) = page(&mut violations, request.page.as_ref());
+        let page = page_from_proto(&mut violations, request.page.as_ref());
+        let after = page.after::<Uuid>(&mut violations);
         violations.finish().map_err(Error::from)?;
-        let mut organizations = self.0.store.organizations(after, i64::from(size) + 1).await.map_err(Error::from)?;
-        let page = next_page(&mut organizations, size, |organization| organization.id);
+        let mut organizations = self.0.store.organizations(after, page.fetch_limit()).await.map_err(Error::from)?;
+        let page = finish_page(&mut organizations, &page, |last| PageStart::AfterKey(last.id.to_string()));
         Ok(Response::new(pb::ListOrganizationsResponse {
             organizations: organizations.iter().map(organization_to_proto).collect(),
             page: Some(page),
@@ -488,10 +452,11 @@ impl IdentityAdminService for AdminApi {
             uuid(&mut violations, "organization_id", &request.organization_id)
         };
         let purpose = text(&mut violations, "purpose", &request.purpose, true, REASON_LENGTH_MAX);
-        let (size, after) = page(&mut violations, request.page.as_ref());
+        let page = page_from_proto(&mut violations, request.page.as_ref());
+        let after = page.after::<Uuid>(&mut violations);
         violations.finish().map_err(Error::from)?;
-        let mut accounts = self.0.read_accounts(&actor, organization, after, i64::from(size) + 1, &purpose).await?;
-        let page = next_page(&mut accounts, size, |account| account.id);
+        let mut accounts = self.0.read_accounts(&actor, organization, after, page.fetch_limit(), &purpose).await?;
+        let page = finish_page(&mut accounts, &page, |last| PageStart::AfterKey(last.id.to_string()));
         Ok(Response::new(pb::ListAccountsResponse {
             accounts: accounts.iter().map(account_to_proto).collect(),
             page: Some(page),

@@ -125,10 +125,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Creates the schema and runs the migrations, nothing else.
 pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
-    let pool = esocial_kit::db::pool(&common.database_url, NAME, "esocial-identity", 1)?;
-    esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
-    pool.close().await;
-    Ok(())
+    Ok(esocial_kit::db::migrate_only(&common.database_url, NAME, &MIGRATIONS).await?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

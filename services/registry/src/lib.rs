@@ -35,10 +35,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use esocial_auth::{AuthLayer, TokenVerifier, VerifierSettings};
+use esocial_auth::{AuthLayer, TokenVerifier};
 use esocial_events::{ConsumerSettings, EventConsumer};
 use esocial_kit::config::{CommonSettings, ConfigError, Env, Reader, Variable};
-use esocial_kit::identity::IdentityJwks;
 use esocial_kit::server::GrpcServer;
 use esocial_kit::shutdown::Shutdown;
 use esocial_proto::registry::v1::idp_service_server::{self, IdpServiceServer};
@@ -76,10 +75,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Creates the schema and runs the migrations, nothing else.
 pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
-    let pool = esocial_kit::db::pool(&common.database_url, NAME, "esocial-registry", 1)?;
-    esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
-    pool.close().await;
-    Ok(())
+    Ok(esocial_kit::db::migrate_only(&common.database_url, NAME, &MIGRATIONS).await?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,16 +150,7 @@ impl RegistryServer {
         )?;
         esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
         let nats = esocial_kit::nats::connect(&settings.common.nats_url, "esocial-registry").await?;
-        let verifier = Arc::new(TokenVerifier::new(
-            VerifierSettings::new(settings.common.auth.token_issuer.clone(), AUDIENCE),
-            Arc::new(IdentityJwks::new(&settings.common.auth.identity_url)?),
-        ));
-        match verifier.refresh().await {
-            Ok(keys) => tracing::info!(keys, "token verification keys loaded"),
-            Err(error) => {
-                tracing::warn!(%error, "no token verification keys yet: every call will be refused until there are");
-            }
-        }
+        let verifier = esocial_kit::identity::verifier(&settings.common.auth, AUDIENCE).await?;
         let territories = replica::Territories::load(&pool).await?;
         let support_types = replica::SupportTypes::load(&pool).await?;
         tracing::info!(territorial_units = territories.len().await, key_id = key.key_id(), "registry ready");

@@ -1,12 +1,10 @@
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use esocial_auth::Role;
 use esocial_classifier::{AUDIENCE, Classifier, Settings};
 use esocial_kit::config::Env;
 use esocial_kit::shutdown::Shutdown;
-use esocial_kit::telemetry::TelemetryGuard;
 use esocial_proto::classifier::v1::classifier_service_client::ClassifierServiceClient;
 use esocial_proto::common::v1 as common;
 pub use esocial_testkit::grpc::{BearerToken, date, new_request_id, violated_fields};
@@ -15,19 +13,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub type Client = ClassifierServiceClient<InterceptedService<Channel, BearerToken>>;
-
-/// Telemetry once per test process, so spans carry trace context.
-fn telemetry() {
-    static GUARD: OnceLock<Option<TelemetryGuard>> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        let settings = esocial_kit::config::TelemetrySettings {
-            log_format: esocial_kit::config::LogFormat::Text,
-            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            otlp_endpoint: None,
-        };
-        esocial_kit::telemetry::init("esocial-classifier-tests", &settings).ok()
-    });
-}
 
 /// How to start the service under test.
 #[derive(Default)]
@@ -59,7 +44,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        telemetry();
+        esocial_testkit::init_telemetry("esocial-classifier-tests");
         let database = TestDatabase::create().await.expect("test database");
         let events = options.events.unwrap_or_default();
         let tokens = TestTokens::start().await.expect("test tokens");

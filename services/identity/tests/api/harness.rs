@@ -1,4 +1,3 @@
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use esocial_identifiers::{Rnokpp, Sex};
@@ -11,18 +10,6 @@ use esocial_proto::identity::v1::identity_admin_service_client::IdentityAdminSer
 use esocial_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use esocial_testkit::{TempDir, TestDatabase, TestEvents};
 use tonic::transport::Channel;
-
-fn telemetry() {
-    static GUARD: OnceLock<Option<esocial_kit::telemetry::TelemetryGuard>> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        let settings = esocial_kit::config::TelemetrySettings {
-            log_format: esocial_kit::config::LogFormat::Text,
-            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            otlp_endpoint: None,
-        };
-        esocial_kit::telemetry::init("identity-tests", &settings).ok()
-    });
-}
 
 /// A person known to the test: their account id, certificate and key.
 #[derive(Debug, Clone)]
@@ -64,7 +51,7 @@ impl TestIdentity {
     }
 
     pub async fn spawn_with(extra_env: &[(&str, &str)]) -> Self {
-        telemetry();
+        esocial_testkit::init_telemetry("esocial-identity-tests");
         let database = TestDatabase::create().await.expect("database");
         let events = TestEvents::new();
         let data = TempDir::new("identity").expect("temp dir");

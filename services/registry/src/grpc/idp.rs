@@ -84,12 +84,9 @@ impl IdpService for RegistryApi {
             registered_on,
             registered_by,
         };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "RegisterIdp", request_id, &fingerprinted, async |transaction| {
-                let registration = registry.register_idp(transaction, &caller, new).await?;
+            .once(&caller, "RegisterIdp", request_id, &request, async |transaction| {
+                let registration = self.registry.register_idp(transaction, &caller, new).await?;
                 Ok(pb::RegisterIdpResponse { registration: Some(registration_to_proto(&registration)) })
             })
             .await?;
@@ -112,12 +109,10 @@ impl IdpService for RegistryApi {
             violations.add("deregistered_on", "must not be in the future");
         }
         invalid(violations)?;
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "DeregisterIdp", request_id, &fingerprinted, async |transaction| {
-                let registration = registry.deregister_idp(transaction, &caller, registration_id, &reason, on).await?;
+            .once(&caller, "DeregisterIdp", request_id, &request, async |transaction| {
+                let registration =
+                    self.registry.deregister_idp(transaction, &caller, registration_id, &reason, on).await?;
                 Ok(pb::DeregisterIdpResponse { registration: Some(registration_to_proto(&registration)) })
             })
             .await?;
@@ -148,12 +143,10 @@ impl IdpService for RegistryApi {
         let request_id = request_id(&mut violations, &request.request_id);
         let registration_id = id(&mut violations, "registration_id", &request.registration_id);
         invalid(violations)?;
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "IssueIdpCertificate", request_id, &fingerprinted, async |transaction| {
-                let certificate = registry
+            .once(&caller, "IssueIdpCertificate", request_id, &request, async |transaction| {
+                let certificate = self
+                    .registry
                     .issue_certificate(transaction, &caller, registration_id, esocial_kit::time::kyiv_today())
                     .await?;
                 Ok(pb::IssueIdpCertificateResponse { certificate: Some(certificate_to_proto(&certificate)?) })
@@ -173,12 +166,10 @@ impl IdpService for RegistryApi {
         let certificate_id = id(&mut violations, "certificate_id", &request.certificate_id);
         let reason = reason(&mut violations, &request.reason);
         invalid(violations)?;
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "RevokeIdpCertificate", request_id, &fingerprinted, async |transaction| {
-                let certificate = registry.revoke_certificate(transaction, &caller, certificate_id, &reason).await?;
+            .once(&caller, "RevokeIdpCertificate", request_id, &request, async |transaction| {
+                let certificate =
+                    self.registry.revoke_certificate(transaction, &caller, certificate_id, &reason).await?;
                 Ok(pb::RevokeIdpCertificateResponse { certificate: Some(certificate_to_proto(&certificate)?) })
             })
             .await?;
@@ -231,12 +222,10 @@ impl IdpService for RegistryApi {
         printable(&mut violations, "purpose", &purpose);
         invalid(violations)?;
         let Some(rnokpp) = rnokpp else { return Err(internal(anyhow::anyhow!("validated RNOKPP missing"))) };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "CreateShareRequest", request_id, &fingerprinted, async |transaction| {
-                let share = registry.create_share(transaction, &caller, rnokpp.as_str(), documents, &purpose).await?;
+            .once(&caller, "CreateShareRequest", request_id, &request, async |transaction| {
+                let share =
+                    self.registry.create_share(transaction, &caller, rnokpp.as_str(), documents, &purpose).await?;
                 Ok(pb::CreateShareRequestResponse { share: Some(share_to_proto(&share)) })
             })
             .await?;
@@ -255,12 +244,9 @@ impl IdpService for RegistryApi {
         let rnokpp = violations.check("person_rnokpp", request.person_rnokpp.trim().parse::<Rnokpp>());
         invalid(violations)?;
         let Some(rnokpp) = rnokpp else { return Err(internal(anyhow::anyhow!("validated RNOKPP missing"))) };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "DecideShareRequest", request_id, &fingerprinted, async |transaction| {
-                let share = registry.decide_share(transaction, share_id, rnokpp.as_str(), request.approve).await?;
+            .once(&caller, "DecideShareRequest", request_id, &request, async |transaction| {
+                let share = self.registry.decide_share(transaction, share_id, rnokpp.as_str(), request.approve).await?;
                 Ok(pb::DecideShareRequestResponse { share: Some(share_to_proto(&share)) })
             })
             .await?;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use esocial_auth::Caller;
 use esocial_kit::{ApiError, Violations, idempotency};
+use esocial_proto::registry::v1 as pb;
 use prost::Message;
 use tonic::{Request, Status};
 use uuid::Uuid;
@@ -29,8 +30,9 @@ impl RegistryApi {
     }
 
     /// Runs a mutation once per request id: a retry gets the stored
-    /// response. The id is bound to the method and the caller, so nobody
-    /// else replays someone's response.
+    /// response. The fingerprint is the request without its id; the id is
+    /// bound to the method and the caller, so nobody else replays someone's
+    /// response.
     async fn once<Req, Resp, Work>(
         &self,
         caller: &Caller,
@@ -40,14 +42,49 @@ impl RegistryApi {
         work: Work,
     ) -> Result<Resp, Status>
     where
-        Req: Message,
+        Req: Mutation,
         Resp: Message + Default,
         Work: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> Result<Resp, Error>,
     {
         let scope = format!("{method} {}", caller.subject);
-        Ok(idempotency::run_once(self.registry.store.pool(), &scope, request_id, request, work).await?)
+        let fingerprinted = request.without_request_id();
+        Ok(idempotency::run_once(self.registry.store.pool(), &scope, request_id, &fingerprinted, work).await?)
     }
 }
+
+/// A request that changes something and carries a `request_id`.
+trait Mutation: Message + Sized {
+    fn without_request_id(&self) -> Self;
+}
+
+macro_rules! mutations {
+    ($($request:ty),* $(,)?) => {
+        $(impl Mutation for $request {
+            fn without_request_id(&self) -> Self {
+                Self { request_id: String::new(), ..self.clone() }
+            }
+        })*
+    };
+}
+
+mutations!(
+    pb::RegisterPersonRequest,
+    pb::UpdatePersonRequest,
+    pb::MergePersonsRequest,
+    pb::MarkDistinctRequest,
+    pb::LinkFamilyRequest,
+    pb::RequestExtractRequest,
+    pb::RegisterProviderRequest,
+    pb::UpdateProviderRequest,
+    pb::AssignSupportRequest,
+    pb::ChangeSupportRequest,
+    pb::RegisterIdpRequest,
+    pb::DeregisterIdpRequest,
+    pb::IssueIdpCertificateRequest,
+    pb::RevokeIdpCertificateRequest,
+    pb::CreateShareRequestRequest,
+    pb::DecideShareRequestRequest,
+);
 
 fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::unauthenticated("a bearer token is required"))

@@ -29,39 +29,6 @@ fn candidate_to_proto(candidate: &DuplicateCandidate) -> pb::DuplicateCandidate 
     }
 }
 
-fn offset_of(violations: &mut Violations, page: &esocial_kit::paging::Page) -> i64 {
-    match page.start {
-        PageStart::First => 0,
-        PageStart::Offset(offset) if offset <= SEARCH_OFFSET_MAX => offset,
-        PageStart::Offset(_) => {
-            violations
-                .add("page.page_token", format!("goes deeper than {SEARCH_OFFSET_MAX} results: narrow the query"));
-            0
-        }
-        PageStart::AfterKey(_) => {
-            violations.add("page.page_token", "belongs to another method");
-            0
-        }
-    }
-}
-
-fn after_number(violations: &mut Violations, page: &esocial_kit::paging::Page) -> Option<i64> {
-    match &page.start {
-        PageStart::First => None,
-        PageStart::AfterKey(key) => {
-            let parsed = key.parse::<i64>().ok();
-            if parsed.is_none() {
-                violations.add("page.page_token", "belongs to another method");
-            }
-            parsed
-        }
-        PageStart::Offset(_) => {
-            violations.add("page.page_token", "belongs to another method");
-            None
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
     async fn register_person(
@@ -97,12 +64,10 @@ impl RegistryService for RegistryApi {
         invalid(violations)?;
         let Some(data) = data else { return Err(internal(anyhow::anyhow!("validated data missing"))) };
         let reason = if reason.is_empty() { "registration".to_owned() } else { reason };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "RegisterPerson", request_id, &fingerprinted, async |transaction| {
-                let (person, duplicates) = registry
+            .once(&caller, "RegisterPerson", request_id, &request, async |transaction| {
+                let (person, duplicates) = self
+                    .registry
                     .register_person(transaction, &caller, data, valid_from, &reason, &source_document, today)
                     .await?;
                 Ok(pb::RegisterPersonResponse {
@@ -145,12 +110,10 @@ impl RegistryService for RegistryApi {
         };
         invalid(violations)?;
         let Some(data) = data else { return Err(internal(anyhow::anyhow!("validated data missing"))) };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "UpdatePerson", request_id, &fingerprinted, async |transaction| {
-                let person = registry
+            .once(&caller, "UpdatePerson", request_id, &request, async |transaction| {
+                let person = self
+                    .registry
                     .update_person(
                         transaction,
                         &caller,
@@ -230,7 +193,7 @@ impl RegistryService for RegistryApi {
         let mut violations = Violations::new();
         let purpose = purpose(&mut violations, &request.purpose);
         let page = page_from_proto(&mut violations, request.page.as_ref());
-        let offset = offset_of(&mut violations, &page);
+        let offset = page.offset(&mut violations, SEARCH_OFFSET_MAX);
         let query = match &request.query {
             Some(pb::search_persons_request::Query::Rnokpp(text)) => {
                 violations.check("rnokpp", text.parse::<Rnokpp>()).map(|rnokpp| SearchQuery::Rnokpp(rnokpp.to_string()))
@@ -297,12 +260,9 @@ impl RegistryService for RegistryApi {
         let merged = id(&mut violations, "merged_person_id", &request.merged_person_id);
         let reason = reason(&mut violations, &request.reason);
         invalid(violations)?;
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "MergePersons", request_id, &fingerprinted, async |transaction| {
-                let person = registry.merge(transaction, &caller, surviving, merged, &reason).await?;
+            .once(&caller, "MergePersons", request_id, &request, async |transaction| {
+                let person = self.registry.merge(transaction, &caller, surviving, merged, &reason).await?;
                 Ok(pb::MergePersonsResponse { person: Some(person_to_proto(&person)) })
             })
             .await?;
@@ -321,12 +281,9 @@ impl RegistryService for RegistryApi {
         let other = id(&mut violations, "other_person_id", &request.other_person_id);
         let reason = reason(&mut violations, &request.reason);
         invalid(violations)?;
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "MarkDistinct", request_id, &fingerprinted, async |transaction| {
-                registry.mark_distinct(transaction, &caller, one, other, &reason).await?;
+            .once(&caller, "MarkDistinct", request_id, &request, async |transaction| {
+                self.registry.mark_distinct(transaction, &caller, one, other, &reason).await?;
                 Ok(pb::MarkDistinctResponse {})
             })
             .await?;
@@ -354,13 +311,10 @@ impl RegistryService for RegistryApi {
         }
         invalid(violations)?;
         let Some(relation) = relation else { return Err(internal(anyhow::anyhow!("validated relation missing"))) };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "LinkFamily", request_id, &fingerprinted, async |transaction| {
+            .once(&caller, "LinkFamily", request_id, &request, async |transaction| {
                 let person =
-                    registry.link_family(transaction, &caller, person_id, related, relation, valid_from).await?;
+                    self.registry.link_family(transaction, &caller, person_id, related, relation, valid_from).await?;
                 Ok(pb::LinkFamilyResponse { person: Some(person_to_proto(&person)) })
             })
             .await?;
@@ -422,7 +376,7 @@ impl RegistryService for RegistryApi {
         let mut violations = Violations::new();
         let import_id = id(&mut violations, "import_id", &request.import_id);
         let page = page_from_proto(&mut violations, request.page.as_ref());
-        let after = after_number(&mut violations, &page);
+        let after = page.after::<i64>(&mut violations);
         invalid(violations)?;
         let mut rows = self
             .registry
@@ -444,7 +398,7 @@ impl RegistryService for RegistryApi {
         let mut violations = Violations::new();
         let person_id = id(&mut violations, "person_id", &request.person_id);
         let page = page_from_proto(&mut violations, request.page.as_ref());
-        let after = after_number(&mut violations, &page);
+        let after = page.after::<i64>(&mut violations);
         invalid(violations)?;
         let mut ids = vec![person_id];
         ids.extend(self.registry.store.merged_into(person_id).await.map_err(Error::from)?);
@@ -484,12 +438,9 @@ impl RegistryService for RegistryApi {
                 "an extract needs a sign-in with a qualified electronic signature (qes)".to_owned(),
             ))));
         }
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "RequestExtract", request_id, &fingerprinted, async |transaction| {
-                let extract = registry.extract(transaction, &caller, person_id, &purpose).await?;
+            .once(&caller, "RequestExtract", request_id, &request, async |transaction| {
+                let extract = self.registry.extract(transaction, &caller, person_id, &purpose).await?;
                 Ok(pb::RequestExtractResponse {
                     extract: Some(pb::Extract {
                         number: extract.number,

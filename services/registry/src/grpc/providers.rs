@@ -50,12 +50,9 @@ impl ProviderService for RegistryApi {
         invalid(violations)?;
         let Some(data) = data else { return Err(internal(anyhow::anyhow!("validated data missing"))) };
         let reason = if reason.is_empty() { "registration".to_owned() } else { reason };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "RegisterProvider", request_id, &fingerprinted, async |transaction| {
-                let provider = registry.register_provider(transaction, &caller, data, valid_from, &reason).await?;
+            .once(&caller, "RegisterProvider", request_id, &request, async |transaction| {
+                let provider = self.registry.register_provider(transaction, &caller, data, valid_from, &reason).await?;
                 Ok(pb::RegisterProviderResponse { provider: Some(provider_to_proto(&provider, true)) })
             })
             .await?;
@@ -86,12 +83,10 @@ impl ProviderService for RegistryApi {
         };
         invalid(violations)?;
         let Some(data) = data else { return Err(internal(anyhow::anyhow!("validated data missing"))) };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "UpdateProvider", request_id, &fingerprinted, async |transaction| {
-                let provider = registry
+            .once(&caller, "UpdateProvider", request_id, &request, async |transaction| {
+                let provider = self
+                    .registry
                     .update_provider(
                         transaction,
                         &caller,
@@ -141,20 +136,7 @@ impl ProviderService for RegistryApi {
             violations.check("territory", territory.parse::<esocial_identifiers::Katottg>());
         }
         let page = page_from_proto(&mut violations, request.page.as_ref());
-        let after = match &page.start {
-            PageStart::First => None,
-            PageStart::AfterKey(key) => {
-                let parsed = key.parse::<uuid::Uuid>().ok();
-                if parsed.is_none() {
-                    violations.add("page.page_token", "belongs to another method");
-                }
-                parsed
-            }
-            PageStart::Offset(_) => {
-                violations.add("page.page_token", "belongs to another method");
-                None
-            }
-        };
+        let after = page.after::<uuid::Uuid>(&mut violations);
         invalid(violations)?;
         let mut providers = self
             .registry
@@ -205,12 +187,9 @@ impl ProviderService for RegistryApi {
             period_from,
             period_to,
         };
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "AssignSupport", request_id, &fingerprinted, async |transaction| {
-                let relation = registry.assign_support(transaction, &caller, assignment).await?;
+            .once(&caller, "AssignSupport", request_id, &request, async |transaction| {
+                let relation = self.registry.assign_support(transaction, &caller, assignment).await?;
                 Ok(pb::AssignSupportResponse { relation: Some(relation_to_proto(&relation)) })
             })
             .await?;
@@ -242,12 +221,10 @@ impl ProviderService for RegistryApi {
         }
         let reason = reason(&mut violations, &request.reason);
         invalid(violations)?;
-        let mut fingerprinted = request.clone();
-        fingerprinted.request_id.clear();
-        let registry = &self.registry;
         let response = self
-            .once(&caller, "ChangeSupport", request_id, &fingerprinted, async |transaction| {
-                let relation = registry
+            .once(&caller, "ChangeSupport", request_id, &request, async |transaction| {
+                let relation = self
+                    .registry
                     .change_support(
                         transaction,
                         &caller,

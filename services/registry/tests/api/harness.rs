@@ -1,5 +1,5 @@
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -7,7 +7,6 @@ use esocial_auth::{Claims, Role};
 use esocial_identifiers::{Rnokpp, Sex, Unzr};
 use esocial_kit::config::Env;
 use esocial_kit::shutdown::Shutdown;
-use esocial_kit::telemetry::TelemetryGuard;
 use esocial_proto::registry::v1 as pb;
 use esocial_proto::registry::v1::idp_service_client::IdpServiceClient;
 use esocial_proto::registry::v1::provider_service_client::ProviderServiceClient;
@@ -32,18 +31,6 @@ pub const LVIV_OBLAST: &str = "UA46000000000026241";
 /// A hromada in Lviv oblast (Львівська).
 pub const LVIV_HROMADA: &str = "UA46060250000025047";
 
-fn telemetry() {
-    static GUARD: OnceLock<Option<TelemetryGuard>> = OnceLock::new();
-    GUARD.get_or_init(|| {
-        let settings = esocial_kit::config::TelemetrySettings {
-            log_format: esocial_kit::config::LogFormat::Text,
-            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            otlp_endpoint: None,
-        };
-        esocial_kit::telemetry::init("esocial-registry-tests", &settings).ok()
-    });
-}
-
 /// A registry (and the classifier whose events it follows) for one test.
 pub struct TestApp {
     pub address: SocketAddr,
@@ -65,7 +52,7 @@ impl TestApp {
 
     /// With this many database connections for the registry (benchmarks).
     pub async fn spawn_with_connections(connections: u32) -> Self {
-        telemetry();
+        esocial_testkit::init_telemetry("esocial-registry-tests");
         let database = TestDatabase::create().await.expect("test database");
         let events = TestEvents::default();
         let tokens = TestTokens::start().await.expect("test tokens");
