@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use esocial::{USAGE, identity_commands, login, registry_commands, sandbox, services};
+use esocial::{USAGE, gateway_commands, identity_commands, login, registry_commands, sandbox, services};
 use esocial_kit::config::{EXIT_BAD_CONFIGURATION, Env};
 
 fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
@@ -65,6 +65,12 @@ fn main() -> ExitCode {
             .and_then(|runtime| runtime.block_on(login::run(&identity_url, &arguments[1..])));
         return report(command, result);
     }
+    if command == "client-token" {
+        let result = runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(login::client_token(&settings.common().auth, &arguments[1..])));
+        return report(command, result);
+    }
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
             }),
             ("identity", _) => identity_commands::run(&settings, &arguments[1..]).await,
             ("registry", _) => registry_commands::run(&settings, &arguments[1..]).await,
+            ("gateway", _) => gateway_commands::run(&settings, &arguments[1..]).await,
             (other, _) => Err(anyhow::anyhow!("unknown command {other:?}\n\n{USAGE}")),
         };
         // Send what is buffered before the runtime goes away.

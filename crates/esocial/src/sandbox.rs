@@ -11,6 +11,60 @@ const KYIV: &str = "UA80000000000093317";
 /// Persons generated into an empty register when the sandbox starts.
 pub const SANDBOX_PERSONS: u64 = 1_000;
 
+/// The sandbox's system clients: `(client id, name, scopes)`.
+const SYSTEM_CLIENTS: &[(&str, &str, &[esocial_auth::Role])] = &[
+    ("diia", "Портал Дія (пісочниця)", &[esocial_auth::Role::Service]),
+    ("sandbox-bank", "Банк (пісочниця)", &[esocial_auth::Role::Integrator]),
+    ("esocial-process", "E-SOCIAL: обробка заяв", &[esocial_auth::Role::Service]),
+];
+
+fn member_id(class: &str, first_seven_of_edrpou: u32, subsystem: &str) -> anyhow::Result<String> {
+    let edrpou = esocial_identifiers::Edrpou::compose(first_seven_of_edrpou)?;
+    Ok(format!("UA/{class}/{edrpou}/{subsystem}"))
+}
+
+/// The member systems of the sandbox: the Diia portal and a bank calling in,
+/// and esocial's process service calling the other state systems out.
+fn sandbox_members() -> anyhow::Result<Vec<esocial_gateway::sandbox::SandboxMember>> {
+    let outbound: Vec<String> = esocial_gateway::catalog::services()
+        .keys()
+        .filter(|service| esocial_external::PACKAGES.contains(&esocial_gateway::catalog::package_of(service)))
+        .map(|service| format!("/{service}/*"))
+        .collect();
+    Ok(vec![
+        esocial_gateway::sandbox::SandboxMember {
+            member_id: member_id("GOV", 4_322_085, "diia")?,
+            name: "Портал Дія".to_owned(),
+            client_id: "diia".to_owned(),
+            rights: vec![
+                "/esocial.registry.v1.IdpService/*".to_owned(),
+                "/esocial.classifier.v1.ClassifierService/GetSupportType".to_owned(),
+                "/esocial.classifier.v1.ClassifierService/ListSupportTypes".to_owned(),
+                "/esocial.classifier.v1.ClassifierService/GetReferenceEntry".to_owned(),
+                "/esocial.classifier.v1.ClassifierService/SearchReferenceEntries".to_owned(),
+            ],
+            event_types: vec![
+                "registry.idp.certificate.issued".to_owned(),
+                "registry.idp.certificate.revoked".to_owned(),
+            ],
+        },
+        esocial_gateway::sandbox::SandboxMember {
+            member_id: "UA/COM/14360506/bank".to_owned(),
+            name: "Банк".to_owned(),
+            client_id: "sandbox-bank".to_owned(),
+            rights: vec!["/esocial.registry.v1.IdpService/VerifyIdpCertificate".to_owned()],
+            event_types: vec!["registry.idp.certificate.revoked".to_owned()],
+        },
+        esocial_gateway::sandbox::SandboxMember {
+            member_id: member_id("GOV", 3_728_672, "esocial-process")?,
+            name: "E-SOCIAL: обробка заяв".to_owned(),
+            client_id: "esocial-process".to_owned(),
+            rights: outbound,
+            event_types: Vec::new(),
+        },
+    ])
+}
+
 /// Creates the sandbox CA, identity master key and register signing key if
 /// missing, migrates, and creates the sandbox people.
 pub async fn init(settings: &ProcessSettings) -> anyhow::Result<Vec<esocial_identity::sandbox::SandboxPerson>> {
@@ -18,9 +72,12 @@ pub async fn init(settings: &ProcessSettings) -> anyhow::Result<Vec<esocial_iden
     esocial_kit::db::ensure_database_exists(&common.database_url).await?;
     esocial_identity::sandbox::ensure_files(&common.data_dir)?;
     esocial_registry::ensure_signing_key(&settings.registry.signing_key_file)?;
+    esocial_gateway::ensure_signing_key(&settings.gateway.signing_key_file)?;
     let identity = esocial_identity::IdentityServer::build(settings.identity.clone()).await?;
     let people = esocial_identity::sandbox::seed_people(identity.identity(), &common.data_dir).await?;
+    esocial_identity::sandbox::seed_system_clients(identity.identity(), &common.data_dir, SYSTEM_CLIENTS).await?;
     identity.pool().close().await;
+    esocial_gateway::sandbox::ensure_members(common, &sandbox_members()?).await?;
     Ok(people)
 }
 
@@ -29,12 +86,15 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
     esocial_kit::db::ensure_database_exists(&common.database_url).await?;
     esocial_identity::sandbox::ensure_files(&common.data_dir)?;
     esocial_registry::ensure_signing_key(&settings.registry.signing_key_file)?;
+    esocial_gateway::ensure_signing_key(&settings.gateway.signing_key_file)?;
     let shutdown = Shutdown::new();
     services::stop_on_signal(&shutdown);
 
     // Identity first: the others verify tokens with its keys.
     let identity = esocial_identity::IdentityServer::build(settings.identity.clone()).await?;
     let people = esocial_identity::sandbox::seed_people(identity.identity(), &common.data_dir).await?;
+    let systems =
+        esocial_identity::sandbox::seed_system_clients(identity.identity(), &common.data_dir, SYSTEM_CLIENTS).await?;
     let mut bound = vec![services::build_identity(settings, identity, &shutdown).await?];
     let mut tasks = tokio::task::JoinSet::new();
     let first = bound.remove(0);
@@ -64,6 +124,21 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
     let stop = shutdown.wait();
     tasks.spawn(async move { ("registry", registry.run(listener, stop).await) });
     sandbox_persons(&register).await?;
+
+    let simulators = services::build(settings, services::SIMULATORS, &shutdown).await?;
+    endpoints.push((simulators.name, simulators.addresses.clone()));
+    tasks.spawn(async move { (services::SIMULATORS, simulators.run().await) });
+
+    // The gateway last, in front of the others, with the sandbox's members.
+    let added = esocial_gateway::sandbox::ensure_members(common, &sandbox_members()?).await?;
+    tracing::info!(added, "sandbox member systems registered");
+    let gateway = esocial_gateway::Gateway::build(settings.gateway.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(settings.gateway.listen_addr)
+        .await
+        .map_err(|error| anyhow::anyhow!("gateway cannot listen on {}: {error}", settings.gateway.listen_addr))?;
+    endpoints.push((esocial_gateway::NAME, vec![("gRPC", listener.local_addr()?)]));
+    let stop = shutdown.wait();
+    tasks.spawn(async move { ("gateway", gateway.run(listener, stop).await) });
 
     println!("esocial sandbox is up (Ctrl-C to stop)\n");
     println!("  {:<12} {:<8} address", "service", "protocol");
@@ -107,6 +182,18 @@ pub async fn up(settings: &ProcessSettings) -> anyhow::Result<()> {
              \n    -d '{{\"rnokpp\":\"{rnokpp}\",\"purpose\":\"sandbox\"}}' {address} esocial.registry.v1.RegistryService/GetPerson\n",
             person.certificate.display(),
             person.private_key.display(),
+        );
+    }
+    if let Some(diia) = systems.iter().find(|system| system.client_id == "diia") {
+        let gateway = settings.gateway.listen_addr;
+        println!(
+            "Other state systems come in through the gateway. As the Diia portal (a member system):\n\
+             \n  TOKEN=$(esocial client-token --client-id diia --key {})\
+             \n  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gateway} esocial.gateway.v1.MetaService/ListAllowedMethods\
+             \n  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"code\":\"1234567890123452\"}}' \\\
+             \n    {gateway} esocial.registry.v1.IdpService/VerifyIdpCertificate\n\
+             \nEvery exchange is in the gateway's message log; `esocial gateway verify-log` checks its chain.\n",
+            diia.private_key.display(),
         );
     }
     let mut outcome = Ok(());

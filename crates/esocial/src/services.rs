@@ -5,9 +5,20 @@ use std::net::SocketAddr;
 use esocial_kit::config::{ConfigError, Env, VARIABLES, Variable};
 use esocial_kit::shutdown::Shutdown;
 
+/// The simulated external state systems (sandbox and tests).
+pub const SIMULATORS: &str = "simulators";
+
 /// Every service the binary can run, by name, in start order (identity
-/// first: the others verify tokens with its keys).
-pub const NAMES: &[&str] = &[esocial_identity::NAME, esocial_classifier::NAME, esocial_registry::NAME];
+/// first: the others verify tokens with its keys; the gateway last, in
+/// front of them).
+pub const NAMES: &[&str] =
+    &[esocial_identity::NAME, esocial_classifier::NAME, esocial_registry::NAME, SIMULATORS, esocial_gateway::NAME];
+
+pub const SIMULATORS_ADDR: Variable = Variable {
+    name: "ESOCIAL_SIMULATORS_ADDR",
+    default: "127.0.0.1:50070",
+    meaning: "where the simulators of the external state systems listen (civil registry, demographic and tax registers, e-health, a bank, Diia notifications)",
+};
 
 /// Every environment variable the binary reads: the kit's and each service's.
 pub fn variables() -> Vec<Variable> {
@@ -15,6 +26,8 @@ pub fn variables() -> Vec<Variable> {
     all.extend_from_slice(esocial_identity::VARIABLES);
     all.extend_from_slice(esocial_classifier::VARIABLES);
     all.extend_from_slice(esocial_registry::VARIABLES);
+    all.extend_from_slice(esocial_gateway::VARIABLES);
+    all.push(SIMULATORS_ADDR);
     all
 }
 
@@ -24,6 +37,8 @@ pub struct ProcessSettings {
     pub identity: esocial_identity::Settings,
     pub classifier: esocial_classifier::Settings,
     pub registry: esocial_registry::Settings,
+    pub gateway: esocial_gateway::Settings,
+    pub simulators_addr: SocketAddr,
 }
 
 impl ProcessSettings {
@@ -31,12 +46,23 @@ impl ProcessSettings {
         let identity = esocial_identity::Settings::from_env(env);
         let classifier = esocial_classifier::Settings::from_env(env);
         let registry = esocial_registry::Settings::from_env(env);
-        match (identity, classifier, registry) {
-            (Ok(identity), Ok(classifier), Ok(registry)) => Ok(Self { identity, classifier, registry }),
-            (identity, classifier, registry) => {
+        let gateway = esocial_gateway::Settings::from_env(env);
+        let simulators_addr = {
+            let mut reader = esocial_kit::config::Reader::new(env);
+            let address = reader.socket_addr(SIMULATORS_ADDR);
+            reader.finish().map(|()| address)
+        };
+        match (identity, classifier, registry, gateway, simulators_addr) {
+            (Ok(identity), Ok(classifier), Ok(registry), Ok(gateway), Ok(simulators_addr)) => {
+                Ok(Self { identity, classifier, registry, gateway, simulators_addr })
+            }
+            (identity, classifier, registry, gateway, simulators_addr) => {
                 // All read the kit's variables: report each problem once.
                 let mut problems: Vec<String> = Vec::new();
-                for error in [identity.err(), classifier.err(), registry.err()].into_iter().flatten() {
+                for error in [identity.err(), classifier.err(), registry.err(), gateway.err(), simulators_addr.err()]
+                    .into_iter()
+                    .flatten()
+                {
                     for problem in error.problems {
                         if !problems.contains(&problem) {
                             problems.push(problem);
@@ -110,6 +136,25 @@ pub async fn build(settings: &ProcessSettings, name: &str, shutdown: &Shutdown) 
                 run: Box::pin(registry.run(listener, shutdown.wait())),
             })
         }
+        esocial_gateway::NAME => {
+            let gateway = esocial_gateway::Gateway::build(settings.gateway.clone()).await?;
+            let listener = bind(settings.gateway.listen_addr, name).await?;
+            let address = listener.local_addr()?;
+            Ok(Bound {
+                name: esocial_gateway::NAME,
+                addresses: vec![("gRPC", address)],
+                run: Box::pin(gateway.run(listener, shutdown.wait())),
+            })
+        }
+        SIMULATORS => {
+            let listener = bind(settings.simulators_addr, name).await?;
+            let address = listener.local_addr()?;
+            Ok(Bound {
+                name: SIMULATORS,
+                addresses: vec![("gRPC", address)],
+                run: Box::pin(esocial_external::serve_simulators(listener, shutdown.wait())),
+            })
+        }
         other => Err(anyhow::anyhow!("unknown service {other:?}; services: {}", NAMES.join(", "))),
     }
 }
@@ -151,7 +196,8 @@ pub async fn migrate(settings: &ProcessSettings) -> anyhow::Result<()> {
     esocial_identity::migrate(settings.common()).await?;
     esocial_classifier::migrate(settings.common()).await?;
     esocial_registry::migrate(settings.common()).await?;
-    println!("migrated: {}", NAMES.join(", "));
+    esocial_gateway::migrate(settings.common()).await?;
+    println!("migrated: identity, classifier, registry, gateway");
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod idempotency;
 pub mod identity;
+pub mod keyfile;
 pub mod nats;
 pub mod paging;
 pub mod server;

@@ -44,8 +44,17 @@ pub const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// A gRPC server's requests and responses, as tonic's transport carries them.
+pub type GrpcRequest = Request<tonic::body::Body>;
+pub type GrpcResponse = Response<tonic::body::Body>;
+/// A boxed service over them (errors are gRPC statuses inside responses).
+pub type BoxGrpcService = tower::util::BoxCloneSyncService<GrpcRequest, GrpcResponse, std::convert::Infallible>;
+/// Wraps the authenticated routes with something that sees every call first
+/// (after the request context): the gateway puts its forwarder and message
+/// log there, and hands the calls of its own methods to the routes.
+pub type Front = std::sync::Arc<dyn Fn(BoxGrpcService) -> BoxGrpcService + Send + Sync>;
+
 /// A service's gRPC server, configured and ready to serve.
-#[derive(Debug)]
 pub struct GrpcServer {
     settings: GrpcSettings,
     auth: AuthLayer,
@@ -53,6 +62,20 @@ pub struct GrpcServer {
     database: Option<sqlx::PgPool>,
     nats: Option<async_nats::Client>,
     long_running: Vec<&'static str>,
+    front: Option<Front>,
+    reflected_packages: Vec<String>,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("GrpcServer")
+            .field("settings", &self.settings)
+            .field("service_names", &self.service_names)
+            .field("long_running", &self.long_running)
+            .field("front", &self.front.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcServer {
@@ -67,7 +90,25 @@ impl GrpcServer {
             database: None,
             nats: None,
             long_running: Vec::new(),
+            front: None,
+            reflected_packages: Vec::new(),
         }
+    }
+
+    /// Every call goes through `front` before the auth layer and the routes;
+    /// `front` decides which calls reach them (see [`Front`]).
+    #[must_use]
+    pub fn front(mut self, front: Front) -> Self {
+        self.front = Some(front);
+        self
+    }
+
+    /// Reflection also describes these proto packages (served through the
+    /// front, not by the routes).
+    #[must_use]
+    pub fn reflect_packages(mut self, packages: impl IntoIterator<Item = String>) -> Self {
+        self.reflected_packages.extend(packages);
+        self
     }
 
     /// Health follows this pool.
@@ -138,7 +179,15 @@ impl GrpcServer {
         };
 
         let context = RequestContextLayer::new(self.settings.request_timeout).long_running(&self.long_running);
-        let layers = tower::ServiceBuilder::new().layer(context).layer(self.auth.clone()).into_inner();
+        let front = self.front.clone();
+        let front = tower::layer::layer_fn(move |authenticated: esocial_auth::AuthService<Routes>| {
+            let boxed = BoxGrpcService::new(authenticated);
+            match &front {
+                Some(front) => front(boxed),
+                None => boxed,
+            }
+        });
+        let layers = tower::ServiceBuilder::new().layer(context).layer(front).layer(self.auth.clone()).into_inner();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -169,8 +218,12 @@ impl GrpcServer {
     /// The descriptor files of the served packages and everything they import.
     fn reflected_descriptors(&self) -> prost_types::FileDescriptorSet {
         let all = esocial_proto::file_descriptor_set();
-        let packages: BTreeSet<&str> =
-            self.service_names.iter().filter_map(|name| name.rsplit_once('.').map(|(package, _)| package)).collect();
+        let packages: BTreeSet<&str> = self
+            .service_names
+            .iter()
+            .filter_map(|name| name.rsplit_once('.').map(|(package, _)| package))
+            .chain(self.reflected_packages.iter().map(String::as_str))
+            .collect();
         let mut wanted: BTreeSet<String> = all
             .file
             .iter()

@@ -188,3 +188,60 @@ pub async fn seed_people(identity: &Identity, data_dir: &Path) -> anyhow::Result
     }
     Ok(people)
 }
+
+/// A system client of the sandbox: other state systems calling through the
+/// gateway, and esocial's own services calling out.
+#[derive(Debug, Clone)]
+pub struct SandboxSystem {
+    pub client_id: String,
+    pub name: String,
+    /// Its Ed25519 key (PKCS#8 PEM), for client credentials.
+    pub private_key: PathBuf,
+}
+
+/// Creates what is missing of the sandbox's system clients: each gets a key
+/// in `<data dir>/systems/<client id>/private-key.pem`, registered (or its
+/// key rotated, when the file was lost) through the admin operations.
+pub async fn seed_system_clients(
+    identity: &Identity,
+    data_dir: &Path,
+    clients: &[(&str, &str, &[Role])],
+) -> anyhow::Result<Vec<SandboxSystem>> {
+    let actor = Actor { subject: "esocial-sandbox".to_owned(), organization: None };
+    let pool = identity.store.pool();
+    let mut systems = Vec::with_capacity(clients.len());
+    for (client_id, name, scopes) in clients {
+        let directory = data_dir.join("systems").join(client_id);
+        let key_path = directory.join("private-key.pem");
+        let mut transaction = pool.begin().await?;
+        let existing = Store::system_client(&mut transaction, client_id).await.map_err(Error::from)?;
+        if existing.is_none() || !key_path.exists() {
+            let key = esocial_auth::SigningKey::generate();
+            match existing {
+                None => {
+                    let client = crate::domain::SystemClient {
+                        client_id: (*client_id).to_owned(),
+                        name: (*name).to_owned(),
+                        public_jwk: key.public_jwk().clone(),
+                        scopes: scopes.to_vec(),
+                        active: true,
+                    };
+                    Identity::register_system_client(&mut transaction, &actor, client).await?;
+                }
+                Some(_) => {
+                    Identity::rotate_system_client_key(&mut transaction, &actor, client_id, key.public_jwk()).await?;
+                }
+            }
+            std::fs::create_dir_all(&directory)?;
+            let _ = std::fs::remove_file(&key_path);
+            write_private(&key_path, key.private_pkcs8_pem())?;
+        }
+        transaction.commit().await?;
+        systems.push(SandboxSystem {
+            client_id: (*client_id).to_owned(),
+            name: (*name).to_owned(),
+            private_key: key_path,
+        });
+    }
+    Ok(systems)
+}

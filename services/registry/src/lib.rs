@@ -102,31 +102,16 @@ impl Settings {
 /// Writes a new signing key to `path` (readable by the owner only) unless
 /// one is there. Returns whether it wrote one.
 pub fn ensure_signing_key(path: &Path) -> anyhow::Result<bool> {
-    if path.exists() {
-        return Ok(false);
-    }
-    if let Some(directory) = path.parent() {
-        std::fs::create_dir_all(directory)?;
-    }
-    let key = esocial_auth::SigningKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
-    std::io::Write::write_all(&mut file, key.private_pkcs8_pem().as_bytes())?;
-    file.sync_all()?;
-    Ok(true)
+    esocial_kit::keyfile::ensure_ed25519_key_file(path)
 }
 
 fn read_signing_key(path: &Path) -> anyhow::Result<signing::RegistryKey> {
-    let pem = std::fs::read_to_string(path).map_err(|error| {
-        anyhow::anyhow!(
-            "cannot read the register's signing key {} ({}): {error}; create one with `esocial registry signing-key`",
-            path.display(),
-            SIGNING_KEY_FILE.name
-        )
-    })?;
+    let pem = esocial_kit::keyfile::read_key_file(
+        path,
+        "register's signing key",
+        SIGNING_KEY_FILE.name,
+        "esocial registry signing-key",
+    )?;
     signing::RegistryKey::from_pem(&pem).map_err(|error| anyhow::anyhow!("signing key {}: {error}", path.display()))
 }
 

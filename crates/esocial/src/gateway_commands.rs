@@ -1,0 +1,54 @@
+//! `esocial gateway …`: the gateway's signing key and the verification of
+//! its message log.
+
+use std::path::PathBuf;
+
+use crate::services::ProcessSettings;
+
+pub const USAGE: &str = "usage: esocial gateway <command>
+
+  esocial gateway signing-key [--out FILE]
+      create the key that signs message log checkpoints (default: ESOCIAL_GATEWAY_SIGNING_KEY_FILE) unless it exists
+  esocial gateway verify-log [--node NODE]
+      recompute every message log chain (or one node's) from its first entry, check the stored bodies
+      against their digests and every signed checkpoint against the signing key; print the first
+      broken entry of each chain; exit 1 if any chain is broken";
+
+pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Result<()> {
+    let option = |name: &str| {
+        arguments.iter().position(|argument| argument == name).and_then(|index| arguments.get(index + 1)).cloned()
+    };
+    match arguments.first().map(String::as_str) {
+        Some("signing-key") => {
+            let path = option("--out").map_or_else(|| settings.gateway.signing_key_file.clone(), PathBuf::from);
+            let created = esocial_gateway::ensure_signing_key(&path)?;
+            println!("gateway signing key {}: {}", if created { "created" } else { "already there" }, path.display());
+            Ok(())
+        }
+        Some("verify-log") => {
+            let node = option("--node");
+            let reports = esocial_gateway::verify_stored_log(&settings.gateway, node.as_deref()).await?;
+            if reports.is_empty() {
+                println!("the message log is empty");
+            }
+            let mut broken = 0;
+            for report in &reports {
+                match &report.broken {
+                    None => println!(
+                        "{}: intact, {} entries, {} checkpoints, signed through entry {}",
+                        report.node, report.entries, report.checkpoints, report.signed_through
+                    ),
+                    Some((sequence, problem)) => {
+                        broken += 1;
+                        println!("{}: BROKEN at entry {sequence}: {problem}", report.node);
+                    }
+                }
+            }
+            if broken > 0 {
+                anyhow::bail!("{broken} of {} message log chains do not verify", reports.len());
+            }
+            Ok(())
+        }
+        _ => Err(anyhow::anyhow!("{USAGE}")),
+    }
+}

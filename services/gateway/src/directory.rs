@@ -1,0 +1,252 @@
+//! The members, their rights, limits and entitlements, held in memory so
+//! that deciding a call takes no database round trip. Reloaded after every
+//! change (this replica's at once; other replicas through `LISTEN`, with a
+//! periodic reload as a safety net).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+use crate::domain::{LogMode, Member, MemberId, MemberStatus, MethodPath, MethodRight};
+use crate::store;
+
+/// A reload at least this often, in case a notification was missed.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What applies when a member's limit is 0 ("the default").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultLimits {
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub message_bytes_max: u32,
+}
+
+/// A token bucket: `capacity` requests at once, refilled at `rate` a second.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(requests_per_second: u32, burst: u32) -> Self {
+        let capacity = f64::from(burst.max(1));
+        Self { rate: f64::from(requests_per_second.max(1)), capacity, tokens: capacity, refilled_at: Instant::now() }
+    }
+
+    /// Takes one token, or says how long until one is there.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+    }
+
+    fn same_limits(&self, requests_per_second: u32, burst: u32) -> bool {
+        (self.rate - f64::from(requests_per_second.max(1))).abs() < f64::EPSILON
+            && (self.capacity - f64::from(burst.max(1))).abs() < f64::EPSILON
+    }
+}
+
+/// A member as the proxy sees it: limits resolved, rights indexed.
+#[derive(Debug)]
+pub struct MemberEntry {
+    pub member: Member,
+    pub rights: Vec<MethodRight>,
+    methods: HashSet<String>,
+    services: HashSet<String>,
+    pub event_types: BTreeSet<String>,
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub message_bytes_max: u32,
+    bucket: Arc<Mutex<TokenBucket>>,
+}
+
+impl MemberEntry {
+    pub fn is_active(&self) -> bool {
+        self.member.status == MemberStatus::Active
+    }
+
+    pub fn logs_bodies(&self) -> bool {
+        self.member.log_mode == LogMode::Full
+    }
+
+    /// Whether a right covers this method.
+    pub fn may_call(&self, path: &MethodPath<'_>, full_path: &str) -> bool {
+        self.methods.contains(full_path) || self.services.contains(path.service)
+    }
+
+    /// Counts a request against the member's rate; `Err` holds the wait.
+    pub fn take_token(&self) -> Result<(), Duration> {
+        self.bucket.lock().map_or(Ok(()), |mut bucket| bucket.take(Instant::now()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    by_client: HashMap<String, Arc<MemberEntry>>,
+    by_member: HashMap<MemberId, Arc<MemberEntry>>,
+}
+
+#[derive(Debug)]
+pub struct Directory {
+    pool: PgPool,
+    defaults: DefaultLimits,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// One reload at a time: a reload that read the tables before a change
+    /// must not replace one that read them after.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Directory {
+    pub fn new(pool: PgPool, defaults: DefaultLimits) -> Self {
+        Self {
+            pool,
+            defaults,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.read().map_or_else(|poisoned| poisoned.into_inner().clone(), |snapshot| snapshot.clone())
+    }
+
+    /// The member a system client authenticates as.
+    pub fn by_client(&self, client_id: &str) -> Option<Arc<MemberEntry>> {
+        self.current().by_client.get(client_id).cloned()
+    }
+
+    pub fn by_member(&self, member_id: &MemberId) -> Option<Arc<MemberEntry>> {
+        self.current().by_member.get(member_id).cloned()
+    }
+
+    /// Reads the directory again. Rate-limit buckets of members whose limits
+    /// did not change carry over.
+    pub async fn reload(&self) -> Result<(), sqlx::Error> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let rows = store::directory(&self.pool).await?;
+        let previous = self.current();
+        let mut rights: HashMap<MemberId, Vec<MethodRight>> = HashMap::new();
+        for right in rows.rights {
+            rights.entry(right.member_id).or_default().push(right.right);
+        }
+        let mut event_types: HashMap<MemberId, BTreeSet<String>> = HashMap::new();
+        for (member_id, event_type) in rows.entitlements {
+            event_types.entry(member_id).or_default().insert(event_type.as_str().to_owned());
+        }
+        let mut snapshot = Snapshot::default();
+        for member in rows.members {
+            let or_default = |value: u32, default: u32| if value == 0 { default } else { value };
+            let requests_per_second = or_default(member.limits.requests_per_second, self.defaults.requests_per_second);
+            let burst = or_default(member.limits.burst, self.defaults.burst);
+            let message_bytes_max = or_default(member.limits.message_bytes_max, self.defaults.message_bytes_max);
+            let bucket = previous
+                .by_member
+                .get(&member.member_id)
+                .filter(|entry| entry.bucket.lock().is_ok_and(|bucket| bucket.same_limits(requests_per_second, burst)))
+                .map_or_else(
+                    || Arc::new(Mutex::new(TokenBucket::new(requests_per_second, burst))),
+                    |entry| entry.bucket.clone(),
+                );
+            let member_rights = rights.remove(&member.member_id).unwrap_or_default();
+            let mut methods = HashSet::new();
+            let mut services = HashSet::new();
+            for right in &member_rights {
+                match right {
+                    MethodRight::Method(path) => methods.insert(path.clone()),
+                    MethodRight::Service(service) => services.insert(service.clone()),
+                };
+            }
+            let entry = Arc::new(MemberEntry {
+                event_types: event_types.remove(&member.member_id).unwrap_or_default(),
+                rights: member_rights,
+                methods,
+                services,
+                requests_per_second,
+                burst,
+                message_bytes_max,
+                bucket,
+                member,
+            });
+            snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
+            snapshot.by_member.insert(entry.member.member_id.clone(), entry);
+        }
+        let snapshot = Arc::new(snapshot);
+        match self.snapshot.write() {
+            Ok(mut current) => *current = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+        Ok(())
+    }
+
+    /// Reloads whenever the tables change (any replica), and every
+    /// [`RELOAD_INTERVAL`], until `shutdown`.
+    pub async fn follow(self: Arc<Self>, schema: String, shutdown: impl std::future::Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let channel = format!("gateway_directory_{schema}");
+        let mut listener: Option<PgListener> = None;
+        loop {
+            if listener.is_none() {
+                listener = match PgListener::connect_with(&self.pool).await {
+                    Ok(mut connected) => connected.listen(&channel).await.ok().map(|()| connected),
+                    Err(_) => None,
+                };
+            }
+            // Reload after (re)connecting too: notifications may have been missed.
+            if let Err(error) = self.reload().await {
+                tracing::warn!(%error, "cannot reload the gateway directory; keeping the previous one");
+            }
+            let wait = if listener.is_some() { RELOAD_INTERVAL } else { RETRY_INTERVAL };
+            let notified = async {
+                match listener.as_mut() {
+                    Some(connected) => connected.recv().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+                received = notified => {
+                    if !received {
+                        listener = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_one_request_per_interval() {
+        let mut bucket = TokenBucket::new(10, 3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(bucket.take(start), Ok(()));
+        }
+        let wait = bucket.take(start).expect_err("the burst is used up");
+        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        assert_eq!(bucket.take(start + Duration::from_millis(100)), Ok(()));
+        assert!(bucket.take(start + Duration::from_millis(100)).is_err());
+        // A long pause refills only up to the burst.
+        let later = start + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(later), Ok(()));
+        }
+        assert!(bucket.take(later).is_err());
+    }
+}

@@ -1,0 +1,531 @@
+//! `GatewayAdminService`: members, their rights, limits and entitlements.
+//! Every change is one transaction with its event and its record in
+//! `admin_changes`.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use esocial_auth::Caller;
+use esocial_kit::paging::{PageStart, finish_page, page_from_proto};
+use esocial_kit::{ApiError, Violations};
+use esocial_proto::gateway::v1 as pb;
+use esocial_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
+use serde_json::json;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{GatewayState, actor, caller_of, member_to_proto, request_id, text, timestamp};
+use crate::domain::{
+    AccessRight, BURST_MAX, EventTypeName, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus,
+    MethodRight, REQUESTS_PER_SECOND_MAX,
+};
+use crate::proxy::OWN_PACKAGE;
+use crate::{catalog, events, store};
+
+const NAME_LENGTH_MAX: usize = 300;
+const CONTACT_LENGTH_MAX: usize = 300;
+const REASON_LENGTH_MAX: usize = 1000;
+const EVENT_TYPES_MAX: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct AdminApi(pub Arc<GatewayState>);
+
+fn member_id(violations: &mut Violations, text: &str) -> Option<MemberId> {
+    violations.check("member_id", MemberId::parse(text.trim()))
+}
+
+/// A system client id as the identity service defines it.
+fn client_id(violations: &mut Violations, text: &str) -> String {
+    let valid = (2..=100).contains(&text.len())
+        && text
+            .chars()
+            .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || ".-_".contains(character));
+    if !valid {
+        violations.add("client_id", "must be 2 to 100 lower-case letters, digits, '.', '-' or '_'");
+    }
+    text.to_owned()
+}
+
+fn limits(violations: &mut Violations, limits: Option<&pb::Limits>) -> Limits {
+    let limits = limits.cloned().unwrap_or_default();
+    for (field, value, max) in [
+        ("limits.requests_per_second", limits.requests_per_second, REQUESTS_PER_SECOND_MAX),
+        ("limits.burst", limits.burst, BURST_MAX),
+        ("limits.message_bytes_max", limits.message_bytes_max, MESSAGE_BYTES_MAX),
+    ] {
+        if value > max {
+            violations.add(field, format!("must be at most {max} (0: the gateway's default)"));
+        }
+    }
+    if limits.message_bytes_max != 0 && limits.message_bytes_max < 1024 {
+        violations.add("limits.message_bytes_max", "must be at least 1024 (0: the gateway's default)");
+    }
+    Limits {
+        requests_per_second: limits.requests_per_second,
+        burst: limits.burst,
+        message_bytes_max: limits.message_bytes_max,
+    }
+}
+
+fn log_mode(violations: &mut Violations, value: i32) -> Option<LogMode> {
+    match pb::LogMode::try_from(value) {
+        Ok(pb::LogMode::Unspecified) => None,
+        Ok(pb::LogMode::Metadata) => Some(LogMode::Metadata),
+        Ok(pb::LogMode::Full) => Some(LogMode::Full),
+        Err(_) => {
+            violations.add("log_mode", "is not a log mode");
+            None
+        }
+    }
+}
+
+/// An access right that names a method or service that exists, outside
+/// the gateway's own package (whose methods go by roles).
+fn method_right(violations: &mut Violations, text: &str) -> Option<MethodRight> {
+    let right = violations.check("method", MethodRight::parse(text.trim()))?;
+    let (exists, service) = match &right {
+        MethodRight::Method(path) => {
+            (catalog::method_exists(path), path.trim_start_matches('/').split('/').next().unwrap_or_default())
+        }
+        MethodRight::Service(service) => (catalog::service_exists(service), service.as_str()),
+    };
+    if !exists {
+        violations.add("method", "no such gRPC method or service");
+        return None;
+    }
+    if catalog::package_of(service) == OWN_PACKAGE {
+        violations.add("method", "the gateway's own methods are granted by role, not by access right");
+        return None;
+    }
+    Some(right)
+}
+
+async fn record(
+    connection: &mut sqlx::PgConnection,
+    caller: &Caller,
+    action: &str,
+    member_id: &MemberId,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    store::record_change(
+        connection,
+        &store::AdminChange {
+            change_id: Uuid::now_v7(),
+            changed_at: Utc::now(),
+            changed_by: caller.subject.clone(),
+            changed_by_edrpou: caller.organization_edrpou.clone().unwrap_or_default(),
+            action: action.to_owned(),
+            member_id: member_id.to_string(),
+            details,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn existing_member(
+    connection: &mut sqlx::PgConnection,
+    member_id: &MemberId,
+    for_update: bool,
+) -> Result<Member, ApiError> {
+    store::member(connection, member_id, for_update)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no member {member_id}")))
+}
+
+fn right_to_proto(right: &AccessRight) -> pb::AccessRight {
+    pb::AccessRight {
+        member_id: right.member_id.to_string(),
+        method: right.right.to_text(),
+        granted_at: Some(timestamp(right.granted_at)),
+        granted_by: right.granted_by.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl GatewayAdminService for AdminApi {
+    async fn register_member(
+        &self,
+        request: Request<pb::RegisterMemberRequest>,
+    ) -> Result<Response<pb::RegisterMemberResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = request_id(&mut violations, &request.request_id);
+        let member_id = member_id(&mut violations, &request.member_id);
+        let name = text(&mut violations, "name", &request.name, true, NAME_LENGTH_MAX);
+        let client_id = client_id(&mut violations, request.client_id.trim());
+        let contact = text(&mut violations, "contact", &request.contact, false, CONTACT_LENGTH_MAX);
+        let limits = limits(&mut violations, request.limits.as_ref());
+        let log_mode = log_mode(&mut violations, request.log_mode).unwrap_or(LogMode::Metadata);
+        violations.finish()?;
+        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let now = Utc::now();
+        let member = Member {
+            member_id,
+            name,
+            client_id,
+            status: MemberStatus::Active,
+            contact,
+            limits,
+            log_mode,
+            created_at: now,
+            updated_at: now,
+        };
+        let fingerprinted = pb::RegisterMemberRequest { request_id: String::new(), ..request };
+        let response = self
+            .0
+            .once(&caller, "RegisterMember", id, &fingerprinted, async |connection| {
+                if let Some(holder) = store::member_with_client(connection, &member.client_id).await? {
+                    return Err(ApiError::AlreadyExists(format!(
+                        "system client {} already belongs to member {holder}",
+                        member.client_id
+                    )));
+                }
+                if store::member(connection, &member.member_id, false).await?.is_some() {
+                    return Err(ApiError::AlreadyExists(format!("member {} is already registered", member.member_id)));
+                }
+                store::insert_member(connection, &member).await?;
+                record(
+                    connection,
+                    &caller,
+                    "RegisterMember",
+                    &member.member_id,
+                    json!({ "name": member.name, "client_id": member.client_id, "contact": member.contact,
+                            "limits": [member.limits.requests_per_second, member.limits.burst, member.limits.message_bytes_max],
+                            "log_mode": member.log_mode.as_str() }),
+                )
+                .await?;
+                let proto = member_to_proto(&member);
+                let event = pb::MemberChanged { member: Some(proto.clone()), changed_by: Some(actor(&caller)), reason: String::new() };
+                esocial_events::outbox::enqueue(connection, &events::MEMBER_REGISTERED, Some(member.member_id.as_str()), &event)
+                    .await?;
+                Ok(pb::RegisterMemberResponse { member: Some(proto) })
+            })
+            .await?;
+        self.0.reload_directory().await;
+        Ok(Response::new(response))
+    }
+
+    async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = request_id(&mut violations, &request.request_id);
+        let member_id = member_id(&mut violations, &request.member_id);
+        let name = request.name.as_deref().map(|name| text(&mut violations, "name", name, true, NAME_LENGTH_MAX));
+        let contact = request
+            .contact
+            .as_deref()
+            .map(|contact| text(&mut violations, "contact", contact, false, CONTACT_LENGTH_MAX));
+        let status = match pb::MemberStatus::try_from(request.status) {
+            Ok(pb::MemberStatus::Unspecified) => None,
+            Ok(pb::MemberStatus::Active) => Some(MemberStatus::Active),
+            Ok(pb::MemberStatus::Suspended) => Some(MemberStatus::Suspended),
+            Err(_) => {
+                violations.add("status", "is not a member status");
+                None
+            }
+        };
+        let new_limits = request.limits.as_ref().map(|given| limits(&mut violations, Some(given)));
+        let new_log_mode = log_mode(&mut violations, request.log_mode);
+        let reason = text(&mut violations, "reason", &request.reason, status.is_some(), REASON_LENGTH_MAX);
+        violations.finish()?;
+        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let fingerprinted = pb::UpdateMemberRequest { request_id: String::new(), ..request };
+        let response = self
+            .0
+            .once(&caller, "UpdateMember", id, &fingerprinted, async |connection| {
+                let before = existing_member(connection, &member_id, true).await?;
+                let mut member = before.clone();
+                if let Some(name) = name {
+                    member.name = name;
+                }
+                if let Some(contact) = contact {
+                    member.contact = contact;
+                }
+                if let Some(status) = status {
+                    member.status = status;
+                }
+                if let Some(limits) = new_limits {
+                    member.limits = limits;
+                }
+                if let Some(mode) = new_log_mode {
+                    member.log_mode = mode;
+                }
+                member.updated_at = Utc::now();
+                store::update_member(connection, &member).await?;
+                record(
+                    connection,
+                    &caller,
+                    "UpdateMember",
+                    &member_id,
+                    json!({
+                        "reason": reason,
+                        "before": { "name": before.name, "status": before.status.as_str(), "contact": before.contact,
+                                    "limits": [before.limits.requests_per_second, before.limits.burst, before.limits.message_bytes_max],
+                                    "log_mode": before.log_mode.as_str() },
+                        "after": { "name": member.name, "status": member.status.as_str(), "contact": member.contact,
+                                   "limits": [member.limits.requests_per_second, member.limits.burst, member.limits.message_bytes_max],
+                                   "log_mode": member.log_mode.as_str() },
+                    }),
+                )
+                .await?;
+                let proto = member_to_proto(&member);
+                let event = pb::MemberChanged { member: Some(proto.clone()), changed_by: Some(actor(&caller)), reason: reason.clone() };
+                esocial_events::outbox::enqueue(connection, &events::MEMBER_UPDATED, Some(member_id.as_str()), &event).await?;
+                Ok(pb::UpdateMemberResponse { member: Some(proto) })
+            })
+            .await?;
+        self.0.reload_directory().await;
+        Ok(Response::new(response))
+    }
+
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let member_id = member_id(&mut violations, &request.member_id);
+        violations.finish()?;
+        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let mut connection = self.0.pool.acquire().await.map_err(ApiError::from)?;
+        let member = existing_member(&mut connection, &member_id, false).await?;
+        let rights = store::rights(&mut connection, &member_id).await.map_err(ApiError::from)?;
+        let event_types = store::entitlements(&mut connection, &member_id).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetMemberResponse {
+            member: Some(member_to_proto(&member)),
+            rights: rights.iter().map(right_to_proto).collect(),
+            event_types,
+        }))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let page = page_from_proto(&mut violations, request.page.as_ref());
+        let after = page.after::<String>(&mut violations);
+        violations.finish()?;
+        let mut members =
+            store::members_page(&self.0.pool, after.as_deref(), page.fetch_limit()).await.map_err(ApiError::from)?;
+        let page = finish_page(&mut members, &page, |last| PageStart::AfterKey(last.member_id.to_string()));
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.iter().map(member_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    async fn grant_access(
+        &self,
+        request: Request<pb::GrantAccessRequest>,
+    ) -> Result<Response<pb::GrantAccessResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = request_id(&mut violations, &request.request_id);
+        let member_id = member_id(&mut violations, &request.member_id);
+        let right = method_right(&mut violations, &request.method);
+        violations.finish()?;
+        let (Some(member_id), Some(right)) = (member_id, right) else {
+            return Err(ApiError::internal(anyhow::anyhow!("validated")).into());
+        };
+        let fingerprinted = pb::GrantAccessRequest { request_id: String::new(), ..request };
+        let response = self
+            .0
+            .once(&caller, "GrantAccess", id, &fingerprinted, async |connection| {
+                existing_member(connection, &member_id, true).await?;
+                let granted = match store::grant(connection, &member_id, &right, &caller.subject).await? {
+                    Some(granted) => {
+                        record(connection, &caller, "GrantAccess", &member_id, json!({ "method": right.to_text() }))
+                            .await?;
+                        let event = pb::AccessChanged {
+                            member_id: member_id.to_string(),
+                            method: right.to_text(),
+                            changed_by: Some(actor(&caller)),
+                            reason: String::new(),
+                        };
+                        esocial_events::outbox::enqueue(
+                            connection,
+                            &events::ACCESS_GRANTED,
+                            Some(member_id.as_str()),
+                            &event,
+                        )
+                        .await?;
+                        granted
+                    }
+                    // Already granted: nothing changes.
+                    None => store::rights(connection, &member_id)
+                        .await?
+                        .into_iter()
+                        .find(|existing| existing.right == right)
+                        .ok_or_else(|| ApiError::Aborted("the right changed meanwhile; retry".to_owned()))?,
+                };
+                Ok(pb::GrantAccessResponse { right: Some(right_to_proto(&granted)) })
+            })
+            .await?;
+        self.0.reload_directory().await;
+        Ok(Response::new(response))
+    }
+
+    async fn revoke_access(
+        &self,
+        request: Request<pb::RevokeAccessRequest>,
+    ) -> Result<Response<pb::RevokeAccessResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = request_id(&mut violations, &request.request_id);
+        let member_id = member_id(&mut violations, &request.member_id);
+        let right = violations.check("method", MethodRight::parse(request.method.trim()));
+        let reason = text(&mut violations, "reason", &request.reason, true, REASON_LENGTH_MAX);
+        violations.finish()?;
+        let (Some(member_id), Some(right)) = (member_id, right) else {
+            return Err(ApiError::internal(anyhow::anyhow!("validated")).into());
+        };
+        let fingerprinted = pb::RevokeAccessRequest { request_id: String::new(), ..request };
+        let response = self
+            .0
+            .once(&caller, "RevokeAccess", id, &fingerprinted, async |connection| {
+                existing_member(connection, &member_id, true).await?;
+                if !store::revoke(connection, &member_id, &right).await? {
+                    return Err(ApiError::NotFound(format!("member {member_id} has no right {}", right.to_text())));
+                }
+                record(
+                    connection,
+                    &caller,
+                    "RevokeAccess",
+                    &member_id,
+                    json!({ "method": right.to_text(), "reason": reason }),
+                )
+                .await?;
+                let event = pb::AccessChanged {
+                    member_id: member_id.to_string(),
+                    method: right.to_text(),
+                    changed_by: Some(actor(&caller)),
+                    reason: reason.clone(),
+                };
+                esocial_events::outbox::enqueue(connection, &events::ACCESS_REVOKED, Some(member_id.as_str()), &event)
+                    .await?;
+                Ok(pb::RevokeAccessResponse {})
+            })
+            .await?;
+        self.0.reload_directory().await;
+        Ok(Response::new(response))
+    }
+
+    async fn list_access_rights(
+        &self,
+        request: Request<pb::ListAccessRightsRequest>,
+    ) -> Result<Response<pb::ListAccessRightsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let member_id = member_id(&mut violations, &request.member_id);
+        violations.finish()?;
+        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let mut connection = self.0.pool.acquire().await.map_err(ApiError::from)?;
+        existing_member(&mut connection, &member_id, false).await?;
+        let rights = store::rights(&mut connection, &member_id).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListAccessRightsResponse { rights: rights.iter().map(right_to_proto).collect() }))
+    }
+
+    async fn set_event_entitlements(
+        &self,
+        request: Request<pb::SetEventEntitlementsRequest>,
+    ) -> Result<Response<pb::SetEventEntitlementsResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = request_id(&mut violations, &request.request_id);
+        let member_id = member_id(&mut violations, &request.member_id);
+        if request.event_types.len() > EVENT_TYPES_MAX {
+            violations.add("event_types", format!("at most {EVENT_TYPES_MAX}"));
+        }
+        let mut event_types = Vec::new();
+        for (index, name) in request.event_types.iter().enumerate() {
+            if let Some(event_type) =
+                violations.check(&format!("event_types[{index}]"), EventTypeName::parse(name.trim()))
+            {
+                event_types.push(event_type);
+            }
+        }
+        event_types.sort();
+        event_types.dedup();
+        violations.finish()?;
+        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let fingerprinted = pb::SetEventEntitlementsRequest { request_id: String::new(), ..request };
+        let names: Vec<String> = event_types.iter().map(ToString::to_string).collect();
+        let response = self
+            .0
+            .once(&caller, "SetEventEntitlements", id, &fingerprinted, async |connection| {
+                existing_member(connection, &member_id, true).await?;
+                let before = store::entitlements(connection, &member_id).await?;
+                store::set_entitlements(connection, &member_id, &event_types).await?;
+                record(
+                    connection,
+                    &caller,
+                    "SetEventEntitlements",
+                    &member_id,
+                    json!({ "before": before, "after": names }),
+                )
+                .await?;
+                let event = pb::EventEntitlementsChanged {
+                    member_id: member_id.to_string(),
+                    event_types: names.clone(),
+                    changed_by: Some(actor(&caller)),
+                };
+                esocial_events::outbox::enqueue(
+                    connection,
+                    &events::ENTITLEMENTS_CHANGED,
+                    Some(member_id.as_str()),
+                    &event,
+                )
+                .await?;
+                Ok(pb::SetEventEntitlementsResponse { event_types: names.clone() })
+            })
+            .await?;
+        self.0.reload_directory().await;
+        Ok(Response::new(response))
+    }
+
+    async fn list_admin_changes(
+        &self,
+        request: Request<pb::ListAdminChangesRequest>,
+    ) -> Result<Response<pb::ListAdminChangesResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let member_id =
+            if request.member_id.trim().is_empty() { None } else { member_id(&mut violations, &request.member_id) };
+        let page = page_from_proto(&mut violations, request.page.as_ref());
+        let after = page.after::<Uuid>(&mut violations);
+        violations.finish()?;
+        let mut changes =
+            store::changes(&self.0.pool, member_id.as_ref().map(MemberId::as_str), after, page.fetch_limit())
+                .await
+                .map_err(ApiError::from)?;
+        let page = finish_page(&mut changes, &page, |last| PageStart::AfterKey(last.change_id.to_string()));
+        Ok(Response::new(pb::ListAdminChangesResponse {
+            changes: changes
+                .iter()
+                .map(|change| pb::AdminChange {
+                    change_id: change.change_id.to_string(),
+                    changed_at: Some(timestamp(change.changed_at)),
+                    changed_by: Some(esocial_proto::common::v1::Actor {
+                        subject: change.changed_by.clone(),
+                        organization_edrpou: change.changed_by_edrpou.clone(),
+                    }),
+                    action: change.action.clone(),
+                    member_id: change.member_id.clone(),
+                    details: change.details.to_string(),
+                })
+                .collect(),
+            page: Some(page),
+        }))
+    }
+}

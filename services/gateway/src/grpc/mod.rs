@@ -1,0 +1,161 @@
+//! The gateway's own gRPC methods: administration, metaservices, the
+//! message log and subscriptions. Handlers check the input (every problem
+//! named by its field) and convert; changes are idempotent by `request_id`.
+
+mod admin;
+mod log;
+mod meta;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use esocial_auth::Caller;
+use esocial_kit::{ApiError, Violations, idempotency};
+use esocial_proto::common::v1 as common;
+use esocial_proto::gateway::v1 as pb;
+use sqlx::PgPool;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+pub use admin::AdminApi;
+pub use log::LogApi;
+pub use meta::MetaApi;
+pub use subscriptions::SubscriptionApi;
+
+use crate::directory::{Directory, MemberEntry};
+use crate::domain::{Limits, LogMode, Member, MemberStatus};
+use crate::proxy::Upstreams;
+use crate::verify::TrustedKey;
+
+/// What every handler reaches.
+#[derive(Debug)]
+pub struct GatewayState {
+    pub pool: PgPool,
+    pub directory: Arc<Directory>,
+    pub upstreams: Upstreams,
+    pub subscriptions: crate::subscriptions::Subscriptions,
+    pub trusted_keys: Vec<TrustedKey>,
+}
+
+impl GatewayState {
+    /// Runs a change once per request id, bound to the caller.
+    async fn once<Req, Resp, Work>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        request_id: Uuid,
+        fingerprinted: &Req,
+        work: Work,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+        Work: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> Result<Resp, ApiError>,
+    {
+        let scope = format!("{method} {}", caller.subject);
+        Ok(idempotency::run_once(&self.pool, &scope, request_id, fingerprinted, work).await?)
+    }
+
+    /// The member system the caller authenticated as.
+    fn member_of(&self, caller: &Caller) -> Result<Arc<MemberEntry>, Status> {
+        let entry = caller.subject.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
+        match entry {
+            Some(entry) if entry.is_active() => Ok(entry),
+            Some(entry) => Err(Status::permission_denied(format!("member {} is suspended", entry.member.member_id))),
+            None => Err(Status::permission_denied(format!("{} is not a registered member system", caller.subject))),
+        }
+    }
+
+    /// Reloads the directory after this replica changed it, so the next
+    /// call sees the change (other replicas follow their notification).
+    async fn reload_directory(&self) {
+        if let Err(error) = self.directory.reload().await {
+            tracing::warn!(%error, "directory not reloaded after a change; the periodic reload will catch up");
+        }
+    }
+}
+
+fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::unauthenticated("a bearer token is required"))
+}
+
+fn request_id(violations: &mut Violations, text: &str) -> Uuid {
+    violations.check("request_id", idempotency::parse_request_id(text)).unwrap_or_default()
+}
+
+/// Free text: trimmed, without control characters, at most `max` characters.
+fn text(violations: &mut Violations, field: &str, value: &str, required: bool, max: usize) -> String {
+    let trimmed = value.trim();
+    if required && trimmed.is_empty() {
+        violations.add(field, "is required");
+    } else if trimmed.chars().count() > max {
+        violations.add(field, format!("must be at most {max} characters"));
+    } else if trimmed.chars().any(char::is_control) {
+        violations.add(field, "must not contain control characters");
+    }
+    trimmed.to_owned()
+}
+
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn from_timestamp(
+    violations: &mut Violations,
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> Option<DateTime<Utc>> {
+    let value = value?;
+    let converted = u32::try_from(value.nanos).ok().and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos));
+    if converted.is_none() {
+        violations.add(field, "is not a valid time");
+    }
+    converted
+}
+
+fn actor(caller: &Caller) -> common::Actor {
+    common::Actor {
+        subject: caller.subject.clone(),
+        organization_edrpou: caller.organization_edrpou.clone().unwrap_or_default(),
+    }
+}
+
+fn status_to_proto(status: MemberStatus) -> pb::MemberStatus {
+    match status {
+        MemberStatus::Active => pb::MemberStatus::Active,
+        MemberStatus::Suspended => pb::MemberStatus::Suspended,
+    }
+}
+
+fn log_mode_to_proto(mode: LogMode) -> pb::LogMode {
+    match mode {
+        LogMode::Metadata => pb::LogMode::Metadata,
+        LogMode::Full => pb::LogMode::Full,
+    }
+}
+
+fn limits_to_proto(limits: Limits) -> pb::Limits {
+    pb::Limits {
+        requests_per_second: limits.requests_per_second,
+        burst: limits.burst,
+        message_bytes_max: limits.message_bytes_max,
+    }
+}
+
+pub(crate) fn member_to_proto(member: &Member) -> pb::Member {
+    pb::Member {
+        member_id: member.member_id.to_string(),
+        name: member.name.clone(),
+        client_id: member.client_id.clone(),
+        status: status_to_proto(member.status).into(),
+        contact: member.contact.clone(),
+        limits: Some(limits_to_proto(member.limits)),
+        log_mode: log_mode_to_proto(member.log_mode).into(),
+        created_at: Some(timestamp(member.created_at)),
+        updated_at: Some(timestamp(member.updated_at)),
+    }
+}

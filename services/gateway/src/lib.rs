@@ -1,0 +1,409 @@
+//! The exchange gateway: the single door through which other state systems
+//! (member systems, X-Road style) call esocial, and esocial calls them.
+//!
+//! Every method of every service behind it is forwarded at the HTTP/2 level
+//! ([`proxy`]), after the member is authenticated (its identity-issued
+//! token), its rate limit applied and its access right checked; every
+//! exchange is recorded in a hash-chained, periodically signed message log
+//! ([`message_log`], checked by [`verify`]). Members subscribe to the event
+//! types they are entitled to ([`subscriptions`]). The gateway's own methods
+//! administer members and rights, answer metaservices, search the log and
+//! serve subscriptions.
+//!
+//! `Settings` → [`Gateway::build`] (pool, migrations, NATS, key, directory,
+//! upstream channels) → [`Gateway::run`] on a listener the caller bound.
+
+pub mod catalog;
+pub mod directory;
+pub mod domain;
+pub mod events;
+mod grpc;
+pub mod message_log;
+pub mod policy;
+pub mod proxy;
+pub mod sandbox;
+mod store;
+pub mod subscriptions;
+pub mod verify;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use esocial_auth::{AuthLayer, TokenVerifier};
+use esocial_kit::config::{CommonSettings, ConfigError, Env, Reader, Variable};
+use esocial_kit::server::GrpcServer;
+use esocial_kit::shutdown::Shutdown;
+use esocial_proto::gateway::v1::gateway_admin_service_server::{self, GatewayAdminServiceServer};
+use esocial_proto::gateway::v1::message_log_service_server::{self, MessageLogServiceServer};
+use esocial_proto::gateway::v1::meta_service_server::{self, MetaServiceServer};
+use esocial_proto::gateway::v1::subscription_service_server::{self, SubscriptionServiceServer};
+use http::HeaderValue;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::directory::{DefaultLimits, Directory};
+use crate::message_log::{CheckpointKey, FailurePolicy, LogWriter, MessageLog, WriterSettings};
+use crate::proxy::{Door, Upstreams};
+use crate::verify::TrustedKey;
+
+pub const NAME: &str = "gateway";
+pub const AUDIENCE: &str = "esocial.gateway";
+
+pub const LISTEN_ADDR: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_ADDR",
+    default: "127.0.0.1:50060",
+    meaning: "where the exchange gateway listens (the door for member systems)",
+};
+pub const ROUTES: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_ROUTES",
+    default: "esocial.identity.v1=http://127.0.0.1:50056,esocial.classifier.v1=http://127.0.0.1:50051,esocial.registry.v1=http://127.0.0.1:50052",
+    meaning: "`package=url` pairs, comma-separated: which service behind the gateway serves each proto package",
+};
+pub const OUTBOUND_ROUTES: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_OUTBOUND_ROUTES",
+    default: "esocial.external.civil_registry.v1=http://127.0.0.1:50070,esocial.external.demographic.v1=http://127.0.0.1:50070,esocial.external.tax.v1=http://127.0.0.1:50070,esocial.external.ehealth.v1=http://127.0.0.1:50070,esocial.external.bank.v1=http://127.0.0.1:50070,esocial.external.diia.v1=http://127.0.0.1:50070",
+    meaning: "`package=url` pairs of the other state systems esocial calls through the gateway (default: the sandbox's simulators)",
+};
+pub const NODE: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_NODE",
+    default: "gateway-1",
+    meaning: "this replica's name; each replica writes its own message log chain",
+};
+pub const SIGNING_KEY_FILE: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_SIGNING_KEY_FILE",
+    default: "<data dir>/gateway-signing-key.pem",
+    meaning: "Ed25519 private key (PKCS#8 PEM) that signs message log checkpoints; `esocial gateway signing-key` makes one",
+};
+pub const LOG_QUEUE_MAX: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_LOG_QUEUE_MAX",
+    default: "10000",
+    meaning: "message log entries (calls in flight included) that may wait for the writer",
+};
+pub const LOG_BATCH_MAX: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_LOG_BATCH_MAX",
+    default: "500",
+    meaning: "message log entries written per insert",
+};
+pub const CHECKPOINT_SECONDS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_CHECKPOINT_SECONDS",
+    default: "60",
+    meaning: "how often the head of the message log chain is signed (entries after the last checkpoint are covered by the hash chain only)",
+};
+pub const LOG_FAILURE: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_LOG_FAILURE",
+    default: "refuse",
+    meaning: "`refuse`: calls get UNAVAILABLE while the message log cannot be written; `serve`: they are served unlogged (counted and logged as errors)",
+};
+pub const RATE_DEFAULT: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_REQUESTS_PER_SECOND_DEFAULT",
+    default: "200",
+    meaning: "a member's sustained requests per second unless set for it",
+};
+pub const BURST_DEFAULT: Variable =
+    Variable { name: "ESOCIAL_GATEWAY_BURST_DEFAULT", default: "400", meaning: "a member's burst unless set for it" };
+pub const ACK_WAIT_SECONDS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_ACK_WAIT_SECONDS",
+    default: "30",
+    meaning: "how long a subscribed event may stay unacknowledged before it is sent again",
+};
+
+pub const VARIABLES: &[Variable] = &[
+    LISTEN_ADDR,
+    ROUTES,
+    OUTBOUND_ROUTES,
+    NODE,
+    SIGNING_KEY_FILE,
+    LOG_QUEUE_MAX,
+    LOG_BATCH_MAX,
+    CHECKPOINT_SECONDS,
+    LOG_FAILURE,
+    RATE_DEFAULT,
+    BURST_DEFAULT,
+    ACK_WAIT_SECONDS,
+];
+
+/// The key file's name in the data directory.
+pub const SIGNING_KEY_FILE_NAME: &str = "gateway-signing-key.pem";
+
+/// The gateway's own services.
+pub const SERVICE_NAMES: &[&str] = &[
+    gateway_admin_service_server::SERVICE_NAME,
+    meta_service_server::SERVICE_NAME,
+    message_log_service_server::SERVICE_NAME,
+    subscription_service_server::SERVICE_NAME,
+];
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the schema and runs the migrations, nothing else.
+pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
+    Ok(esocial_kit::db::migrate_only(&common.database_url, NAME, &MIGRATIONS).await?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub routes: Vec<(String, String)>,
+    pub outbound_routes: Vec<(String, String)>,
+    pub node: String,
+    pub signing_key_file: PathBuf,
+    pub log_queue_max: usize,
+    pub log_batch_max: usize,
+    pub checkpoint_interval: Duration,
+    pub log_failure: FailurePolicy,
+    pub requests_per_second_default: u32,
+    pub burst_default: u32,
+    pub ack_wait: Duration,
+    pub common: CommonSettings,
+}
+
+/// `package=url,package=url`; every problem recorded in `reader`.
+fn routes(reader: &mut Reader<'_>, variable: Variable) -> Vec<(String, String)> {
+    let text = reader.text(variable);
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        let Some((package, url)) = pair.split_once('=') else {
+            reader.problem(format!("{}: {pair:?} is not package=url", variable.name));
+            continue;
+        };
+        let (package, url) = (package.trim(), url.trim());
+        let package_ok = !package.is_empty()
+            && package.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|character| character.is_ascii_alphanumeric() || character == '_')
+            });
+        if !package_ok {
+            reader.problem(format!("{}: {package:?} is not a proto package", variable.name));
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+            reader.problem(format!("{}: {url:?} must be an http:// or https:// URL", variable.name));
+        }
+        if package == proxy::OWN_PACKAGE {
+            reader.problem(format!("{}: the gateway serves {package} itself", variable.name));
+        }
+        if routes.iter().any(|(known, _)| known == package) {
+            reader.problem(format!("{}: {package} routed twice", variable.name));
+        }
+        routes.push((package.to_owned(), url.to_owned()));
+    }
+    routes
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mut reader = Reader::new(env);
+        let listen_addr = reader.socket_addr(LISTEN_ADDR);
+        let routes_inbound = routes(&mut reader, ROUTES);
+        let outbound_routes = routes(&mut reader, OUTBOUND_ROUTES);
+        for (package, _) in &outbound_routes {
+            if routes_inbound.iter().any(|(inbound, _)| inbound == package) {
+                reader.problem(format!("{package} is routed both inbound and outbound"));
+            }
+        }
+        let node = reader.identifier(NODE, |character| {
+            character.is_ascii_alphanumeric() || character == '-' || character == '_' || character == '.'
+        });
+        let log_queue_max = usize::try_from(reader.number_in(LOG_QUEUE_MAX, 16..=1_000_000)).unwrap_or(10_000);
+        let log_batch_max = usize::try_from(reader.number_in(LOG_BATCH_MAX, 1..=10_000)).unwrap_or(500);
+        let checkpoint_interval = Duration::from_secs(reader.number_in(CHECKPOINT_SECONDS, 1..=86_400));
+        let log_failure = reader.parse(LOG_FAILURE);
+        let requests_per_second_default =
+            u32::try_from(reader.number_in(RATE_DEFAULT, 1..=u64::from(domain::REQUESTS_PER_SECOND_MAX)))
+                .unwrap_or(200);
+        let burst_default =
+            u32::try_from(reader.number_in(BURST_DEFAULT, 1..=u64::from(domain::BURST_MAX))).unwrap_or(400);
+        let ack_wait = Duration::from_secs(reader.number_in(ACK_WAIT_SECONDS, 1..=3600));
+        let common = CommonSettings::read(&mut reader);
+        let signing_key_file = match env.get(SIGNING_KEY_FILE.name) {
+            Some(path) => PathBuf::from(path),
+            None => common.data_dir.join(SIGNING_KEY_FILE_NAME),
+        };
+        reader.finish()?;
+        Ok(Self {
+            listen_addr,
+            routes: routes_inbound,
+            outbound_routes,
+            node,
+            signing_key_file,
+            log_queue_max,
+            log_batch_max,
+            checkpoint_interval,
+            log_failure,
+            requests_per_second_default,
+            burst_default,
+            ack_wait,
+            common,
+        })
+    }
+}
+
+/// Writes a new checkpoint signing key to `path` unless one is there.
+pub fn ensure_signing_key(path: &Path) -> anyhow::Result<bool> {
+    esocial_kit::keyfile::ensure_ed25519_key_file(path)
+}
+
+/// Reads the checkpoint signing key.
+pub fn read_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
+    let pem = esocial_kit::keyfile::read_key_file(
+        path,
+        "gateway's signing key",
+        SIGNING_KEY_FILE.name,
+        "esocial gateway signing-key",
+    )?;
+    CheckpointKey::from_pem(&pem).map_err(|error| anyhow::anyhow!("signing key {}: {error}", path.display()))
+}
+
+/// Verifies the stored message log of `node` (every node when `None`) with
+/// the key in the configured signing key file (`esocial gateway verify-log`).
+pub async fn verify_stored_log(settings: &Settings, node: Option<&str>) -> anyhow::Result<Vec<verify::ChainReport>> {
+    let key = read_signing_key(&settings.signing_key_file)?;
+    let trusted = TrustedKey { key_id: key.key_id.clone(), key: key.verifying_key() };
+    let pool = esocial_kit::db::pool(&settings.common.database_url, NAME, "esocial-gateway-verify", 1)?;
+    let reports = verify::verify(&pool, &[trusted], node).await;
+    pool.close().await;
+    Ok(reports?)
+}
+
+/// A built gateway: connected, migrated, key loaded, directory read.
+#[derive(Debug)]
+pub struct Gateway {
+    settings: Settings,
+    pool: PgPool,
+    nats: async_nats::Client,
+    verifier: Arc<TokenVerifier>,
+    key: Arc<CheckpointKey>,
+    directory: Arc<Directory>,
+    upstreams: Upstreams,
+}
+
+impl Gateway {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let key = Arc::new(read_signing_key(&settings.signing_key_file)?);
+        let pool = esocial_kit::db::pool(
+            &settings.common.database_url,
+            NAME,
+            "esocial-gateway",
+            settings.common.database_max_connections,
+        )?;
+        esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
+        let nats = esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway").await?;
+        let verifier = esocial_kit::identity::verifier(&settings.common.auth, AUDIENCE).await?;
+        let defaults = DefaultLimits {
+            requests_per_second: settings.requests_per_second_default,
+            burst: settings.burst_default,
+            message_bytes_max: u32::try_from(settings.common.grpc.message_bytes_max).unwrap_or(u32::MAX),
+        };
+        let directory = Arc::new(Directory::new(pool.clone(), defaults));
+        directory.reload().await?;
+        let upstreams = Upstreams::new(&settings.routes, &settings.outbound_routes)?;
+        Ok(Self { settings, pool, nats, verifier, key, directory, upstreams })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The public key that verifies this gateway's checkpoints.
+    pub fn trusted_key(&self) -> TrustedKey {
+        TrustedKey { key_id: self.key.key_id.clone(), key: self.key.verifying_key() }
+    }
+
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = Shutdown::new();
+        let events = &self.settings.common.events;
+        let relay = esocial_events::OutboxRelay::new(
+            self.pool.clone(),
+            async_nats::jetstream::new(self.nats.clone()),
+            NAME,
+            events,
+        );
+        let relay_task = tokio::spawn(relay.run(stop.wait()));
+        let housekeeping_task = tokio::spawn(esocial_kit::idempotency::purge_hourly(self.pool.clone(), stop.wait()));
+        let directory_task = tokio::spawn(self.directory.clone().follow(NAME.to_owned(), stop.wait()));
+
+        let options =
+            esocial_kit::db::connect_options(&self.settings.common.database_url, NAME, "esocial-gateway-log")?;
+        let (log, writer): (MessageLog, LogWriter) = message_log::message_log(
+            options,
+            WriterSettings {
+                node: self.settings.node.clone(),
+                queue_capacity: self.settings.log_queue_max,
+                batch_size_max: self.settings.log_batch_max,
+                checkpoint_interval: self.settings.checkpoint_interval,
+            },
+            self.key.clone(),
+            self.settings.log_failure,
+        );
+        // The writer ends when every call holding a place in the log has
+        // ended, after the server stopped.
+        let writer_task = tokio::spawn(writer.run(std::future::pending::<()>()));
+
+        let state = Arc::new(grpc::GatewayState {
+            pool: self.pool.clone(),
+            directory: self.directory.clone(),
+            upstreams: self.upstreams.clone(),
+            subscriptions: subscriptions::Subscriptions::new(self.nats.clone(), events.clone(), self.settings.ack_wait),
+            trusted_keys: vec![self.trusted_key()],
+        });
+        let limit = self.settings.common.grpc.message_bytes_max;
+        let routes = tonic::service::Routes::new(
+            GatewayAdminServiceServer::new(grpc::AdminApi(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            MetaServiceServer::new(grpc::MetaApi(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            MessageLogServiceServer::new(grpc::LogApi(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            SubscriptionServiceServer::new(grpc::SubscriptionApi(state))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        );
+        let door = Arc::new(Door {
+            verifier: self.verifier.clone(),
+            directory: self.directory.clone(),
+            upstreams: self.upstreams.clone(),
+            log,
+            node: HeaderValue::from_str(&self.settings.node)?,
+        });
+        let auth = AuthLayer::new(self.verifier.clone(), Arc::new(policy::access_policy()));
+        let server = GrpcServer::new(&self.settings.common.grpc, auth, SERVICE_NAMES)
+            .watch_database(self.pool.clone())
+            .watch_nats(self.nats.clone())
+            // A stream (a subscription, a bulk import) lasts as long as it
+            // streams; unary calls keep the configured deadline.
+            .long_running(&catalog::streaming_methods())
+            .reflect_packages(self.upstreams.packages())
+            .front(proxy::front(door));
+        let trigger = stop.clone();
+        let result = server
+            .serve(routes, listener, async move {
+                shutdown.await;
+                trigger.trigger();
+            })
+            .await;
+        stop.trigger();
+        // Entries of the last calls are written before the pool closes.
+        if tokio::time::timeout(Duration::from_secs(10), writer_task).await.is_err() {
+            tracing::error!("the message log writer did not finish within 10 s; its last entries are lost");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
+        directory_task.abort();
+        housekeeping_task.abort();
+        self.pool.close().await;
+        result
+    }
+}

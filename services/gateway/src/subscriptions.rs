@@ -1,0 +1,265 @@
+//! Events for member systems. Each event type of a subscription is read
+//! through its own durable JetStream consumer (a single filter subject
+//! works on every NATS version the project supports), created to start at
+//! the subscription's creation time, so nothing published after it is
+//! missed even if the member connects later. Delivered events are
+//! acknowledged by the member with the `ack_token` of each: that is the
+//! JetStream acknowledgement subject, checked to belong to one of the
+//! member's consumers, so any gateway replica can take it. When a member's
+//! stream ends, what it did not acknowledge is handed back to JetStream at
+//! once (NAK), so a reconnect resumes right after the last acknowledged
+//! event; acknowledged events are never sent again.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use esocial_kit::config::EventSettings;
+use esocial_proto::gateway::v1 as pb;
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::store::Subscription;
+
+/// Events a consumer may have out without an acknowledgement.
+pub const UNACKNOWLEDGED_MAX: i64 = 1000;
+/// Events sent before the first acknowledgement is needed, by default.
+pub const WINDOW_DEFAULT: usize = 100;
+pub const WINDOW_MAX: usize = 1000;
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon an event delivered to a stream that ended, unacknowledged, is
+/// delivered again.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+/// Pull requests expire after this: a connection that vanished holds none
+/// for longer.
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct Subscriptions {
+    nats: async_nats::Client,
+    jetstream: jetstream::Context,
+    events: EventSettings,
+    ack_wait: Duration,
+}
+
+/// The durable consumer of one event type of a subscription.
+pub fn consumer_name(subscription_id: Uuid, index: usize) -> String {
+    format!("gw-{}-{index}", subscription_id.simple())
+}
+
+/// The stream and consumer an acknowledgement subject names, if it is one:
+/// `$JS.ACK.<stream>.<consumer>.<7 numbers…>` (ADR-15 v1) or
+/// `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<…>` (v2).
+pub fn ack_subject_parts(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("$JS.ACK.")?;
+    if subject.len() > 512 || subject.contains([' ', '*', '>', '\t', '\r', '\n']) {
+        return None;
+    }
+    let tokens: Vec<&str> = rest.split('.').collect();
+    if tokens.iter().any(|token| token.is_empty()) {
+        return None;
+    }
+    let numeric = |tokens: &[&str]| tokens.iter().all(|token| token.bytes().all(|byte| byte.is_ascii_digit()));
+    match tokens.len() {
+        7 if numeric(&tokens[2..]) => Some((tokens[0], tokens[1])),
+        n if n >= 9 && numeric(&tokens[4..9]) => Some((tokens[2], tokens[3])),
+        _ => None,
+    }
+}
+
+impl Subscriptions {
+    pub fn new(nats: async_nats::Client, events: EventSettings, ack_wait: Duration) -> Self {
+        let jetstream = jetstream::new(nats.clone());
+        Self { nats, jetstream, events, ack_wait }
+    }
+
+    fn subject(&self, event_type: &str) -> String {
+        format!("{}.{event_type}", self.events.subject_prefix)
+    }
+
+    /// Creates the subscription's consumers, or finds them.
+    pub async fn ensure_consumers(&self, subscription: &Subscription) -> anyhow::Result<Vec<consumer::PullConsumer>> {
+        let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
+        let stream = self.jetstream.get_stream(&stream.config.name).await?;
+        let nanos = subscription.created_at.timestamp_nanos_opt().unwrap_or(0);
+        let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))?;
+        let mut consumers = Vec::with_capacity(subscription.event_types.len());
+        for (index, event_type) in subscription.event_types.iter().enumerate() {
+            let name = consumer_name(subscription.subscription_id, index);
+            let config = consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!("gateway subscription {}: {event_type}", subscription.subscription_id)),
+                filter_subject: self.subject(event_type.as_str()),
+                deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time },
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: self.ack_wait,
+                max_ack_pending: UNACKNOWLEDGED_MAX,
+                ..Default::default()
+            };
+            consumers.push(stream.get_or_create_consumer(&name, config).await?);
+        }
+        Ok(consumers)
+    }
+
+    pub async fn delete_consumers(&self, subscription: &Subscription) -> anyhow::Result<()> {
+        for index in 0..subscription.event_types.len() {
+            let name = consumer_name(subscription.subscription_id, index);
+            match self.jetstream.delete_consumer_from_stream(&name, &self.events.stream_name).await {
+                Ok(_) => {}
+                Err(error) if error.to_string().contains("not found") => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `token` acknowledges an event of `subscription`.
+    pub fn owns_ack_token(&self, subscription: &Subscription, token: &str) -> bool {
+        let Some((stream, consumer)) = ack_subject_parts(token) else { return false };
+        stream == self.events.stream_name
+            && (0..subscription.event_types.len())
+                .any(|index| consumer_name(subscription.subscription_id, index) == consumer)
+    }
+
+    /// Acknowledges one event and waits for JetStream to confirm it.
+    pub async fn acknowledge(&self, token: &str) -> Result<(), Status> {
+        let confirmation =
+            tokio::time::timeout(ACK_TIMEOUT, self.nats.request(token.to_owned(), bytes::Bytes::from_static(b"+ACK")))
+                .await;
+        match confirmation {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "acknowledgement not confirmed");
+                Err(Status::unavailable("the event stream did not confirm the acknowledgement; retry"))
+            }
+            Err(_) => Err(Status::unavailable("the event stream did not confirm the acknowledgement in time; retry")),
+        }
+    }
+
+    /// Streams the events of `consumers` until the receiver goes away;
+    /// then hands back what was delivered but not acknowledged.
+    pub fn stream(
+        &self,
+        consumers: Vec<consumer::PullConsumer>,
+        window: usize,
+    ) -> mpsc::Receiver<Result<pb::SubscribedEvent, Status>> {
+        let (sender, receiver) = mpsc::channel(window);
+        let nats = self.nats.clone();
+        let prefix = format!("{}.", self.events.subject_prefix);
+        tokio::spawn(async move {
+            let mut streams = Vec::with_capacity(consumers.len());
+            for consumer in &consumers {
+                match consumer.stream().max_messages_per_batch(window).expires(PULL_EXPIRY).messages().await {
+                    Ok(messages) => streams.push(messages),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read a subscription's consumer");
+                        let _ = sender.send(Err(Status::unavailable("the event stream is unavailable; retry"))).await;
+                        return;
+                    }
+                }
+            }
+            let mut merged = futures_util::stream::select_all(streams);
+            // Reply subjects of what went out; capped, the oldest are
+            // redelivered by JetStream after the ack wait if unacknowledged.
+            let mut delivered: VecDeque<String> = VecDeque::new();
+            let cap = usize::try_from(UNACKNOWLEDGED_MAX).unwrap_or(1000) * consumers.len().max(1);
+            loop {
+                let next = tokio::select! {
+                    () = sender.closed() => break,
+                    next = merged.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        let Some(event) = to_event(&message, &prefix) else {
+                            // Not a CloudEvent: nobody can use it; drop it for good.
+                            let _ = message.ack_with(jetstream::AckKind::Term).await;
+                            continue;
+                        };
+                        delivered.push_back(event.ack_token.clone());
+                        if delivered.len() > cap {
+                            delivered.pop_front();
+                        }
+                        if sender.send(Ok(event)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "a subscription's event stream failed");
+                        let _ = sender.send(Err(Status::unavailable("the event stream failed; reconnect"))).await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            // Stop pulling, then hand back what was not acknowledged, with a
+            // short delay: a pull request of this connection that the server
+            // has not yet dropped must not take them again. Acknowledged
+            // ones are not pending any more: a NAK leaves them be.
+            drop(merged);
+            let _ = nats.flush().await;
+            let nak = format!("-NAK {{\"delay\": {}}}", HAND_BACK_DELAY.as_nanos());
+            for reply in delivered {
+                let _ = nats.publish(reply, bytes::Bytes::from(nak.clone())).await;
+            }
+            let _ = nats.flush().await;
+        });
+        receiver
+    }
+}
+
+fn to_event(message: &jetstream::Message, prefix: &str) -> Option<pb::SubscribedEvent> {
+    let received = esocial_events::ReceivedEvent::from_message(&message.message).ok()?;
+    let info = message.info().ok()?;
+    let ack_token = message.reply.as_ref()?.to_string();
+    let header = |name: &str| {
+        message.headers.as_ref().and_then(|headers| headers.get(name)).map(|value| value.as_str().to_owned())
+    };
+    Some(pb::SubscribedEvent {
+        event_id: received.id.to_string(),
+        ce_type: received.event_type.clone(),
+        event_type: received.nats_subject.strip_prefix(prefix).unwrap_or(&received.nats_subject).to_owned(),
+        source: received.source.clone(),
+        subject: received.subject.clone().unwrap_or_default(),
+        time: Some(prost_types::Timestamp {
+            seconds: received.time.timestamp(),
+            nanos: i32::try_from(received.time.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+        data_content_type: header(esocial_events::cloudevent::header::CONTENT_TYPE).unwrap_or_default(),
+        data_schema: header(esocial_events::cloudevent::header::DATA_SCHEMA).unwrap_or_default(),
+        data: received.payload,
+        position: info.stream_sequence,
+        ack_token,
+        delivery_count: u64::try_from(info.delivered).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledgement_subjects_of_both_formats_name_their_stream_and_consumer() {
+        assert_eq!(
+            ack_subject_parts("$JS.ACK.ESOCIAL.gw-abc-0.1.25.3.1790230470084404000.0"),
+            Some(("ESOCIAL", "gw-abc-0"))
+        );
+        assert_eq!(
+            ack_subject_parts("$JS.ACK._.HASH.ESOCIAL.gw-abc-1.1.25.3.1790230470084404000.0.xyz"),
+            Some(("ESOCIAL", "gw-abc-1"))
+        );
+        for bad in [
+            "",
+            "$JS.ACK.ESOCIAL.gw-abc-0",
+            "$JS.API.CONSUMER.DELETE.ESOCIAL.gw-abc-0",
+            "$JS.ACK.ESOCIAL.gw-abc-0.1.x.3.4.0",
+            "$JS.ACK.ESOCIAL.*.1.25.3.4.0",
+            "$JS.ACK.ESOCIAL.>",
+            "$JS.ACK.ESOCIAL..1.25.3.4.0",
+            "$JS.ACK.ESOCIAL.gw-abc-0.1.25.3.4.0 x",
+        ] {
+            assert_eq!(ack_subject_parts(bad), None, "{bad:?}");
+        }
+    }
+}

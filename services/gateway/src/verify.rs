@@ -1,0 +1,218 @@
+//! Verifying the message log: every chain is recomputed from its first
+//! entry, stored bodies are checked against their digests, and every signed
+//! checkpoint must verify with a trusted key and match the recomputed chain.
+//! The first entry that does not verify is reported with the reason.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::Verifier as _;
+use sha2::{Digest as _, Sha256};
+use sqlx::{PgPool, Row as _};
+
+use crate::message_log::{Digest, GENESIS, HashedFields, checkpoint_message, entry_hash};
+
+/// Entries read per query.
+const PAGE_SIZE: i64 = 5_000;
+
+/// A key checkpoints may be signed with.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub key_id: String,
+    pub key: ed25519_dalek::VerifyingKey,
+}
+
+/// What the verification of one node's chain found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub node: String,
+    pub entries: i64,
+    pub checkpoints: i64,
+    /// The first entry that does not verify, and why.
+    pub broken: Option<(i64, String)>,
+    /// The last entry a valid checkpoint covers (0: none).
+    pub signed_through: i64,
+}
+
+impl ChainReport {
+    pub fn is_intact(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+struct Checkpoint {
+    hash: Vec<u8>,
+    signed_at: DateTime<Utc>,
+    key_id: String,
+    signature: Vec<u8>,
+}
+
+/// Verifies the chain of `node`, or of every node when `None`.
+pub async fn verify(pool: &PgPool, keys: &[TrustedKey], node: Option<&str>) -> Result<Vec<ChainReport>, sqlx::Error> {
+    let nodes: Vec<String> = match node {
+        Some(node) => vec![node.to_owned()],
+        None => sqlx::query_scalar(
+            "SELECT node FROM (SELECT DISTINCT node FROM message_log UNION SELECT DISTINCT node FROM log_checkpoints) n
+                 ORDER BY node",
+        )
+        .fetch_all(pool)
+        .await?,
+    };
+    let mut reports = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        reports.push(verify_node(pool, keys, &node).await?);
+    }
+    Ok(reports)
+}
+
+fn hex_digest(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
+}
+
+async fn verify_node(pool: &PgPool, keys: &[TrustedKey], node: &str) -> Result<ChainReport, sqlx::Error> {
+    let mut checkpoints: BTreeMap<i64, Checkpoint> = BTreeMap::new();
+    for row in sqlx::query("SELECT sequence, hash, signed_at, key_id, signature FROM log_checkpoints WHERE node = $1")
+        .bind(node)
+        .fetch_all(pool)
+        .await?
+    {
+        checkpoints.insert(
+            row.try_get("sequence")?,
+            Checkpoint {
+                hash: row.try_get("hash")?,
+                signed_at: row.try_get("signed_at")?,
+                key_id: row.try_get("key_id")?,
+                signature: row.try_get("signature")?,
+            },
+        );
+    }
+    let mut report = ChainReport {
+        node: node.to_owned(),
+        entries: 0,
+        checkpoints: i64::try_from(checkpoints.len()).unwrap_or(i64::MAX),
+        broken: None,
+        signed_through: 0,
+    };
+    // Every checkpoint's signature first: a forged one proves nothing.
+    for (sequence, checkpoint) in &checkpoints {
+        if let Some(problem) = checkpoint_signature_problem(keys, node, *sequence, checkpoint) {
+            report.broken = Some((*sequence, problem));
+            return Ok(report);
+        }
+    }
+
+    let mut previous: Digest = GENESIS;
+    let mut expected: i64 = 1;
+    loop {
+        let rows = sqlx::query(
+            "SELECT sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
+                    request_bytes, response_bytes, request_sha256, response_sha256, request_body, response_body, hash
+             FROM message_log WHERE node = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3",
+        )
+        .bind(node)
+        .bind(expected)
+        .bind(PAGE_SIZE)
+        .fetch_all(pool)
+        .await?;
+        let page_length = rows.len();
+        for row in rows {
+            let sequence: i64 = row.try_get("sequence")?;
+            if sequence != expected {
+                let problem = if sequence == expected + 1 {
+                    format!("entry {expected} is missing (removed)")
+                } else {
+                    format!("entries {expected} to {} are missing (removed)", sequence - 1)
+                };
+                report.broken = Some((expected, problem));
+                return Ok(report);
+            }
+            let started_at: DateTime<Utc> = row.try_get("started_at")?;
+            let request_sha256: Vec<u8> = row.try_get("request_sha256")?;
+            let response_sha256: Vec<u8> = row.try_get("response_sha256")?;
+            let request_id: String = row.try_get("request_id")?;
+            let member_id: String = row.try_get("member_id")?;
+            let caller: String = row.try_get("caller")?;
+            let method: String = row.try_get("method")?;
+            let direction: String = row.try_get("direction")?;
+            let fields = HashedFields {
+                node,
+                sequence,
+                request_id: &request_id,
+                member_id: &member_id,
+                caller: &caller,
+                method: &method,
+                direction: &direction,
+                started_at_us: started_at.timestamp_micros(),
+                duration_us: row.try_get("duration_us")?,
+                status_code: row.try_get("status_code")?,
+                request_bytes: row.try_get("request_bytes")?,
+                response_bytes: row.try_get("response_bytes")?,
+                request_sha256: &request_sha256,
+                response_sha256: &response_sha256,
+            };
+            let computed = entry_hash(&previous, &fields);
+            let stored: Vec<u8> = row.try_get("hash")?;
+            if stored.as_slice() != computed.as_slice() {
+                report.broken = Some((sequence, format!("entry {sequence} does not match its hash (altered)")));
+                return Ok(report);
+            }
+            for (side, body, digest) in [
+                ("request", row.try_get::<Option<Vec<u8>>, _>("request_body")?, &request_sha256),
+                ("response", row.try_get::<Option<Vec<u8>>, _>("response_body")?, &response_sha256),
+            ] {
+                if let Some(body) = body
+                    && &hex_digest(&body) != digest
+                {
+                    report.broken =
+                        Some((sequence, format!("entry {sequence}: the stored {side} body does not match its digest")));
+                    return Ok(report);
+                }
+            }
+            if let Some(checkpoint) = checkpoints.get(&sequence) {
+                if checkpoint.hash.as_slice() != computed.as_slice() {
+                    report.broken = Some((
+                        sequence,
+                        format!("entries up to {sequence} were rewritten: the checkpoint signed there does not match"),
+                    ));
+                    return Ok(report);
+                }
+                report.signed_through = sequence;
+            }
+            previous = computed;
+            report.entries = sequence;
+            expected = sequence + 1;
+        }
+        if i64::try_from(page_length).unwrap_or(0) < PAGE_SIZE {
+            break;
+        }
+    }
+    if let Some((&signed, _)) = checkpoints.range(expected..).next_back() {
+        report.broken = Some((
+            expected,
+            format!("entries {expected} to {signed} were removed: a checkpoint signed entry {signed}"),
+        ));
+    }
+    Ok(report)
+}
+
+fn checkpoint_signature_problem(
+    keys: &[TrustedKey],
+    node: &str,
+    sequence: i64,
+    checkpoint: &Checkpoint,
+) -> Option<String> {
+    let Some(trusted) = keys.iter().find(|key| key.key_id == checkpoint.key_id) else {
+        return Some(format!("the checkpoint at entry {sequence} is signed with an unknown key {}", checkpoint.key_id));
+    };
+    let Ok(hash) = Digest::try_from(checkpoint.hash.as_slice()) else {
+        return Some(format!("the checkpoint at entry {sequence} is malformed"));
+    };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(&checkpoint.signature) else {
+        return Some(format!("the checkpoint at entry {sequence} has a malformed signature"));
+    };
+    let message = checkpoint_message(node, sequence, &hash, checkpoint.signed_at);
+    match trusted.key.verify(&message, &signature) {
+        Ok(()) => None,
+        Err(_) => Some(format!("the signature of the checkpoint at entry {sequence} does not verify")),
+    }
+}

@@ -1,0 +1,238 @@
+use esocial_auth::Role;
+use esocial_proto::gateway::v1 as pb;
+use tonic::Code;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn members_and_rights_are_administered_with_every_change_recorded_and_published() {
+    let gateway = TestGateway::spawn().await;
+    let mut admin = gateway.admin().await;
+    let request_id = new_request_id();
+    let register = pb::RegisterMemberRequest {
+        request_id: request_id.clone(),
+        member_id: DIIA.to_owned(),
+        name: "Портал Дія".to_owned(),
+        client_id: "diia".to_owned(),
+        contact: "support@diia.gov.ua".to_owned(),
+        limits: Some(pb::Limits { requests_per_second: 50, burst: 100, message_bytes_max: 0 }),
+        log_mode: pb::LogMode::Metadata.into(),
+    };
+    let member =
+        admin.register_member(register.clone()).await.expect("registered").into_inner().member.expect("member");
+    assert_eq!(member.status, i32::from(pb::MemberStatus::Active));
+    // A retry returns the first result; the same id with other content is refused.
+    let again = admin.register_member(register.clone()).await.expect("retry").into_inner().member.expect("member");
+    assert_eq!(again, member);
+    let changed = admin
+        .register_member(pb::RegisterMemberRequest { name: "Інше".to_owned(), ..register.clone() })
+        .await
+        .expect_err("same request id, other content");
+    assert_ne!(changed.code(), Code::Ok);
+    let duplicate = admin
+        .register_member(pb::RegisterMemberRequest { request_id: new_request_id(), ..register.clone() })
+        .await
+        .expect_err("registered already");
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    let same_client = admin
+        .register_member(pb::RegisterMemberRequest {
+            request_id: new_request_id(),
+            member_id: BANK.to_owned(),
+            ..register.clone()
+        })
+        .await
+        .expect_err("client bound to another member");
+    assert_eq!(same_client.code(), Code::AlreadyExists);
+    assert!(same_client.message().contains(DIIA), "{}", same_client.message());
+
+    for (method, granted) in [
+        ("/esocial.registry.v1.IdpService/VerifyIdpCertificate", true),
+        ("/esocial.registry.v1.ProviderService/*", true),
+    ] {
+        let right = admin
+            .grant_access(pb::GrantAccessRequest {
+                request_id: new_request_id(),
+                member_id: DIIA.to_owned(),
+                method: method.to_owned(),
+            })
+            .await
+            .expect("granted")
+            .into_inner()
+            .right
+            .expect("right");
+        assert_eq!((right.method.as_str(), right.granted_by.as_str()), (method, "test-account"));
+        assert!(granted);
+    }
+    admin
+        .revoke_access(pb::RevokeAccessRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            method: "/esocial.registry.v1.IdpService/VerifyIdpCertificate".to_owned(),
+            reason: "no longer needed".to_owned(),
+        })
+        .await
+        .expect("revoked");
+    let rights = admin
+        .list_access_rights(pb::ListAccessRightsRequest { member_id: DIIA.to_owned() })
+        .await
+        .expect("rights")
+        .into_inner()
+        .rights;
+    let methods: Vec<&str> = rights.iter().map(|right| right.method.as_str()).collect();
+    assert_eq!(methods, ["/esocial.registry.v1.ProviderService/*"]);
+
+    // Every change, with its author.
+    let changes = admin
+        .list_admin_changes(pb::ListAdminChangesRequest { member_id: DIIA.to_owned(), page: None })
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let actions: Vec<&str> = changes.iter().map(|change| change.action.as_str()).collect();
+    assert_eq!(actions, ["RegisterMember", "GrantAccess", "GrantAccess", "RevokeAccess"]);
+    assert!(
+        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == "test-account"))
+    );
+    assert!(changes[3].details.contains("no longer needed"), "{}", changes[3].details);
+
+    // And as events.
+    let subjects: Vec<String> = gateway
+        .events
+        .messages("gateway.>", std::time::Duration::from_secs(3))
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|message| message.subject.to_string())
+        // Checkpoints of the message log come every second here.
+        .filter(|subject| !subject.contains(".gateway.log."))
+        .collect();
+    let prefix = &gateway.events.settings.subject_prefix;
+    assert_eq!(
+        subjects,
+        [
+            format!("{prefix}.gateway.member.registered"),
+            format!("{prefix}.gateway.access.granted"),
+            format!("{prefix}.gateway.access.granted"),
+            format!("{prefix}.gateway.access.revoked"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_input_names_its_field_and_only_security_administrators_administer() {
+    let gateway = TestGateway::spawn().await;
+    let mut admin = gateway.admin().await;
+    let bad = admin
+        .register_member(pb::RegisterMemberRequest {
+            request_id: "not-a-uuid".to_owned(),
+            member_id: "UA/GOV/32855968/diia".to_owned(),
+            name: String::new(),
+            client_id: "Diia Portal".to_owned(),
+            contact: String::new(),
+            limits: Some(pb::Limits { requests_per_second: 1_000_000, burst: 0, message_bytes_max: 10 }),
+            log_mode: 9,
+        })
+        .await
+        .expect_err("bad input");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&bad);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "client_id",
+            "limits.message_bytes_max",
+            "limits.requests_per_second",
+            "log_mode",
+            "member_id",
+            "name",
+            "request_id"
+        ]
+    );
+    assert_eq!(gateway.count("gateway.members").await, 0, "nothing written");
+
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    for (method, problem) in [
+        ("/esocial.registry.v1.RegistryService/NoSuchMethod", "no such"),
+        ("/esocial.nothing.v1.Service/*", "no such"),
+        ("esocial.registry.v1.RegistryService/GetPerson", "full method path"),
+        ("/esocial.gateway.v1.GatewayAdminService/RegisterMember", "by role"),
+    ] {
+        let status = admin
+            .grant_access(pb::GrantAccessRequest {
+                request_id: new_request_id(),
+                member_id: DIIA.to_owned(),
+                method: method.to_owned(),
+            })
+            .await
+            .expect_err(method);
+        assert_eq!(violated_fields(&status), ["method"], "{method}");
+        assert!(format!("{status:?}").contains(problem), "{method}: {status:?}");
+    }
+    let missing = admin
+        .grant_access(pb::GrantAccessRequest {
+            request_id: new_request_id(),
+            member_id: BANK.to_owned(),
+            method: "/esocial.registry.v1.RegistryService/GetPerson".to_owned(),
+        })
+        .await
+        .expect_err("no such member");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Roles: a member system, an auditor and no token cannot administer.
+    for token in [
+        Some(gateway.system_token("diia", &[Role::Service])),
+        Some(gateway.person_token(&[Role::RegistryAuditor])),
+        None,
+    ] {
+        let mut client =
+            esocial_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient::with_interceptor(
+                gateway.channel().await,
+                BearerToken(token.clone()),
+            );
+        let status = client.list_members(pb::ListMembersRequest::default()).await.expect_err("not an administrator");
+        let expected = if token.is_some() { Code::PermissionDenied } else { Code::Unauthenticated };
+        assert_eq!(status.code(), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_member_lists_exactly_the_methods_it_may_call() {
+    let gateway = TestGateway::spawn().await;
+    gateway
+        .register_member(
+            DIIA,
+            "diia",
+            None,
+            &["/esocial.registry.v1.IdpService/*", "/esocial.classifier.v1.ClassifierService/GetSupportType"],
+        )
+        .await;
+    let mut meta = gateway.meta(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let services = meta.list_services(pb::ListServicesRequest {}).await.expect("services").into_inner().services;
+    assert_eq!(services, ["esocial.classifier.v1.ClassifierService", "esocial.registry.v1.IdpService"]);
+    let allowed =
+        meta.list_allowed_methods(pb::ListAllowedMethodsRequest::default()).await.expect("methods").into_inner();
+    assert_eq!(allowed.member_id, DIIA);
+    let mut expected: Vec<String> = esocial_proto::method_paths("esocial.registry.v1")
+        .into_iter()
+        .filter(|path| path.starts_with("/esocial.registry.v1.IdpService/"))
+        .collect();
+    expected.insert(0, "/esocial.classifier.v1.ClassifierService/GetSupportType".to_owned());
+    let mut listed: Vec<String> = allowed.methods.iter().map(|method| method.method.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, expected);
+    let only_classifier = meta
+        .list_allowed_methods(pb::ListAllowedMethodsRequest {
+            service: "esocial.classifier.v1.ClassifierService".to_owned(),
+        })
+        .await
+        .expect("methods")
+        .into_inner()
+        .methods;
+    assert_eq!(only_classifier.len(), 1);
+
+    // Only member systems have metaservices.
+    let mut person = gateway.meta(Some(gateway.person_token(&[Role::SecurityAdmin]))).await;
+    let status = person.list_services(pb::ListServicesRequest {}).await.expect_err("a person");
+    assert_eq!(status.code(), Code::PermissionDenied);
+}

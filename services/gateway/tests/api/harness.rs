@@ -1,0 +1,319 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esocial_auth::{Audience, Claims, Role};
+use esocial_gateway::{Gateway, Settings};
+use esocial_kit::config::Env;
+use esocial_kit::shutdown::Shutdown;
+use esocial_proto::gateway::v1 as pb;
+use esocial_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
+use esocial_proto::gateway::v1::message_log_service_client::MessageLogServiceClient;
+use esocial_proto::gateway::v1::meta_service_client::MetaServiceClient;
+use esocial_proto::gateway::v1::subscription_service_client::SubscriptionServiceClient;
+use esocial_proto::registry::v1 as registry_pb;
+use esocial_proto::registry::v1::idp_service_client::IdpServiceClient;
+use esocial_proto::registry::v1::provider_service_client::ProviderServiceClient;
+use esocial_proto::registry::v1::registry_service_client::RegistryServiceClient;
+pub use esocial_testkit::grpc::{BearerToken, new_request_id, violated_fields};
+use esocial_testkit::{TempDir, TestDatabase, TestEvents, TestTokens};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Intercepted = InterceptedService<Channel, BearerToken>;
+pub type Admin = GatewayAdminServiceClient<Intercepted>;
+pub type Meta = MetaServiceClient<Intercepted>;
+pub type Log = MessageLogServiceClient<Intercepted>;
+pub type Subscriptions = SubscriptionServiceClient<Intercepted>;
+pub type Providers = ProviderServiceClient<Intercepted>;
+pub type Persons = RegistryServiceClient<Intercepted>;
+pub type Idp = IdpServiceClient<Intercepted>;
+
+/// A settlement in Cherkasy oblast (Бужанка), seeded by the classifier.
+pub const BUZHANKA: &str = "UA71020010010048767";
+/// Member ids with valid EDRPOU check digits.
+pub const DIIA: &str = "UA/GOV/32855961/diia";
+pub const BANK: &str = "UA/COM/14360506/bank";
+
+/// A classifier, a registry and a gateway in front of them, for one test.
+pub struct TestGateway {
+    pub address: SocketAddr,
+    pub registry_address: SocketAddr,
+    _database: TestDatabase,
+    pub events: TestEvents,
+    pub tokens: TestTokens,
+    /// A pool on the test database (no schema on the search path).
+    pub pool: sqlx::PgPool,
+    pub trusted_key: esocial_gateway::verify::TrustedKey,
+    shutdown: Shutdown,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _files: TempDir,
+}
+
+impl TestGateway {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// With extra configuration (gateway variables).
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        esocial_testkit::init_telemetry("esocial-gateway-tests");
+        let database = TestDatabase::create().await.expect("test database");
+        let events = TestEvents::default();
+        let tokens = TestTokens::start().await.expect("test tokens");
+        let files = TempDir::new("gateway-test").expect("temporary directory");
+        let registry_key = files.path().join("registry-signing-key.pem");
+        esocial_registry::ensure_signing_key(&registry_key).expect("registry key");
+        let gateway_key = files.path().join("gateway-signing-key.pem");
+        esocial_gateway::ensure_signing_key(&gateway_key).expect("gateway key");
+        let shutdown = Shutdown::new();
+        let mut tasks = Vec::new();
+
+        let classifier_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let registry_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let registry_address = registry_listener.local_addr().expect("address");
+        let classifier_address = classifier_listener.local_addr().expect("address");
+        let mut pairs: Vec<(String, String)> = [
+            ("DATABASE_URL", database.url()),
+            ("NATS_URL", events.nats_url.as_str()),
+            ("ESOCIAL_EVENT_STREAM", events.settings.stream_name.as_str()),
+            ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.as_str()),
+            ("ESOCIAL_TOKEN_ISSUER", tokens.issuer.as_str()),
+            ("ESOCIAL_REGISTRY_SIGNING_KEY_FILE", &registry_key.display().to_string()),
+            ("ESOCIAL_GATEWAY_SIGNING_KEY_FILE", &gateway_key.display().to_string()),
+            ("ESOCIAL_SHUTDOWN_GRACE_MS", "2000"),
+            ("ESOCIAL_GATEWAY_CHECKPOINT_SECONDS", "1"),
+            ("ESOCIAL_GATEWAY_ACK_WAIT_SECONDS", "30"),
+            (
+                "ESOCIAL_GATEWAY_ROUTES",
+                &format!(
+                    "esocial.registry.v1=http://{registry_address},esocial.classifier.v1=http://{classifier_address}"
+                ),
+            ),
+            // Nothing listens on port 1: an upstream that is down.
+            ("ESOCIAL_GATEWAY_OUTBOUND_ROUTES", "esocial.identity.v1=http://127.0.0.1:1"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        pairs.push(("ESOCIAL_IDENTITY_URL".to_owned(), tokens.identity_url()));
+        for (name, value) in extra {
+            pairs.retain(|(known, _)| known != name);
+            pairs.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        let env = Env::from_pairs(pairs);
+
+        let classifier = esocial_classifier::Classifier::build(
+            esocial_classifier::Settings::from_env(&env).expect("classifier settings"),
+        )
+        .await
+        .expect("classifier builds");
+        classifier.seed().await.expect("classifier seed");
+        tasks.push(tokio::spawn(classifier.run(classifier_listener, shutdown.wait())));
+
+        let registry = esocial_registry::RegistryServer::build(
+            esocial_registry::Settings::from_env(&env).expect("registry settings"),
+        )
+        .await
+        .expect("registry builds");
+        let registry_state = registry.registry().clone();
+        tasks.push(tokio::spawn(registry.run(registry_listener, shutdown.wait())));
+
+        let gateway =
+            Gateway::build(Settings::from_env(&env).expect("gateway settings")).await.expect("gateway builds");
+        let trusted_key = gateway.trusted_key();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let address = listener.local_addr().expect("address");
+        tasks.push(tokio::spawn(gateway.run(listener, shutdown.wait())));
+
+        let pool = sqlx::PgPool::connect(database.url()).await.expect("test pool");
+        let gateway = Self {
+            address,
+            registry_address,
+            _database: database,
+            events,
+            tokens,
+            pool,
+            trusted_key,
+            shutdown,
+            tasks,
+            _files: files,
+        };
+        gateway.wait_for_territories(&registry_state).await;
+        gateway
+    }
+
+    /// The registry knows every territorial unit once the classifier's
+    /// events reached it.
+    async fn wait_for_territories(&self, registry: &Arc<esocial_registry::Registry>) {
+        let units: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM classifier.reference_entries WHERE book = 'territorial_units'")
+                .fetch_one(&self.pool)
+                .await
+                .expect("count units");
+        let started = Instant::now();
+        loop {
+            let replicated = i64::try_from(registry.territories.len().await).expect("count");
+            if replicated == units {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "the registry got {replicated} of {units} units");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A pool whose connections see the gateway's schema.
+    pub async fn gateway_pool(&self) -> sqlx::PgPool {
+        let options: sqlx::postgres::PgConnectOptions = self._database.url().parse().expect("database url");
+        sqlx::PgPool::connect_with(options.options([("search_path", "gateway")])).await.expect("gateway pool")
+    }
+
+    pub async fn channel_to(address: SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{address}"))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Self::channel_to(self.address).await
+    }
+
+    /// A system client's token, good for the gateway and the services
+    /// behind it, as identity issues them.
+    pub fn system_token(&self, client_id: &str, roles: &[Role]) -> String {
+        let mut claims: Claims = self.tokens.claims(esocial_gateway::AUDIENCE, roles);
+        claims.sub = format!("client:{client_id}");
+        claims.aud = Audience::Many(vec![
+            esocial_gateway::AUDIENCE.to_owned(),
+            esocial_registry::AUDIENCE.to_owned(),
+            esocial_classifier::AUDIENCE.to_owned(),
+        ]);
+        claims.amr = Vec::new();
+        claims.org = None;
+        self.tokens.sign(&claims)
+    }
+
+    /// A person's token for the gateway's own methods.
+    pub fn person_token(&self, roles: &[Role]) -> String {
+        self.tokens.token(esocial_gateway::AUDIENCE, roles)
+    }
+
+    pub async fn admin(&self) -> Admin {
+        GatewayAdminServiceClient::with_interceptor(
+            self.channel().await,
+            BearerToken(Some(self.person_token(&[Role::SecurityAdmin]))),
+        )
+    }
+
+    pub async fn auditor(&self) -> Log {
+        MessageLogServiceClient::with_interceptor(
+            self.channel().await,
+            BearerToken(Some(self.person_token(&[Role::RegistryAuditor]))),
+        )
+    }
+
+    pub async fn meta(&self, token: Option<String>) -> Meta {
+        MetaServiceClient::with_interceptor(self.channel().await, BearerToken(token))
+    }
+
+    pub async fn subscriptions(&self, token: Option<String>) -> Subscriptions {
+        SubscriptionServiceClient::with_interceptor(self.channel().await, BearerToken(token))
+    }
+
+    /// The registry's provider service, through the gateway.
+    pub async fn providers(&self, token: Option<String>) -> Providers {
+        ProviderServiceClient::with_interceptor(self.channel().await, BearerToken(token))
+    }
+
+    pub async fn persons(&self, token: Option<String>) -> Persons {
+        RegistryServiceClient::with_interceptor(self.channel().await, BearerToken(token))
+    }
+
+    pub async fn idp(&self, token: Option<String>) -> Idp {
+        IdpServiceClient::with_interceptor(self.channel().await, BearerToken(token))
+    }
+
+    /// The registry's provider service, called directly (not through the gateway).
+    pub async fn providers_directly(&self, token: Option<String>) -> Providers {
+        ProviderServiceClient::with_interceptor(Self::channel_to(self.registry_address).await, BearerToken(token))
+    }
+
+    /// Registers a member bound to `client_id` with these rights.
+    pub async fn register_member(&self, member_id: &str, client_id: &str, limits: Option<pb::Limits>, rights: &[&str]) {
+        let mut admin = self.admin().await;
+        admin
+            .register_member(pb::RegisterMemberRequest {
+                request_id: new_request_id(),
+                member_id: member_id.to_owned(),
+                name: format!("member {client_id}"),
+                client_id: client_id.to_owned(),
+                contact: "ops@example.gov.ua".to_owned(),
+                limits,
+                log_mode: pb::LogMode::Metadata.into(),
+            })
+            .await
+            .expect("member registered");
+        for right in rights {
+            admin
+                .grant_access(pb::GrantAccessRequest {
+                    request_id: new_request_id(),
+                    member_id: member_id.to_owned(),
+                    method: (*right).to_owned(),
+                })
+                .await
+                .expect("right granted");
+        }
+    }
+
+    /// Rows in a table of a schema.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Waits until the message log holds at least `entries` entries.
+    pub async fn wait_for_log_entries(&self, entries: i64) {
+        let started = Instant::now();
+        loop {
+            let stored = self.count("gateway.message_log").await;
+            if stored >= entries {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "only {stored} of {entries} log entries written");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A provider the registry accepts: a social protection body in Cherkasy oblast.
+pub fn provider(name: &str, edrpou_base: u32) -> registry_pb::RegisterProviderRequest {
+    let edrpou = esocial_identifiers::Edrpou::compose(edrpou_base).expect("edrpou").to_string();
+    registry_pb::RegisterProviderRequest {
+        request_id: new_request_id(),
+        data: Some(registry_pb::ProviderData {
+            section: registry_pb::ProviderSection::SocialProtectionBody.into(),
+            name: name.to_owned(),
+            edrpou,
+            rnokpp: String::new(),
+            territory: BUZHANKA.to_owned(),
+            services: vec!["BIRTH_ASSISTANCE".to_owned()],
+            status: registry_pb::ProviderStatus::Active.into(),
+        }),
+        valid_from: None,
+        reason: String::new(),
+    }
+}

@@ -1,0 +1,275 @@
+use std::time::{Duration, Instant};
+
+use esocial_auth::Role;
+use esocial_gateway::verify;
+use esocial_proto::gateway::v1 as pb;
+use esocial_proto::registry::v1 as registry_pb;
+use sha2::{Digest as _, Sha256};
+use tonic::Code;
+
+use crate::harness::*;
+
+const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
+
+/// The body of a unary gRPC request as sent: a 5-byte frame header, then
+/// the message.
+fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let encoded = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(encoded.len()).expect("length").to_be_bytes());
+    frame.extend_from_slice(&encoded);
+    frame
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+async fn verify_chain(gateway: &TestGateway) -> verify::ChainReport {
+    let pool = gateway.gateway_pool().await;
+    let reports =
+        verify::verify(&pool, std::slice::from_ref(&gateway.trusted_key), None).await.expect("verification runs");
+    assert_eq!(reports.len(), 1, "one node, one chain: {reports:?}");
+    reports.into_iter().next().expect("one chain")
+}
+
+fn verify_request() -> registry_pb::VerifyIdpCertificateRequest {
+    registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() }
+}
+
+async fn search(log: &mut Log, request: pb::SearchMessageLogRequest) -> Vec<pb::LogEntry> {
+    log.search_message_log(request).await.expect("search").into_inner().entries
+}
+
+#[tokio::test]
+async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    gateway
+        .admin()
+        .await
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            log_mode: pb::LogMode::Full.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("full logging");
+    let token = gateway.system_token("diia", &[Role::Service]);
+    let mut idp = gateway.idp(Some(token.clone())).await;
+    let mut request = tonic::Request::new(verify_request());
+    request.metadata_mut().insert("x-request-id", "audit-trail-1".parse().expect("metadata"));
+    idp.verify_idp_certificate(request).await.expect("forwarded");
+    let mut providers = gateway.providers(Some(token.clone())).await;
+    providers.register_provider(provider("Орган", 3_285_596)).await.expect_err("no right");
+
+    let mut log = gateway.auditor().await;
+    let by_member = pb::SearchMessageLogRequest { member_id: DIIA.to_owned(), ..Default::default() };
+    let started = Instant::now();
+    let entries = loop {
+        let entries = search(&mut log, by_member.clone()).await;
+        if entries.len() >= 2 {
+            break entries;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "entries not written: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (forwarded, denied) = (&entries[0], &entries[1]);
+    let frame = grpc_frame(&verify_request());
+    assert_eq!(forwarded.method, VERIFY_CERTIFICATE);
+    assert_eq!(forwarded.request_id, "audit-trail-1");
+    assert_eq!(forwarded.caller, "client:diia");
+    assert_eq!(forwarded.direction, "inbound");
+    assert_eq!(forwarded.status_code, 0);
+    assert_eq!(forwarded.request_bytes, u64::try_from(frame.len()).expect("length"));
+    assert_eq!(forwarded.request_sha256, hex(&Sha256::digest(&frame)));
+    assert!(forwarded.response_bytes > 5, "{forwarded:?}");
+    assert_eq!(forwarded.hash.len(), 64);
+    assert!(forwarded.request_body.is_empty(), "bodies only when asked for");
+
+    assert_eq!(denied.method, "/esocial.registry.v1.ProviderService/RegisterProvider");
+    assert_eq!(denied.status_code, Code::PermissionDenied as i32);
+    assert_eq!(denied.request_bytes, 0, "a refused body is not read");
+
+    // Full mode keeps the bodies; they match their digests.
+    let with_bodies = search(
+        &mut log,
+        pb::SearchMessageLogRequest {
+            request_id: "audit-trail-1".to_owned(),
+            include_bodies: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(with_bodies.len(), 1);
+    assert_eq!(with_bodies[0].request_body, frame);
+    assert_eq!(hex(&Sha256::digest(&with_bodies[0].response_body)), with_bodies[0].response_sha256);
+
+    // By service prefix and time range.
+    let by_service = search(
+        &mut log,
+        pb::SearchMessageLogRequest { method: "/esocial.registry.v1.IdpService/".to_owned(), ..Default::default() },
+    )
+    .await;
+    assert_eq!(by_service.len(), 1);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let none = search(
+        &mut log,
+        pb::SearchMessageLogRequest {
+            member_id: DIIA.to_owned(),
+            from: Some(prost_types::Timestamp { seconds: later.timestamp(), nanos: 0 }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(none.is_empty());
+
+    // The administrator's calls are exchanges too, with who made them.
+    let admin_calls = search(
+        &mut log,
+        pb::SearchMessageLogRequest {
+            method: "/esocial.gateway.v1.GatewayAdminService/".to_owned(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(admin_calls.len() >= 3, "register, grant, update: {admin_calls:?}");
+    assert!(admin_calls.iter().all(|entry| entry.caller == "test-account" && entry.status_code == 0));
+
+    // Bad filters name their field; members may not read the log.
+    let bad = log
+        .search_message_log(pb::SearchMessageLogRequest { method: "GetPerson".to_owned(), ..Default::default() })
+        .await
+        .expect_err("bad method");
+    assert_eq!(violated_fields(&bad), ["method"]);
+    let mut member_log =
+        esocial_proto::gateway::v1::message_log_service_client::MessageLogServiceClient::with_interceptor(
+            gateway.channel().await,
+            BearerToken(Some(token)),
+        );
+    let refused = member_log.search_message_log(by_member).await.expect_err("not an auditor");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    for _ in 0..10 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    gateway.wait_for_log_entries(12).await;
+    // Checkpoints are signed every second here: wait until one covers the head.
+    let started = Instant::now();
+    let report = loop {
+        let report = verify_chain(&gateway).await;
+        assert!(report.is_intact(), "{report:?}");
+        if report.signed_through == report.entries && report.entries >= 12 {
+            break report;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no checkpoint covers the head: {report:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let entries = report.entries;
+
+    // The same through the gateway's own method, for an auditor.
+    let mut log = gateway.auditor().await;
+    let chains =
+        log.verify_message_log(pb::VerifyMessageLogRequest::default()).await.expect("verify").into_inner().chains;
+    assert_eq!(chains.len(), 1);
+    assert!(chains[0].intact && chains[0].entries >= entries, "{chains:?}");
+    gateway.wait_for_log_entries(entries + 1).await;
+    // Stop the traffic the auditor's call made from racing the edits below.
+    let entries = verify_chain(&gateway).await.entries;
+
+    // One byte of one entry changed.
+    let pool = gateway.pool.clone();
+    let change = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql).execute(&pool).await.expect("tampering");
+        }
+    };
+    change("UPDATE gateway.message_log SET status_code = 13 WHERE sequence = 5").await;
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(5), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("altered")), "{report:?}");
+    change("UPDATE gateway.message_log SET status_code = 0 WHERE sequence = 5").await;
+    assert!(verify_chain(&gateway).await.is_intact());
+
+    change("UPDATE gateway.message_log SET request_sha256 = set_byte(request_sha256, 0, get_byte(request_sha256, 0) # 1) WHERE sequence = 8").await;
+    assert_eq!(verify_chain(&gateway).await.broken.map(|(sequence, _)| sequence), Some(8));
+    change("UPDATE gateway.message_log SET request_sha256 = set_byte(request_sha256, 0, get_byte(request_sha256, 0) # 1) WHERE sequence = 8").await;
+    assert!(verify_chain(&gateway).await.is_intact());
+
+    // One entry removed.
+    change("DELETE FROM gateway.message_log WHERE sequence = 7").await;
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(7), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("missing")), "{report:?}");
+
+    // The signed tail removed: the checkpoint tells.
+    sqlx::query("DELETE FROM gateway.message_log WHERE sequence >= 7")
+        .execute(&gateway.pool)
+        .await
+        .expect("truncating");
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(7), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("removed")), "{report:?} of {entries}");
+}
+
+#[tokio::test]
+async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_after() {
+    let gateway =
+        TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"), ("ESOCIAL_GATEWAY_LOG_BATCH_MAX", "4")])
+            .await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    gateway.wait_for_log_entries(2).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+
+    // Hold the log table: the writer's insert waits, the queue fills.
+    let mut blocker = gateway.pool.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE gateway.message_log IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.expect("lock");
+    let mut served = 0;
+    let refusal = loop {
+        match idp.verify_idp_certificate(verify_request()).await {
+            Ok(_) => served += 1,
+            Err(status) => break status,
+        }
+        assert!(served < 40, "the queue of 16 never filled");
+    };
+    assert_eq!(refusal.code(), Code::Unavailable, "{refusal:?}");
+    assert!(refusal.message().contains("message log"), "{}", refusal.message());
+    assert!(served >= 10, "served {served} before the queue filled");
+    blocker.rollback().await.expect("unlock");
+
+    let started = Instant::now();
+    loop {
+        if idp.verify_idp_certificate(verify_request()).await.is_ok() {
+            served += 1;
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "calls not served again after the log recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every call served has its entry; none was served unlogged.
+    let started = Instant::now();
+    loop {
+        let logged: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1 AND status_code = 0")
+                .bind(DIIA)
+                .fetch_one(&gateway.pool)
+                .await
+                .expect("count");
+        if logged == served {
+            break;
+        }
+        assert!(logged < served, "more entries than calls");
+        assert!(started.elapsed() < Duration::from_secs(10), "{logged} of {served} served calls logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(verify_chain(&gateway).await.is_intact());
+}

@@ -1,0 +1,195 @@
+use std::time::Duration;
+
+use esocial_auth::Role;
+use esocial_proto::gateway::v1 as pb;
+use esocial_proto::registry::v1 as registry_pb;
+use prost::Message as _;
+use tonic::Code;
+
+use crate::harness::*;
+
+const REGISTERED: &str = "registry.provider.registered";
+
+async fn next_events(stream: &mut tonic::Streaming<pb::SubscribedEvent>, count: usize) -> Vec<pb::SubscribedEvent> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let event = tokio::time::timeout(Duration::from_secs(15), stream.message())
+            .await
+            .unwrap_or_else(|_| {
+                let names: Vec<String> = events.iter().map(provider_name).collect();
+                panic!("only {} of {count} events arrived: {names:?}", events.len())
+            })
+            .expect("stream")
+            .expect("an event");
+        events.push(event);
+    }
+    events
+}
+
+fn provider_name(event: &pb::SubscribedEvent) -> String {
+    registry_pb::ProviderChanged::decode(event.data.as_slice())
+        .expect("payload")
+        .provider
+        .and_then(|provider| provider.data)
+        .map(|data| data.name)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_what_was_acknowledged() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    gateway.register_member(BANK, "bank", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    admin
+        .set_event_entitlements(pb::SetEventEntitlementsRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            event_types: vec![REGISTERED.to_owned(), "registry.idp.certificate.revoked".to_owned()],
+        })
+        .await
+        .expect("entitled");
+    let token = gateway.system_token("diia", &[Role::Service]);
+    let mut subscriptions = gateway.subscriptions(Some(token.clone())).await;
+
+    let not_entitled = subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec![REGISTERED.to_owned(), "registry.provider.updated".to_owned()],
+        })
+        .await
+        .expect_err("not entitled");
+    assert_eq!(not_entitled.code(), Code::PermissionDenied);
+    assert!(not_entitled.message().contains("registry.provider.updated"), "{}", not_entitled.message());
+    let malformed = subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec!["registry.>".to_owned()],
+        })
+        .await
+        .expect_err("malformed");
+    assert_eq!(violated_fields(&malformed), ["event_types[0]"]);
+
+    let subscription = subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("subscribed")
+        .into_inner()
+        .subscription
+        .expect("subscription");
+    let id = subscription.subscription_id.clone();
+
+    // Events published after the subscription, before the member connects.
+    let mut registry =
+        gateway.providers_directly(Some(gateway.system_token("registry-writer", &[Role::Service]))).await;
+    let mut first_ids = Vec::new();
+    for (index, name) in ["Орган 1", "Орган 2", "Орган 3"].iter().enumerate() {
+        let created = registry
+            .register_provider(provider(name, 3_285_590 + u32::try_from(index).expect("index")))
+            .await
+            .expect("provider")
+            .into_inner()
+            .provider
+            .expect("provider");
+        first_ids.push(created.id);
+    }
+    // An update: an event type the member is not entitled to.
+    registry
+        .update_provider(registry_pb::UpdateProviderRequest {
+            request_id: new_request_id(),
+            provider_id: first_ids[0].clone(),
+            data: provider("Орган 1 (перейменований)", 3_285_590).data,
+            valid_from: None,
+            reason: "renamed".to_owned(),
+            expected_version: 1,
+        })
+        .await
+        .expect("updated");
+
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let first = next_events(&mut stream, 3).await;
+    let names: Vec<String> = first.iter().map(provider_name).collect();
+    assert_eq!(names, ["Орган 1", "Орган 2", "Орган 3"]);
+    assert!(first.iter().all(|event| event.event_type == REGISTERED
+        && event.ce_type == "ua.gov.esocial.registry.provider.registered.v1"
+        && event.delivery_count == 1));
+    assert!(first.windows(2).all(|pair| pair[0].position < pair[1].position));
+    let acknowledged = subscriptions
+        .acknowledge_events(pb::AcknowledgeEventsRequest {
+            subscription_id: id.clone(),
+            ack_tokens: first[..2].iter().map(|event| event.ack_token.clone()).collect(),
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner();
+    assert_eq!(acknowledged.acknowledged, 2);
+    drop(stream);
+    // While disconnected, two more.
+    for (index, name) in ["Орган 4", "Орган 5"].iter().enumerate() {
+        registry
+            .register_provider(provider(name, 3_285_600 + u32::try_from(index).expect("index")))
+            .await
+            .expect("provider");
+    }
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })
+        .await
+        .expect("stream again")
+        .into_inner();
+    let second = next_events(&mut stream, 3).await;
+    let mut names: Vec<String> = second.iter().map(provider_name).collect();
+    names.sort();
+    assert_eq!(names, ["Орган 3", "Орган 4", "Орган 5"], "the unacknowledged one again, and the new ones");
+    let third = second.iter().find(|event| provider_name(event) == "Орган 3").expect("third");
+    assert_eq!(third.event_id, first[2].event_id);
+    assert_eq!(third.delivery_count, 2);
+    subscriptions
+        .acknowledge_events(pb::AcknowledgeEventsRequest {
+            subscription_id: id.clone(),
+            ack_tokens: second.iter().map(|event| event.ack_token.clone()).collect(),
+        })
+        .await
+        .expect("acknowledged");
+    drop(stream);
+
+    // Everything acknowledged: a new connection gets nothing old.
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })
+        .await
+        .expect("stream once more")
+        .into_inner();
+    let nothing = tokio::time::timeout(Duration::from_secs(2), stream.message()).await;
+    assert!(nothing.is_err(), "nothing left to deliver: {nothing:?}");
+
+    // Acknowledgement tokens are checked; other members see nothing of it.
+    let forged = subscriptions
+        .acknowledge_events(pb::AcknowledgeEventsRequest {
+            subscription_id: id.clone(),
+            ack_tokens: vec!["$JS.API.STREAM.DELETE.ESOCIAL".to_owned()],
+        })
+        .await
+        .expect_err("not an ack token");
+    assert_eq!(violated_fields(&forged), ["ack_tokens[0]"]);
+    let mut bank = gateway.subscriptions(Some(gateway.system_token("bank", &[Role::Service]))).await;
+    let foreign = bank
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 0 })
+        .await
+        .expect_err("someone else's subscription");
+    assert_eq!(foreign.code(), Code::NotFound);
+    let listed = subscriptions.list_subscriptions(pb::ListSubscriptionsRequest {}).await.expect("list").into_inner();
+    assert_eq!(listed.subscriptions.len(), 1);
+    subscriptions
+        .delete_subscription(pb::DeleteSubscriptionRequest { subscription_id: id.clone() })
+        .await
+        .expect("deleted");
+    let gone =
+        subscriptions.subscribe(pb::SubscribeRequest { subscription_id: id, window: 0 }).await.expect_err("deleted");
+    assert_eq!(gone.code(), Code::NotFound);
+}
