@@ -44,6 +44,12 @@ pub const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// When the server gives up on a call (the configured timeout or the
+/// client's shorter `grpc-timeout`), in the request extensions: a call
+/// forwarded elsewhere passes the time that is left on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
 /// A gRPC server's requests and responses, as tonic's transport carries them.
 pub type GrpcRequest = Request<tonic::body::Body>;
 pub type GrpcResponse = Response<tonic::body::Body>;
@@ -405,6 +411,7 @@ where
         let allowed = if self.long_running.contains(&method.as_str()) { LONG_CALL_TIMEOUT } else { self.timeout };
         let deadline = client_deadline(request.headers()).map_or(allowed, |client| client.min(allowed));
         let started = Instant::now();
+        request.extensions_mut().insert(Deadline(started + deadline));
         let future = {
             let _entered = span.enter();
             self.inner.call(request)

@@ -152,6 +152,15 @@ pub fn current_trace_context() -> HashMap<String, String> {
     carrier
 }
 
+/// Writes the current span's W3C trace context into HTTP/2 headers,
+/// replacing what was there (a call forwarded on continues this trace).
+pub fn inject_trace_context(headers: &mut http::HeaderMap) {
+    headers.remove("traceparent");
+    headers.remove("tracestate");
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
 /// Makes `span` a child of the trace context found in `carrier`, if any.
 pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
     let context = TraceContextPropagator::new().extract(carrier);

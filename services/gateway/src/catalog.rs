@@ -61,3 +61,9 @@ pub fn streaming_methods() -> Vec<&'static str> {
         .map(|method| method.path.as_str())
         .collect()
 }
+
+/// Whether the method at `path` streams in either direction.
+pub fn is_streaming(path: &str) -> bool {
+    static STREAMING: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    STREAMING.get_or_init(|| streaming_methods().into_iter().collect()).contains(path)
+}

@@ -69,6 +69,8 @@ pub struct MemberEntry {
     pub requests_per_second: u32,
     pub burst: u32,
     pub message_bytes_max: u32,
+    /// The member id as forwarded metadata.
+    pub member_header: http::HeaderValue,
     bucket: Arc<Mutex<TokenBucket>>,
 }
 
@@ -88,7 +90,7 @@ impl MemberEntry {
 
     /// Counts a request against the member's rate; `Err` holds the wait.
     pub fn take_token(&self) -> Result<(), Duration> {
-        self.bucket.lock().map_or(Ok(()), |mut bucket| bucket.take(Instant::now()))
+        self.bucket.lock().map_or(Err(Duration::from_secs(1)), |mut bucket| bucket.take(Instant::now()))
     }
 }
 
@@ -168,7 +170,9 @@ impl Directory {
                     MethodRight::Service(service) => services.insert(service.clone()),
                 };
             }
+            let Ok(member_header) = http::HeaderValue::from_str(member.member_id.as_str()) else { continue };
             let entry = Arc::new(MemberEntry {
+                member_header,
                 event_types: event_types.remove(&member.member_id).unwrap_or_default(),
                 rights: member_rights,
                 methods,
@@ -228,8 +232,35 @@ impl Directory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An active member with no rights, for unit tests.
+    pub(crate) fn entry(member_id: &str, client_id: &str) -> MemberEntry {
+        let member_id = crate::domain::MemberId::parse(member_id).expect("member id");
+        MemberEntry {
+            member_header: http::HeaderValue::from_str(member_id.as_str()).expect("header"),
+            member: Member {
+                member_id,
+                name: "test".to_owned(),
+                client_id: client_id.to_owned(),
+                status: MemberStatus::Active,
+                contact: String::new(),
+                limits: crate::domain::Limits::default(),
+                log_mode: LogMode::Metadata,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+            },
+            rights: Vec::new(),
+            methods: HashSet::new(),
+            services: HashSet::new(),
+            event_types: BTreeSet::new(),
+            requests_per_second: 10,
+            burst: 10,
+            message_bytes_max: 1024,
+            bucket: Arc::new(Mutex::new(TokenBucket::new(10, 10))),
+        }
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_one_request_per_interval() {

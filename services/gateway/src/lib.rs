@@ -47,7 +47,7 @@ use tokio::net::TcpListener;
 use crate::directory::{DefaultLimits, Directory};
 use crate::message_log::{CheckpointKey, FailurePolicy, LogWriter, MessageLog, WriterSettings};
 use crate::proxy::{Door, Upstreams};
-use crate::verify::TrustedKey;
+use crate::verify::LogKeys;
 
 pub const NAME: &str = "gateway";
 pub const AUDIENCE: &str = "esocial.gateway";
@@ -87,6 +87,11 @@ pub const LOG_BATCH_MAX: Variable = Variable {
     default: "500",
     meaning: "message log entries written per insert",
 };
+pub const LOG_LINGER_MS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_LOG_LINGER_MS",
+    default: "5",
+    meaning: "how long the message log writer gathers entries before one insert (fewer, larger commits; calls never wait for it)",
+};
 pub const CHECKPOINT_SECONDS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_CHECKPOINT_SECONDS",
     default: "60",
@@ -110,6 +115,12 @@ pub const ACK_WAIT_SECONDS: Variable = Variable {
     meaning: "how long a subscribed event may stay unacknowledged before it is sent again",
 };
 
+pub const UPSTREAM_CONNECTIONS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_UPSTREAM_CONNECTIONS",
+    default: "4",
+    meaning: "HTTP/2 connections the gateway keeps to each upstream address (calls are balanced over them)",
+};
+
 pub const VARIABLES: &[Variable] = &[
     LISTEN_ADDR,
     ROUTES,
@@ -118,11 +129,13 @@ pub const VARIABLES: &[Variable] = &[
     SIGNING_KEY_FILE,
     LOG_QUEUE_MAX,
     LOG_BATCH_MAX,
+    LOG_LINGER_MS,
     CHECKPOINT_SECONDS,
     LOG_FAILURE,
     RATE_DEFAULT,
     BURST_DEFAULT,
     ACK_WAIT_SECONDS,
+    UPSTREAM_CONNECTIONS,
 ];
 
 /// The key file's name in the data directory.
@@ -152,11 +165,13 @@ pub struct Settings {
     pub signing_key_file: PathBuf,
     pub log_queue_max: usize,
     pub log_batch_max: usize,
+    pub log_linger: Duration,
     pub checkpoint_interval: Duration,
     pub log_failure: FailurePolicy,
     pub requests_per_second_default: u32,
     pub burst_default: u32,
     pub ack_wait: Duration,
+    pub upstream_connections: usize,
     pub common: CommonSettings,
 }
 
@@ -207,6 +222,7 @@ impl Settings {
         });
         let log_queue_max = usize::try_from(reader.number_in(LOG_QUEUE_MAX, 16..=1_000_000)).unwrap_or(10_000);
         let log_batch_max = usize::try_from(reader.number_in(LOG_BATCH_MAX, 1..=10_000)).unwrap_or(500);
+        let log_linger = reader.milliseconds(LOG_LINGER_MS, 0..=1000);
         let checkpoint_interval = Duration::from_secs(reader.number_in(CHECKPOINT_SECONDS, 1..=86_400));
         let log_failure = reader.parse(LOG_FAILURE);
         let requests_per_second_default =
@@ -215,6 +231,7 @@ impl Settings {
         let burst_default =
             u32::try_from(reader.number_in(BURST_DEFAULT, 1..=u64::from(domain::BURST_MAX))).unwrap_or(400);
         let ack_wait = Duration::from_secs(reader.number_in(ACK_WAIT_SECONDS, 1..=3600));
+        let upstream_connections = usize::try_from(reader.number_in(UPSTREAM_CONNECTIONS, 1..=64)).unwrap_or(4);
         let common = CommonSettings::read(&mut reader);
         let signing_key_file = match env.get(SIGNING_KEY_FILE.name) {
             Some(path) => PathBuf::from(path),
@@ -229,11 +246,13 @@ impl Settings {
             signing_key_file,
             log_queue_max,
             log_batch_max,
+            log_linger,
             checkpoint_interval,
             log_failure,
             requests_per_second_default,
             burst_default,
             ack_wait,
+            upstream_connections,
             common,
         })
     }
@@ -259,9 +278,8 @@ pub fn read_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
 /// the key in the configured signing key file (`esocial gateway verify-log`).
 pub async fn verify_stored_log(settings: &Settings, node: Option<&str>) -> anyhow::Result<Vec<verify::ChainReport>> {
     let key = read_signing_key(&settings.signing_key_file)?;
-    let trusted = TrustedKey { key_id: key.key_id.clone(), key: key.verifying_key() };
     let pool = esocial_kit::db::pool(&settings.common.database_url, NAME, "esocial-gateway-verify", 1)?;
-    let reports = verify::verify(&pool, &[trusted], node).await;
+    let reports = verify::verify(&pool, &LogKeys::of(&key), node).await;
     pool.close().await;
     Ok(reports?)
 }
@@ -297,7 +315,7 @@ impl Gateway {
         };
         let directory = Arc::new(Directory::new(pool.clone(), defaults));
         directory.reload().await?;
-        let upstreams = Upstreams::new(&settings.routes, &settings.outbound_routes)?;
+        let upstreams = Upstreams::new(&settings.routes, &settings.outbound_routes, settings.upstream_connections)?;
         Ok(Self { settings, pool, nats, verifier, key, directory, upstreams })
     }
 
@@ -305,9 +323,10 @@ impl Gateway {
         &self.pool
     }
 
-    /// The public key that verifies this gateway's checkpoints.
-    pub fn trusted_key(&self) -> TrustedKey {
-        TrustedKey { key_id: self.key.key_id.clone(), key: self.key.verifying_key() }
+    /// What verifies this gateway's message log: the checkpoint key and
+    /// the chain's secret.
+    pub fn log_keys(&self) -> LogKeys {
+        LogKeys::of(&self.key)
     }
 
     pub async fn run(
@@ -316,6 +335,8 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = Shutdown::new();
+        // The relay stops after the log writer, to publish its last checkpoint.
+        let relay_stop = Shutdown::new();
         let events = &self.settings.common.events;
         let relay = esocial_events::OutboxRelay::new(
             self.pool.clone(),
@@ -323,7 +344,7 @@ impl Gateway {
             NAME,
             events,
         );
-        let relay_task = tokio::spawn(relay.run(stop.wait()));
+        let relay_task = tokio::spawn(relay.run(relay_stop.wait()));
         let housekeeping_task = tokio::spawn(esocial_kit::idempotency::purge_hourly(self.pool.clone(), stop.wait()));
         let directory_task = tokio::spawn(self.directory.clone().follow(NAME.to_owned(), stop.wait()));
 
@@ -335,21 +356,29 @@ impl Gateway {
                 node: self.settings.node.clone(),
                 queue_capacity: self.settings.log_queue_max,
                 batch_size_max: self.settings.log_batch_max,
+                batch_linger: self.settings.log_linger,
                 checkpoint_interval: self.settings.checkpoint_interval,
             },
             self.key.clone(),
             self.settings.log_failure,
         );
-        // The writer ends when every call holding a place in the log has
-        // ended, after the server stopped.
-        let writer_task = tokio::spawn(writer.run(std::future::pending::<()>()));
+        // At shutdown the writer takes no more entries, writes the queued
+        // ones (waiting briefly for calls still running) and signs a last
+        // checkpoint.
+        let writer_task = tokio::spawn(writer.run(stop.wait()));
 
         let state = Arc::new(grpc::GatewayState {
             pool: self.pool.clone(),
             directory: self.directory.clone(),
             upstreams: self.upstreams.clone(),
-            subscriptions: subscriptions::Subscriptions::new(self.nats.clone(), events.clone(), self.settings.ack_wait),
-            trusted_keys: vec![self.trusted_key()],
+            subscriptions: subscriptions::Subscriptions::new(
+                self.nats.clone(),
+                events.clone(),
+                self.settings.ack_wait,
+                self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
+                self.directory.clone(),
+            ),
+            log_keys: self.log_keys(),
         });
         let limit = self.settings.common.grpc.message_bytes_max;
         let routes = tonic::service::Routes::new(
@@ -372,13 +401,13 @@ impl Gateway {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         );
-        let door = Arc::new(Door {
-            verifier: self.verifier.clone(),
-            directory: self.directory.clone(),
-            upstreams: self.upstreams.clone(),
+        let door = Arc::new(Door::new(
+            self.verifier.clone(),
+            self.directory.clone(),
+            self.upstreams.clone(),
             log,
-            node: HeaderValue::from_str(&self.settings.node)?,
-        });
+            HeaderValue::from_str(&self.settings.node)?,
+        ));
         let auth = AuthLayer::new(self.verifier.clone(), Arc::new(policy::access_policy()));
         let server = GrpcServer::new(&self.settings.common.grpc, auth, SERVICE_NAMES)
             .watch_database(self.pool.clone())
@@ -397,9 +426,10 @@ impl Gateway {
             .await;
         stop.trigger();
         // Entries of the last calls are written before the pool closes.
-        if tokio::time::timeout(Duration::from_secs(10), writer_task).await.is_err() {
-            tracing::error!("the message log writer did not finish within 10 s; its last entries are lost");
+        if tokio::time::timeout(message_log::DRAIN_TIMEOUT + Duration::from_secs(5), writer_task).await.is_err() {
+            tracing::error!("the message log writer did not finish; its last entries are lost");
         }
+        relay_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
         directory_task.abort();
         housekeeping_task.abort();

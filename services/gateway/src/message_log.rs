@@ -28,6 +28,8 @@ pub type Digest = [u8; 32];
 pub const GENESIS: Digest = [0; 32];
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long the writer waits at shutdown for calls still running.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -98,27 +100,88 @@ pub struct HashedFields<'a> {
     pub response_sha256: &'a [u8],
 }
 
-/// SHA-256 over the previous entry's hash and this entry's fields, each
-/// length-prefixed (so no two different entries encode alike).
-pub fn entry_hash(previous: &Digest, fields: &HashedFields<'_>) -> Digest {
-    let mut hasher = Sha256::new();
-    hasher.update(b"esocial-gateway-log-entry/v1");
-    hasher.update(previous);
-    put_text(&mut hasher, fields.node);
-    hasher.update(fields.sequence.to_be_bytes());
-    put_text(&mut hasher, fields.request_id);
-    put_text(&mut hasher, fields.member_id);
-    put_text(&mut hasher, fields.caller);
-    put_text(&mut hasher, fields.method);
-    put_text(&mut hasher, fields.direction);
-    hasher.update(fields.started_at_us.to_be_bytes());
-    hasher.update(fields.duration_us.to_be_bytes());
-    hasher.update(fields.status_code.to_be_bytes());
-    hasher.update(fields.request_bytes.to_be_bytes());
-    hasher.update(fields.response_bytes.to_be_bytes());
-    put_bytes(&mut hasher, fields.request_sha256);
-    put_bytes(&mut hasher, fields.response_sha256);
-    hasher.finalize().into()
+/// A secret for HMAC-SHA-256, derived from the gateway's signing key for one
+/// purpose (every replica has the signing key, so every replica derives the
+/// same secret).
+///
+/// The message log chain is keyed with one: without it, nobody who can
+/// write to the database can recompute the hashes after changing an entry,
+/// so the first changed entry is the one reported, checkpoint or not (a new
+/// signing key starts a new chain, under a new node name). Subscription
+/// acknowledgement tokens are signed with another.
+#[derive(Clone)]
+pub struct MacKey([u8; 32]);
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("MacKey(…)")
+    }
+}
+
+/// The purpose of the message log chain's key.
+pub const CHAIN_KEY_PURPOSE: &str = "esocial-gateway-log-chain-key/v1";
+
+impl MacKey {
+    pub fn derive(signing_key: &ed25519_dalek::SigningKey, purpose: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(purpose.as_bytes());
+        hasher.update([0]);
+        hasher.update(signing_key.to_bytes());
+        Self(hasher.finalize().into())
+    }
+
+    /// HMAC-SHA-256 of `parts`, each length-prefixed.
+    pub fn mac(&self, parts: &[&[u8]]) -> Digest {
+        keyed(self, |hasher| {
+            for part in parts {
+                put_bytes(hasher, part);
+            }
+        })
+    }
+
+    /// The padded key XORed with `pad` (HMAC, RFC 2104, SHA-256's 64-byte block).
+    fn padded(&self, pad: u8) -> [u8; 64] {
+        let mut block = [pad; 64];
+        for (byte, key_byte) in block.iter_mut().zip(self.0) {
+            *byte ^= key_byte;
+        }
+        block
+    }
+}
+
+/// HMAC-SHA-256, keyed with the chain key, over the previous entry's hash
+/// and this entry's fields, each length-prefixed (so no two different
+/// entries encode alike).
+pub fn entry_hash(key: &MacKey, previous: &Digest, fields: &HashedFields<'_>) -> Digest {
+    keyed(key, |hasher| {
+        hasher.update(b"esocial-gateway-log-entry/v1");
+        hasher.update(previous);
+        put_text(hasher, fields.node);
+        hasher.update(fields.sequence.to_be_bytes());
+        put_text(hasher, fields.request_id);
+        put_text(hasher, fields.member_id);
+        put_text(hasher, fields.caller);
+        put_text(hasher, fields.method);
+        put_text(hasher, fields.direction);
+        hasher.update(fields.started_at_us.to_be_bytes());
+        hasher.update(fields.duration_us.to_be_bytes());
+        hasher.update(fields.status_code.to_be_bytes());
+        hasher.update(fields.request_bytes.to_be_bytes());
+        hasher.update(fields.response_bytes.to_be_bytes());
+        put_bytes(hasher, fields.request_sha256);
+        put_bytes(hasher, fields.response_sha256);
+    })
+}
+
+/// HMAC-SHA-256 (RFC 2104) with the chain key over what `message` feeds.
+fn keyed(key: &MacKey, message: impl FnOnce(&mut Sha256)) -> Digest {
+    let mut inner = Sha256::new();
+    inner.update(key.padded(0x36));
+    message(&mut inner);
+    let mut outer = Sha256::new();
+    outer.update(key.padded(0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
 }
 
 /// The bytes a checkpoint's signature covers.
@@ -161,8 +224,37 @@ impl std::str::FromStr for FailurePolicy {
     }
 }
 
-/// A reserved place in the log queue; filled when the exchange ends.
-pub type Reservation = mpsc::OwnedPermit<LogEntry>;
+/// Where a call's entry goes when the exchange ends.
+#[derive(Debug)]
+pub enum LogSlot {
+    /// A place reserved in the queue before the call was served (unary
+    /// calls): the entry always fits.
+    Reserved(mpsc::OwnedPermit<LogEntry>),
+    /// A stream, which may last an hour, holds no place while it streams
+    /// (else a member's streams could fill the queue); its entry waits for
+    /// room when it ends.
+    AtEnd(mpsc::Sender<LogEntry>),
+    /// Served unlogged ([`FailurePolicy::Serve`]).
+    Unlogged,
+}
+
+impl LogSlot {
+    pub fn send(self, entry: LogEntry) {
+        match self {
+            LogSlot::Reserved(permit) => {
+                permit.send(entry);
+            }
+            LogSlot::AtEnd(sender) => {
+                if let Err(mpsc::error::TrySendError::Full(entry)) = sender.try_send(entry) {
+                    tokio::spawn(async move {
+                        let _ = sender.send(entry).await;
+                    });
+                }
+            }
+            LogSlot::Unlogged => {}
+        }
+    }
+}
 
 /// The calls' side of the log.
 #[derive(Debug, Clone)]
@@ -179,18 +271,21 @@ pub struct MessageLog {
 pub struct LogUnavailable;
 
 impl MessageLog {
-    /// A place for one entry: `Ok(None)` when the call is to be served
-    /// unlogged ([`FailurePolicy::Serve`]).
-    pub fn reserve(&self) -> Result<Option<Reservation>, LogUnavailable> {
-        let reserved =
-            if self.writable.load(Ordering::Relaxed) { self.sender.clone().try_reserve_owned().ok() } else { None };
-        match (reserved, self.policy) {
-            (Some(reservation), _) => Ok(Some(reservation)),
+    /// Where the entry of a call about to be served will go.
+    pub fn slot(&self, streaming: bool) -> Result<LogSlot, LogUnavailable> {
+        let writable = self.writable.load(Ordering::Relaxed);
+        let slot = match (writable, streaming) {
+            (true, false) => self.sender.clone().try_reserve_owned().ok().map(LogSlot::Reserved),
+            (true, true) => (self.sender.capacity() > 0).then(|| LogSlot::AtEnd(self.sender.clone())),
+            (false, _) => None,
+        };
+        match (slot, self.policy) {
+            (Some(slot), _) => Ok(slot),
             (None, FailurePolicy::Refuse) => Err(LogUnavailable),
             (None, FailurePolicy::Serve) => {
                 let unlogged = self.unlogged.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::error!(unlogged, "message log unavailable: serving a call without an entry");
-                Ok(None)
+                Ok(LogSlot::Unlogged)
             }
         }
     }
@@ -231,6 +326,15 @@ impl CheckpointKey {
     pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
         self.key.verifying_key()
     }
+
+    pub fn chain_key(&self) -> MacKey {
+        MacKey::derive(&self.key, CHAIN_KEY_PURPOSE)
+    }
+
+    /// Another secret derived from this key, for `purpose`.
+    pub fn derive(&self, purpose: &str) -> MacKey {
+        MacKey::derive(&self.key, purpose)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +342,8 @@ pub struct WriterSettings {
     pub node: String,
     pub queue_capacity: usize,
     pub batch_size_max: usize,
+    /// How long a batch waits for more entries before it is written.
+    pub batch_linger: Duration,
     pub checkpoint_interval: Duration,
 }
 
@@ -248,6 +354,7 @@ pub struct LogWriter {
     options: PgConnectOptions,
     settings: WriterSettings,
     key: Arc<CheckpointKey>,
+    chain_key: MacKey,
     writable: Arc<AtomicBool>,
 }
 
@@ -262,7 +369,8 @@ pub fn message_log(
     // Not writable until the writer has its connection and the chain head.
     let writable = Arc::new(AtomicBool::new(false));
     let log = MessageLog { sender, writable: writable.clone(), policy, unlogged: Arc::new(AtomicU64::new(0)) };
-    (log, LogWriter { receiver, options, settings, key, writable })
+    let chain_key = key.chain_key();
+    (log, LogWriter { receiver, options, settings, key, chain_key, writable })
 }
 
 /// The last entry of a chain.
@@ -287,6 +395,10 @@ enum WriteError {
     NodeTaken(String),
     #[error("the stored chain head of node {0:?} is malformed")]
     MalformedHead(String),
+    #[error(
+        "the message log of node {node:?} ends at entry {head} but a checkpoint signed entry {checkpointed}: signed entries were removed; run `esocial gateway verify-log`"
+    )]
+    Truncated { node: String, head: i64, checkpointed: i64 },
 }
 
 impl LogWriter {
@@ -305,6 +417,11 @@ impl LogWriter {
                 .bind(&self.settings.node)
                 .fetch_one(&mut connection)
                 .await?;
+        if head.sequence < checkpointed {
+            // Signed entries are gone: the chain cannot go on from here
+            // without hiding that. An operator must look.
+            return Err(WriteError::Truncated { node: self.settings.node.clone(), head: head.sequence, checkpointed });
+        }
         Ok(Session { connection, head, checkpointed })
     }
 
@@ -321,27 +438,29 @@ impl LogWriter {
         Ok(Head { sequence: row.try_get("sequence")?, hash })
     }
 
-    /// Writes entries until every sender is gone (the server stopped and
-    /// its calls ended), or `shutdown` completes and the queue is drained,
-    /// then signs a last checkpoint.
+    /// Writes entries until `shutdown`; then takes no more, writes what is
+    /// queued (waiting at most [`DRAIN_TIMEOUT`] for calls still running),
+    /// and signs a last checkpoint.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut stopping = false;
+        let mut drain_until: Option<Instant> = None;
         let mut session: Option<Session> = None;
-        let mut pending: Vec<LogEntry> = Vec::new();
+        let mut pending: Option<PendingBatch> = None;
         let mut backoff = BACKOFF_MIN;
         let mut last_checkpoint = Instant::now();
-        // The head a failed write would have made: if a new session finds it
-        // stored, that write committed after all and is not repeated.
-        let mut attempted: Option<Head> = None;
         loop {
             if session.is_none() {
                 match self.open_session().await {
                     Ok(opened) => {
-                        if attempted.take() == Some(opened.head) {
-                            pending.clear();
-                        }
                         tracing::info!(node = %self.settings.node, head = opened.head.sequence, "message log writer ready");
+                        if let Some(batch) = &mut pending {
+                            if opened.head == batch.head {
+                                // The write that seemed to fail had committed.
+                                pending = None;
+                            } else {
+                                batch.chain(opened.head, &self.settings.node, &self.chain_key);
+                            }
+                        }
                         session = Some(opened);
                         self.writable.store(true, Ordering::Relaxed);
                         backoff = BACKOFF_MIN;
@@ -349,12 +468,16 @@ impl LogWriter {
                     Err(error) => {
                         self.writable.store(false, Ordering::Relaxed);
                         tracing::error!(%error, retry_in_ms = backoff.as_millis(), "message log writer cannot start");
-                        if stopping && pending.is_empty() {
+                        if drain_until.is_some_and(|until| Instant::now() >= until) {
+                            tracing::error!(lost = self.receiver.len(), "message log entries not written at shutdown");
                             return;
                         }
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
-                            () = &mut shutdown, if !stopping => stopping = true,
+                            () = &mut shutdown, if drain_until.is_none() => {
+                                self.receiver.close();
+                                drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+                            }
                         }
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         continue;
@@ -362,86 +485,74 @@ impl LogWriter {
                 }
             }
             let Some(open) = session.as_mut() else { continue };
-            if pending.is_empty() {
+            if pending.is_none() {
                 let until_checkpoint = self.settings.checkpoint_interval.saturating_sub(last_checkpoint.elapsed());
-                let received = if stopping {
-                    self.receiver.try_recv().ok()
-                } else {
-                    tokio::select! {
+                let received = match drain_until {
+                    Some(until) => tokio::time::timeout_at(until.into(), self.receiver.recv()).await.unwrap_or(None),
+                    None => tokio::select! {
                         received = self.receiver.recv() => received,
                         () = tokio::time::sleep(until_checkpoint) => {
-                            self.checkpoint_if_due(&mut session, &mut last_checkpoint).await;
+                            self.checkpoint_if_due(&mut session, &mut last_checkpoint, &mut backoff).await;
                             continue;
                         }
-                        () = &mut shutdown => { stopping = true; continue; }
-                    }
+                        () = &mut shutdown => {
+                            self.receiver.close();
+                            drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
+                            continue;
+                        }
+                    },
                 };
-                let Some(entry) = received else {
-                    // Every sender is gone, or stopping with an empty queue.
+                let Some(first) = received else {
+                    // Closed and drained (or the drain timed out).
+                    let lost = self.receiver.len();
+                    if lost > 0 {
+                        tracing::error!(lost, "message log entries not written at shutdown");
+                    }
                     last_checkpoint = Instant::now() - self.settings.checkpoint_interval;
-                    self.checkpoint_if_due(&mut session, &mut last_checkpoint).await;
+                    self.checkpoint_if_due(&mut session, &mut last_checkpoint, &mut backoff).await;
                     return;
                 };
-                pending.push(entry);
-                while pending.len() < self.settings.batch_size_max {
+                let mut columns = BatchColumns::with_capacity(self.settings.batch_size_max);
+                columns.push(first);
+                // Gather for a moment: one commit for many entries costs
+                // the database far less than many commits.
+                let gather_until = tokio::time::Instant::now() + self.settings.batch_linger;
+                while columns.len() < self.settings.batch_size_max {
                     match self.receiver.try_recv() {
-                        Ok(entry) => pending.push(entry),
-                        Err(_) => break,
+                        Ok(entry) => columns.push(entry),
+                        Err(_) if drain_until.is_some() => break,
+                        Err(_) => match tokio::time::timeout_at(gather_until, self.receiver.recv()).await {
+                            Ok(Some(entry)) => columns.push(entry),
+                            Ok(None) | Err(_) => break,
+                        },
                     }
                 }
+                let mut batch = PendingBatch { columns, head: open.head };
+                batch.chain(open.head, &self.settings.node, &self.chain_key);
+                pending = Some(batch);
             }
-            let (columns, new_head) = Self::chain(open.head, &self.settings.node, &pending);
-            match Self::insert(&mut open.connection, &self.settings.node, &columns).await {
+            let Some(batch) = pending.as_ref() else { continue };
+            match Self::insert(&mut open.connection, &self.settings.node, &batch.columns).await {
                 Ok(()) => {
-                    open.head = new_head;
-                    pending.clear();
+                    open.head = batch.head;
+                    pending = None;
                     self.writable.store(true, Ordering::Relaxed);
                     backoff = BACKOFF_MIN;
                     if last_checkpoint.elapsed() >= self.settings.checkpoint_interval {
-                        self.checkpoint_if_due(&mut session, &mut last_checkpoint).await;
+                        self.checkpoint_if_due(&mut session, &mut last_checkpoint, &mut backoff).await;
                     }
                 }
                 Err(error) => {
                     // Keep the batch; reconnect and try again. Calls are
                     // refused meanwhile (or served unlogged, per policy).
                     self.writable.store(false, Ordering::Relaxed);
-                    tracing::error!(%error, entries = pending.len(), retry_in_ms = backoff.as_millis(), "message log write failed");
-                    attempted = Some(new_head);
+                    tracing::error!(%error, entries = batch.columns.len(), retry_in_ms = backoff.as_millis(), "message log write failed");
                     session = None;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
-    }
-
-    /// Gives each entry of a batch its sequence number and chain hash.
-    fn chain(head: Head, node: &str, batch: &[LogEntry]) -> (BatchColumns, Head) {
-        let mut head = head;
-        let mut columns = BatchColumns::with_capacity(batch.len());
-        for entry in batch {
-            let sequence = head.sequence + 1;
-            let fields = HashedFields {
-                node,
-                sequence,
-                request_id: &entry.request_id,
-                member_id: &entry.member_id,
-                caller: &entry.caller,
-                method: &entry.method,
-                direction: entry.direction.as_str(),
-                started_at_us: entry.started_at.timestamp_micros(),
-                duration_us: as_i64(entry.duration_us),
-                status_code: entry.status_code,
-                request_bytes: as_i64(entry.request_bytes),
-                response_bytes: as_i64(entry.response_bytes),
-                request_sha256: &entry.request_sha256,
-                response_sha256: &entry.response_sha256,
-            };
-            let hash = entry_hash(&head.hash, &fields);
-            columns.push(sequence, entry, hash);
-            head = Head { sequence, hash };
-        }
-        (columns, head)
     }
 
     /// Inserts a chained batch in one statement (one transaction).
@@ -476,7 +587,12 @@ impl LogWriter {
         Ok(())
     }
 
-    async fn checkpoint_if_due(&self, session: &mut Option<Session>, last_checkpoint: &mut Instant) {
+    async fn checkpoint_if_due(
+        &self,
+        session: &mut Option<Session>,
+        last_checkpoint: &mut Instant,
+        backoff: &mut Duration,
+    ) {
         let Some(open) = session.as_mut() else { return };
         if open.head.sequence > open.checkpointed {
             match self.sign_checkpoint(open).await {
@@ -484,9 +600,11 @@ impl LogWriter {
                     tracing::debug!(node = %self.settings.node, sequence = open.head.sequence, "log checkpoint signed");
                 }
                 Err(error) => {
-                    tracing::error!(%error, "cannot store a message log checkpoint; will retry");
+                    tracing::error!(%error, retry_in_ms = backoff.as_millis(), "cannot store a message log checkpoint; will retry");
                     *session = None;
                     self.writable.store(false, Ordering::Relaxed);
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(BACKOFF_MAX);
                     return;
                 }
             }
@@ -524,6 +642,45 @@ impl LogWriter {
         transaction.commit().await?;
         session.checkpointed = head.sequence;
         Ok(())
+    }
+}
+
+/// Entries taken from the queue, as columns, chained after some head.
+struct PendingBatch {
+    columns: BatchColumns,
+    /// The head after this batch.
+    head: Head,
+}
+
+impl PendingBatch {
+    /// Gives each entry its sequence number and chain hash after `base`.
+    fn chain(&mut self, base: Head, node: &str, key: &MacKey) {
+        let columns = &mut self.columns;
+        let mut head = base;
+        for index in 0..columns.len() {
+            let sequence = head.sequence + 1;
+            let fields = HashedFields {
+                node,
+                sequence,
+                request_id: &columns.request_id[index],
+                member_id: &columns.member_id[index],
+                caller: &columns.caller[index],
+                method: &columns.method[index],
+                direction: columns.direction[index],
+                started_at_us: columns.started_at[index].timestamp_micros(),
+                duration_us: columns.duration_us[index],
+                status_code: columns.status_code[index],
+                request_bytes: columns.request_bytes[index],
+                response_bytes: columns.response_bytes[index],
+                request_sha256: &columns.request_sha256[index],
+                response_sha256: &columns.response_sha256[index],
+            };
+            let hash = entry_hash(key, &head.hash, &fields);
+            columns.sequence[index] = sequence;
+            columns.hash[index] = hash.to_vec();
+            head = Head { sequence, hash };
+        }
+        self.head = head;
     }
 }
 
@@ -672,26 +829,39 @@ struct BatchColumns {
 
 impl BatchColumns {
     fn with_capacity(capacity: usize) -> Self {
-        Self { sequence: Vec::with_capacity(capacity), request_id: Vec::with_capacity(capacity), ..Self::default() }
+        Self {
+            sequence: Vec::with_capacity(capacity),
+            request_id: Vec::with_capacity(capacity),
+            member_id: Vec::with_capacity(capacity),
+            caller: Vec::with_capacity(capacity),
+            method: Vec::with_capacity(capacity),
+            hash: Vec::with_capacity(capacity),
+            ..Self::default()
+        }
     }
 
-    fn push(&mut self, sequence: i64, entry: &LogEntry, hash: Digest) {
-        self.sequence.push(sequence);
-        self.request_id.push(entry.request_id.clone());
-        self.member_id.push(entry.member_id.clone());
-        self.caller.push(entry.caller.clone());
-        self.method.push(entry.method.clone());
+    fn len(&self) -> usize {
+        self.sequence.len()
+    }
+
+    /// Takes an entry (its sequence number and hash come with the chain).
+    fn push(&mut self, entry: LogEntry) {
+        self.sequence.push(0);
+        self.request_id.push(entry.request_id);
+        self.member_id.push(entry.member_id);
+        self.caller.push(entry.caller);
+        self.method.push(entry.method);
         self.direction.push(entry.direction.as_str());
         self.started_at.push(entry.started_at);
         self.duration_us.push(as_i64(entry.duration_us));
         self.status_code.push(entry.status_code);
         self.request_bytes.push(as_i64(entry.request_bytes));
         self.response_bytes.push(as_i64(entry.response_bytes));
-        self.request_sha256.push(entry.request_sha256.clone());
-        self.response_sha256.push(entry.response_sha256.clone());
-        self.request_body.push(entry.request_body.clone());
-        self.response_body.push(entry.response_body.clone());
-        self.hash.push(hash.to_vec());
+        self.request_sha256.push(entry.request_sha256);
+        self.response_sha256.push(entry.response_sha256);
+        self.request_body.push(entry.request_body);
+        self.response_body.push(entry.response_body);
+        self.hash.push(Vec::new());
     }
 }
 
@@ -718,10 +888,16 @@ mod tests {
         }
     }
 
+    fn key(byte: u8) -> MacKey {
+        MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[byte; 32]), CHAIN_KEY_PURPOSE)
+    }
+
     #[test]
-    fn every_field_and_the_previous_hash_change_the_entry_hash() {
-        let base = entry_hash(&GENESIS, &fields(1));
-        assert_ne!(base, entry_hash(&[9; 32], &fields(1)), "previous hash");
+    fn every_field_the_previous_hash_and_the_key_change_the_entry_hash() {
+        let key = key(1);
+        let base = entry_hash(&key, &GENESIS, &fields(1));
+        assert_ne!(base, entry_hash(&key, &[9; 32], &fields(1)), "previous hash");
+        assert_ne!(base, entry_hash(&self::key(2), &GENESIS, &fields(1)), "key");
         let variants = [
             HashedFields { node: "node-2", ..fields(1) },
             HashedFields { sequence: 2, ..fields(1) },
@@ -739,12 +915,22 @@ mod tests {
             HashedFields { response_sha256: &[], ..fields(1) },
         ];
         for variant in &variants {
-            assert_ne!(entry_hash(&GENESIS, variant), base, "{variant:?}");
+            assert_ne!(entry_hash(&key, &GENESIS, variant), base, "{variant:?}");
         }
         // Length prefixes: moving a character from one text to the next differs.
         let shifted = HashedFields { request_id: "r-1U", member_id: "A/GOV/32855961/diia", ..fields(1) };
-        assert_ne!(entry_hash(&GENESIS, &shifted), base);
-        assert_eq!(entry_hash(&GENESIS, &fields(1)), base, "deterministic");
+        assert_ne!(entry_hash(&key, &GENESIS, &shifted), base);
+        assert_eq!(entry_hash(&key, &GENESIS, &fields(1)), base, "deterministic");
+    }
+
+    #[test]
+    fn the_keyed_hash_is_hmac_sha256() {
+        // RFC 4231 test case 1: a 20-byte key of 0x0b (zero-padded, as HMAC
+        // pads it anyway), data "Hi There".
+        let mut bytes = [0u8; 32];
+        bytes[..20].fill(0x0b);
+        let digest = keyed(&MacKey(bytes), |hasher| hasher.update(b"Hi There"));
+        assert_eq!(hex(&digest), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //! proto package: unary and streaming alike, so a new method of a service
 //! needs no change here. For a forwarded call the gateway authenticates the
 //! member, applies its rate limit, checks its access right, replaces the
-//! internal metadata, and relays bodies and status unchanged. Every call
-//! (refused ones too) gets a message log entry with the SHA-256 digests and
-//! sizes of both bodies, computed as the bytes pass.
+//! internal metadata, passes the time left of the deadline on, and relays
+//! bodies and status unchanged. Every call (refused ones too, within a rate
+//! for callers without a valid token) gets a message log entry with the
+//! SHA-256 digests and sizes of both bodies, computed as the bytes pass; a
+//! call that ends early (the client cancels, the deadline passes) gets one
+//! too.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -21,7 +25,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use esocial_auth::TokenVerifier;
 use esocial_kit::ApiError;
-use esocial_kit::server::{BoxGrpcService, GrpcRequest, GrpcResponse, RequestId};
+use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
 use http::{HeaderName, HeaderValue};
 use http_body::Frame;
 use sha2::{Digest as _, Sha256};
@@ -29,9 +33,10 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 
-use crate::directory::{Directory, MemberEntry};
+use crate::catalog;
+use crate::directory::{Directory, MemberEntry, TokenBucket};
 use crate::domain::MethodPath;
-use crate::message_log::{Direction, LogEntry, MessageLog, Reservation};
+use crate::message_log::{Direction, LogEntry, LogSlot, MessageLog};
 
 /// Metadata only the gateway sets; a caller's values are removed.
 pub const INTERNAL_METADATA_PREFIX: &str = "x-esocial-";
@@ -43,6 +48,13 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The gateway's own proto package: served here, not forwarded.
 pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Refusals of callers without a valid token that get their own log entry;
+/// beyond this rate they are only counted (a flood must not fill the log).
+const ANONYMOUS_REFUSALS_PER_SECOND: u32 = 50;
+const ANONYMOUS_REFUSALS_BURST: u32 = 200;
+/// Bodies kept in full-mode log entries are at most this long; a longer
+/// body keeps its size and digest only.
+pub const BODY_CAPTURE_BYTES_MAX: usize = 1 << 20;
 
 /// Where each proto package is served.
 #[derive(Debug, Clone)]
@@ -58,9 +70,15 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Channels (connected lazily) for `(package, url)` routes; inbound
-    /// routes lead to esocial's services, outbound ones to other systems.
-    pub fn new(inbound: &[(String, String)], outbound: &[(String, String)]) -> Result<Self, tonic::transport::Error> {
+    /// Channels (connected lazily) for `(package, url)` routes, each over
+    /// `connections` HTTP/2 connections (one connection is served by one
+    /// task: several let the work spread over cores); inbound routes lead to
+    /// esocial's services, outbound ones to other systems.
+    pub fn new(
+        inbound: &[(String, String)],
+        outbound: &[(String, String)],
+        connections: usize,
+    ) -> Result<Self, tonic::transport::Error> {
         let mut by_package = HashMap::new();
         let mut channels: HashMap<String, Channel> = HashMap::new();
         for (routes, direction) in [(inbound, Direction::Inbound), (outbound, Direction::Outbound)] {
@@ -68,13 +86,17 @@ impl Upstreams {
                 let channel = match channels.get(url) {
                     Some(channel) => channel.clone(),
                     None => {
-                        let channel = Endpoint::from_shared(url.clone())?
+                        let endpoint = Endpoint::from_shared(url.clone())?
                             .connect_timeout(CONNECT_TIMEOUT)
                             .tcp_nodelay(true)
                             .http2_keep_alive_interval(Duration::from_secs(30))
                             .keep_alive_timeout(Duration::from_secs(10))
-                            .keep_alive_while_idle(true)
-                            .connect_lazy();
+                            .keep_alive_while_idle(true);
+                        let channel = if connections <= 1 {
+                            endpoint.connect_lazy()
+                        } else {
+                            Channel::balance_list(std::iter::repeat_n(endpoint, connections))
+                        };
                         channels.insert(url.clone(), channel.clone());
                         channel
                     }
@@ -105,6 +127,40 @@ pub struct Door {
     pub upstreams: Upstreams,
     pub log: MessageLog,
     pub node: HeaderValue,
+    anonymous_refusals: Mutex<TokenBucket>,
+    unlogged_refusals: AtomicU64,
+}
+
+impl Door {
+    pub fn new(
+        verifier: Arc<TokenVerifier>,
+        directory: Arc<Directory>,
+        upstreams: Upstreams,
+        log: MessageLog,
+        node: HeaderValue,
+    ) -> Self {
+        Self {
+            verifier,
+            directory,
+            upstreams,
+            log,
+            node,
+            anonymous_refusals: Mutex::new(TokenBucket::new(ANONYMOUS_REFUSALS_PER_SECOND, ANONYMOUS_REFUSALS_BURST)),
+            unlogged_refusals: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a refusal of a caller without a valid token gets an entry.
+    fn log_anonymous_refusal(&self) -> bool {
+        let within = self.anonymous_refusals.lock().is_ok_and(|mut bucket| bucket.take(Instant::now()).is_ok());
+        if !within {
+            let unlogged = self.unlogged_refusals.fetch_add(1, Ordering::Relaxed) + 1;
+            if unlogged.is_power_of_two() {
+                tracing::warn!(unlogged, "refusals of callers without a valid token beyond the logged rate");
+            }
+        }
+        within
+    }
 }
 
 /// Builds the [`esocial_kit::server::Front`] of the gateway's server.
@@ -185,86 +241,132 @@ impl tower_service::Service<GrpcRequest> for DoorService {
     }
 }
 
-async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequest) -> GrpcResponse {
-    let path = request.uri().path().to_owned();
-    if is_infrastructure(&path) {
-        return own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
-    }
-    let started = Instant::now();
-    let reservation = match door.log.reserve() {
-        Ok(reservation) => reservation,
-        Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
-    };
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
-    let identified = door.identify(request.headers()).await;
-    let parsed = MethodPath::parse(&path);
-    let package = parsed.map(|method| method.package).unwrap_or_default();
-    let direction = door.upstreams.get(package).map_or(Direction::Inbound, |upstream| upstream.direction);
-    let mut exchange = Exchange {
-        reservation,
-        started,
-        started_at: Utc::now(),
-        request_id,
-        member_id: identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
-        caller: identified.caller.clone(),
-        method: path.clone(),
-        direction,
-        log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
-        request: None,
-    };
-
-    if package == OWN_PACKAGE {
-        // The gateway's own methods: the auth layer and handlers decide.
-        let request = exchange.meter_request(request, u64::MAX);
-        let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
-        return exchange.watch_response(response);
-    }
-    match admit(&door, &identified, parsed, &path) {
-        Ok((member, upstream)) => {
-            let limit = u64::from(member.message_bytes_max);
-            let mut request = exchange.meter_request(request, limit);
-            prepare_headers(&door, &member, upstream.direction, &exchange.request_id, request.headers_mut());
-            match upstream.channel.clone().oneshot(request).await {
-                Ok(response) => exchange.watch_response(response),
-                Err(error) => {
-                    let status = if exchange.request_too_large() {
-                        Status::resource_exhausted(format!("the request is larger than {limit} bytes"))
-                    } else {
-                        tracing::warn!(%error, upstream = %upstream.url, method = %path, "upstream unavailable");
-                        Status::unavailable(format!("the service behind the gateway for {package} is unavailable"))
-                    };
-                    exchange.refuse(status)
-                }
-            }
-        }
-        Err(status) => exchange.refuse(status),
-    }
-}
-
-/// The checks before a call is forwarded, in order: a member, within its
-/// rate, with a right to the method, and a service that serves it.
-fn admit(
-    door: &Door,
-    identified: &Identified,
-    parsed: Option<MethodPath<'_>>,
-    path: &str,
-) -> Result<(Arc<MemberEntry>, Upstream), Status> {
-    if let Some(refusal) = &identified.refusal {
-        return Err(refusal.clone());
-    }
-    let Some(member) = identified.member.clone() else {
-        return Err(Status::unauthenticated("a bearer token of a member system is required"));
-    };
-    if let Err(retry_after) = member.take_token() {
-        return Err(ApiError::ResourceExhausted {
+fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
+    member.take_token().map_err(|retry_after| {
+        ApiError::ResourceExhausted {
             message: format!(
                 "member {} is over its limit of {} requests a second (burst {})",
                 member.member.member_id, member.requests_per_second, member.burst
             ),
             retry_after,
         }
-        .into());
+        .into()
+    })
+}
+
+async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequest) -> GrpcResponse {
+    let path = request.uri().path().to_owned();
+    if is_infrastructure(&path) {
+        return own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
     }
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
+    let deadline = request.extensions().get::<Deadline>().map(|deadline| deadline.0);
+    let identified = door.identify(request.headers()).await;
+    if identified.caller.is_empty()
+        && let Some(refusal) = &identified.refusal
+        && !door.log_anonymous_refusal()
+    {
+        return refusal.clone().into_http();
+    }
+    let parsed = MethodPath::parse(&path);
+    let package = parsed.map(|method| method.package).unwrap_or_default();
+    let upstream = door.upstreams.get(package);
+    let slot = match door.log.slot(catalog::is_streaming(&path)) {
+        Ok(slot) => slot,
+        Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
+    };
+    let mut exchange = Exchange {
+        slot: Some(slot),
+        started,
+        started_at,
+        deadline,
+        request_id,
+        member_id: identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
+        caller: identified.caller.clone(),
+        method: path.clone(),
+        direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
+        log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
+        request: None,
+    };
+
+    if package == OWN_PACKAGE {
+        // The gateway's own methods: the auth layer and handlers decide;
+        // a member's calls count against its rate like any other.
+        if let Some(member) = &identified.member
+            && let Err(status) = rate_limited(member)
+        {
+            return exchange.refuse(status);
+        }
+        let request = exchange.meter_request(request, u64::MAX);
+        let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
+        return exchange.watch_response(response);
+    }
+    let (member, upstream) = match admit(&door, &identified, parsed, &path) {
+        Ok(admitted) => admitted,
+        Err(status) => return exchange.refuse(status),
+    };
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
+        }
+        set_grpc_timeout(request.headers_mut(), left);
+    }
+    prepare_headers(&door.node, &member, upstream.direction, &exchange.request_id, request.headers_mut());
+    let limit = u64::from(member.message_bytes_max);
+    let request = exchange.meter_request(request, limit);
+    match upstream.channel.clone().oneshot(request).await {
+        Ok(response) => exchange.watch_response(response),
+        Err(error) => {
+            let status = if exchange.request_too_large() {
+                Status::resource_exhausted(format!("a request message is larger than {limit} bytes"))
+            } else if is_timeout(&error) {
+                Status::deadline_exceeded("the service behind the gateway did not answer within the deadline")
+            } else {
+                tracing::warn!(%error, upstream = %upstream.url, method = %path, "upstream unavailable");
+                Status::unavailable(format!("the service behind the gateway for {package} is unavailable"))
+            };
+            exchange.refuse(status)
+        }
+    }
+}
+
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// `grpc-timeout` in milliseconds (at most 8 digits, as the protocol wants).
+fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
+    let milliseconds = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).clamp(1, 99_999_999);
+    if let Ok(value) = HeaderValue::from_str(&format!("{milliseconds}m")) {
+        headers.insert("grpc-timeout", value);
+    }
+}
+
+/// The checks before a call is forwarded, in order: a member, within its
+/// rate, with a right to the method, and a service that serves it.
+fn admit<'door>(
+    door: &'door Door,
+    identified: &Identified,
+    parsed: Option<MethodPath<'_>>,
+    path: &str,
+) -> Result<(Arc<MemberEntry>, &'door Upstream), Status> {
+    if let Some(refusal) = &identified.refusal {
+        return Err(refusal.clone());
+    }
+    let Some(member) = identified.member.clone() else {
+        return Err(Status::unauthenticated("a bearer token of a member system is required"));
+    };
+    rate_limited(&member)?;
     let Some(method) = parsed else {
         return Err(Status::unimplemented(format!("{path} is not a gRPC method path")));
     };
@@ -274,44 +376,39 @@ fn admit(
     let Some(upstream) = door.upstreams.get(method.package) else {
         return Err(Status::unimplemented(format!("no service behind the gateway serves {}", method.package)));
     };
-    Ok((member, upstream.clone()))
+    Ok((member, upstream))
 }
 
 /// Removes what only the gateway may set, then sets it: the member, the
 /// request id, this node, and the trace context of the gateway's span.
 /// Calls to other systems do not carry esocial's bearer tokens.
 fn prepare_headers(
-    door: &Door,
+    node: &HeaderValue,
     member: &MemberEntry,
     direction: Direction,
     request_id: &str,
     headers: &mut http::HeaderMap,
 ) {
-    let internal: Vec<HeaderName> =
-        headers.keys().filter(|name| name.as_str().starts_with(INTERNAL_METADATA_PREFIX)).cloned().collect();
-    for name in internal {
-        headers.remove(name);
+    let is_internal = |name: &HeaderName| name.as_str().starts_with(INTERNAL_METADATA_PREFIX);
+    if headers.keys().any(is_internal) {
+        let internal: Vec<HeaderName> = headers.keys().filter(|name| is_internal(name)).cloned().collect();
+        for name in internal {
+            headers.remove(name);
+        }
     }
     if direction == Direction::Outbound {
         headers.remove(http::header::AUTHORIZATION);
     }
-    if let Ok(value) = HeaderValue::from_str(member.member.member_id.as_str()) {
-        headers.insert(MEMBER_HEADER, value);
-    }
-    headers.insert(GATEWAY_NODE_HEADER, door.node.clone());
+    headers.insert(MEMBER_HEADER, member.member_header.clone());
+    headers.insert(GATEWAY_NODE_HEADER, node.clone());
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID_HEADER, value);
     }
-    headers.remove("traceparent");
-    headers.remove("tracestate");
-    for (key, value) in esocial_kit::telemetry::current_trace_context() {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
-            headers.insert(name, value);
-        }
-    }
+    esocial_kit::telemetry::inject_trace_context(headers);
 }
 
-/// Digest, size and (in full mode) the bytes of one direction of a call.
+/// Digest, size and (in full mode, up to [`BODY_CAPTURE_BYTES_MAX`]) the
+/// bytes of one direction of a call.
 #[derive(Debug)]
 struct BodyMeter {
     digest: Sha256,
@@ -328,7 +425,11 @@ impl BodyMeter {
         self.digest.update(data);
         self.bytes += u64::try_from(data.len()).unwrap_or(u64::MAX);
         if let Some(captured) = &mut self.captured {
-            captured.extend_from_slice(data);
+            if captured.len() + data.len() > BODY_CAPTURE_BYTES_MAX {
+                self.captured = None;
+            } else {
+                captured.extend_from_slice(data);
+            }
         }
     }
 
@@ -337,18 +438,59 @@ impl BodyMeter {
     }
 }
 
+/// Reads gRPC message frames (a flag byte, a 4-byte big-endian length, the
+/// message) as bytes pass, to hold each message to the size limit.
+#[derive(Debug, Default)]
+struct FrameReader {
+    header: [u8; 5],
+    header_filled: usize,
+    message_left: u64,
+}
+
+impl FrameReader {
+    /// `Err(length)` as soon as a message longer than `limit` starts.
+    fn feed(&mut self, mut data: &[u8], limit: u64) -> Result<(), u64> {
+        while !data.is_empty() {
+            if self.message_left > 0 {
+                let take = usize::try_from(self.message_left).unwrap_or(usize::MAX).min(data.len());
+                self.message_left -= u64::try_from(take).unwrap_or(0);
+                data = &data[take..];
+                continue;
+            }
+            let take = (5 - self.header_filled).min(data.len());
+            self.header[self.header_filled..self.header_filled + take].copy_from_slice(&data[..take]);
+            self.header_filled += take;
+            data = &data[take..];
+            if self.header_filled == 5 {
+                let length =
+                    u64::from(u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]));
+                if length > limit {
+                    return Err(length);
+                }
+                self.message_left = length;
+                self.header_filled = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct RequestMeter {
     body: BodyMeter,
+    frames: FrameReader,
     limit: u64,
     exceeded: bool,
 }
 
-/// One call on its way through: what its log entry will say.
+/// One call on its way through: what its log entry will say. Dropped
+/// before the exchange ended (the client cancelled, the deadline passed),
+/// it records that.
 struct Exchange {
-    reservation: Option<Reservation>,
+    slot: Option<LogSlot>,
     started: Instant,
     started_at: chrono::DateTime<Utc>,
+    deadline: Option<Instant>,
     request_id: String,
     member_id: String,
     caller: String,
@@ -360,10 +502,14 @@ struct Exchange {
 
 impl Exchange {
     /// Wraps the request body so its bytes are counted and digested as the
-    /// service reads them, and cut off past `limit`.
+    /// service reads them, and cut off at a message longer than `limit`.
     fn meter_request(&mut self, request: GrpcRequest, limit: u64) -> GrpcRequest {
-        let meter =
-            Arc::new(Mutex::new(RequestMeter { body: BodyMeter::new(self.log_bodies), limit, exceeded: false }));
+        let meter = Arc::new(Mutex::new(RequestMeter {
+            body: BodyMeter::new(self.log_bodies),
+            frames: FrameReader::default(),
+            limit,
+            exceeded: false,
+        }));
         self.request = Some(meter.clone());
         request.map(|body| tonic::body::Body::new(MeteredRequestBody { inner: body, meter }))
     }
@@ -374,8 +520,7 @@ impl Exchange {
 
     /// A refusal: the entry is written now.
     fn refuse(mut self, status: Status) -> GrpcResponse {
-        let code = status.code() as i32;
-        self.record(code, BodyMeter::new(false), false);
+        self.record(status.code() as i32, None);
         status.into_http()
     }
 
@@ -394,10 +539,10 @@ impl Exchange {
         })
     }
 
-    fn record(&mut self, status_code: i32, response: BodyMeter, response_read: bool) {
-        let Some(reservation) = self.reservation.take() else { return };
+    fn record(&mut self, status_code: i32, response: Option<BodyMeter>) {
+        let Some(slot) = self.slot.take() else { return };
         // What the request body gave so far: all of it, unless the client
-        // was still streaming when the response ended.
+        // was still streaming when the exchange ended.
         let (request_bytes, request_sha256, request_body, exceeded) = match self.request.take() {
             Some(meter) => match meter.lock() {
                 Ok(mut meter) => {
@@ -409,9 +554,9 @@ impl Exchange {
             None => (0, Vec::new(), None, false),
         };
         let (response_bytes, response_sha256, response_body) =
-            if response_read { response.finish() } else { (0, Vec::new(), None) };
+            response.map_or((0, Vec::new(), None), BodyMeter::finish);
         let status_code = if exceeded { tonic::Code::ResourceExhausted as i32 } else { status_code };
-        reservation.send(LogEntry {
+        slot.send(LogEntry {
             request_id: std::mem::take(&mut self.request_id),
             member_id: std::mem::take(&mut self.member_id),
             caller: std::mem::take(&mut self.caller),
@@ -427,6 +572,16 @@ impl Exchange {
             request_body,
             response_body,
         });
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            let timed_out = self.deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            let code = if timed_out { tonic::Code::DeadlineExceeded } else { tonic::Code::Cancelled };
+            self.record(code as i32, None);
+        }
     }
 }
 
@@ -453,11 +608,11 @@ impl http_body::Body for MeteredRequestBody {
             && let Ok(mut meter) = self.meter.lock()
         {
             meter.body.add(data);
-            if meter.body.bytes > meter.limit {
+            let limit = meter.limit;
+            if let Err(length) = meter.frames.feed(data, limit) {
                 meter.exceeded = true;
-                let limit = meter.limit;
                 return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
-                    "the request is larger than {limit} bytes"
+                    "a request message of {length} bytes is larger than {limit} bytes"
                 )))));
             }
         }
@@ -484,8 +639,8 @@ struct WatchedResponseBody {
 
 impl WatchedResponseBody {
     fn finish(&mut self, default_status: i32) {
-        if let (Some(mut exchange), Some(meter)) = (self.exchange.take(), self.meter.take()) {
-            exchange.record(self.status.unwrap_or(default_status), meter, true);
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.record(self.status.unwrap_or(default_status), self.meter.take());
         }
     }
 }
@@ -528,8 +683,73 @@ impl http_body::Body for WatchedResponseBody {
 
 impl Drop for WatchedResponseBody {
     fn drop(&mut self) {
-        // The client went away before the end (or the body ended without our
-        // seeing it end): the call was cancelled unless a status was seen.
+        // The client went away before the end: the call was cancelled,
+        // unless a status was seen.
         self.finish(tonic::Code::Cancelled as i32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(length: u32) -> Vec<u8> {
+        let mut bytes = vec![0];
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes.extend(std::iter::repeat_n(7u8, usize::try_from(length).expect("length")));
+        bytes
+    }
+
+    #[test]
+    fn each_message_is_held_to_the_limit_however_the_bytes_are_split() {
+        let stream: Vec<u8> = [frame(10), frame(100), frame(0), frame(100)].concat();
+        for split in [1, 2, 3, 5, 7, 64, stream.len()] {
+            let mut reader = FrameReader::default();
+            for chunk in stream.chunks(split) {
+                reader.feed(chunk, 100).unwrap_or_else(|length| panic!("split {split}: {length} refused"));
+            }
+            let mut reader = FrameReader::default();
+            let refused = stream.chunks(split).try_for_each(|chunk| reader.feed(chunk, 99));
+            assert_eq!(refused, Err(100), "split {split}");
+        }
+    }
+
+    #[test]
+    fn internal_metadata_from_the_caller_is_replaced_and_outbound_calls_lose_the_token() {
+        let member = crate::directory::tests::entry("UA/GOV/32855961/diia", "diia");
+        let door_node = HeaderValue::from_static("gateway-7");
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-esocial-member", HeaderValue::from_static("UA/GOV/00032129/forged"));
+        headers.insert("X-Esocial-Anything", HeaderValue::from_static("smuggled"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer abc"));
+        headers.insert("grpc-timeout", HeaderValue::from_static("5S"));
+        headers
+            .insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        let mut inbound = headers.clone();
+        prepare_headers(&door_node, &member, Direction::Inbound, "req-1", &mut inbound);
+        assert_eq!(inbound.get(MEMBER_HEADER).expect("member"), "UA/GOV/32855961/diia");
+        assert_eq!(inbound.get(GATEWAY_NODE_HEADER).expect("node"), "gateway-7");
+        assert_eq!(inbound.get("x-request-id").expect("request id"), "req-1");
+        assert!(inbound.get("x-esocial-anything").is_none());
+        assert_eq!(inbound.get("authorization").expect("token"), "Bearer abc");
+        assert_eq!(inbound.get("grpc-timeout").expect("deadline"), "5S");
+        let traceparent = inbound.get("traceparent").map(|value| value.to_str().expect("ascii").to_owned());
+        assert_ne!(
+            traceparent.as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            "the caller's span is not passed on as the gateway's"
+        );
+        let mut outbound = headers;
+        prepare_headers(&door_node, &member, Direction::Outbound, "req-2", &mut outbound);
+        assert!(outbound.get("authorization").is_none(), "esocial's tokens stay inside");
+    }
+
+    #[test]
+    fn the_time_left_goes_on_in_milliseconds() {
+        let mut headers = http::HeaderMap::new();
+        set_grpc_timeout(&mut headers, Duration::from_millis(1500));
+        assert_eq!(headers.get("grpc-timeout").expect("timeout"), "1500m");
+        set_grpc_timeout(&mut headers, Duration::from_secs(10 * 86_400));
+        assert_eq!(headers.get("grpc-timeout").expect("timeout"), "99999999m");
     }
 }

@@ -68,18 +68,28 @@ pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
     let mut transaction = pool.begin().await?;
     // One snapshot of all three tables.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *transaction).await?;
+    // A row that does not parse (changed outside the API) is left out and
+    // reported, rather than keeping a stale directory for everyone.
     let members = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MEMBER_COLUMNS} FROM members")))
         .fetch_all(&mut *transaction)
         .await?
         .iter()
-        .map(member_from_row)
-        .collect::<Result<_, _>>()?;
+        .filter_map(|row| {
+            member_from_row(row)
+                .map_err(|error| tracing::error!(%error, "a member row is left out of the directory"))
+                .ok()
+        })
+        .collect();
     let rights = sqlx::query("SELECT member_id, method, granted_at, granted_by FROM access_rights")
         .fetch_all(&mut *transaction)
         .await?
         .iter()
-        .map(right_from_row)
-        .collect::<Result<_, _>>()?;
+        .filter_map(|row| {
+            right_from_row(row)
+                .map_err(|error| tracing::error!(%error, "an access right is left out of the directory"))
+                .ok()
+        })
+        .collect();
     let mut entitlements = Vec::new();
     for row in sqlx::query("SELECT member_id, event_type FROM event_entitlements").fetch_all(&mut *transaction).await? {
         let member_id: String = row.try_get("member_id")?;

@@ -13,6 +13,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_nats::jetstream::{self, consumer};
 use esocial_kit::config::EventSettings;
 use esocial_proto::gateway::v1 as pb;
@@ -21,7 +23,15 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use uuid::Uuid;
 
+use crate::directory::Directory;
+use crate::domain::MemberId;
+use crate::message_log::{MacKey, hex};
 use crate::store::Subscription;
+
+/// The purpose of the key acknowledgement tokens are signed with.
+pub const ACK_TOKEN_KEY_PURPOSE: &str = "esocial-gateway-ack-token/v1";
+/// Separates the acknowledgement subject from its signature in a token.
+const TOKEN_SEPARATOR: char = '~';
 
 /// Events a consumer may have out without an acknowledgement.
 pub const UNACKNOWLEDGED_MAX: i64 = 1000;
@@ -42,6 +52,10 @@ pub struct Subscriptions {
     jetstream: jetstream::Context,
     events: EventSettings,
     ack_wait: Duration,
+    /// Signs acknowledgement tokens: a member can only hand back tokens the
+    /// gateway gave it, for its own subscription.
+    ack_key: MacKey,
+    directory: Arc<Directory>,
 }
 
 /// The durable consumer of one event type of a subscription.
@@ -70,9 +84,21 @@ pub fn ack_subject_parts(subject: &str) -> Option<(&str, &str)> {
 }
 
 impl Subscriptions {
-    pub fn new(nats: async_nats::Client, events: EventSettings, ack_wait: Duration) -> Self {
+    pub fn new(
+        nats: async_nats::Client,
+        events: EventSettings,
+        ack_wait: Duration,
+        ack_key: MacKey,
+        directory: Arc<Directory>,
+    ) -> Self {
         let jetstream = jetstream::new(nats.clone());
-        Self { nats, jetstream, events, ack_wait }
+        Self { nats, jetstream, events, ack_wait, ack_key, directory }
+    }
+
+    /// The acknowledgement subject of an event, signed for the subscription.
+    fn ack_token(&self, subscription_id: Uuid, reply: &str) -> String {
+        let mac = self.ack_key.mac(&[subscription_id.as_bytes(), reply.as_bytes()]);
+        format!("{reply}{TOKEN_SEPARATOR}{}", hex(&mac))
     }
 
     fn subject(&self, event_type: &str) -> String {
@@ -115,39 +141,59 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Whether `token` acknowledges an event of `subscription`.
-    pub fn owns_ack_token(&self, subscription: &Subscription, token: &str) -> bool {
-        let Some((stream, consumer)) = ack_subject_parts(token) else { return false };
-        stream == self.events.stream_name
+    /// The acknowledgement subject in `token`, if the gateway issued the
+    /// token for an event of `subscription`.
+    pub fn ack_subject<'token>(&self, subscription: &Subscription, token: &'token str) -> Option<&'token str> {
+        let (reply, mac) = token.rsplit_once(TOKEN_SEPARATOR)?;
+        let expected = self.ack_token(subscription.subscription_id, reply);
+        let expected_mac = expected.rsplit_once(TOKEN_SEPARATOR).map(|(_, mac)| mac)?;
+        // Compare without stopping at the first difference.
+        let same = mac.len() == expected_mac.len()
+            && mac.bytes().zip(expected_mac.bytes()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0;
+        if !same {
+            return None;
+        }
+        let (stream, consumer) = ack_subject_parts(reply)?;
+        let ours = stream == self.events.stream_name
             && (0..subscription.event_types.len())
-                .any(|index| consumer_name(subscription.subscription_id, index) == consumer)
+                .any(|index| consumer_name(subscription.subscription_id, index) == consumer);
+        ours.then_some(reply)
     }
 
-    /// Acknowledges one event and waits for JetStream to confirm it.
-    pub async fn acknowledge(&self, token: &str) -> Result<(), Status> {
-        let confirmation =
-            tokio::time::timeout(ACK_TIMEOUT, self.nats.request(token.to_owned(), bytes::Bytes::from_static(b"+ACK")))
-                .await;
-        match confirmation {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "acknowledgement not confirmed");
-                Err(Status::unavailable("the event stream did not confirm the acknowledgement; retry"))
+    /// Acknowledges events and waits for JetStream to confirm them, all at
+    /// once, within [`ACK_TIMEOUT`].
+    pub async fn acknowledge(&self, subjects: &[&str]) -> Result<(), Status> {
+        let requests =
+            subjects.iter().map(|subject| self.nats.request((*subject).to_owned(), bytes::Bytes::from_static(b"+ACK")));
+        match tokio::time::timeout(ACK_TIMEOUT, futures_util::future::join_all(requests)).await {
+            Ok(confirmations) => {
+                if let Some(error) = confirmations.into_iter().find_map(Result::err) {
+                    tracing::warn!(%error, "acknowledgement not confirmed");
+                    return Err(Status::unavailable("the event stream did not confirm an acknowledgement; retry"));
+                }
+                Ok(())
             }
-            Err(_) => Err(Status::unavailable("the event stream did not confirm the acknowledgement in time; retry")),
+            Err(_) => Err(Status::unavailable("the event stream did not confirm the acknowledgements in time; retry")),
         }
     }
 
     /// Streams the events of `consumers` until the receiver goes away;
     /// then hands back what was delivered but not acknowledged.
+    /// Each event is checked against the directory as it goes: a member
+    /// suspended, or no longer entitled to the event's type, gets
+    /// PERMISSION_DENIED and the stream ends.
     pub fn stream(
         &self,
+        subscription: &Subscription,
         consumers: Vec<consumer::PullConsumer>,
         window: usize,
     ) -> mpsc::Receiver<Result<pb::SubscribedEvent, Status>> {
         let (sender, receiver) = mpsc::channel(window);
         let nats = self.nats.clone();
         let prefix = format!("{}.", self.events.subject_prefix);
+        let this = self.clone();
+        let subscription_id = subscription.subscription_id;
+        let member_id = subscription.member_id.clone();
         tokio::spawn(async move {
             let mut streams = Vec::with_capacity(consumers.len());
             for consumer in &consumers {
@@ -172,12 +218,18 @@ impl Subscriptions {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        let Some(event) = to_event(&message, &prefix) else {
+                        let Some(mut event) = to_event(&message, &prefix) else {
                             // Not a CloudEvent: nobody can use it; drop it for good.
                             let _ = message.ack_with(jetstream::AckKind::Term).await;
                             continue;
                         };
+                        if let Err(refusal) = this.still_entitled(&member_id, &event.event_type) {
+                            delivered.push_back(event.ack_token.clone());
+                            let _ = sender.send(Err(refusal)).await;
+                            break;
+                        }
                         delivered.push_back(event.ack_token.clone());
+                        event.ack_token = this.ack_token(subscription_id, &event.ack_token);
                         if delivered.len() > cap {
                             delivered.pop_front();
                         }
@@ -209,6 +261,19 @@ impl Subscriptions {
     }
 }
 
+impl Subscriptions {
+    fn still_entitled(&self, member_id: &MemberId, event_type: &str) -> Result<(), Status> {
+        match self.directory.by_member(member_id) {
+            Some(member) if member.is_active() && member.event_types.contains(event_type) => Ok(()),
+            Some(member) if !member.is_active() => {
+                Err(Status::permission_denied(format!("member {member_id} is suspended")))
+            }
+            _ => Err(Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))),
+        }
+    }
+}
+
+/// The event in a message; its `ack_token` is still the bare subject.
 fn to_event(message: &jetstream::Message, prefix: &str) -> Option<pb::SubscribedEvent> {
     let received = esocial_events::ReceivedEvent::from_message(&message.message).ok()?;
     let info = message.info().ok()?;

@@ -10,7 +10,7 @@ use ed25519_dalek::Verifier as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Row as _};
 
-use crate::message_log::{Digest, GENESIS, HashedFields, checkpoint_message, entry_hash};
+use crate::message_log::{Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash};
 
 /// Entries read per query.
 const PAGE_SIZE: i64 = 5_000;
@@ -20,6 +20,24 @@ const PAGE_SIZE: i64 = 5_000;
 pub struct TrustedKey {
     pub key_id: String,
     pub key: ed25519_dalek::VerifyingKey,
+}
+
+/// What verification needs: the keys checkpoints may be signed with, and
+/// the secret the chain is keyed with.
+#[derive(Debug, Clone)]
+pub struct LogKeys {
+    pub checkpoint_keys: Vec<TrustedKey>,
+    pub chain_key: MacKey,
+}
+
+impl LogKeys {
+    /// The keys of a gateway signing key.
+    pub fn of(key: &crate::message_log::CheckpointKey) -> Self {
+        Self {
+            checkpoint_keys: vec![TrustedKey { key_id: key.key_id.clone(), key: key.verifying_key() }],
+            chain_key: key.chain_key(),
+        }
+    }
 }
 
 /// What the verification of one node's chain found.
@@ -48,7 +66,7 @@ struct Checkpoint {
 }
 
 /// Verifies the chain of `node`, or of every node when `None`.
-pub async fn verify(pool: &PgPool, keys: &[TrustedKey], node: Option<&str>) -> Result<Vec<ChainReport>, sqlx::Error> {
+pub async fn verify(pool: &PgPool, keys: &LogKeys, node: Option<&str>) -> Result<Vec<ChainReport>, sqlx::Error> {
     let nodes: Vec<String> = match node {
         Some(node) => vec![node.to_owned()],
         None => sqlx::query_scalar(
@@ -69,7 +87,7 @@ fn hex_digest(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
-async fn verify_node(pool: &PgPool, keys: &[TrustedKey], node: &str) -> Result<ChainReport, sqlx::Error> {
+async fn verify_node(pool: &PgPool, keys: &LogKeys, node: &str) -> Result<ChainReport, sqlx::Error> {
     let mut checkpoints: BTreeMap<i64, Checkpoint> = BTreeMap::new();
     for row in sqlx::query("SELECT sequence, hash, signed_at, key_id, signature FROM log_checkpoints WHERE node = $1")
         .bind(node)
@@ -95,7 +113,7 @@ async fn verify_node(pool: &PgPool, keys: &[TrustedKey], node: &str) -> Result<C
     };
     // Every checkpoint's signature first: a forged one proves nothing.
     for (sequence, checkpoint) in &checkpoints {
-        if let Some(problem) = checkpoint_signature_problem(keys, node, *sequence, checkpoint) {
+        if let Some(problem) = checkpoint_signature_problem(&keys.checkpoint_keys, node, *sequence, checkpoint) {
             report.broken = Some((*sequence, problem));
             return Ok(report);
         }
@@ -150,7 +168,7 @@ async fn verify_node(pool: &PgPool, keys: &[TrustedKey], node: &str) -> Result<C
                 request_sha256: &request_sha256,
                 response_sha256: &response_sha256,
             };
-            let computed = entry_hash(&previous, &fields);
+            let computed = entry_hash(&keys.chain_key, &previous, &fields);
             let stored: Vec<u8> = row.try_get("hash")?;
             if stored.as_slice() != computed.as_slice() {
                 report.broken = Some((sequence, format!("entry {sequence} does not match its hash (altered)")));

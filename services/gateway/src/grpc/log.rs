@@ -122,8 +122,7 @@ impl MessageLogService for LogApi {
         request: Request<pb::VerifyMessageLogRequest>,
     ) -> Result<Response<pb::VerifyMessageLogResponse>, Status> {
         let node = optional(&request.get_ref().node);
-        let reports =
-            verify::verify(&self.0.pool, &self.0.trusted_keys, node.as_deref()).await.map_err(ApiError::from)?;
+        let reports = verify::verify(&self.0.pool, &self.0.log_keys, node.as_deref()).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::VerifyMessageLogResponse { chains: reports.iter().map(report_to_proto).collect() }))
     }
 }

@@ -26,7 +26,7 @@ pub use subscriptions::SubscriptionApi;
 use crate::directory::{Directory, MemberEntry};
 use crate::domain::{Limits, LogMode, Member, MemberStatus};
 use crate::proxy::Upstreams;
-use crate::verify::TrustedKey;
+use crate::verify::LogKeys;
 
 /// What every handler reaches.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct GatewayState {
     pub directory: Arc<Directory>,
     pub upstreams: Upstreams,
     pub subscriptions: crate::subscriptions::Subscriptions,
-    pub trusted_keys: Vec<TrustedKey>,
+    pub log_keys: LogKeys,
 }
 
 impl GatewayState {

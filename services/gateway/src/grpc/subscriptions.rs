@@ -194,7 +194,7 @@ impl SubscriptionService for SubscriptionApi {
             tracing::warn!(%error, subscription = %id, "cannot open a subscription's consumers");
             Status::unavailable("the event stream is unavailable; retry")
         })?;
-        Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(consumers, window))))
+        Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(&subscription, consumers, window))))
     }
 
     async fn acknowledge_events(
@@ -213,15 +213,16 @@ impl SubscriptionService for SubscriptionApi {
         violations.finish()?;
         let subscription = self.owned(&member, id).await?;
         let mut violations = Violations::new();
+        let mut subjects = Vec::with_capacity(request.ack_tokens.len());
         for (index, token) in request.ack_tokens.iter().enumerate() {
-            if !self.0.subscriptions.owns_ack_token(&subscription, token) {
-                violations.add(format!("ack_tokens[{index}]"), "is not an acknowledgement token of this subscription");
+            match self.0.subscriptions.ack_subject(&subscription, token) {
+                Some(subject) => subjects.push(subject),
+                None => violations
+                    .add(format!("ack_tokens[{index}]"), "is not an acknowledgement token of this subscription"),
             }
         }
         violations.finish()?;
-        for token in &request.ack_tokens {
-            self.0.subscriptions.acknowledge(token).await?;
-        }
+        self.0.subscriptions.acknowledge(&subjects).await?;
         Ok(Response::new(pb::AcknowledgeEventsResponse {
             acknowledged: u32::try_from(request.ack_tokens.len()).unwrap_or(u32::MAX),
         }))

@@ -44,7 +44,9 @@ pub struct TestGateway {
     pub tokens: TestTokens,
     /// A pool on the test database (no schema on the search path).
     pub pool: sqlx::PgPool,
-    pub trusted_key: esocial_gateway::verify::TrustedKey,
+    pub log_keys: esocial_gateway::verify::LogKeys,
+    /// The registry behind the gateway.
+    pub registry: Arc<esocial_registry::Registry>,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _files: TempDir,
@@ -69,6 +71,15 @@ impl TestGateway {
         let shutdown = Shutdown::new();
         let mut tasks = Vec::new();
 
+        // The other state systems, simulated, behind the gateway's outbound routes.
+        let simulators_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let simulators_address = simulators_listener.local_addr().expect("address");
+        tasks.push(tokio::spawn(esocial_external::serve_simulators(simulators_listener, shutdown.wait())));
+        let mut outbound: Vec<String> =
+            esocial_external::PACKAGES.iter().map(|package| format!("{package}=http://{simulators_address}")).collect();
+        // Nothing listens on port 1: an upstream that is down.
+        outbound.push("esocial.identity.v1=http://127.0.0.1:1".to_owned());
+        let outbound = outbound.join(",");
         let classifier_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let registry_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let registry_address = registry_listener.local_addr().expect("address");
@@ -90,8 +101,7 @@ impl TestGateway {
                     "esocial.registry.v1=http://{registry_address},esocial.classifier.v1=http://{classifier_address}"
                 ),
             ),
-            // Nothing listens on port 1: an upstream that is down.
-            ("ESOCIAL_GATEWAY_OUTBOUND_ROUTES", "esocial.identity.v1=http://127.0.0.1:1"),
+            ("ESOCIAL_GATEWAY_OUTBOUND_ROUTES", outbound.as_str()),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
@@ -121,7 +131,7 @@ impl TestGateway {
 
         let gateway =
             Gateway::build(Settings::from_env(&env).expect("gateway settings")).await.expect("gateway builds");
-        let trusted_key = gateway.trusted_key();
+        let log_keys = gateway.log_keys();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let address = listener.local_addr().expect("address");
         tasks.push(tokio::spawn(gateway.run(listener, shutdown.wait())));
@@ -134,18 +144,19 @@ impl TestGateway {
             events,
             tokens,
             pool,
-            trusted_key,
+            log_keys,
+            registry: registry_state,
             shutdown,
             tasks,
             _files: files,
         };
-        gateway.wait_for_territories(&registry_state).await;
+        gateway.wait_for_territories().await;
         gateway
     }
 
     /// The registry knows every territorial unit once the classifier's
     /// events reached it.
-    async fn wait_for_territories(&self, registry: &Arc<esocial_registry::Registry>) {
+    async fn wait_for_territories(&self) {
         let units: i64 =
             sqlx::query_scalar("SELECT count(*) FROM classifier.reference_entries WHERE book = 'territorial_units'")
                 .fetch_one(&self.pool)
@@ -153,7 +164,7 @@ impl TestGateway {
                 .expect("count units");
         let started = Instant::now();
         loop {
-            let replicated = i64::try_from(registry.territories.len().await).expect("count");
+            let replicated = i64::try_from(self.registry.territories.len().await).expect("count");
             if replicated == units {
                 return;
             }

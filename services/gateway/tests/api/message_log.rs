@@ -27,8 +27,7 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn verify_chain(gateway: &TestGateway) -> verify::ChainReport {
     let pool = gateway.gateway_pool().await;
-    let reports =
-        verify::verify(&pool, std::slice::from_ref(&gateway.trusted_key), None).await.expect("verification runs");
+    let reports = verify::verify(&pool, &gateway.log_keys, None).await.expect("verification runs");
     assert_eq!(reports.len(), 1, "one node, one chain: {reports:?}");
     reports.into_iter().next().expect("one chain")
 }
@@ -272,4 +271,88 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(verify_chain(&gateway).await.is_intact());
+}
+
+#[tokio::test]
+async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_that_entry() {
+    use esocial_gateway::message_log::{CHAIN_KEY_PURPOSE, HashedFields, MacKey, entry_hash};
+
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    for _ in 0..6 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    gateway.wait_for_log_entries(8).await;
+    assert!(verify_chain(&gateway).await.is_intact());
+
+    // Someone with write access to the database but not the gateway's key
+    // turns entry 4 into a success and rewrites every hash from there on,
+    // with a key of their own, after the last checkpoint too.
+    sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
+    sqlx::query(
+        "UPDATE gateway.message_log SET status_code = 0, member_id = 'UA/GOV/00032129/other' WHERE sequence = 4",
+    )
+    .execute(&gateway.pool)
+    .await
+    .expect("entry changed");
+    let forger = MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[42; 32]), CHAIN_KEY_PURPOSE);
+    type Row = (
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        chrono::DateTime<chrono::Utc>,
+        i64,
+        i32,
+        i64,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
+                request_bytes, response_bytes, request_sha256, response_sha256
+         FROM gateway.message_log ORDER BY sequence",
+    )
+    .fetch_all(&gateway.pool)
+    .await
+    .expect("rows");
+    let mut previous: [u8; 32] =
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 3")
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("hash 3")
+            .try_into()
+            .expect("32 bytes");
+    for row in rows.iter().filter(|row| row.1 >= 4) {
+        let fields = HashedFields {
+            node: &row.0,
+            sequence: row.1,
+            request_id: &row.2,
+            member_id: &row.3,
+            caller: &row.4,
+            method: &row.5,
+            direction: &row.6,
+            started_at_us: row.7.timestamp_micros(),
+            duration_us: row.8,
+            status_code: row.9,
+            request_bytes: row.10,
+            response_bytes: row.11,
+            request_sha256: &row.12,
+            response_sha256: &row.13,
+        };
+        previous = entry_hash(&forger, &previous, &fields);
+        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
+            .bind(previous.as_slice())
+            .bind(row.1)
+            .execute(&gateway.pool)
+            .await
+            .expect("hash rewritten");
+    }
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(4), "{report:?}");
 }

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use esocial_auth::Role;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
+use futures_util::StreamExt as _;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -89,8 +90,13 @@ async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information()
     let gateway = TestGateway::spawn().await;
     let limits = pb::Limits { requests_per_second: 1, burst: 3, message_bytes_max: 0 };
     gateway.register_member(DIIA, "diia", Some(limits), &[VERIFY_CERTIFICATE]).await;
-    let mut diia = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
     let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    // Another member's call first: the connection to the registry and its
+    // token keys are ready, so the calls below take milliseconds, not seconds.
+    let mut bank = gateway.idp(Some(gateway.system_token("bank", &[Role::Service]))).await;
+    bank.verify_idp_certificate(verify.clone()).await.expect("warm-up");
+    let mut diia = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
     for call in 0..3 {
         diia.verify_idp_certificate(verify.clone()).await.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
     }
@@ -159,8 +165,27 @@ async fn an_upstream_that_is_down_gives_unavailable_at_once() {
 
 #[tokio::test]
 async fn a_method_no_service_serves_is_unimplemented_and_the_gateway_answers_health() {
-    let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &["/esocial.registry.v1.IdpService/*"]).await;
+    let gateway =
+        TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_OUTBOUND_ROUTES", "esocial.external.diia.v1=http://127.0.0.1:1")])
+            .await;
+    gateway
+        .register_member(
+            DIIA,
+            "diia",
+            None,
+            &["/esocial.registry.v1.IdpService/*", "/esocial.external.tax.v1.TaxRegisterService/*"],
+        )
+        .await;
+    // A right, but no route: the tax register is not behind this gateway.
+    let mut tax =
+        esocial_proto::external::tax::v1::tax_register_service_client::TaxRegisterServiceClient::with_interceptor(
+            gateway.channel().await,
+            BearerToken(Some(gateway.system_token("diia", &[Role::Service]))),
+        );
+    let unrouted =
+        tax.get_taxpayer(esocial_proto::external::tax::v1::GetTaxpayerRequest::default()).await.expect_err("no route");
+    assert_eq!(unrouted.code(), Code::Unimplemented, "{unrouted:?}");
+    assert!(unrouted.message().contains("esocial.external.tax.v1"), "{}", unrouted.message());
     let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
     let started = Instant::now();
     loop {
@@ -185,4 +210,114 @@ async fn a_method_no_service_serves_is_unimplemented_and_the_gateway_answers_hea
         .await
         .expect_err("no right");
     assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn esocial_calls_other_systems_through_the_gateway_with_typed_adapters_and_each_call_is_logged_outbound() {
+    use esocial_external::diia::{Diia as _, NotificationRequest};
+    use esocial_external::tax::TaxRegister as _;
+
+    let gateway = TestGateway::spawn().await;
+    gateway
+        .register_member(
+            DIIA,
+            "esocial-process",
+            None,
+            &[
+                "/esocial.external.tax.v1.TaxRegisterService/GetTaxpayer",
+                "/esocial.external.diia.v1.DiiaNotificationService/*",
+            ],
+        )
+        .await;
+    let clients = esocial_external::GatewayClients::new(
+        gateway.channel().await,
+        esocial_external::FixedToken::new(gateway.system_token("esocial-process", &[Role::Service])),
+    );
+    let adult = &esocial_external::sandbox_adults()[0];
+    let taxpayer = clients.tax.taxpayer(adult.rnokpp).await.expect("taxpayer through the gateway");
+    assert_eq!(taxpayer.rnokpp, adult.rnokpp);
+    assert_eq!(taxpayer.birth_date, adult.birth_date);
+    let sent = clients
+        .diia
+        .send_notification(&NotificationRequest {
+            request_id: new_request_id(),
+            rnokpp: adult.rnokpp,
+            template_code: "birth_registered".to_owned(),
+            parameters: std::collections::BTreeMap::from([("child".to_owned(), "Марія".to_owned())]),
+        })
+        .await
+        .expect("notification through the gateway");
+    let page = clients.diia.notifications(adult.rnokpp, 10, "").await.expect("list");
+    assert!(page.notifications.iter().any(|notification| notification.notification_id == sent), "{page:?}");
+    // No right to the tax register's income: refused at the gateway.
+    let refused = clients
+        .tax
+        .monthly_income(
+            adult.rnokpp,
+            esocial_external::tax::YearMonth::new(2026, 1).expect("month"),
+            esocial_external::tax::YearMonth::new(2026, 2).expect("month"),
+        )
+        .await
+        .expect_err("no right");
+    assert!(matches!(refused, esocial_external::Error::AccessDenied { .. }), "{refused:?}");
+
+    let mut log = gateway.auditor().await;
+    let started = Instant::now();
+    let entries = loop {
+        let entries = log
+            .search_message_log(pb::SearchMessageLogRequest { member_id: DIIA.to_owned(), ..Default::default() })
+            .await
+            .expect("search")
+            .into_inner()
+            .entries;
+        if entries.len() >= 4 {
+            break entries;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{entries:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let outbound: Vec<(&str, i32)> = entries.iter().map(|entry| (entry.method.as_str(), entry.status_code)).collect();
+    assert_eq!(
+        outbound,
+        [
+            ("/esocial.external.tax.v1.TaxRegisterService/GetTaxpayer", 0),
+            ("/esocial.external.diia.v1.DiiaNotificationService/SendNotification", 0),
+            ("/esocial.external.diia.v1.DiiaNotificationService/ListNotifications", 0),
+            ("/esocial.external.tax.v1.TaxRegisterService/GetMonthlyIncome", Code::PermissionDenied as i32),
+        ]
+    );
+    assert!(entries.iter().all(|entry| entry.direction == "outbound"), "{entries:?}");
+}
+
+#[tokio::test]
+async fn a_call_the_client_abandons_is_logged_as_cancelled() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &["/esocial.registry.v1.RegistryService/ImportPersons"]).await;
+    let mut persons = gateway.persons(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    // A client stream that sends a first chunk and then nothing: the
+    // registry waits for the rest, the client gives up.
+    let first = registry_pb::ImportPersonsChunk {
+        request_id: new_request_id(),
+        format: registry_pb::ImportFormat::Csv.into(),
+        source_document: String::new(),
+        data: b"last_name,first_name,birth_date,sex,rnokpp,citizenship,registered_territory\n".to_vec(),
+    };
+    let chunks = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
+    let abandoned = tokio::time::timeout(Duration::from_millis(500), persons.import_persons(chunks)).await;
+    assert!(abandoned.is_err(), "the import cannot finish without the rest of its stream");
+    let started = Instant::now();
+    let entry = loop {
+        let entries: Vec<(String, i32)> =
+            sqlx::query_as("SELECT method, status_code FROM gateway.message_log WHERE member_id = $1")
+                .bind(DIIA)
+                .fetch_all(&gateway.pool)
+                .await
+                .expect("entries");
+        if let Some(entry) = entries.into_iter().next() {
+            break entry;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the abandoned call has no entry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(entry, ("/esocial.registry.v1.RegistryService/ImportPersons".to_owned(), Code::Cancelled as i32));
 }

@@ -168,7 +168,19 @@ async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_wh
     let nothing = tokio::time::timeout(Duration::from_secs(2), stream.message()).await;
     assert!(nothing.is_err(), "nothing left to deliver: {nothing:?}");
 
-    // Acknowledgement tokens are checked; other members see nothing of it.
+    // Acknowledgement tokens are checked: a token the gateway gave, with its
+    // subject changed (another event's sequence), is refused.
+    let (subject, signature) = second[0].ack_token.rsplit_once('~').expect("signed token");
+    let mut parts: Vec<String> = subject.split('.').map(str::to_owned).collect();
+    let sequence_index = parts.len() - 4;
+    parts[sequence_index] = (parts[sequence_index].parse::<u64>().expect("sequence") + 1000).to_string();
+    let altered = format!("{}~{signature}", parts.join("."));
+    let refused = subscriptions
+        .acknowledge_events(pb::AcknowledgeEventsRequest { subscription_id: id.clone(), ack_tokens: vec![altered] })
+        .await
+        .expect_err("altered token");
+    assert_eq!(violated_fields(&refused), ["ack_tokens[0]"]);
+    // Other members see nothing of it.
     let forged = subscriptions
         .acknowledge_events(pb::AcknowledgeEventsRequest {
             subscription_id: id.clone(),
@@ -192,4 +204,51 @@ async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_wh
     let gone =
         subscriptions.subscribe(pb::SubscribeRequest { subscription_id: id, window: 0 }).await.expect_err("deleted");
     assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    let entitle = |event_types: Vec<String>| pb::SetEventEntitlementsRequest {
+        request_id: new_request_id(),
+        member_id: DIIA.to_owned(),
+        event_types,
+    };
+    admin.set_event_entitlements(entitle(vec![REGISTERED.to_owned()])).await.expect("entitled");
+    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let id = subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("subscribed")
+        .into_inner()
+        .subscription
+        .expect("subscription")
+        .subscription_id;
+    let mut registry =
+        gateway.providers_directly(Some(gateway.system_token("registry-writer", &[Role::Service]))).await;
+    registry.register_provider(provider("Орган 1", 3_285_590)).await.expect("provider");
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })
+        .await
+        .expect("stream")
+        .into_inner();
+    assert_eq!(provider_name(&next_events(&mut stream, 1).await[0]), "Орган 1");
+
+    admin.set_event_entitlements(entitle(Vec::new())).await.expect("entitlement withdrawn");
+    registry.register_provider(provider("Орган 2", 3_285_591)).await.expect("provider");
+    let ended = tokio::time::timeout(Duration::from_secs(15), stream.message())
+        .await
+        .expect("the stream ends")
+        .expect_err("refused");
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    let refused = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
+        .await
+        .expect_err("no longer entitled");
+    assert_eq!(refused.code(), Code::PermissionDenied);
 }

@@ -1,0 +1,257 @@
+//! The same registry calls three ways, side by side in one run: straight to
+//! the registry, through the exchange gateway (member authentication, access
+//! check, rate limit, message log entry with SHA-256 digests), and through
+//! Debian's nginx with `grpc_pass` as the reference proxy.
+//!
+//! ```text
+//! cargo bench -p esocial-gateway --bench proxy
+//! BENCH_SECONDS=10 BENCH_CONCURRENCY=64 cargo bench -p esocial-gateway --bench proxy
+//! ```
+//!
+//! Starts a seeded classifier, a registry with generated persons and a
+//! gateway on port 0 against the machine's PostgreSQL and NATS (their own
+//! database and stream), and nginx (`/usr/sbin/nginx`, from Debian's
+//! `nginx` package; skipped with a note when missing) with two worker
+//! processes in a temporary directory. Every call carries the member's
+//! token, which the registry verifies whichever way the call came. Client,
+//! proxies, registry and PostgreSQL share the machine's cores: a proxy's
+//! own CPU use is taken from the others, which is what the ratios show.
+
+#![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
+#[path = "../tests/api/harness.rs"]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+mod harness;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esocial_auth::Role;
+use esocial_proto::gateway::v1 as gateway_pb;
+use esocial_proto::registry::v1 as pb;
+use esocial_testkit::bench::{self, Measured, env_number};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+
+use crate::harness::{DIIA, TestGateway};
+
+const GET_PERSON: &str = "/esocial.registry.v1.RegistryService/GetPerson";
+const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
+
+fn authorized<T>(message: T, token: &MetadataValue<Ascii>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", token.clone());
+    request
+}
+
+/// `connections` HTTP/2 connections to `address`.
+async fn channels(address: SocketAddr, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(Channel::from_shared(format!("http://{address}"))?.tcp_nodelay(true).connect().await?);
+    }
+    Ok(channels)
+}
+
+/// nginx with `grpc_pass` to `upstream`, listening on a free port; `None`
+/// (with the reason printed) when nginx is not installed.
+struct Nginx {
+    child: std::process::Child,
+    address: SocketAddr,
+    _directory: esocial_testkit::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: SocketAddr) -> anyhow::Result<Option<Self>> {
+        let binary = Path::new("/usr/sbin/nginx");
+        if !binary.exists() {
+            println!("nginx is not installed (apt-get install nginx): the reference proxy is skipped\n");
+            return Ok(None);
+        }
+        let directory = esocial_testkit::TempDir::new("nginx-bench")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let root = directory.path().display().to_string();
+        let config = format!(
+            "worker_processes 2;\n\
+             daemon off;\n\
+             pid {root}/nginx.pid;\n\
+             error_log {root}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {root}/body;\n\
+               proxy_temp_path {root}/proxy;\n\
+               fastcgi_temp_path {root}/fastcgi;\n\
+               uwsgi_temp_path {root}/uwsgi;\n\
+               scgi_temp_path {root}/scgi;\n\
+               upstream registry {{ server {upstream}; keepalive 64; keepalive_requests 100000000; }}\n\
+               server {{\n\
+                 listen {address} http2;\n\
+                 keepalive_requests 100000000;\n\
+                 location / {{ grpc_pass grpc://registry; }}\n\
+               }}\n\
+             }}\n"
+        );
+        let config_path = directory.path().join("nginx.conf");
+        std::fs::write(&config_path, config)?;
+        let child = std::process::Command::new(binary)
+            .arg("-p")
+            .arg(directory.path())
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(address).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                anyhow::bail!("nginx did not start listening on {address}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Some(Self { child, address, _directory: directory }))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One workload through one path.
+async fn measure(
+    channels: &[Channel],
+    token: &MetadataValue<Ascii>,
+    person_ids: &Arc<Vec<String>>,
+    method: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Measured {
+    let channels = Arc::new(channels.to_vec());
+    let token = token.clone();
+    let person_ids = person_ids.clone();
+    let get_person = method == GET_PERSON;
+    bench::drive(concurrency, duration, move |worker, turn| {
+        let channel = channels[worker % channels.len()].clone();
+        let token = token.clone();
+        let person_ids = person_ids.clone();
+        async move {
+            if get_person {
+                let mut client = pb::registry_service_client::RegistryServiceClient::new(channel);
+                let request = pb::GetPersonRequest {
+                    key: Some(pb::get_person_request::Key::PersonId(person_ids[turn % person_ids.len()].clone())),
+                    as_of: None,
+                    purpose: "benchmark".to_owned(),
+                };
+                client.get_person(authorized(request, &token)).await.is_ok()
+            } else {
+                let mut client = pb::idp_service_client::IdpServiceClient::new(channel);
+                let request = pb::VerifyIdpCertificateRequest { code: format!("{:016}", 1_000_000_000_000_000 + turn) };
+                client.verify_idp_certificate(authorized(request, &token)).await.is_ok()
+            }
+        }
+    })
+    .await
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let seconds = env_number("BENCH_SECONDS", 5);
+        let concurrency = usize::try_from(env_number("BENCH_CONCURRENCY", 32)).unwrap_or(32);
+        let connections = usize::try_from(env_number("BENCH_CONNECTIONS", 4)).unwrap_or(4);
+        let persons = env_number("BENCH_PERSONS", 20_000);
+        let duration = Duration::from_secs(seconds);
+
+        // The gateway's own variables may be set for a run (its upstream
+        // connections, its log batch size, …).
+        let mut configuration: Vec<(String, String)> =
+            std::env::vars().filter(|(name, _)| name.starts_with("ESOCIAL_GATEWAY_")).collect();
+        configuration.push(("ESOCIAL_DATABASE_MAX_CONNECTIONS".to_owned(), "16".to_owned()));
+        let configuration: Vec<(&str, &str)> =
+            configuration.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        let gateway = TestGateway::spawn_with(&configuration).await;
+        let limits = gateway_pb::Limits { requests_per_second: 100_000, burst: 100_000, message_bytes_max: 0 };
+        gateway.register_member(DIIA, "diia", Some(limits), &[GET_PERSON, VERIFY_CERTIFICATE]).await;
+        let generated = esocial_registry::generate::load(&gateway.registry, persons, 2026, |_| {}).await?;
+        let person_ids: Vec<String> =
+            sqlx::query_scalar("SELECT id::text FROM registry.persons ORDER BY random() LIMIT 10000")
+                .fetch_all(&gateway.pool)
+                .await?;
+        let person_ids = Arc::new(person_ids);
+        let token: MetadataValue<Ascii> =
+            format!("Bearer {}", gateway.system_token("diia", &[Role::Service])).parse()?;
+        let nginx = Nginx::start(gateway.registry_address)?;
+
+        println!(
+            "{} persons in the register; {concurrency} concurrent callers on {connections} HTTP/2 connections, {seconds} s per run\n",
+            generated.accepted
+        );
+        // BENCH_PATHS and BENCH_WORKLOADS (comma-separated) choose what runs,
+        // for profiling one path at a time.
+        let wanted = |variable: &str, name: &str| {
+            std::env::var(variable).map_or(true, |list| list.split(',').any(|item| name.starts_with(item.trim())))
+        };
+        let mut paths: Vec<(&str, Vec<Channel>)> = Vec::new();
+        if wanted("BENCH_PATHS", "direct") {
+            paths.push(("direct", channels(gateway.registry_address, connections).await?));
+        }
+        if wanted("BENCH_PATHS", "gateway") {
+            paths.push(("gateway", channels(gateway.address, connections).await?));
+        }
+        if let Some(nginx) = &nginx
+            && wanted("BENCH_PATHS", "nginx")
+        {
+            paths.push(("nginx grpc_pass", channels(nginx.address, connections).await?));
+        }
+        let log_before = gateway.count("gateway.message_log").await;
+        println!("{}", Measured::header());
+        let mut ratios = Vec::new();
+        for (label, method) in [("GetPerson by id", GET_PERSON), ("VerifyIdpCertificate", VERIFY_CERTIFICATE)] {
+            if !wanted("BENCH_WORKLOADS", label) {
+                continue;
+            }
+            let mut results: Vec<(&str, Measured)> = Vec::new();
+            for (path, path_channels) in &paths {
+                let measured = measure(path_channels, &token, &person_ids, method, concurrency, duration).await;
+                println!("{}", measured.row(&format!("{label}, {path}")));
+                results.push((path, measured));
+            }
+            let per_second = |wanted: &str| {
+                results.iter().find(|(path, _)| *path == wanted).map(|(_, measured)| measured.per_second)
+            };
+            if let (Some(direct), Some(through)) = (per_second("direct"), per_second("gateway")) {
+                ratios.push(format!("{label}: gateway / direct = {:.2}", through / direct));
+            }
+            if let (Some(through), Some(nginx)) = (per_second("gateway"), per_second("nginx grpc_pass")) {
+                ratios.push(format!("{label}: gateway / nginx = {:.2}", through / nginx));
+            }
+        }
+        println!();
+        for ratio in &ratios {
+            println!("{ratio}");
+        }
+
+        // Every exchange through the gateway has its entry, and the chain verifies.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let logged = gateway.count("gateway.message_log").await - log_before;
+        let started = Instant::now();
+        let pool = gateway.gateway_pool().await;
+        let reports = esocial_gateway::verify::verify(&pool, &gateway.log_keys, None).await?;
+        let verified_in = started.elapsed();
+        let entries: i64 = reports.iter().map(|report| report.entries).sum();
+        println!(
+            "\nmessage log: {logged} entries written during the runs; verification of {entries} entries: {} in {:.2} s ({:.0} entries/s)",
+            if reports.iter().all(esocial_gateway::verify::ChainReport::is_intact) { "intact" } else { "BROKEN" },
+            verified_in.as_secs_f64(),
+            entries as f64 / verified_in.as_secs_f64()
+        );
+        drop(nginx);
+        Ok(())
+    })
+}
