@@ -34,6 +34,10 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
     let registry = free_address().await;
     let identity = free_address().await;
     let identity_http = free_address().await;
+    let gateway = free_address().await;
+    let simulators = free_address().await;
+    let outbound: Vec<String> =
+        esocial_external::PACKAGES.iter().map(|package| format!("{package}=http://{simulators}")).collect();
     let env = [
         ("DATABASE_URL", database.url().to_owned()),
         ("NATS_URL", events.nats_url.clone()),
@@ -46,6 +50,14 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
         ("ESOCIAL_IDENTITY_HTTP_ADDR", identity_http.clone()),
         ("ESOCIAL_IDENTITY_URL", format!("http://{identity}")),
         ("ESOCIAL_TOKEN_ISSUER", format!("http://{identity_http}")),
+        ("ESOCIAL_GATEWAY_ADDR", gateway.clone()),
+        ("ESOCIAL_SIMULATORS_ADDR", simulators.clone()),
+        (
+            "ESOCIAL_GATEWAY_ROUTES",
+            format!("esocial.classifier.v1=http://{classifier},esocial.registry.v1=http://{registry}"),
+        ),
+        ("ESOCIAL_GATEWAY_OUTBOUND_ROUTES", outbound.join(",")),
+        ("ESOCIAL_GATEWAY_CHECKPOINT_SECONDS", "1".to_owned()),
         ("RUST_LOG", "info".to_owned()),
         ("ESOCIAL_LOG_FORMAT", "json".to_owned()),
     ];
@@ -88,7 +100,7 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
     .await
     .expect("instructions printed");
     assert_eq!(sample_rnokpp.len(), 10, "a sandbox person's RNOKPP in the instructions");
-    for address in [&identity, &classifier, &registry] {
+    for address in [&identity, &classifier, &registry, &simulators, &gateway] {
         let mut healthy = false;
         for _ in 0..50 {
             if Command::new(BINARY)
@@ -235,6 +247,42 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+
+    // A member system (the sandbox's Diia portal) through the gateway, then
+    // the message log checked from the command line.
+    let diia = Command::new(BINARY)
+        .args(["client-token", "--client-id", "diia", "--key"])
+        .arg(data.path().join("systems").join("diia").join("private-key.pem"))
+        .envs(env.clone())
+        .output()
+        .await
+        .expect("client-token runs");
+    assert!(diia.status.success(), "{}", String::from_utf8_lossy(&diia.stderr));
+    let diia_token = String::from_utf8(diia.stdout).expect("utf-8").trim().to_owned();
+    let mut idp =
+        esocial_proto::registry::v1::idp_service_client::IdpServiceClient::connect(format!("http://{gateway}"))
+            .await
+            .expect("connects to the gateway");
+    let mut verify = tonic::Request::new(esocial_proto::registry::v1::VerifyIdpCertificateRequest {
+        code: "1234567890123452".to_owned(),
+    });
+    verify.metadata_mut().insert("authorization", format!("Bearer {diia_token}").parse().expect("ascii"));
+    let verified = idp.verify_idp_certificate(verify).await.expect("forwarded to the registry").into_inner();
+    assert!(!verified.valid);
+    let mut signed = false;
+    for _ in 0..50 {
+        let output =
+            Command::new(BINARY).args(["gateway", "verify-log"]).envs(env.clone()).output().await.expect("runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(report.contains("gateway-1: intact"), "{report}");
+        if !report.contains("signed through entry 0") {
+            signed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(signed, "a checkpoint was signed");
 
     let pid = up.id().expect("running").to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs").success());
