@@ -55,6 +55,20 @@ impl Violations {
         self.0.is_empty()
     }
 
+    /// One line of free text: trimmed, required or not, at most `length_max`
+    /// characters, without control characters. Returns it trimmed.
+    pub fn text(&mut self, field: &str, value: &str, required: bool, length_max: usize) -> String {
+        let trimmed = value.trim();
+        if required && trimmed.is_empty() {
+            self.add(field, "is required");
+        } else if trimmed.chars().count() > length_max {
+            self.add(field, format!("must be at most {length_max} characters"));
+        } else if trimmed.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
+        }
+        trimmed.to_owned()
+    }
+
     /// `Ok(())` if nothing was found, else the invalid-argument error.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(self.0)) }

@@ -171,13 +171,5 @@ pub fn uuid(violations: &mut Violations, field: &str, text: &str) -> Option<uuid
 }
 
 pub fn text(violations: &mut Violations, field: &str, value: &str, required: bool, length_max: usize) -> String {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        violations.add(field, "is required");
-    } else if trimmed.chars().count() > length_max {
-        violations.add(field, format!("must be at most {length_max} characters"));
-    } else if trimmed.chars().any(char::is_control) {
-        violations.add(field, "must not contain control characters");
-    }
-    trimmed.to_owned()
+    violations.text(field, value, required, length_max)
 }

@@ -14,10 +14,10 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{GatewayState, actor, caller_of, member_to_proto, request_id, text, timestamp};
+use super::{GatewayState, actor, caller_of, event_types, member_to_proto, request_id, timestamp};
 use crate::domain::{
-    AccessRight, BURST_MAX, EventTypeName, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus,
-    MethodRight, REQUESTS_PER_SECOND_MAX,
+    AccessRight, BURST_MAX, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus, MethodRight,
+    REQUESTS_PER_SECOND_MAX,
 };
 use crate::proxy::OWN_PACKAGE;
 use crate::{catalog, events, store};
@@ -153,9 +153,9 @@ impl GatewayAdminService for AdminApi {
         let mut violations = Violations::new();
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
-        let name = text(&mut violations, "name", &request.name, true, NAME_LENGTH_MAX);
+        let name = violations.text("name", &request.name, true, NAME_LENGTH_MAX);
         let client_id = client_id(&mut violations, request.client_id.trim());
-        let contact = text(&mut violations, "contact", &request.contact, false, CONTACT_LENGTH_MAX);
+        let contact = violations.text("contact", &request.contact, false, CONTACT_LENGTH_MAX);
         let limits = limits(&mut violations, request.limits.as_ref());
         let log_mode = log_mode(&mut violations, request.log_mode).unwrap_or(LogMode::Metadata);
         violations.finish()?;
@@ -216,11 +216,9 @@ impl GatewayAdminService for AdminApi {
         let mut violations = Violations::new();
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
-        let name = request.name.as_deref().map(|name| text(&mut violations, "name", name, true, NAME_LENGTH_MAX));
-        let contact = request
-            .contact
-            .as_deref()
-            .map(|contact| text(&mut violations, "contact", contact, false, CONTACT_LENGTH_MAX));
+        let name = request.name.as_deref().map(|name| violations.text("name", name, true, NAME_LENGTH_MAX));
+        let contact =
+            request.contact.as_deref().map(|contact| violations.text("contact", contact, false, CONTACT_LENGTH_MAX));
         let status = match pb::MemberStatus::try_from(request.status) {
             Ok(pb::MemberStatus::Unspecified) => None,
             Ok(pb::MemberStatus::Active) => Some(MemberStatus::Active),
@@ -232,7 +230,7 @@ impl GatewayAdminService for AdminApi {
         };
         let new_limits = request.limits.as_ref().map(|given| limits(&mut violations, Some(given)));
         let new_log_mode = log_mode(&mut violations, request.log_mode);
-        let reason = text(&mut violations, "reason", &request.reason, status.is_some(), REASON_LENGTH_MAX);
+        let reason = violations.text("reason", &request.reason, status.is_some(), REASON_LENGTH_MAX);
         violations.finish()?;
         let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
         let fingerprinted = pb::UpdateMemberRequest { request_id: String::new(), ..request };
@@ -384,7 +382,7 @@ impl GatewayAdminService for AdminApi {
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
         let right = violations.check("method", MethodRight::parse(request.method.trim()));
-        let reason = text(&mut violations, "reason", &request.reason, true, REASON_LENGTH_MAX);
+        let reason = violations.text("reason", &request.reason, true, REASON_LENGTH_MAX);
         violations.finish()?;
         let (Some(member_id), Some(right)) = (member_id, right) else {
             return Err(ApiError::internal(anyhow::anyhow!("validated")).into());
@@ -444,19 +442,7 @@ impl GatewayAdminService for AdminApi {
         let mut violations = Violations::new();
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
-        if request.event_types.len() > EVENT_TYPES_MAX {
-            violations.add("event_types", format!("at most {EVENT_TYPES_MAX}"));
-        }
-        let mut event_types = Vec::new();
-        for (index, name) in request.event_types.iter().enumerate() {
-            if let Some(event_type) =
-                violations.check(&format!("event_types[{index}]"), EventTypeName::parse(name.trim()))
-            {
-                event_types.push(event_type);
-            }
-        }
-        event_types.sort();
-        event_types.dedup();
+        let event_types = event_types(&mut violations, &request.event_types, EVENT_TYPES_MAX);
         violations.finish()?;
         let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
         let fingerprinted = pb::SetEventEntitlementsRequest { request_id: String::new(), ..request };

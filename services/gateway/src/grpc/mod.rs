@@ -84,17 +84,22 @@ fn request_id(violations: &mut Violations, text: &str) -> Uuid {
     violations.check("request_id", idempotency::parse_request_id(text)).unwrap_or_default()
 }
 
-/// Free text: trimmed, without control characters, at most `max` characters.
-fn text(violations: &mut Violations, field: &str, value: &str, required: bool, max: usize) -> String {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        violations.add(field, "is required");
-    } else if trimmed.chars().count() > max {
-        violations.add(field, format!("must be at most {max} characters"));
-    } else if trimmed.chars().any(char::is_control) {
-        violations.add(field, "must not contain control characters");
+/// Event type names, each checked (violations under `event_types[i]`),
+/// sorted and without repeats.
+fn event_types(violations: &mut Violations, names: &[String], max: usize) -> Vec<crate::domain::EventTypeName> {
+    if names.len() > max {
+        violations.add("event_types", format!("at most {max}"));
     }
-    trimmed.to_owned()
+    let mut event_types: Vec<crate::domain::EventTypeName> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(index, name)| {
+            violations.check(&format!("event_types[{index}]"), crate::domain::EventTypeName::parse(name.trim()))
+        })
+        .collect();
+    event_types.sort();
+    event_types.dedup();
+    event_types
 }
 
 fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {

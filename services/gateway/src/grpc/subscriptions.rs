@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{GatewayState, actor, caller_of, request_id, timestamp};
+use super::{GatewayState, actor, caller_of, event_types, request_id, timestamp};
 use crate::directory::MemberEntry;
 use crate::domain::EventTypeName;
 use crate::events;
@@ -72,19 +72,8 @@ impl SubscriptionService for SubscriptionApi {
         let id = request_id(&mut violations, &request.request_id);
         if request.event_types.is_empty() {
             violations.add("event_types", "is required");
-        } else if request.event_types.len() > EVENT_TYPES_MAX {
-            violations.add("event_types", format!("at most {EVENT_TYPES_MAX}"));
         }
-        let mut event_types = Vec::new();
-        for (index, name) in request.event_types.iter().enumerate() {
-            if let Some(event_type) =
-                violations.check(&format!("event_types[{index}]"), EventTypeName::parse(name.trim()))
-            {
-                event_types.push(event_type);
-            }
-        }
-        event_types.sort();
-        event_types.dedup();
+        let event_types = event_types(&mut violations, &request.event_types, EVENT_TYPES_MAX);
         violations.finish()?;
         for event_type in &event_types {
             require_entitlement(&member, event_type)?;

@@ -108,15 +108,7 @@ fn id(violations: &mut Violations, field: &str, text: &str) -> Uuid {
 
 /// Free text: trimmed, without control characters, at most `max` characters.
 fn text(violations: &mut Violations, field: &str, value: &str, required: bool, max: usize) -> String {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        violations.add(field, "is required");
-    } else if trimmed.chars().count() > max {
-        violations.add(field, format!("must be at most {max} characters"));
-    } else if trimmed.chars().any(char::is_control) {
-        violations.add(field, "must not contain control characters");
-    }
-    trimmed.to_owned()
+    violations.text(field, value, required, max)
 }
 
 fn reason(violations: &mut Violations, value: &str) -> String {
