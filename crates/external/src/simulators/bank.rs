@@ -134,6 +134,31 @@ impl BankSimulator {
 
 #[tonic::async_trait]
 impl BankService for BankSimulator {
+    type StreamPaymentOutcomesStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::PaymentOutcome, Status>> + Send + 'static>>;
+
+    async fn stream_payment_outcomes(
+        &self,
+        request: Request<pb::StreamPaymentOutcomesRequest>,
+    ) -> Result<Response<Self::StreamPaymentOutcomesStream>, Status> {
+        let register_id = request.into_inner().register_id.trim().to_owned();
+        convert::request(|violations| {
+            if let Some(problem) = register_id_problem(&register_id) {
+                violations.add("register_id", problem);
+            }
+            Some(())
+        })?;
+        let outcomes = {
+            let state = lock(&self.world.bank);
+            let submitted = state
+                .registers
+                .get(&register_id)
+                .ok_or_else(|| Status::not_found(format!("no register {register_id}")))?;
+            report_to_proto(&submitted.report).outcomes
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::iter(outcomes.into_iter().map(Ok)))))
+    }
+
     async fn verify_account(
         &self,
         request: Request<pb::VerifyAccountRequest>,

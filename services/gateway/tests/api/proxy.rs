@@ -321,3 +321,62 @@ async fn a_call_the_client_abandons_is_logged_as_cancelled() {
     };
     assert_eq!(entry, ("/esocial.registry.v1.RegistryService/ImportPersons".to_owned(), Code::Cancelled as i32));
 }
+
+#[tokio::test]
+async fn a_server_stream_passes_through_message_by_message() {
+    use esocial_proto::external::bank::v1 as bank;
+
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
+    let mut client = bank::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("esocial-process", &[Role::Service]))),
+    );
+    let adults = esocial_external::sandbox_adults();
+    let open = adults.iter().find(|adult| adult.account_open).expect("an open account");
+    let closed = adults.iter().find(|adult| !adult.account_open).expect("a closed account");
+    let payment = |id: &str, adult: &esocial_external::SandboxAdult| bank::Payment {
+        payment_id: id.to_owned(),
+        iban: adult.iban.to_string(),
+        rnokpp: adult.rnokpp.to_string(),
+        amount: Some(esocial_proto::common::v1::Money { kopiykas: 200_000 }),
+        purpose: "допомога ВПО за січень 2026".to_owned(),
+    };
+    client
+        .submit_payment_register(bank::SubmitPaymentRegisterRequest {
+            register_id: "2026-01-idp".to_owned(),
+            payments: vec![payment("p-1", open), payment("p-2", closed), payment("p-3", open)],
+        })
+        .await
+        .expect("submitted through the gateway");
+    let mut stream = client
+        .stream_payment_outcomes(bank::StreamPaymentOutcomesRequest { register_id: "2026-01-idp".to_owned() })
+        .await
+        .expect("stream opened")
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = stream.message().await.expect("message") {
+        outcomes.push((outcome.payment_id, outcome.status));
+    }
+    let credited = i32::from(bank::PaymentStatus::Credited);
+    let rejected = i32::from(bank::PaymentStatus::Rejected);
+    assert_eq!(outcomes, [("p-1".to_owned(), credited), ("p-2".to_owned(), rejected), ("p-3".to_owned(), credited)]);
+    let started = Instant::now();
+    let entry = loop {
+        let found: Option<(i32, i64, String)> = sqlx::query_as(
+            "SELECT status_code, response_bytes, direction FROM gateway.message_log
+             WHERE method = '/esocial.external.bank.v1.BankService/StreamPaymentOutcomes'",
+        )
+        .fetch_optional(&gateway.pool)
+        .await
+        .expect("entry");
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no entry for the stream");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(entry.0, 0);
+    assert!(entry.1 > 3 * 5, "three messages with their frame headers: {entry:?}");
+    assert_eq!(entry.2, "outbound");
+}
