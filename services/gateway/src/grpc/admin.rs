@@ -14,7 +14,7 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{GatewayState, actor, caller_of, event_types, member_to_proto, request_id, timestamp};
+use super::{GatewayState, actor, caller_of, event_types, member_to_proto, request_id, timestamp, validated};
 use crate::domain::{
     AccessRight, BURST_MAX, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus, MethodRight,
     REQUESTS_PER_SECOND_MAX,
@@ -158,8 +158,7 @@ impl GatewayAdminService for AdminApi {
         let contact = violations.text("contact", &request.contact, false, CONTACT_LENGTH_MAX);
         let limits = limits(&mut violations, request.limits.as_ref());
         let log_mode = log_mode(&mut violations, request.log_mode).unwrap_or(LogMode::Metadata);
-        violations.finish()?;
-        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let member_id = validated(violations, member_id)?;
         let now = Utc::now();
         let member = Member {
             member_id,
@@ -231,8 +230,7 @@ impl GatewayAdminService for AdminApi {
         let new_limits = request.limits.as_ref().map(|given| limits(&mut violations, Some(given)));
         let new_log_mode = log_mode(&mut violations, request.log_mode);
         let reason = violations.text("reason", &request.reason, status.is_some(), REASON_LENGTH_MAX);
-        violations.finish()?;
-        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let member_id = validated(violations, member_id)?;
         let fingerprinted = pb::UpdateMemberRequest { request_id: String::new(), ..request };
         let response = self
             .0
@@ -289,8 +287,7 @@ impl GatewayAdminService for AdminApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let member_id = member_id(&mut violations, &request.member_id);
-        violations.finish()?;
-        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let member_id = validated(violations, member_id)?;
         let mut connection = self.0.pool.acquire().await.map_err(ApiError::from)?;
         let member = existing_member(&mut connection, &member_id, false).await?;
         let rights = store::rights(&mut connection, &member_id).await.map_err(ApiError::from)?;
@@ -330,10 +327,7 @@ impl GatewayAdminService for AdminApi {
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
         let right = method_right(&mut violations, &request.method);
-        violations.finish()?;
-        let (Some(member_id), Some(right)) = (member_id, right) else {
-            return Err(ApiError::internal(anyhow::anyhow!("validated")).into());
-        };
+        let (member_id, right) = validated(violations, member_id.zip(right))?;
         let fingerprinted = pb::GrantAccessRequest { request_id: String::new(), ..request };
         let response = self
             .0
@@ -383,10 +377,7 @@ impl GatewayAdminService for AdminApi {
         let member_id = member_id(&mut violations, &request.member_id);
         let right = violations.check("method", MethodRight::parse(request.method.trim()));
         let reason = violations.text("reason", &request.reason, true, REASON_LENGTH_MAX);
-        violations.finish()?;
-        let (Some(member_id), Some(right)) = (member_id, right) else {
-            return Err(ApiError::internal(anyhow::anyhow!("validated")).into());
-        };
+        let (member_id, right) = validated(violations, member_id.zip(right))?;
         let fingerprinted = pb::RevokeAccessRequest { request_id: String::new(), ..request };
         let response = self
             .0
@@ -425,8 +416,7 @@ impl GatewayAdminService for AdminApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let member_id = member_id(&mut violations, &request.member_id);
-        violations.finish()?;
-        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let member_id = validated(violations, member_id)?;
         let mut connection = self.0.pool.acquire().await.map_err(ApiError::from)?;
         existing_member(&mut connection, &member_id, false).await?;
         let rights = store::rights(&mut connection, &member_id).await.map_err(ApiError::from)?;
@@ -443,8 +433,7 @@ impl GatewayAdminService for AdminApi {
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
         let event_types = event_types(&mut violations, &request.event_types, EVENT_TYPES_MAX);
-        violations.finish()?;
-        let Some(member_id) = member_id else { return Err(ApiError::internal(anyhow::anyhow!("validated")).into()) };
+        let member_id = validated(violations, member_id)?;
         let fingerprinted = pb::SetEventEntitlementsRequest { request_id: String::new(), ..request };
         let names: Vec<String> = event_types.iter().map(ToString::to_string).collect();
         let response = self

@@ -84,6 +84,13 @@ fn request_id(violations: &mut Violations, text: &str) -> Uuid {
     violations.check("request_id", idempotency::parse_request_id(text)).unwrap_or_default()
 }
 
+/// Ends validation: the violations as INVALID_ARGUMENT, else the value
+/// (which the checks produce whenever they found nothing wrong).
+fn validated<T>(violations: Violations, value: Option<T>) -> Result<T, Status> {
+    violations.finish()?;
+    value.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a checked value is missing without a violation")).into())
+}
+
 /// Event type names, each checked (violations under `event_types[i]`),
 /// sorted and without repeats.
 fn event_types(violations: &mut Violations, names: &[String], max: usize) -> Vec<crate::domain::EventTypeName> {
