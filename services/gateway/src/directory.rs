@@ -62,7 +62,6 @@ impl TokenBucket {
 #[derive(Debug)]
 pub struct MemberEntry {
     pub member: Member,
-    pub rights: Vec<MethodRight>,
     methods: HashSet<String>,
     services: HashSet<String>,
     pub event_types: BTreeSet<String>,
@@ -161,20 +160,18 @@ impl Directory {
                     || Arc::new(Mutex::new(TokenBucket::new(requests_per_second, burst))),
                     |entry| entry.bucket.clone(),
                 );
-            let member_rights = rights.remove(&member.member_id).unwrap_or_default();
             let mut methods = HashSet::new();
             let mut services = HashSet::new();
-            for right in &member_rights {
+            for right in rights.remove(&member.member_id).unwrap_or_default() {
                 match right {
-                    MethodRight::Method(path) => methods.insert(path.clone()),
-                    MethodRight::Service(service) => services.insert(service.clone()),
+                    MethodRight::Method(path) => methods.insert(path),
+                    MethodRight::Service(service) => services.insert(service),
                 };
             }
             let Ok(member_header) = http::HeaderValue::from_str(member.member_id.as_str()) else { continue };
             let entry = Arc::new(MemberEntry {
                 member_header,
                 event_types: event_types.remove(&member.member_id).unwrap_or_default(),
-                rights: member_rights,
                 methods,
                 services,
                 requests_per_second,
@@ -251,7 +248,6 @@ pub(crate) mod tests {
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
             },
-            rights: Vec::new(),
             methods: HashSet::new(),
             services: HashSet::new(),
             event_types: BTreeSet::new(),

@@ -289,16 +289,6 @@ impl MessageLog {
             }
         }
     }
-
-    /// Whether entries are being written.
-    pub fn is_writable(&self) -> bool {
-        self.writable.load(Ordering::Relaxed)
-    }
-
-    /// Calls served without an entry since start.
-    pub fn unlogged_calls(&self) -> u64 {
-        self.unlogged.load(Ordering::Relaxed)
-    }
 }
 
 /// The key that signs checkpoints.

@@ -83,7 +83,7 @@ pub async fn verify(pool: &PgPool, keys: &LogKeys, node: Option<&str>) -> Result
     Ok(reports)
 }
 
-fn hex_digest(bytes: &[u8]) -> Vec<u8> {
+fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
@@ -179,7 +179,7 @@ async fn verify_node(pool: &PgPool, keys: &LogKeys, node: &str) -> Result<ChainR
                 ("response", row.try_get::<Option<Vec<u8>>, _>("response_body")?, &response_sha256),
             ] {
                 if let Some(body) = body
-                    && &hex_digest(&body) != digest
+                    && &sha256(&body) != digest
                 {
                     report.broken =
                         Some((sequence, format!("entry {sequence}: the stored {side} body does not match its digest")));
