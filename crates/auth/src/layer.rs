@@ -39,9 +39,9 @@ pub struct AuthService<S> {
     policy: Arc<AccessPolicy>,
 }
 
-/// The bearer token of a request, if it has a well-formed one.
-fn bearer_token<B>(request: &Request<B>) -> Option<&str> {
-    let value = request.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+/// The bearer token in `authorization`, if there is a well-formed one.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
 }
@@ -76,7 +76,7 @@ where
             if access == Access::Public {
                 return inner.call(request).await;
             }
-            let Some(token) = bearer_token(&request) else {
+            let Some(token) = bearer_token(request.headers()) else {
                 return Ok(Status::unauthenticated("a bearer token is required").into_http());
             };
             let claims = match verifier.verify(token).await {

@@ -19,7 +19,7 @@ mod verifier;
 
 pub use claims::{Audience, Caller, Claims, Role};
 pub use jwks::{JwksSource, StaticJwks};
-pub use layer::{AuthLayer, AuthService};
+pub use layer::{AuthLayer, AuthService, bearer_token};
 pub use policy::{Access, AccessPolicy};
 pub use signing::{SigningError, SigningKey};
 pub use verifier::{TokenVerifier, VerificationError, VerifierSettings};

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use esocial_auth::TokenVerifier;
+use esocial_auth::{TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
 use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
 use http::{HeaderName, HeaderValue};
@@ -176,12 +176,6 @@ struct DoorService {
 
 fn is_infrastructure(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
-}
-
-fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
 }
 
 /// Who is calling, as far as the token tells.
