@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::arguments::Arguments;
 use crate::services::ProcessSettings;
 
 pub const USAGE: &str = "usage: esocial gateway <command>
@@ -15,19 +16,16 @@ pub const USAGE: &str = "usage: esocial gateway <command>
       broken entry of each chain; exit 1 if any chain is broken";
 
 pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Result<()> {
-    let option = |name: &str| {
-        arguments.iter().position(|argument| argument == name).and_then(|index| arguments.get(index + 1)).cloned()
-    };
-    match arguments.first().map(String::as_str) {
+    let arguments = Arguments::parse(arguments, USAGE)?;
+    match arguments.command() {
         Some("signing-key") => {
-            let path = option("--out").map_or_else(|| settings.gateway.signing_key_file.clone(), PathBuf::from);
+            let path = arguments.get("out").map_or_else(|| settings.gateway.signing_key_file.clone(), PathBuf::from);
             let created = esocial_gateway::ensure_signing_key(&path)?;
             println!("gateway signing key {}: {}", if created { "created" } else { "already there" }, path.display());
             Ok(())
         }
         Some("verify-log") => {
-            let node = option("--node");
-            let reports = esocial_gateway::verify_stored_log(&settings.gateway, node.as_deref()).await?;
+            let reports = esocial_gateway::verify_stored_log(&settings.gateway, arguments.get("node")).await?;
             if reports.is_empty() {
                 println!("the message log is empty");
             }

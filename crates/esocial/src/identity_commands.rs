@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use esocial_identity::ca::KeyAlgorithm;
 use esocial_identity::sandbox;
 
+use crate::arguments::Arguments;
 use crate::services::ProcessSettings;
 
 pub const USAGE: &str = "usage:
@@ -15,20 +16,13 @@ pub const USAGE: &str = "usage:
   esocial identity bootstrap-admin --rnokpp R --name \"FULL NAME\" --cert FILE
       --organization-edrpou E --organization-name NAME --territory KATOTTG";
 
-/// `--flag value` pairs.
-fn options(arguments: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
-    let mut found = std::collections::HashMap::new();
-    let mut remaining = arguments.iter();
-    while let Some(flag) = remaining.next() {
-        let name = flag.strip_prefix("--").ok_or_else(|| anyhow::anyhow!("unexpected {flag:?}\n{USAGE}"))?;
-        let value = remaining.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
-        found.insert(name.to_owned(), value.clone());
+/// The `--name value` options after the subcommand; nothing else.
+fn options(arguments: &[String]) -> anyhow::Result<Arguments> {
+    let parsed = Arguments::parse(arguments, USAGE)?;
+    if let Some(word) = parsed.positional.first() {
+        anyhow::bail!("unexpected {word:?}\n{USAGE}");
     }
-    Ok(found)
-}
-
-fn required<'a>(options: &'a std::collections::HashMap<String, String>, name: &str) -> anyhow::Result<&'a str> {
-    options.get(name).map(String::as_str).ok_or_else(|| anyhow::anyhow!("--{name} is required\n{USAGE}"))
+    Ok(parsed)
 }
 
 pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Result<()> {
@@ -44,9 +38,9 @@ pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Re
         Some("issue-cert") => {
             let options = options(&arguments[1..])?;
             let rnokpp: esocial_identifiers::Rnokpp =
-                required(&options, "rnokpp")?.parse().map_err(|error| anyhow::anyhow!("--rnokpp: {error}"))?;
-            let name = required(&options, "name")?;
-            let out = PathBuf::from(required(&options, "out")?);
+                options.required("rnokpp")?.parse().map_err(|error| anyhow::anyhow!("--rnokpp: {error}"))?;
+            let name = options.required("name")?;
+            let out = PathBuf::from(options.required("out")?);
             let algorithm = match options.get("algorithm") {
                 None => KeyAlgorithm::EcdsaP256,
                 Some(text) => {
@@ -63,29 +57,30 @@ pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Re
         }
         Some("master-key") => {
             let options = options(&arguments[1..])?;
-            let out = PathBuf::from(required(&options, "out")?);
+            let out = PathBuf::from(options.required("out")?);
             sandbox::write_private(&out, &esocial_identity::keys::MasterKey::generate_encoded()?)?;
             println!("{}", out.display());
             Ok(())
         }
         Some("bootstrap-admin") => {
             let options = options(&arguments[1..])?;
-            let rnokpp = required(&options, "rnokpp")?.parse().map_err(|error| anyhow::anyhow!("--rnokpp: {error}"))?;
-            let edrpou = required(&options, "organization-edrpou")?
+            let rnokpp = options.required("rnokpp")?.parse().map_err(|error| anyhow::anyhow!("--rnokpp: {error}"))?;
+            let edrpou = options
+                .required("organization-edrpou")?
                 .parse()
                 .map_err(|error| anyhow::anyhow!("--organization-edrpou: {error}"))?;
             let territory =
-                required(&options, "territory")?.parse().map_err(|error| anyhow::anyhow!("--territory: {error}"))?;
-            let certificate_pem = std::fs::read_to_string(required(&options, "cert")?)?;
+                options.required("territory")?.parse().map_err(|error| anyhow::anyhow!("--territory: {error}"))?;
+            let certificate_pem = std::fs::read_to_string(options.required("cert")?)?;
             let der = pem::parse(&certificate_pem).map_err(|error| anyhow::anyhow!("--cert: {error}"))?.into_contents();
             esocial_kit::db::ensure_database_exists(&settings.common().database_url).await?;
             let server = esocial_identity::IdentityServer::build(settings.identity.clone()).await?;
-            let organization = (edrpou, required(&options, "organization-name")?.to_owned(), territory);
+            let organization = (edrpou, options.required("organization-name")?.to_owned(), territory);
             let account = esocial_identity::bootstrap_security_admin(
                 server.identity(),
                 organization,
                 rnokpp,
-                required(&options, "name")?.to_owned(),
+                options.required("name")?.to_owned(),
                 der,
             )
             .await?;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)]
 
+pub mod arguments;
 pub mod gateway_commands;
 pub mod identity_commands;
 pub mod login;

@@ -87,15 +87,13 @@ pub async fn run(identity_url: &str, arguments: &[String]) -> anyhow::Result<()>
 /// `esocial client-token --client-id ID --key FILE`: a system client's
 /// access token by client credentials, as member systems get theirs.
 pub async fn client_token(auth: &esocial_kit::config::AuthSettings, arguments: &[String]) -> anyhow::Result<()> {
-    let option = |name: &str| {
-        arguments.iter().position(|argument| argument == name).and_then(|index| arguments.get(index + 1)).cloned()
-    };
-    let usage = "usage: esocial client-token --client-id ID --key FILE";
-    let client_id = option("--client-id").ok_or_else(|| anyhow::anyhow!("--client-id is required\n{usage}"))?;
-    let key_file = option("--key").ok_or_else(|| anyhow::anyhow!("--key is required\n{usage}"))?;
-    let pem = std::fs::read_to_string(&key_file).map_err(|error| anyhow::anyhow!("cannot read {key_file}: {error}"))?;
+    let arguments =
+        crate::arguments::Arguments::parse(arguments, "usage: esocial client-token --client-id ID --key FILE")?;
+    let client_id = arguments.required("client-id")?;
+    let key_file = arguments.required("key")?;
+    let pem = std::fs::read_to_string(key_file).map_err(|error| anyhow::anyhow!("cannot read {key_file}: {error}"))?;
     let key = esocial_auth::SigningKey::from_pkcs8_pem(&pem)?;
-    let tokens = esocial_kit::identity::ServiceTokens::new(&auth.identity_url, &auth.token_issuer, &client_id, key)?;
+    let tokens = esocial_kit::identity::ServiceTokens::new(&auth.identity_url, &auth.token_issuer, client_id, key)?;
     let token = tokens
         .token()
         .await

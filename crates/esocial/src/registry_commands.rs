@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use esocial_proto::registry::v1 as pb;
 
+use crate::arguments::Arguments;
 use crate::services::ProcessSettings;
 
 pub const USAGE: &str = "usage:
@@ -19,56 +20,29 @@ pub const USAGE: &str = "usage:
       stream FILE to the registry's ImportPersons; the token is read from ESOCIAL_TOKEN
       (`export ESOCIAL_TOKEN=$(esocial login --cert … --key …)`)";
 
-/// `--flag value` pairs after the positional arguments.
-fn options(arguments: &[String]) -> anyhow::Result<(Vec<String>, std::collections::HashMap<String, String>)> {
-    let mut positional = Vec::new();
-    let mut found = std::collections::HashMap::new();
-    let mut remaining = arguments.iter();
-    while let Some(argument) = remaining.next() {
-        match argument.strip_prefix("--") {
-            Some(name) => {
-                let value = remaining.next().ok_or_else(|| anyhow::anyhow!("{argument} needs a value\n{USAGE}"))?;
-                found.insert(name.to_owned(), value.clone());
-            }
-            None => positional.push(argument.clone()),
-        }
-    }
-    Ok((positional, found))
-}
-
-fn number(options: &std::collections::HashMap<String, String>, name: &str) -> anyhow::Result<Option<u64>> {
-    options
-        .get(name)
-        .map(|text| {
-            text.replace('_', "")
-                .parse::<u64>()
-                .map_err(|_| anyhow::anyhow!("--{name} must be a whole number, not {text:?}"))
-        })
-        .transpose()
-}
-
 pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Result<()> {
-    let (positional, options) = options(arguments)?;
-    match positional.first().map(String::as_str) {
+    let arguments = Arguments::parse(arguments, USAGE)?;
+    match arguments.command() {
         Some("signing-key") => {
-            let path = options.get("out").map_or_else(|| settings.registry.signing_key_file.clone(), PathBuf::from);
+            let path = arguments.get("out").map_or_else(|| settings.registry.signing_key_file.clone(), PathBuf::from);
             let created = esocial_registry::ensure_signing_key(&path)?;
             println!("register signing key {}: {}", if created { "created" } else { "already there" }, path.display());
             Ok(())
         }
         Some("generate") => {
             let persons =
-                number(&options, "persons")?.ok_or_else(|| anyhow::anyhow!("--persons is required\n{USAGE}"))?;
-            let seed = number(&options, "seed")?.unwrap_or(2026);
-            match options.get("out") {
+                arguments.number("persons")?.ok_or_else(|| anyhow::anyhow!("--persons is required\n{USAGE}"))?;
+            let seed = arguments.number("seed")?.unwrap_or(2026);
+            match arguments.get("out") {
                 Some(out) => write_generated(settings, persons, seed, &PathBuf::from(out)).await,
                 None => load_generated(settings, persons, seed).await,
             }
         }
         Some("import") => {
-            let file = positional.get(1).ok_or_else(|| anyhow::anyhow!("which file?\n{USAGE}"))?;
-            let address = options.get("address").cloned().unwrap_or_else(|| settings.registry.listen_addr.to_string());
-            import(file, options.get("format").map(String::as_str), &address).await
+            let file = arguments.positional.get(1).ok_or_else(|| anyhow::anyhow!("which file?\n{USAGE}"))?;
+            let address =
+                arguments.get("address").map_or_else(|| settings.registry.listen_addr.to_string(), str::to_owned);
+            import(file, arguments.get("format"), &address).await
         }
         _ => Err(anyhow::anyhow!("{USAGE}")),
     }

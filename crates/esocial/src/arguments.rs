@@ -1,0 +1,75 @@
+//! A command's arguments: positional words and `--name value` options.
+
+use std::collections::HashMap;
+
+#[derive(Debug)]
+pub struct Arguments {
+    pub positional: Vec<String>,
+    options: HashMap<String, String>,
+    usage: &'static str,
+}
+
+impl Arguments {
+    /// Splits `arguments`; an option without a value is an error that shows
+    /// `usage`.
+    pub fn parse(arguments: &[String], usage: &'static str) -> anyhow::Result<Self> {
+        let mut positional = Vec::new();
+        let mut options = HashMap::new();
+        let mut remaining = arguments.iter();
+        while let Some(argument) = remaining.next() {
+            match argument.strip_prefix("--") {
+                Some(name) => {
+                    let value = remaining.next().ok_or_else(|| anyhow::anyhow!("{argument} needs a value\n{usage}"))?;
+                    options.insert(name.to_owned(), value.clone());
+                }
+                None => positional.push(argument.clone()),
+            }
+        }
+        Ok(Self { positional, options, usage })
+    }
+
+    /// The first positional word: the subcommand.
+    pub fn command(&self) -> Option<&str> {
+        self.positional.first().map(String::as_str)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
+
+    pub fn required(&self, name: &str) -> anyhow::Result<&str> {
+        self.get(name).ok_or_else(|| anyhow::anyhow!("--{name} is required\n{}", self.usage))
+    }
+
+    /// A whole number (`_` separators allowed), if given.
+    pub fn number(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        self.get(name)
+            .map(|text| {
+                text.replace('_', "")
+                    .parse::<u64>()
+                    .map_err(|_| anyhow::anyhow!("--{name} must be a whole number, not {text:?}"))
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn positional_words_and_options_are_told_apart() {
+        let arguments =
+            Arguments::parse(&words("import people.csv --format csv --persons 1_000"), "usage").expect("parse");
+        assert_eq!(arguments.command(), Some("import"));
+        assert_eq!(arguments.positional, ["import", "people.csv"]);
+        assert_eq!(arguments.get("format"), Some("csv"));
+        assert_eq!(arguments.number("persons").expect("number"), Some(1000));
+        assert!(arguments.required("out").is_err());
+        assert!(Arguments::parse(&words("verify-log --node"), "usage").is_err(), "an option needs a value");
+    }
+}
