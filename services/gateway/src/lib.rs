@@ -14,6 +14,7 @@
 //! upstream channels) → [`Gateway::run`] on a listener the caller bound.
 
 pub mod catalog;
+pub mod changes;
 pub mod directory;
 pub mod domain;
 pub mod events;

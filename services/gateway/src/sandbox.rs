@@ -1,13 +1,13 @@
 //! The sandbox's member systems: registered, with their rights and event
-//! entitlements, through the same store operations and records as the admin
-//! API (author `esocial-sandbox`). Idempotent: what exists is left as it is.
+//! entitlements, through the same operations as the admin API (each change
+//! recorded and published, author `esocial-sandbox`). Idempotent: a member
+//! that exists is left as it is.
 
 use chrono::Utc;
-use serde_json::json;
-use uuid::Uuid;
 
+use crate::changes::{self, Author};
 use crate::domain::{EventTypeName, Limits, LogMode, Member, MemberId, MemberStatus, MethodRight};
-use crate::{events, store};
+use crate::store;
 
 /// A member system of the sandbox.
 #[derive(Debug, Clone)]
@@ -36,6 +36,7 @@ pub async fn ensure_members(
 }
 
 async fn add_missing(pool: &sqlx::PgPool, members: &[SandboxMember]) -> anyhow::Result<usize> {
+    let author = Author { subject: AUTHOR.to_owned(), organization_edrpou: String::new() };
     let mut added = 0;
     for spec in members {
         let member_id =
@@ -66,34 +67,13 @@ async fn add_missing(pool: &sqlx::PgPool, members: &[SandboxMember]) -> anyhow::
             created_at: now,
             updated_at: now,
         };
-        store::insert_member(&mut transaction, &member).await?;
+        changes::register_member(&mut transaction, &author, &member).await?;
         for right in &rights {
-            store::grant(&mut transaction, &member_id, right, AUTHOR).await?;
+            changes::grant_access(&mut transaction, &author, &member_id, right).await?;
         }
-        store::set_entitlements(&mut transaction, &member_id, &event_types).await?;
-        store::record_change(
-            &mut transaction,
-            &store::AdminChange {
-                change_id: Uuid::now_v7(),
-                changed_at: now,
-                changed_by: AUTHOR.to_owned(),
-                changed_by_edrpou: String::new(),
-                action: "RegisterMember".to_owned(),
-                member_id: member_id.to_string(),
-                details: json!({ "client_id": spec.client_id, "rights": spec.rights, "event_types": spec.event_types }),
-            },
-        )
-        .await?;
-        let event = esocial_proto::gateway::v1::MemberChanged {
-            member: Some(crate::grpc::member_to_proto(&member)),
-            changed_by: Some(esocial_proto::common::v1::Actor {
-                subject: AUTHOR.to_owned(),
-                organization_edrpou: String::new(),
-            }),
-            reason: "sandbox".to_owned(),
-        };
-        esocial_events::outbox::enqueue(&mut transaction, &events::MEMBER_REGISTERED, Some(member_id.as_str()), &event)
-            .await?;
+        if !event_types.is_empty() {
+            changes::set_entitlements(&mut transaction, &author, &member_id, &event_types).await?;
+        }
         transaction.commit().await?;
         added += 1;
     }

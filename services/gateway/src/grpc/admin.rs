@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use esocial_auth::Caller;
 use esocial_kit::paging::{PageStart, finish_page, page_from_proto};
 use esocial_kit::{ApiError, Violations};
 use esocial_proto::gateway::v1 as pb;
@@ -15,6 +14,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{GatewayState, actor, caller_of, event_types, member_to_proto, request_id, timestamp, validated};
+use crate::changes::{self, Author, existing_member};
 use crate::domain::{
     AccessRight, BURST_MAX, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus, MethodRight,
     REQUESTS_PER_SECOND_MAX,
@@ -100,39 +100,6 @@ fn method_right(violations: &mut Violations, text: &str) -> Option<MethodRight> 
     Some(right)
 }
 
-async fn record(
-    connection: &mut sqlx::PgConnection,
-    caller: &Caller,
-    action: &str,
-    member_id: &MemberId,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    store::record_change(
-        connection,
-        &store::AdminChange {
-            change_id: Uuid::now_v7(),
-            changed_at: Utc::now(),
-            changed_by: caller.subject.clone(),
-            changed_by_edrpou: caller.organization_edrpou.clone().unwrap_or_default(),
-            action: action.to_owned(),
-            member_id: member_id.to_string(),
-            details,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn existing_member(
-    connection: &mut sqlx::PgConnection,
-    member_id: &MemberId,
-    for_update: bool,
-) -> Result<Member, ApiError> {
-    store::member(connection, member_id, for_update)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no member {member_id}")))
-}
-
 fn right_to_proto(right: &AccessRight) -> pb::AccessRight {
     pb::AccessRight {
         member_id: right.member_id.to_string(),
@@ -175,30 +142,7 @@ impl GatewayAdminService for AdminApi {
         let response = self
             .0
             .once(&caller, "RegisterMember", id, &fingerprinted, async |connection| {
-                if let Some(holder) = store::member_with_client(connection, &member.client_id).await? {
-                    return Err(ApiError::AlreadyExists(format!(
-                        "system client {} already belongs to member {holder}",
-                        member.client_id
-                    )));
-                }
-                if store::member(connection, &member.member_id, false).await?.is_some() {
-                    return Err(ApiError::AlreadyExists(format!("member {} is already registered", member.member_id)));
-                }
-                store::insert_member(connection, &member).await?;
-                record(
-                    connection,
-                    &caller,
-                    "RegisterMember",
-                    &member.member_id,
-                    json!({ "name": member.name, "client_id": member.client_id, "contact": member.contact,
-                            "limits": [member.limits.requests_per_second, member.limits.burst, member.limits.message_bytes_max],
-                            "log_mode": member.log_mode.as_str() }),
-                )
-                .await?;
-                let proto = member_to_proto(&member);
-                let event = pb::MemberChanged { member: Some(proto.clone()), changed_by: Some(actor(&caller)), reason: String::new() };
-                esocial_events::outbox::enqueue(connection, &events::MEMBER_REGISTERED, Some(member.member_id.as_str()), &event)
-                    .await?;
+                let proto = changes::register_member(connection, &Author::from(&caller), &member).await?;
                 Ok(pb::RegisterMemberResponse { member: Some(proto) })
             })
             .await?;
@@ -254,9 +198,9 @@ impl GatewayAdminService for AdminApi {
                 }
                 member.updated_at = Utc::now();
                 store::update_member(connection, &member).await?;
-                record(
+                Author::from(&caller)
+                    .record(
                     connection,
-                    &caller,
                     "UpdateMember",
                     &member_id,
                     json!({
@@ -332,33 +276,7 @@ impl GatewayAdminService for AdminApi {
         let response = self
             .0
             .once(&caller, "GrantAccess", id, &fingerprinted, async |connection| {
-                existing_member(connection, &member_id, true).await?;
-                let granted = match store::grant(connection, &member_id, &right, &caller.subject).await? {
-                    Some(granted) => {
-                        record(connection, &caller, "GrantAccess", &member_id, json!({ "method": right.to_text() }))
-                            .await?;
-                        let event = pb::AccessChanged {
-                            member_id: member_id.to_string(),
-                            method: right.to_text(),
-                            changed_by: Some(actor(&caller)),
-                            reason: String::new(),
-                        };
-                        esocial_events::outbox::enqueue(
-                            connection,
-                            &events::ACCESS_GRANTED,
-                            Some(member_id.as_str()),
-                            &event,
-                        )
-                        .await?;
-                        granted
-                    }
-                    // Already granted: nothing changes.
-                    None => store::rights(connection, &member_id)
-                        .await?
-                        .into_iter()
-                        .find(|existing| existing.right == right)
-                        .ok_or_else(|| ApiError::Aborted("the right changed meanwhile; retry".to_owned()))?,
-                };
+                let granted = changes::grant_access(connection, &Author::from(&caller), &member_id, &right).await?;
                 Ok(pb::GrantAccessResponse { right: Some(right_to_proto(&granted)) })
             })
             .await?;
@@ -386,14 +304,14 @@ impl GatewayAdminService for AdminApi {
                 if !store::revoke(connection, &member_id, &right).await? {
                     return Err(ApiError::NotFound(format!("member {member_id} has no right {}", right.to_text())));
                 }
-                record(
-                    connection,
-                    &caller,
-                    "RevokeAccess",
-                    &member_id,
-                    json!({ "method": right.to_text(), "reason": reason }),
-                )
-                .await?;
+                Author::from(&caller)
+                    .record(
+                        connection,
+                        "RevokeAccess",
+                        &member_id,
+                        json!({ "method": right.to_text(), "reason": reason }),
+                    )
+                    .await?;
                 let event = pb::AccessChanged {
                     member_id: member_id.to_string(),
                     method: right.to_text(),
@@ -435,34 +353,12 @@ impl GatewayAdminService for AdminApi {
         let event_types = event_types(&mut violations, &request.event_types, EVENT_TYPES_MAX);
         let member_id = validated(violations, member_id)?;
         let fingerprinted = pb::SetEventEntitlementsRequest { request_id: String::new(), ..request };
-        let names: Vec<String> = event_types.iter().map(ToString::to_string).collect();
         let response = self
             .0
             .once(&caller, "SetEventEntitlements", id, &fingerprinted, async |connection| {
-                existing_member(connection, &member_id, true).await?;
-                let before = store::entitlements(connection, &member_id).await?;
-                store::set_entitlements(connection, &member_id, &event_types).await?;
-                record(
-                    connection,
-                    &caller,
-                    "SetEventEntitlements",
-                    &member_id,
-                    json!({ "before": before, "after": names }),
-                )
-                .await?;
-                let event = pb::EventEntitlementsChanged {
-                    member_id: member_id.to_string(),
-                    event_types: names.clone(),
-                    changed_by: Some(actor(&caller)),
-                };
-                esocial_events::outbox::enqueue(
-                    connection,
-                    &events::ENTITLEMENTS_CHANGED,
-                    Some(member_id.as_str()),
-                    &event,
-                )
-                .await?;
-                Ok(pb::SetEventEntitlementsResponse { event_types: names.clone() })
+                let names =
+                    changes::set_entitlements(connection, &Author::from(&caller), &member_id, &event_types).await?;
+                Ok(pb::SetEventEntitlementsResponse { event_types: names })
             })
             .await?;
         self.0.reload_directory().await;

@@ -130,10 +130,7 @@ fn from_timestamp(
 }
 
 fn actor(caller: &Caller) -> common::Actor {
-    common::Actor {
-        subject: caller.subject.clone(),
-        organization_edrpou: caller.organization_edrpou.clone().unwrap_or_default(),
-    }
+    crate::changes::Author::from(caller).actor()
 }
 
 fn status_to_proto(status: MemberStatus) -> pb::MemberStatus {
