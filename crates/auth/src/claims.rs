@@ -20,10 +20,13 @@ pub enum Role {
     Integrator,
     /// Another esocial service calling with its own client credentials.
     Service,
+    /// The exchange gateway: may exchange a member system's token for an
+    /// internal one (RFC 8693), and nothing else.
+    Gateway,
 }
 
 impl Role {
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::CnapAdministrator,
         Role::SocialSpecialist,
         Role::DecisionMaker,
@@ -33,6 +36,7 @@ impl Role {
         Role::SecurityAdmin,
         Role::Integrator,
         Role::Service,
+        Role::Gateway,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Role {
             Role::SecurityAdmin => "security_admin",
             Role::Integrator => "integrator",
             Role::Service => "service",
+            Role::Gateway => "gateway",
         }
     }
 
@@ -92,6 +97,16 @@ pub struct Claims {
     /// The sign-in session the token belongs to (people's tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Who acts for the subject (RFC 8693 §4.1): in a token the exchange
+    /// gateway obtained for a member system, the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The `act` claim: the party acting on the subject's behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
 }
 
 /// The verified caller of a request, as handlers see it.
@@ -104,6 +119,8 @@ pub struct Caller {
     pub authentication_methods: Vec<String>,
     pub token_id: String,
     pub session_id: Option<String>,
+    /// The party acting for the subject (`act.sub`), when there is one.
+    pub actor: Option<String>,
 }
 
 impl Caller {
@@ -119,6 +136,7 @@ impl Caller {
             authentication_methods: claims.amr,
             token_id: claims.jti,
             session_id: claims.sid,
+            actor: claims.act.map(|actor| actor.sub),
         }
     }
 

@@ -17,7 +17,7 @@ mod policy;
 mod signing;
 mod verifier;
 
-pub use claims::{Audience, Caller, Claims, Role};
+pub use claims::{Actor, Audience, Caller, Claims, Role};
 pub use jwks::{JwksSource, StaticJwks};
 pub use layer::{AuthLayer, AuthService, bearer_token};
 pub use policy::{Access, AccessPolicy};

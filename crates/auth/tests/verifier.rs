@@ -30,6 +30,7 @@ fn claims() -> Claims {
         territories: vec![],
         amr: vec!["qes".to_owned()],
         sid: None,
+        act: None,
     }
 }
 

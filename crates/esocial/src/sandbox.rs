@@ -1,6 +1,8 @@
 //! The sandbox: every service in one process, with its own test CA, people
 //! with certificates, and seed data.
 
+use esocial_auth::Role;
+use esocial_identity::sandbox::ClientSeed;
 use esocial_kit::shutdown::Shutdown;
 
 use crate::services::{self, ProcessSettings};
@@ -11,11 +13,34 @@ const KYIV: &str = "UA80000000000093317";
 /// Persons generated into an empty register when the sandbox starts.
 pub const SANDBOX_PERSONS: u64 = 1_000;
 
-/// The sandbox's system clients: `(client id, name, scopes)`.
-const SYSTEM_CLIENTS: &[(&str, &str, &[esocial_auth::Role])] = &[
-    ("diia", "Портал Дія (пісочниця)", &[esocial_auth::Role::Service]),
-    ("sandbox-bank", "Банк (пісочниця)", &[esocial_auth::Role::Integrator]),
-    ("esocial-process", "E-SOCIAL: обробка заяв", &[esocial_auth::Role::Service]),
+/// The sandbox's system clients. The Diia portal and the bank come in only
+/// through the gateway, so their tokens are good there alone; the gateway
+/// exchanges them for the services behind it with its own client.
+const SYSTEM_CLIENTS: &[ClientSeed<'static>] = &[
+    ClientSeed {
+        client_id: "diia",
+        name: "Портал Дія (пісочниця)",
+        scopes: &[Role::Service],
+        audiences: &[esocial_gateway::AUDIENCE],
+    },
+    ClientSeed {
+        client_id: "sandbox-bank",
+        name: "Банк (пісочниця)",
+        scopes: &[Role::Integrator],
+        audiences: &[esocial_gateway::AUDIENCE],
+    },
+    ClientSeed {
+        client_id: "esocial-process",
+        name: "E-SOCIAL: обробка заяв",
+        scopes: &[Role::Service],
+        audiences: &[],
+    },
+    ClientSeed {
+        client_id: esocial_gateway::CLIENT_ID_DEFAULT,
+        name: "E-SOCIAL: шлюз обміну",
+        scopes: &[Role::Gateway],
+        audiences: &[esocial_identity::AUDIENCE],
+    },
 ];
 
 fn member_id(class: &str, first_seven_of_edrpou: u32, subsystem: &str) -> anyhow::Result<String> {

@@ -56,6 +56,13 @@ impl IdentityService for PublishedKeys {
         Err(Status::unimplemented("test identity publishes keys only"))
     }
 
+    async fn exchange_token(
+        &self,
+        _: Request<pb::ExchangeTokenRequest>,
+    ) -> Result<Response<pb::ExchangeTokenResponse>, Status> {
+        Err(Status::unimplemented("test identity publishes keys only"))
+    }
+
     async fn get_jwks(&self, _: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
         let jwk = serde_json::to_value(self.0.public_jwk()).map_err(|error| Status::internal(error.to_string()))?;
         let field = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
@@ -113,6 +120,7 @@ impl TestTokens {
             territories: Vec::new(),
             amr: vec!["qes".to_owned()],
             sid: None,
+            act: None,
         }
     }
 

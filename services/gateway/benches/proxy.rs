@@ -12,8 +12,11 @@
 //! gateway on port 0 against the machine's PostgreSQL and NATS (their own
 //! database and stream), and nginx (`/usr/sbin/nginx`, from Debian's
 //! `nginx` package; skipped with a note when missing) with two worker
-//! processes in a temporary directory. Every call carries the member's
-//! token, which the registry verifies whichever way the call came. Client,
+//! processes in a temporary directory. A call through the gateway carries
+//! the member's token (good at the gateway only), which the gateway exchanges
+//! at identity once for a token good at the registry; the direct and nginx
+//! calls carry a registry token of a system with the same role. The registry
+//! verifies a token whichever way the call came. Client,
 //! proxies, registry and PostgreSQL share the machine's cores: a proxy's
 //! own CPU use is taken from the others, which is what the ratios show.
 
@@ -28,7 +31,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use esocial_auth::Role;
 use esocial_proto::gateway::v1 as gateway_pb;
 use esocial_proto::registry::v1 as pb;
 use esocial_testkit::bench::{self, Measured, env_number};
@@ -192,8 +194,12 @@ fn main() -> anyhow::Result<()> {
                 .fetch_all(&gateway.pool)
                 .await?;
         let person_ids = Arc::new(person_ids);
-        let token: MetadataValue<Ascii> =
-            format!("Bearer {}", gateway.system_token("diia", &[Role::Service])).parse()?;
+        // The member's token is good at the gateway only (which exchanges it
+        // for one good at the registry); the direct and nginx paths carry a
+        // token for the registry, of a system with the same role.
+        let member_token: MetadataValue<Ascii> = format!("Bearer {}", gateway.system_token("diia").await).parse()?;
+        let registry_token: MetadataValue<Ascii> =
+            format!("Bearer {}", gateway.service_token("diia-direct").await).parse()?;
         let nginx = Nginx::start(gateway.registry_address)?;
 
         println!(
@@ -205,17 +211,17 @@ fn main() -> anyhow::Result<()> {
         let wanted = |variable: &str, name: &str| {
             std::env::var(variable).map_or(true, |list| list.split(',').any(|item| name.starts_with(item.trim())))
         };
-        let mut paths: Vec<(&str, Vec<Channel>)> = Vec::new();
+        let mut paths: Vec<(&str, Vec<Channel>, &MetadataValue<Ascii>)> = Vec::new();
         if wanted("BENCH_PATHS", "direct") {
-            paths.push(("direct", channels(gateway.registry_address, connections).await?));
+            paths.push(("direct", channels(gateway.registry_address, connections).await?, &registry_token));
         }
         if wanted("BENCH_PATHS", "gateway") {
-            paths.push(("gateway", channels(gateway.address, connections).await?));
+            paths.push(("gateway", channels(gateway.address, connections).await?, &member_token));
         }
         if let Some(nginx) = &nginx
             && wanted("BENCH_PATHS", "nginx")
         {
-            paths.push(("nginx grpc_pass", channels(nginx.address, connections).await?));
+            paths.push(("nginx grpc_pass", channels(nginx.address, connections).await?, &registry_token));
         }
         let log_before = gateway.count("gateway.message_log").await;
         println!("{}", Measured::header());
@@ -225,8 +231,8 @@ fn main() -> anyhow::Result<()> {
                 continue;
             }
             let mut results: Vec<(&str, Measured)> = Vec::new();
-            for (path, path_channels) in &paths {
-                let measured = measure(path_channels, &token, &person_ids, method, concurrency, duration).await;
+            for (path, path_channels, token) in &paths {
+                let measured = measure(path_channels, token, &person_ids, method, concurrency, duration).await;
                 println!("{}", measured.row(&format!("{label}, {path}")));
                 results.push((path, measured));
             }

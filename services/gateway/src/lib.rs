@@ -19,6 +19,7 @@ pub mod directory;
 pub mod domain;
 pub mod events;
 mod grpc;
+pub mod internal_tokens;
 pub mod message_log;
 pub mod policy;
 pub mod proxy;
@@ -46,6 +47,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::directory::{DefaultLimits, Directory};
+use crate::internal_tokens::InternalTokens;
 use crate::message_log::{CheckpointKey, FailurePolicy, LogWriter, MessageLog, WriterSettings};
 use crate::proxy::{Door, Upstreams};
 use crate::verify::LogKeys;
@@ -122,8 +124,24 @@ pub const UPSTREAM_CONNECTIONS: Variable = Variable {
     meaning: "HTTP/2 connections the gateway keeps to each upstream address (calls are balanced over them)",
 };
 
+pub const CLIENT_ID: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_CLIENT_ID",
+    default: CLIENT_ID_DEFAULT,
+    meaning: "the gateway's own system client at identity (scope `gateway`), with which it exchanges members' tokens for the services behind it",
+};
+pub const CLIENT_KEY_FILE: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_CLIENT_KEY_FILE",
+    default: "<data dir>/systems/<client id>/private-key.pem",
+    meaning: "Ed25519 private key (PKCS#8 PEM) of the gateway's system client",
+};
+
+/// The gateway's system client in the sandbox.
+pub const CLIENT_ID_DEFAULT: &str = "esocial-gateway";
+
 pub const VARIABLES: &[Variable] = &[
     LISTEN_ADDR,
+    CLIENT_ID,
+    CLIENT_KEY_FILE,
     ROUTES,
     OUTBOUND_ROUTES,
     NODE,
@@ -164,6 +182,8 @@ pub struct Settings {
     pub outbound_routes: Vec<(String, String)>,
     pub node: String,
     pub signing_key_file: PathBuf,
+    pub client_id: String,
+    pub client_key_file: PathBuf,
     pub log_queue_max: usize,
     pub log_batch_max: usize,
     pub log_linger: Duration,
@@ -221,6 +241,13 @@ impl Settings {
         let node = reader.identifier(NODE, |character| {
             character.is_ascii_alphanumeric() || character == '-' || character == '_' || character == '.'
         });
+        let client_id = reader.identifier(CLIENT_ID, |character| {
+            character.is_ascii_lowercase()
+                || character.is_ascii_digit()
+                || character == '.'
+                || character == '-'
+                || character == '_'
+        });
         let log_queue_max = usize::try_from(reader.number_in(LOG_QUEUE_MAX, 16..=1_000_000)).unwrap_or(10_000);
         let log_batch_max = usize::try_from(reader.number_in(LOG_BATCH_MAX, 1..=10_000)).unwrap_or(500);
         let log_linger = reader.milliseconds(LOG_LINGER_MS, 0..=1000);
@@ -238,6 +265,10 @@ impl Settings {
             Some(path) => PathBuf::from(path),
             None => common.data_dir.join(SIGNING_KEY_FILE_NAME),
         };
+        let client_key_file = match env.get(CLIENT_KEY_FILE.name) {
+            Some(path) => PathBuf::from(path),
+            None => common.data_dir.join("systems").join(&client_id).join("private-key.pem"),
+        };
         reader.finish()?;
         Ok(Self {
             listen_addr,
@@ -245,6 +276,8 @@ impl Settings {
             outbound_routes,
             node,
             signing_key_file,
+            client_id,
+            client_key_file,
             log_queue_max,
             log_batch_max,
             log_linger,
@@ -295,6 +328,7 @@ pub struct Gateway {
     key: Arc<CheckpointKey>,
     directory: Arc<Directory>,
     upstreams: Upstreams,
+    internal_tokens: InternalTokens,
 }
 
 impl Gateway {
@@ -317,7 +351,23 @@ impl Gateway {
         let directory = Arc::new(Directory::new(pool.clone(), defaults));
         directory.reload().await?;
         let upstreams = Upstreams::new(&settings.routes, &settings.outbound_routes, settings.upstream_connections)?;
-        Ok(Self { settings, pool, nats, verifier, key, directory, upstreams })
+        let client_key = esocial_kit::keyfile::read_key_file(
+            &settings.client_key_file,
+            "gateway's system client key",
+            CLIENT_KEY_FILE.name,
+            "esocial sandbox-init",
+        )?;
+        let client_key = esocial_auth::SigningKey::from_pkcs8_pem(&client_key)
+            .map_err(|error| anyhow::anyhow!("client key {}: {error}", settings.client_key_file.display()))?;
+        let auth = &settings.common.auth;
+        let credentials = esocial_kit::identity::ServiceTokens::new(
+            &auth.identity_url,
+            &auth.token_issuer,
+            &settings.client_id,
+            client_key,
+        )?;
+        let internal_tokens = InternalTokens::new(&auth.identity_url, credentials)?;
+        Ok(Self { settings, pool, nats, verifier, key, directory, upstreams, internal_tokens })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -406,6 +456,7 @@ impl Gateway {
             self.verifier.clone(),
             self.directory.clone(),
             self.upstreams.clone(),
+            self.internal_tokens,
             log,
             HeaderValue::from_str(&self.settings.node)?,
         ));

@@ -36,6 +36,7 @@ use tower::ServiceExt as _;
 use crate::catalog;
 use crate::directory::{Directory, MemberEntry, TokenBucket};
 use crate::domain::MethodPath;
+use crate::internal_tokens::InternalTokens;
 use crate::message_log::{Direction, LogEntry, LogSlot, MessageLog};
 
 /// Metadata only the gateway sets; a caller's values are removed.
@@ -62,6 +63,9 @@ pub struct Upstream {
     pub channel: Channel,
     pub url: String,
     pub direction: Direction,
+    /// The audience of the esocial service behind an inbound route (the
+    /// tokens it accepts); none for other systems.
+    pub audience: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,7 +105,9 @@ impl Upstreams {
                         channel
                     }
                 };
-                by_package.insert(package.clone(), Upstream { channel, url: url.clone(), direction });
+                let audience = (direction == Direction::Inbound)
+                    .then(|| Arc::from(crate::internal_tokens::audience_of_package(package)));
+                by_package.insert(package.clone(), Upstream { channel, url: url.clone(), direction, audience });
             }
         }
         Ok(Self { by_package })
@@ -125,6 +131,7 @@ pub struct Door {
     pub verifier: Arc<TokenVerifier>,
     pub directory: Arc<Directory>,
     pub upstreams: Upstreams,
+    pub internal_tokens: InternalTokens,
     pub log: MessageLog,
     pub node: HeaderValue,
     anonymous_refusals: Mutex<TokenBucket>,
@@ -136,6 +143,7 @@ impl Door {
         verifier: Arc<TokenVerifier>,
         directory: Arc<Directory>,
         upstreams: Upstreams,
+        internal_tokens: InternalTokens,
         log: MessageLog,
         node: HeaderValue,
     ) -> Self {
@@ -143,6 +151,7 @@ impl Door {
             verifier,
             directory,
             upstreams,
+            internal_tokens,
             log,
             node,
             anonymous_refusals: Mutex::new(TokenBucket::new(ANONYMOUS_REFUSALS_PER_SECOND, ANONYMOUS_REFUSALS_BURST)),
@@ -182,6 +191,8 @@ fn is_infrastructure(path: &str) -> bool {
 struct Identified {
     /// The token subject; empty without a valid token.
     caller: String,
+    /// The token's id (`jti`); empty without a valid token.
+    token_id: String,
     member: Option<Arc<MemberEntry>>,
     refusal: Option<Status>,
 }
@@ -191,6 +202,7 @@ impl Door {
         let Some(token) = bearer_token(headers) else {
             return Identified {
                 caller: String::new(),
+                token_id: String::new(),
                 member: None,
                 refusal: Some(Status::unauthenticated("a bearer token of a member system is required")),
             };
@@ -201,6 +213,7 @@ impl Door {
                 tracing::info!(reason = %error, "refused token at the gateway");
                 return Identified {
                     caller: String::new(),
+                    token_id: String::new(),
                     member: None,
                     refusal: Some(Status::unauthenticated("invalid token")),
                 };
@@ -214,7 +227,7 @@ impl Door {
             }
             Some(_) => None,
         };
-        Identified { caller: claims.sub, member, refusal }
+        Identified { caller: claims.sub, token_id: claims.jti, member, refusal }
     }
 }
 
@@ -308,7 +321,16 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         }
         set_grpc_timeout(request.headers_mut(), left);
     }
-    prepare_headers(&door.node, &member, upstream.direction, &exchange.request_id, request.headers_mut());
+    let authorization = match (&upstream.audience, bearer_token(request.headers())) {
+        (Some(audience), Some(token)) => {
+            match door.internal_tokens.authorization(token, &identified.token_id, audience).await {
+                Ok(authorization) => Some(authorization),
+                Err(status) => return exchange.refuse(status),
+            }
+        }
+        _ => None,
+    };
+    prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
     let limit = u64::from(member.message_bytes_max);
     let request = exchange.meter_request(request, limit);
     match upstream.channel.clone().oneshot(request).await {
@@ -374,12 +396,13 @@ fn admit<'door>(
 }
 
 /// Removes what only the gateway may set, then sets it: the member, the
-/// request id, this node, and the trace context of the gateway's span.
-/// Calls to other systems do not carry esocial's bearer tokens.
+/// request id, this node, and the trace context of the gateway's span. The
+/// member's token never goes on: a call to an esocial service carries the
+/// token exchanged for it (`authorization`), a call to another system none.
 fn prepare_headers(
     node: &HeaderValue,
     member: &MemberEntry,
-    direction: Direction,
+    authorization: Option<HeaderValue>,
     request_id: &str,
     headers: &mut http::HeaderMap,
 ) {
@@ -390,9 +413,10 @@ fn prepare_headers(
             headers.remove(name);
         }
     }
-    if direction == Direction::Outbound {
-        headers.remove(http::header::AUTHORIZATION);
-    }
+    match authorization {
+        Some(authorization) => headers.insert(http::header::AUTHORIZATION, authorization),
+        None => headers.remove(http::header::AUTHORIZATION),
+    };
     headers.insert(MEMBER_HEADER, member.member_header.clone());
     headers.insert(GATEWAY_NODE_HEADER, node.clone());
     if let Ok(value) = HeaderValue::from_str(request_id) {
@@ -709,7 +733,7 @@ mod tests {
     }
 
     #[test]
-    fn internal_metadata_from_the_caller_is_replaced_and_outbound_calls_lose_the_token() {
+    fn internal_metadata_from_the_caller_is_replaced_and_the_member_token_never_goes_on() {
         let member = crate::directory::tests::entry("UA/GOV/32855961/diia", "diia");
         let door_node = HeaderValue::from_static("gateway-7");
         let mut headers = http::HeaderMap::new();
@@ -720,12 +744,13 @@ mod tests {
         headers
             .insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         let mut inbound = headers.clone();
-        prepare_headers(&door_node, &member, Direction::Inbound, "req-1", &mut inbound);
+        let exchanged = HeaderValue::from_static("Bearer exchanged");
+        prepare_headers(&door_node, &member, Some(exchanged), "req-1", &mut inbound);
         assert_eq!(inbound.get(MEMBER_HEADER).expect("member"), "UA/GOV/32855961/diia");
         assert_eq!(inbound.get(GATEWAY_NODE_HEADER).expect("node"), "gateway-7");
         assert_eq!(inbound.get("x-request-id").expect("request id"), "req-1");
         assert!(inbound.get("x-esocial-anything").is_none());
-        assert_eq!(inbound.get("authorization").expect("token"), "Bearer abc");
+        assert_eq!(inbound.get("authorization").expect("token"), "Bearer exchanged", "the exchanged token");
         assert_eq!(inbound.get("grpc-timeout").expect("deadline"), "5S");
         let traceparent = inbound.get("traceparent").map(|value| value.to_str().expect("ascii").to_owned());
         assert_ne!(
@@ -734,7 +759,7 @@ mod tests {
             "the caller's span is not passed on as the gateway's"
         );
         let mut outbound = headers;
-        prepare_headers(&door_node, &member, Direction::Outbound, "req-2", &mut outbound);
+        prepare_headers(&door_node, &member, None, "req-2", &mut outbound);
         assert!(outbound.get("authorization").is_none(), "esocial's tokens stay inside");
     }
 

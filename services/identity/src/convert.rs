@@ -118,6 +118,7 @@ pub fn client_to_proto(client: &SystemClient) -> pb::SystemClient {
         public_key: Some(jwk_to_proto(&client.public_jwk)),
         scopes: client.scopes.iter().map(|role| role.as_str().to_owned()).collect(),
         active: client.active,
+        audiences: client.audiences.clone(),
     }
 }
 

@@ -133,6 +133,8 @@ pub struct SystemClient {
     pub public_jwk: jsonwebtoken::jwk::Jwk,
     pub scopes: Vec<Role>,
     pub active: bool,
+    /// The services its tokens are good for; empty: every service.
+    pub audiences: Vec<String>,
 }
 
 /// Who is making a change or reading data.
@@ -145,7 +147,7 @@ pub struct Actor {
 /// What a system client may be given as scopes: the roles of systems. A
 /// person's role (an administrator's above all) is never a client's, so a
 /// client's token cannot stand in for a person.
-pub const CLIENT_SCOPES: [Role; 2] = [Role::Integrator, Role::Service];
+pub const CLIENT_SCOPES: [Role; 3] = [Role::Integrator, Role::Service, Role::Gateway];
 
 /// Whether a role may be a system client's scope.
 pub fn is_client_scope(role: Role) -> bool {
@@ -154,7 +156,7 @@ pub fn is_client_scope(role: Role) -> bool {
 
 /// Roles that only systems hold; an account is never given one.
 pub fn is_system_only_role(role: Role) -> bool {
-    role == Role::Service
+    matches!(role, Role::Service | Role::Gateway)
 }
 
 /// A system client id: lower-case letters, digits, `.`, `-`, `_`, 2 to 100.
@@ -217,6 +219,7 @@ mod tests {
             authentication_methods: methods.iter().map(|method| (*method).to_owned()).collect(),
             token_id: "jti".to_owned(),
             session_id: session.map(str::to_owned),
+            actor: None,
         }
     }
 
@@ -234,9 +237,9 @@ mod tests {
     #[test]
     fn only_the_roles_of_systems_are_client_scopes_and_service_is_no_persons_role() {
         let scopes: Vec<Role> = Role::ALL.into_iter().filter(|role| is_client_scope(*role)).collect();
-        assert_eq!(scopes, [Role::Integrator, Role::Service]);
+        assert_eq!(scopes, [Role::Integrator, Role::Service, Role::Gateway]);
         let system_only: Vec<Role> = Role::ALL.into_iter().filter(|role| is_system_only_role(*role)).collect();
-        assert_eq!(system_only, [Role::Service]);
+        assert_eq!(system_only, [Role::Service, Role::Gateway]);
     }
 
     #[test]

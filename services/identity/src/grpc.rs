@@ -159,6 +159,31 @@ impl IdentityService for IdentityApi {
         }))
     }
 
+    async fn exchange_token(
+        &self,
+        request: Request<pb::ExchangeTokenRequest>,
+    ) -> Result<Response<pb::ExchangeTokenResponse>, Status> {
+        let gateway = caller(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        if request.subject_token.is_empty() || request.subject_token.len() > 8192 {
+            violations.add("subject_token", "is required: a system client's access token");
+        }
+        if !self.0.settings.audiences.contains(&request.audience) {
+            violations.add(
+                "audience",
+                format!("{:?} is not one of the audiences: {}", request.audience, self.0.settings.audiences.join(", ")),
+            );
+        }
+        violations.finish().map_err(Error::from)?;
+        let exchanged = self.0.exchange_token(&gateway, &request.subject_token, &request.audience).await?;
+        Ok(Response::new(pb::ExchangeTokenResponse {
+            access_token: exchanged.access_token,
+            expires_in_seconds: u32::try_from(exchanged.expires_in_seconds).unwrap_or(u32::MAX),
+            scopes: exchanged.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
+        }))
+    }
+
     async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
         let published = self.0.keys.published().await.map_err(Error::from)?;
         Ok(Response::new(pb::GetJwksResponse { keys: published.keys.iter().map(jwk_to_proto).collect() }))
@@ -575,6 +600,17 @@ impl IdentityAdminService for AdminApi {
                 None
             }
         };
+        let mut audiences: Vec<String> = Vec::with_capacity(request.audiences.len());
+        for audience in &request.audiences {
+            if !self.0.settings.audiences.contains(audience) {
+                violations.add(
+                    "audiences",
+                    format!("{audience:?} is not one of the audiences: {}", self.0.settings.audiences.join(", ")),
+                );
+            } else if !audiences.contains(audience) {
+                audiences.push(audience.clone());
+            }
+        }
         violations.finish().map_err(Error::from)?;
         let (Some(request_id), Some(client_id), Some(public_jwk), Some(scopes)) =
             (request_id, client_id, public_jwk, scopes)
@@ -583,7 +619,7 @@ impl IdentityAdminService for AdminApi {
         };
         let mut content = request.clone();
         content.request_id.clear();
-        let client = SystemClient { client_id, name, public_jwk, scopes, active: true };
+        let client = SystemClient { client_id, name, public_jwk, scopes, active: true, audiences };
         let response = once(&self.0, "RegisterSystemClient", request_id, &content, async |transaction| {
             let registered = Identity::register_system_client(transaction, &actor, client).await?;
             Ok(pb::RegisterSystemClientResponse { client: Some(client_to_proto(&registered)) })

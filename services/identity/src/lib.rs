@@ -12,6 +12,7 @@ pub mod ca;
 mod convert;
 pub mod domain;
 pub mod events;
+mod exchange;
 mod grpc;
 mod http;
 pub mod keys;
@@ -44,6 +45,9 @@ pub use tokens::TokenSettings;
 
 pub const NAME: &str = "identity";
 pub const AUDIENCE: &str = "esocial.identity";
+/// The exchange gateway's audience: the tokens it brings to exchange are
+/// for it.
+pub const GATEWAY_AUDIENCE: &str = "esocial.gateway";
 
 pub const LISTEN_ADDR: Variable = Variable {
     name: "ESOCIAL_IDENTITY_ADDR",
@@ -103,7 +107,7 @@ pub const LOGIN_FAILURE_WINDOW_SECONDS: Variable = Variable {
 pub const AUDIENCES: Variable = Variable {
     name: "ESOCIAL_IDENTITY_AUDIENCES",
     default: "esocial.classifier,esocial.registry,esocial.process,esocial.settlements,esocial.documents,esocial.identity,esocial.gateway",
-    meaning: "comma-separated audiences put in every token",
+    meaning: "comma-separated audiences: the services tokens are for: all of them in people's tokens and in the tokens of system clients registered without their own list; a token exchange is for one of them",
 };
 
 pub const VARIABLES: &[Variable] = &[
@@ -228,9 +232,14 @@ impl IdentityServer {
         esocial_kit::db::migrate(&pool, NAME, &MIGRATIONS).await?;
         let nats = esocial_kit::nats::connect(&settings.common.nats_url, "esocial-identity").await?;
         let keys = Arc::new(keys::KeyStore::open(pool.clone(), master, settings.tokens.token_lifetime_max()).await?);
+        let member_tokens = TokenVerifier::new(
+            VerifierSettings::new(settings.tokens.issuer.clone(), GATEWAY_AUDIENCE),
+            Arc::new(keys::LocalJwks(keys.clone())),
+        );
         let identity = Arc::new(Identity {
             store: store::Store::new(pool),
             keys: keys.clone(),
+            member_tokens,
             trusted,
             verifiers: qes::SignatureVerifiers::default(),
             settings: settings.tokens.clone(),

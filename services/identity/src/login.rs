@@ -453,7 +453,7 @@ impl Identity {
             .keys
             .signer()
             .await?
-            .sign(&client_claims(&self.settings, &client_id, &scopes))
+            .sign(&client_claims(&self.settings, &client_id, &scopes, &client.audiences))
             .map_err(ApiError::internal)?;
         Ok((token, scopes))
     }

@@ -17,6 +17,7 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/esocial.identity.v1.IdentityService/RevokeSession", Access::Authenticated),
     ("/esocial.identity.v1.IdentityService/IssueServiceToken", Access::Public),
     ("/esocial.identity.v1.IdentityService/GetJwks", Access::Public),
+    ("/esocial.identity.v1.IdentityService/ExchangeToken", Access::AnyRole(&[Role::Gateway])),
     ("/esocial.identity.v1.IdentityAdminService/CreateOrganization", ADMIN),
     ("/esocial.identity.v1.IdentityAdminService/UpdateOrganization", ADMIN),
     ("/esocial.identity.v1.IdentityAdminService/ListOrganizations", READER),

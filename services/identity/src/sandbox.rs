@@ -199,20 +199,36 @@ pub struct SandboxSystem {
     pub private_key: PathBuf,
 }
 
+/// A system client of the sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSeed<'a> {
+    pub client_id: &'a str,
+    pub name: &'a str,
+    pub scopes: &'a [Role],
+    /// The services its tokens are good for; empty: every service.
+    pub audiences: &'a [&'a str],
+}
+
+/// Where a sandbox system client's private key is kept.
+pub fn system_client_key_path(data_dir: &Path, client_id: &str) -> PathBuf {
+    data_dir.join("systems").join(client_id).join("private-key.pem")
+}
+
 /// Creates what is missing of the sandbox's system clients: each gets a key
-/// in `<data dir>/systems/<client id>/private-key.pem`, registered (or its
-/// key rotated, when the file was lost) through the admin operations.
+/// in [`system_client_key_path`], registered (or its key rotated, when the
+/// file was lost) through the admin operations.
 pub async fn seed_system_clients(
     identity: &Identity,
     data_dir: &Path,
-    clients: &[(&str, &str, &[Role])],
+    clients: &[ClientSeed<'_>],
 ) -> anyhow::Result<Vec<SandboxSystem>> {
     let actor = Actor { subject: "esocial-sandbox".to_owned(), organization: None };
     let pool = identity.store.pool();
     let mut systems = Vec::with_capacity(clients.len());
-    for (client_id, name, scopes) in clients {
-        let directory = data_dir.join("systems").join(client_id);
-        let key_path = directory.join("private-key.pem");
+    for seed in clients {
+        let ClientSeed { client_id, name, scopes, audiences } = *seed;
+        let key_path = system_client_key_path(data_dir, client_id);
+        let directory = key_path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut transaction = pool.begin().await?;
         let existing = Store::system_client(&mut transaction, client_id).await.map_err(Error::from)?;
         if existing.is_none() || !key_path.exists() {
@@ -220,11 +236,12 @@ pub async fn seed_system_clients(
             match existing {
                 None => {
                     let client = crate::domain::SystemClient {
-                        client_id: (*client_id).to_owned(),
-                        name: (*name).to_owned(),
+                        client_id: client_id.to_owned(),
+                        name: name.to_owned(),
                         public_jwk: key.public_jwk().clone(),
                         scopes: scopes.to_vec(),
                         active: true,
+                        audiences: audiences.iter().map(|audience| (*audience).to_owned()).collect(),
                     };
                     Identity::register_system_client(&mut transaction, &actor, client).await?;
                 }
@@ -237,11 +254,7 @@ pub async fn seed_system_clients(
             write_private(&key_path, key.private_pkcs8_pem())?;
         }
         transaction.commit().await?;
-        systems.push(SandboxSystem {
-            client_id: (*client_id).to_owned(),
-            name: (*name).to_owned(),
-            private_key: key_path,
-        });
+        systems.push(SandboxSystem { client_id: client_id.to_owned(), name: name.to_owned(), private_key: key_path });
     }
     Ok(systems)
 }

@@ -15,6 +15,8 @@ use crate::tokens::TokenSettings;
 pub struct Identity {
     pub store: Store,
     pub keys: Arc<KeyStore>,
+    /// Verifies the member systems' tokens the gateway brings to exchange.
+    pub member_tokens: esocial_auth::TokenVerifier,
     pub trusted: TrustedIssuers,
     pub verifiers: SignatureVerifiers,
     pub settings: TokenSettings,

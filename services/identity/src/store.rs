@@ -148,6 +148,7 @@ struct SystemClientRow {
     public_jwk: Json<jsonwebtoken::jwk::Jwk>,
     scopes: Vec<String>,
     active: bool,
+    audiences: Vec<String>,
 }
 
 impl TryFrom<SystemClientRow> for SystemClient {
@@ -164,6 +165,7 @@ impl TryFrom<SystemClientRow> for SystemClient {
                 .map(|name| Role::parse(name).ok_or_else(|| corrupt("scope", name)))
                 .collect::<Result<_, _>>()?,
             active: row.active,
+            audiences: row.audiences,
         })
     }
 }
@@ -749,14 +751,15 @@ impl Store {
         actor: &Actor,
     ) -> Result<SystemClient, StoreError> {
         let row: SystemClientRow = sqlx::query_as(
-            "INSERT INTO system_clients (client_id, name, public_jwk, scopes, active, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, true, $5, $5) RETURNING client_id, name, public_jwk, scopes, active",
+            "INSERT INTO system_clients (client_id, name, public_jwk, scopes, active, created_by, updated_by, audiences)
+             VALUES ($1, $2, $3, $4, true, $5, $5, $6) RETURNING client_id, name, public_jwk, scopes, active, audiences",
         )
         .bind(&client.client_id)
         .bind(&client.name)
         .bind(Json(&client.public_jwk))
         .bind(role_names(&client.scopes))
         .bind(&actor.subject)
+        .bind(&client.audiences)
         .fetch_one(connection)
         .await?;
         Ok(row.try_into()?)
@@ -767,7 +770,7 @@ impl Store {
         client_id: &str,
     ) -> Result<Option<SystemClient>, StoreError> {
         let row: Option<SystemClientRow> = sqlx::query_as(
-            "SELECT client_id, name, public_jwk, scopes, active FROM system_clients WHERE client_id = $1",
+            "SELECT client_id, name, public_jwk, scopes, active, audiences FROM system_clients WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(connection)
@@ -785,7 +788,7 @@ impl Store {
         let row: Option<SystemClientRow> = sqlx::query_as(
             "UPDATE system_clients SET public_jwk = COALESCE($2, public_jwk), active = COALESCE($3, active),
                     updated_at = now(), updated_by = $4
-             WHERE client_id = $1 RETURNING client_id, name, public_jwk, scopes, active",
+             WHERE client_id = $1 RETURNING client_id, name, public_jwk, scopes, active, audiences",
         )
         .bind(client_id)
         .bind(public_jwk.map(Json))

@@ -13,7 +13,9 @@ use crate::domain::Account;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSettings {
     pub issuer: String,
-    /// Every service's audience; tokens are good for all of them.
+    /// Every service's audience. People's tokens are good for all of them,
+    /// a system client's for its own list when it has one, an exchanged
+    /// token for one.
     pub audiences: Vec<String>,
     pub access_token_lifetime: Duration,
     pub service_token_lifetime: Duration,
@@ -50,6 +52,7 @@ fn claims(settings: &TokenSettings, subject: String, roles: &[Role], lifetime: D
         territories: Vec::new(),
         amr: Vec::new(),
         sid: None,
+        act: None,
     }
 }
 
@@ -78,9 +81,32 @@ pub fn client_subject(client_id: &str) -> String {
     format!("{CLIENT_SUBJECT_PREFIX}{client_id}")
 }
 
-/// The claims of a system client: no session, no `amr`, only its scopes.
-pub fn client_claims(settings: &TokenSettings, client_id: &str, scopes: &[Role]) -> Claims {
-    claims(settings, client_subject(client_id), scopes, settings.service_token_lifetime)
+/// The claims of a system client: no session, no `amr`, only its scopes,
+/// and only its audiences when it has some (every service's otherwise).
+pub fn client_claims(settings: &TokenSettings, client_id: &str, scopes: &[Role], audiences: &[String]) -> Claims {
+    let mut claims = claims(settings, client_subject(client_id), scopes, settings.service_token_lifetime);
+    if !audiences.is_empty() {
+        claims.aud = Audience::Many(audiences.to_vec());
+    }
+    claims
+}
+
+/// The claims of a token exchanged (RFC 8693) for a system's token: the
+/// same subject, for one `audience`, with `act` naming who exchanged it,
+/// valid until `expires` (never beyond the service token lifetime).
+pub fn exchanged_claims(
+    settings: &TokenSettings,
+    subject: &str,
+    roles: &[Role],
+    audience: &str,
+    actor: &str,
+    expires: u64,
+) -> Claims {
+    let mut claims = claims(settings, subject.to_owned(), roles, settings.service_token_lifetime);
+    claims.aud = Audience::One(audience.to_owned());
+    claims.exp = claims.exp.min(expires);
+    claims.act = Some(esocial_auth::Actor { sub: actor.to_owned() });
+    claims
 }
 
 /// A new opaque refresh token and the hash that is stored instead of it.

@@ -48,6 +48,7 @@ pub fn generator_caller() -> Caller {
         authentication_methods: Vec::new(),
         token_id: Uuid::now_v7().to_string(),
         session_id: None,
+        actor: None,
     }
 }
 

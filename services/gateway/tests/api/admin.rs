@@ -60,7 +60,7 @@ async fn members_and_rights_are_administered_with_every_change_recorded_and_publ
             .into_inner()
             .right
             .expect("right");
-        assert_eq!((right.method.as_str(), right.granted_by.as_str()), (method, "test-account"));
+        assert_eq!((right.method.as_str(), right.granted_by.as_str()), (method, PERSON_ACCOUNT));
         assert!(granted);
     }
     admin
@@ -91,7 +91,7 @@ async fn members_and_rights_are_administered_with_every_change_recorded_and_publ
     let actions: Vec<&str> = changes.iter().map(|change| change.action.as_str()).collect();
     assert_eq!(actions, ["RegisterMember", "GrantAccess", "GrantAccess", "RevokeAccess"]);
     assert!(
-        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == "test-account"))
+        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == PERSON_ACCOUNT))
     );
     assert!(changes[3].details.contains("no longer needed"), "{}", changes[3].details);
 
@@ -180,11 +180,9 @@ async fn bad_input_names_its_field_and_only_security_administrators_administer()
     assert_eq!(missing.code(), Code::NotFound);
 
     // Roles: a member system, an auditor and no token cannot administer.
-    for token in [
-        Some(gateway.system_token("diia", &[Role::Service])),
-        Some(gateway.person_token(&[Role::RegistryAuditor])),
-        None,
-    ] {
+    for token in
+        [Some(gateway.system_token("diia").await), Some(gateway.person_token(&[Role::RegistryAuditor]).await), None]
+    {
         let mut client =
             esocial_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient::with_interceptor(
                 gateway.channel().await,
@@ -207,7 +205,7 @@ async fn a_member_lists_exactly_the_methods_it_may_call() {
             &["/esocial.registry.v1.IdpService/*", "/esocial.classifier.v1.ClassifierService/GetSupportType"],
         )
         .await;
-    let mut meta = gateway.meta(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut meta = gateway.meta(Some(gateway.system_token("diia").await)).await;
     let services = meta.list_services(pb::ListServicesRequest {}).await.expect("services").into_inner().services;
     assert_eq!(services, ["esocial.classifier.v1.ClassifierService", "esocial.registry.v1.IdpService"]);
     let allowed =
@@ -232,7 +230,7 @@ async fn a_member_lists_exactly_the_methods_it_may_call() {
     assert_eq!(only_classifier.len(), 1);
 
     // Only member systems have metaservices.
-    let mut person = gateway.meta(Some(gateway.person_token(&[Role::SecurityAdmin]))).await;
+    let mut person = gateway.meta(Some(gateway.person_token(&[Role::SecurityAdmin]).await)).await;
     let status = person.list_services(pb::ListServicesRequest {}).await.expect_err("a person");
     assert_eq!(status.code(), Code::PermissionDenied);
 }

@@ -2,8 +2,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use esocial_auth::{Audience, Claims, Role};
+use esocial_auth::{Audience, Claims, Role, SigningKey};
 use esocial_gateway::{Gateway, Settings};
+use esocial_identity::sandbox::ClientSeed;
 use esocial_kit::config::Env;
 use esocial_kit::shutdown::Shutdown;
 use esocial_proto::gateway::v1 as pb;
@@ -16,7 +17,7 @@ use esocial_proto::registry::v1::idp_service_client::IdpServiceClient;
 use esocial_proto::registry::v1::provider_service_client::ProviderServiceClient;
 use esocial_proto::registry::v1::registry_service_client::RegistryServiceClient;
 pub use esocial_testkit::grpc::{BearerToken, new_request_id, violated_fields};
-use esocial_testkit::{TempDir, TestDatabase, TestEvents, TestTokens};
+use esocial_testkit::{TempDir, TestDatabase, TestEvents};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -35,13 +36,21 @@ pub const BUZHANKA: &str = "UA71020010010048767";
 pub const DIIA: &str = "UA/GOV/32855961/diia";
 pub const BANK: &str = "UA/COM/14360506/bank";
 
-/// A classifier, a registry and a gateway in front of them, for one test.
+const ISSUER: &str = "http://identity.esocial.test";
+/// The account of every person's token in these tests.
+pub const PERSON_ACCOUNT: &str = "01938c4e-7a00-7000-8000-00000000a11c";
+
+/// The identity service, a classifier, a registry and a gateway in front of
+/// them, for one test.
 pub struct TestGateway {
     pub address: SocketAddr,
     pub registry_address: SocketAddr,
     _database: TestDatabase,
     pub events: TestEvents,
-    pub tokens: TestTokens,
+    /// The identity service that issues every token and exchanges members'
+    /// tokens for the gateway.
+    pub identity: Arc<esocial_identity::Identity>,
+    pub identity_url: String,
     /// A pool on the test database (no schema on the search path).
     pub pool: sqlx::PgPool,
     pub log_keys: esocial_gateway::verify::LogKeys,
@@ -62,8 +71,11 @@ impl TestGateway {
         esocial_testkit::init_telemetry("esocial-gateway-tests");
         let database = TestDatabase::create().await.expect("test database");
         let events = TestEvents::default();
-        let tokens = TestTokens::start().await.expect("test tokens");
         let files = TempDir::new("gateway-test").expect("temporary directory");
+        esocial_identity::sandbox::ensure_files(files.path()).expect("CA and master key");
+        let identity_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let identity_http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let identity_url = format!("http://{}", identity_listener.local_addr().expect("address"));
         let registry_key = files.path().join("registry-signing-key.pem");
         esocial_registry::ensure_signing_key(&registry_key).expect("registry key");
         let gateway_key = files.path().join("gateway-signing-key.pem");
@@ -89,7 +101,8 @@ impl TestGateway {
             ("NATS_URL", events.nats_url.as_str()),
             ("ESOCIAL_EVENT_STREAM", events.settings.stream_name.as_str()),
             ("ESOCIAL_EVENT_SUBJECT_PREFIX", events.settings.subject_prefix.as_str()),
-            ("ESOCIAL_TOKEN_ISSUER", tokens.issuer.as_str()),
+            ("ESOCIAL_TOKEN_ISSUER", ISSUER),
+            ("ESOCIAL_DATA_DIR", &files.path().display().to_string()),
             ("ESOCIAL_REGISTRY_SIGNING_KEY_FILE", &registry_key.display().to_string()),
             ("ESOCIAL_GATEWAY_SIGNING_KEY_FILE", &gateway_key.display().to_string()),
             ("ESOCIAL_SHUTDOWN_GRACE_MS", "2000"),
@@ -106,12 +119,32 @@ impl TestGateway {
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
-        pairs.push(("ESOCIAL_IDENTITY_URL".to_owned(), tokens.identity_url()));
+        pairs.push(("ESOCIAL_IDENTITY_URL".to_owned(), identity_url.clone()));
         for (name, value) in extra {
             pairs.retain(|(known, _)| known != name);
             pairs.push(((*name).to_owned(), (*value).to_owned()));
         }
         let env = Env::from_pairs(pairs);
+
+        // Identity first: the others verify tokens with its keys, and the
+        // gateway exchanges members' tokens with its own client.
+        let identity = esocial_identity::IdentityServer::build(
+            esocial_identity::Settings::from_env(&env).expect("identity settings"),
+        )
+        .await
+        .expect("identity builds");
+        let identity_state = identity.identity().clone();
+        let gateway_client = ClientSeed {
+            client_id: esocial_gateway::CLIENT_ID_DEFAULT,
+            name: "gateway",
+            scopes: &[Role::Gateway],
+            audiences: &[esocial_identity::AUDIENCE],
+        };
+        esocial_identity::sandbox::seed_system_clients(&identity_state, files.path(), &[gateway_client])
+            .await
+            .expect("the gateway's client");
+        let listeners = esocial_identity::Listeners { grpc: identity_listener, http: identity_http_listener };
+        tasks.push(tokio::spawn(identity.run(listeners, shutdown.wait())));
 
         let classifier = esocial_classifier::Classifier::build(
             esocial_classifier::Settings::from_env(&env).expect("classifier settings"),
@@ -142,7 +175,8 @@ impl TestGateway {
             registry_address,
             _database: database,
             events,
-            tokens,
+            identity: identity_state,
+            identity_url,
             pool,
             log_keys,
             registry: registry_state,
@@ -192,37 +226,66 @@ impl TestGateway {
         Self::channel_to(self.address).await
     }
 
-    /// A system client's token, good for the gateway and the services
-    /// behind it, as identity issues them.
-    pub fn system_token(&self, client_id: &str, roles: &[Role]) -> String {
-        let mut claims: Claims = self.tokens.claims(esocial_gateway::AUDIENCE, roles);
-        claims.sub = format!("client:{client_id}");
-        claims.aud = Audience::Many(vec![
-            esocial_gateway::AUDIENCE.to_owned(),
-            esocial_registry::AUDIENCE.to_owned(),
-            esocial_classifier::AUDIENCE.to_owned(),
-        ]);
-        claims.amr = Vec::new();
-        claims.org = None;
-        self.tokens.sign(&claims)
+    /// A member system's token, by client credentials at identity: its
+    /// client (role `service`, registered on first use) has tokens good only
+    /// at the gateway.
+    pub async fn system_token(&self, client_id: &str) -> String {
+        self.client_token(client_id, &[esocial_gateway::AUDIENCE]).await
     }
 
-    /// A person's token for the gateway's own methods.
-    pub fn person_token(&self, roles: &[Role]) -> String {
-        self.tokens.token(esocial_gateway::AUDIENCE, roles)
+    /// The token of a system that calls the services directly (every
+    /// audience), registered on first use.
+    pub async fn service_token(&self, client_id: &str) -> String {
+        self.client_token(client_id, &[]).await
+    }
+
+    async fn client_token(&self, client_id: &str, audiences: &[&str]) -> String {
+        let seed = ClientSeed { client_id, name: client_id, scopes: &[Role::Service], audiences };
+        let systems = esocial_identity::sandbox::seed_system_clients(&self.identity, self._files.path(), &[seed])
+            .await
+            .expect("client registered");
+        let key = std::fs::read_to_string(&systems[0].private_key).expect("client key");
+        let key = SigningKey::from_pkcs8_pem(&key).expect("client key");
+        esocial_kit::identity::ServiceTokens::new(&self.identity_url, ISSUER, client_id, key)
+            .expect("identity url")
+            .token()
+            .await
+            .expect("client credentials")
+    }
+
+    /// A person's token for the gateway's own methods, signed with
+    /// identity's key as a sign-in with a qualified e-signature would give.
+    pub async fn person_token(&self, roles: &[Role]) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            aud: Audience::One(esocial_gateway::AUDIENCE.to_owned()),
+            sub: PERSON_ACCOUNT.to_owned(),
+            exp: now + 900,
+            iat: now,
+            nbf: None,
+            jti: uuid::Uuid::new_v4().to_string(),
+            roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
+            org: Some("32855961".to_owned()),
+            territories: Vec::new(),
+            amr: vec!["qes".to_owned()],
+            sid: Some(uuid::Uuid::now_v7().to_string()),
+            act: None,
+        };
+        self.identity.keys.signer().await.expect("signer").sign(&claims).expect("signs")
     }
 
     pub async fn admin(&self) -> Admin {
         GatewayAdminServiceClient::with_interceptor(
             self.channel().await,
-            BearerToken(Some(self.person_token(&[Role::SecurityAdmin]))),
+            BearerToken(Some(self.person_token(&[Role::SecurityAdmin]).await)),
         )
     }
 
     pub async fn auditor(&self) -> Log {
         MessageLogServiceClient::with_interceptor(
             self.channel().await,
-            BearerToken(Some(self.person_token(&[Role::RegistryAuditor]))),
+            BearerToken(Some(self.person_token(&[Role::RegistryAuditor]).await)),
         )
     }
 

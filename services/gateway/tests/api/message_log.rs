@@ -1,6 +1,5 @@
 use std::time::{Duration, Instant};
 
-use esocial_auth::Role;
 use esocial_gateway::verify;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
@@ -55,7 +54,7 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
         })
         .await
         .expect("full logging");
-    let token = gateway.system_token("diia", &[Role::Service]);
+    let token = gateway.system_token("diia").await;
     let mut idp = gateway.idp(Some(token.clone())).await;
     let mut request = tonic::Request::new(verify_request());
     request.metadata_mut().insert("x-request-id", "audit-trail-1".parse().expect("metadata"));
@@ -135,7 +134,7 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
     )
     .await;
     assert!(admin_calls.len() >= 3, "register, grant, update: {admin_calls:?}");
-    assert!(admin_calls.iter().all(|entry| entry.caller == "test-account" && entry.status_code == 0));
+    assert!(admin_calls.iter().all(|entry| entry.caller == PERSON_ACCOUNT && entry.status_code == 0));
 
     // Bad filters name their field; members may not read the log.
     let bad = log
@@ -156,7 +155,7 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
 async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
     for _ in 0..10 {
         idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
     }
@@ -227,7 +226,7 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
             .await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
     gateway.wait_for_log_entries(2).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
 
     // Hold the log table: the writer's insert waits, the queue fills.
     let mut blocker = gateway.pool.begin().await.expect("transaction");
@@ -279,7 +278,7 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
 
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
     for _ in 0..6 {
         idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
     }

@@ -18,22 +18,29 @@ async fn a_member_without_the_right_is_denied_and_the_service_is_not_called() {
     gateway.register_member(DIIA, "diia", None, &[REGISTER_PROVIDER]).await;
     gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
 
-    let mut diia = gateway.providers(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut diia = gateway.providers(Some(gateway.system_token("diia").await)).await;
     let registered = diia.register_provider(provider("УСЗН Звенигородської РДА", 3_285_596)).await.expect("forwarded");
     let registered = registered.into_inner().provider.expect("provider");
     assert_eq!(registered.data.expect("data").name, "УСЗН Звенигородської РДА");
     assert_eq!(gateway.count("registry.providers").await, 1);
 
     // The bank's token carries the same role; only the gateway's right differs.
-    let mut bank = gateway.providers(Some(gateway.system_token("bank", &[Role::Service]))).await;
+    let mut bank = gateway.providers(Some(gateway.system_token("bank").await)).await;
     let denied = bank.register_provider(provider("Інший орган", 1_436_050)).await.expect_err("no right");
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().contains(REGISTER_PROVIDER), "names the method: {}", denied.message());
     assert!(denied.message().contains(BANK), "names the member: {}", denied.message());
     assert_eq!(gateway.count("registry.providers").await, 1, "the registry was not called");
 
-    // The same call straight to the registry would have worked: the gateway decided.
-    let mut direct = gateway.providers_directly(Some(gateway.system_token("bank", &[Role::Service]))).await;
+    // The bank's own token is good at the gateway only: straight to the
+    // registry it is refused, so the gateway cannot be bypassed.
+    let mut bypass = gateway.providers_directly(Some(gateway.system_token("bank").await)).await;
+    let refused = bypass.register_provider(provider("Інший орган", 1_436_050)).await.expect_err("not for the registry");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A system with the same role and a token for the registry may make the
+    // call there: the gateway's right decided.
+    let mut direct = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
     direct.register_provider(provider("Інший орган", 1_436_050)).await.expect("the registry allows the role");
     assert_eq!(gateway.count("registry.providers").await, 2);
 }
@@ -44,7 +51,7 @@ async fn callers_that_are_not_active_members_are_unauthenticated() {
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
     let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
 
-    let mut unknown_client = gateway.idp(Some(gateway.system_token("stranger", &[Role::Service]))).await;
+    let mut unknown_client = gateway.idp(Some(gateway.system_token("stranger").await)).await;
     let status = unknown_client.verify_idp_certificate(verify.clone()).await.expect_err("not a member");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("client:stranger"), "{}", status.message());
@@ -62,10 +69,10 @@ async fn callers_that_are_not_active_members_are_unauthenticated() {
     );
 
     // A person is not a member system, whatever their roles.
-    let mut person = gateway.idp(Some(gateway.person_token(&[Role::SecurityAdmin]))).await;
+    let mut person = gateway.idp(Some(gateway.person_token(&[Role::SecurityAdmin]).await)).await;
     assert_eq!(person.verify_idp_certificate(verify.clone()).await.expect_err("person").code(), Code::Unauthenticated);
 
-    let mut diia = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
     let answer = diia.verify_idp_certificate(verify.clone()).await.expect("member with the right").into_inner();
     assert!(!answer.valid, "an unknown code is not valid");
 
@@ -86,6 +93,58 @@ async fn callers_that_are_not_active_members_are_unauthenticated() {
 }
 
 #[tokio::test]
+async fn the_service_gets_a_token_exchanged_for_it_and_a_client_deactivated_at_identity_is_refused() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[REGISTER_PROVIDER]).await;
+    gateway.register_member(BANK, "bank", None, &[REGISTER_PROVIDER]).await;
+    let diia_token = gateway.system_token("diia").await;
+    let bank_token = gateway.system_token("bank").await;
+
+    // The member's token is refused by the registry itself; through the
+    // gateway the same call works, with a token exchanged for the registry.
+    let mut direct = gateway.providers_directly(Some(diia_token.clone())).await;
+    let refused =
+        direct.register_provider(provider("УСЗН", 3_285_596)).await.expect_err("a token for the gateway only");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let mut diia = gateway.providers(Some(diia_token)).await;
+    for (name, edrpou) in [("УСЗН 1", 3_285_596), ("УСЗН 2", 3_285_597), ("УСЗН 3", 3_285_598)] {
+        diia.register_provider(provider(name, edrpou)).await.expect("through the gateway");
+    }
+    assert_eq!(gateway.count("registry.providers").await, 3);
+
+    // The bank's client is deactivated at identity after its token was
+    // issued: the gateway still accepts the token's signature, but identity
+    // exchanges it no more, so nothing reaches the registry for it.
+    sqlx::query("UPDATE identity.system_clients SET active = false WHERE client_id = 'bank'")
+        .execute(&gateway.pool)
+        .await
+        .expect("deactivated");
+    let mut bank = gateway.providers(Some(bank_token)).await;
+    let refused = bank.register_provider(provider("Інший орган", 1_436_050)).await.expect_err("no internal token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("not accepted for the services behind the gateway"), "{}", refused.message());
+    assert!(refused.message().contains("bank"), "names the client: {}", refused.message());
+    assert_eq!(gateway.count("registry.providers").await, 3, "the registry was not called");
+    let started = Instant::now();
+    loop {
+        let logged: Vec<(String, i32)> =
+            sqlx::query_as("SELECT member_id, status_code FROM gateway.message_log WHERE member_id IN ($1, $2)")
+                .bind(DIIA)
+                .bind(BANK)
+                .fetch_all(&gateway.pool)
+                .await
+                .expect("log");
+        let served = logged.iter().filter(|(member, status)| member == DIIA && *status == 0).count();
+        let refusal = logged.contains(&(BANK.to_owned(), Code::Unauthenticated as i32));
+        if served == 3 && refusal {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not logged: {logged:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information() {
     let gateway = TestGateway::spawn().await;
     let limits = pb::Limits { requests_per_second: 1, burst: 3, message_bytes_max: 0 };
@@ -94,9 +153,9 @@ async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information()
     let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
     // Another member's call first: the connection to the registry and its
     // token keys are ready, so the calls below take milliseconds, not seconds.
-    let mut bank = gateway.idp(Some(gateway.system_token("bank", &[Role::Service]))).await;
+    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
     bank.verify_idp_certificate(verify.clone()).await.expect("warm-up");
-    let mut diia = gateway.idp(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
     for call in 0..3 {
         diia.verify_idp_certificate(verify.clone()).await.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
     }
@@ -115,7 +174,7 @@ async fn a_client_stream_passes_through_and_an_oversized_request_is_cut_off() {
     gateway
         .register_member(DIIA, "diia", Some(limits), &["/esocial.registry.v1.RegistryService/*", REGISTER_PROVIDER])
         .await;
-    let mut persons = gateway.persons(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut persons = gateway.persons(Some(gateway.system_token("diia").await)).await;
     let csv = format!(
         "last_name,first_name,patronymic,birth_date,sex,rnokpp,citizenship,registered_territory\n\
          Петренко,Олена,Іванівна,1990-05-17,female,3300912347,UA,{BUZHANKA}\n\
@@ -140,7 +199,7 @@ async fn a_client_stream_passes_through_and_an_oversized_request_is_cut_off() {
     assert_eq!(gateway.count("registry.persons").await, 1);
 
     // 4096 bytes at most: a name of 3000 Cyrillic letters (6000 bytes) is cut off.
-    let mut providers = gateway.providers(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut providers = gateway.providers(Some(gateway.system_token("diia").await)).await;
     let long_name = "Ж".repeat(3000);
     let refused = providers.register_provider(provider(&long_name, 3_285_596)).await.expect_err("too large");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
@@ -154,7 +213,7 @@ async fn an_upstream_that_is_down_gives_unavailable_at_once() {
     gateway.register_member(DIIA, "diia", None, &["/esocial.identity.v1.IdentityService/GetJwks"]).await;
     let mut identity = esocial_proto::identity::v1::identity_service_client::IdentityServiceClient::with_interceptor(
         gateway.channel().await,
-        BearerToken(Some(gateway.system_token("diia", &[Role::Service]))),
+        BearerToken(Some(gateway.system_token("diia").await)),
     );
     let started = Instant::now();
     let status = identity.get_jwks(esocial_proto::identity::v1::GetJwksRequest {}).await.expect_err("down");
@@ -180,7 +239,7 @@ async fn a_method_no_service_serves_is_unimplemented_and_the_gateway_answers_hea
     let mut tax =
         esocial_proto::external::tax::v1::tax_register_service_client::TaxRegisterServiceClient::with_interceptor(
             gateway.channel().await,
-            BearerToken(Some(gateway.system_token("diia", &[Role::Service]))),
+            BearerToken(Some(gateway.system_token("diia").await)),
         );
     let unrouted =
         tax.get_taxpayer(esocial_proto::external::tax::v1::GetTaxpayerRequest::default()).await.expect_err("no route");
@@ -200,7 +259,7 @@ async fn a_method_no_service_serves_is_unimplemented_and_the_gateway_answers_hea
     let mut classifier =
         esocial_proto::classifier::v1::classifier_service_client::ClassifierServiceClient::with_interceptor(
             gateway.channel().await,
-            BearerToken(Some(gateway.system_token("diia", &[Role::Service]))),
+            BearerToken(Some(gateway.system_token("diia").await)),
         );
     let denied = classifier
         .get_support_type(esocial_proto::classifier::v1::GetSupportTypeRequest {
@@ -231,7 +290,7 @@ async fn esocial_calls_other_systems_through_the_gateway_with_typed_adapters_and
         .await;
     let clients = esocial_external::GatewayClients::new(
         gateway.channel().await,
-        esocial_external::FixedToken::new(gateway.system_token("esocial-process", &[Role::Service])),
+        esocial_external::FixedToken::new(gateway.system_token("esocial-process").await),
     );
     let adult = &esocial_external::sandbox_adults()[0];
     let taxpayer = clients.tax.taxpayer(adult.rnokpp).await.expect("taxpayer through the gateway");
@@ -293,7 +352,7 @@ async fn esocial_calls_other_systems_through_the_gateway_with_typed_adapters_and
 async fn a_call_the_client_abandons_is_logged_as_cancelled() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &["/esocial.registry.v1.RegistryService/ImportPersons"]).await;
-    let mut persons = gateway.persons(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut persons = gateway.persons(Some(gateway.system_token("diia").await)).await;
     // A client stream that sends a first chunk and then nothing: the
     // registry waits for the rest, the client gives up.
     let first = registry_pb::ImportPersonsChunk {
@@ -330,7 +389,7 @@ async fn a_server_stream_passes_through_message_by_message() {
     gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
     let mut client = bank::bank_service_client::BankServiceClient::with_interceptor(
         gateway.channel().await,
-        BearerToken(Some(gateway.system_token("esocial-process", &[Role::Service]))),
+        BearerToken(Some(gateway.system_token("esocial-process").await)),
     );
     let adults = esocial_external::sandbox_adults();
     let open = adults.iter().find(|adult| adult.account_open).expect("an open account");

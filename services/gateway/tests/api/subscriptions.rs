@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use esocial_auth::Role;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
 use prost::Message as _;
@@ -49,7 +48,7 @@ async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_wh
         })
         .await
         .expect("entitled");
-    let token = gateway.system_token("diia", &[Role::Service]);
+    let token = gateway.system_token("diia").await;
     let mut subscriptions = gateway.subscriptions(Some(token.clone())).await;
 
     let not_entitled = subscriptions
@@ -83,8 +82,7 @@ async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_wh
     let id = subscription.subscription_id.clone();
 
     // Events published after the subscription, before the member connects.
-    let mut registry =
-        gateway.providers_directly(Some(gateway.system_token("registry-writer", &[Role::Service]))).await;
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
     let mut first_ids = Vec::new();
     for (index, name) in ["Орган 1", "Орган 2", "Орган 3"].iter().enumerate() {
         let created = registry
@@ -189,7 +187,7 @@ async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_wh
         .await
         .expect_err("not an ack token");
     assert_eq!(violated_fields(&forged), ["ack_tokens[0]"]);
-    let mut bank = gateway.subscriptions(Some(gateway.system_token("bank", &[Role::Service]))).await;
+    let mut bank = gateway.subscriptions(Some(gateway.system_token("bank").await)).await;
     let foreign = bank
         .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 0 })
         .await
@@ -217,7 +215,7 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
         event_types,
     };
     admin.set_event_entitlements(entitle(vec![REGISTERED.to_owned()])).await.expect("entitled");
-    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia", &[Role::Service]))).await;
+    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
     let id = subscriptions
         .create_subscription(pb::CreateSubscriptionRequest {
             request_id: new_request_id(),
@@ -229,8 +227,7 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
         .subscription
         .expect("subscription")
         .subscription_id;
-    let mut registry =
-        gateway.providers_directly(Some(gateway.system_token("registry-writer", &[Role::Service]))).await;
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
     registry.register_provider(provider("Орган 1", 3_285_590)).await.expect("provider");
     let mut stream = subscriptions
         .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })

@@ -6,3 +6,4 @@ mod harness;
 mod login;
 mod security_review;
 mod service_tokens;
+mod token_exchange;

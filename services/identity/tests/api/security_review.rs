@@ -29,6 +29,7 @@ fn register_client_request(client_id: &str, key: &SigningKey, scopes: &[&str]) -
         name: "automation".to_owned(),
         public_key: Some(public_jwk(key)),
         scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+        audiences: Vec::new(),
     }
 }
 
@@ -147,7 +148,7 @@ async fn a_system_client_holds_only_system_scopes_and_never_administers() {
 
     // Even a client token carrying security_admin (as such a client's were)
     // changes nothing: not the admin's own roles or status, nor anything else.
-    let backdoor = mint(&app, &client_claims(&app.identity.settings, "legacy", &[Role::SecurityAdmin])).await;
+    let backdoor = mint(&app, &client_claims(&app.identity.settings, "legacy", &[Role::SecurityAdmin], &[])).await;
     let mut as_client = app.admin_client(&backdoor).await;
     let own_roles = as_client
         .assign_roles(pb::AssignRolesRequest {
@@ -172,7 +173,7 @@ async fn a_system_client_holds_only_system_scopes_and_never_administers() {
     assert_eq!(rotated.code(), Code::PermissionDenied);
 
     // Nor does a token claiming a qualified signature without a session.
-    let mut sessionless = client_claims(&app.identity.settings, "legacy", &[Role::SecurityAdmin]);
+    let mut sessionless = client_claims(&app.identity.settings, "legacy", &[Role::SecurityAdmin], &[]);
     sessionless.sub = app.admin.account_id.clone();
     sessionless.amr = vec!["qes".to_owned()];
     let sessionless = mint(&app, &sessionless).await;
@@ -244,7 +245,7 @@ async fn a_client_id_is_never_an_account_id_and_a_client_token_owns_no_session()
 
     // A client token does not end a person's session, even one whose subject
     // is the person's account id (a client registered with it before).
-    let mut colliding = client_claims(&app.identity.settings, &person.account_id, &[Role::Service]);
+    let mut colliding = client_claims(&app.identity.settings, &person.account_id, &[Role::Service], &[]);
     for subject in [colliding.sub.clone(), person.account_id.clone()] {
         colliding.sub = subject;
         let mut as_client =
@@ -550,7 +551,7 @@ async fn only_keys_that_check_out_are_published_and_retired_ones_not_for_long() 
     assert!(keys.iter().all(|key| key.x != attacker_x), "the attacker's public key is nowhere");
 
     // A token signed with the planted key is good nowhere.
-    let mut forged = client_claims(&app.identity.settings, "anyone", &[Role::SecurityAdmin]);
+    let mut forged = client_claims(&app.identity.settings, "anyone", &[Role::SecurityAdmin], &[]);
     forged.amr = vec!["qes".to_owned()];
     let forged = attacker.sign(&forged).expect("signs");
     assert!(verifier(&app).verify(&forged).await.is_err(), "other services refuse it");

@@ -22,6 +22,12 @@ pub fn public_jwk(key: &SigningKey) -> pb::Jwk {
 }
 
 async fn register(app: &TestIdentity, client_id: &str, key: &SigningKey, scopes: &[&str]) {
+    register_for(app, client_id, key, scopes, &[]).await;
+}
+
+/// Registers a client whose tokens are good only for `audiences` (every
+/// service when empty).
+pub async fn register_for(app: &TestIdentity, client_id: &str, key: &SigningKey, scopes: &[&str], audiences: &[&str]) {
     let token = app.admin_token().await;
     app.admin_client(&token)
         .await
@@ -31,6 +37,7 @@ async fn register(app: &TestIdentity, client_id: &str, key: &SigningKey, scopes:
             name: format!("system {client_id}"),
             public_key: Some(public_jwk(key)),
             scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+            audiences: audiences.iter().map(|audience| (*audience).to_owned()).collect(),
         })
         .await
         .expect("registered");
@@ -165,7 +172,11 @@ async fn standard_clients_get_keys_discovery_and_tokens_over_http() {
     let discovery: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(discovery["issuer"], app.issuer);
     assert_eq!(discovery["token_endpoint"], format!("{}/oauth2/token", app.issuer));
-    assert_eq!(discovery["scopes_supported"], serde_json::json!(["integrator", "service"]), "the roles of systems");
+    assert_eq!(
+        discovery["scopes_supported"],
+        serde_json::json!(["integrator", "service", "gateway"]),
+        "the roles of systems"
+    );
 
     let (status, body) =
         tokio::task::spawn_blocking(move || http(address, &get("/.well-known/jwks.json"))).await.expect("joined");
