@@ -167,6 +167,70 @@ async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information()
     diia.verify_idp_certificate(verify).await.expect("a token refilled");
 }
 
+/// A request body that never yields and never ends.
+struct NeverEnds;
+
+impl http_body::Body for NeverEnds {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_exceeded() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &["/esocial.registry.v1.RegistryService/*"]).await;
+    let token = gateway.system_token("diia").await;
+    // An import whose stream never ends: the registry cannot answer. The
+    // client only states its deadline (`grpc-timeout`, as a client in
+    // another language may) and does not keep it itself; the gateway does.
+    let stream = tokio::net::TcpStream::connect(gateway.address).await.expect("connects");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2");
+    tokio::spawn(connection);
+    let request =
+        http::Request::post(format!("http://{}/esocial.registry.v1.RegistryService/ImportPersons", gateway.address))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "300m")
+            .header("authorization", format!("Bearer {token}"))
+            .body(NeverEnds)
+            .expect("request");
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("the gateway answers, not the client's patience")
+        .expect("a response");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert_eq!(code, (Code::DeadlineExceeded as i32).to_string(), "{:?}", response.headers());
+    let started = Instant::now();
+    loop {
+        let codes: Vec<i32> = sqlx::query_scalar(
+            "SELECT status_code FROM gateway.message_log WHERE method = '/esocial.registry.v1.RegistryService/ImportPersons'",
+        )
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("log");
+        if !codes.is_empty() {
+            assert_eq!(codes, [Code::DeadlineExceeded as i32]);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_client_stream_passes_through_and_an_oversized_request_is_cut_off() {
     let gateway = TestGateway::spawn().await;
