@@ -70,6 +70,7 @@ pub struct GrpcServer {
     long_running: Vec<&'static str>,
     front: Option<Front>,
     reflected_packages: Vec<String>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -98,7 +99,17 @@ impl GrpcServer {
             long_running: Vec::new(),
             front: None,
             reflected_packages: Vec::new(),
+            tls: None,
         }
+    }
+
+    /// Serves over TLS (with client certificates when `tls` asks for them;
+    /// the peer's chain is then in each request's extensions as
+    /// `tonic::transport::server::TlsConnectInfo`).
+    #[must_use]
+    pub fn tls(mut self, tls: tonic::transport::ServerTlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Every call goes through `front` before the auth layer and the routes;
@@ -195,7 +206,11 @@ impl GrpcServer {
         });
         let layers = tower::ServiceBuilder::new().layer(context).layer(front).layer(self.auth.clone()).into_inner();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls.clone() {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(1024))

@@ -95,7 +95,8 @@ pub async fn register_member(
             &member.member_id,
             json!({ "name": member.name, "client_id": member.client_id, "contact": member.contact,
                     "limits": [member.limits.requests_per_second, member.limits.burst, member.limits.message_bytes_max],
-                    "log_mode": member.log_mode.as_str() }),
+                    "log_mode": member.log_mode.as_str(),
+                    "client_certificate_sha256": member.client_certificate.map(|digest| crate::message_log::hex(&digest)) }),
         )
         .await?;
     let proto = member_to_proto(member);

@@ -245,6 +245,7 @@ pub(crate) mod tests {
                 contact: String::new(),
                 limits: crate::domain::Limits::default(),
                 log_mode: LogMode::Metadata,
+                client_certificate: None,
                 created_at: chrono::Utc::now(),
                 updated_at: chrono::Utc::now(),
             },

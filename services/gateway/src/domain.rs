@@ -226,6 +226,9 @@ pub struct Member {
     pub contact: String,
     pub limits: Limits,
     pub log_mode: LogMode,
+    /// SHA-256 of the DER of the client certificate it must present over
+    /// mutual TLS; none: its token alone.
+    pub client_certificate: Option<[u8; 32]>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -135,6 +135,19 @@ pub const CLIENT_KEY_FILE: Variable = Variable {
     meaning: "Ed25519 private key (PKCS#8 PEM) of the gateway's system client",
 };
 
+pub const TLS_CERTIFICATE_FILE: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_TLS_CERTIFICATE_FILE",
+    default: "",
+    meaning: "PEM certificate chain the gateway serves TLS with (with ESOCIAL_GATEWAY_TLS_KEY_FILE); empty: plain HTTP/2",
+};
+pub const TLS_KEY_FILE: Variable =
+    Variable { name: "ESOCIAL_GATEWAY_TLS_KEY_FILE", default: "", meaning: "PEM private key of the TLS certificate" };
+pub const TLS_CLIENT_CA_FILE: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_TLS_CLIENT_CA_FILE",
+    default: "",
+    meaning: "PEM certificates of the CAs that issue members' client certificates (mutual TLS, optional per member: a member with a registered certificate fingerprint must present that certificate)",
+};
+
 /// The gateway's system client in the sandbox.
 pub const CLIENT_ID_DEFAULT: &str = "esocial-gateway";
 
@@ -142,6 +155,9 @@ pub const VARIABLES: &[Variable] = &[
     LISTEN_ADDR,
     CLIENT_ID,
     CLIENT_KEY_FILE,
+    TLS_CERTIFICATE_FILE,
+    TLS_KEY_FILE,
+    TLS_CLIENT_CA_FILE,
     ROUTES,
     OUTBOUND_ROUTES,
     NODE,
@@ -175,6 +191,37 @@ pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
     Ok(esocial_kit::db::migrate_only(&common.database_url, NAME, &MIGRATIONS).await?)
 }
 
+/// The files the gateway serves TLS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// The CAs of members' client certificates; none: no client certificates.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn read(path: &Path, variable: Variable) -> anyhow::Result<String> {
+        std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("cannot read {} ({}): {error}", path.display(), variable.name))
+    }
+
+    /// The server's TLS configuration: client certificates are asked for
+    /// and checked against the client CAs, but not required of every member.
+    pub fn server_config(&self) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+        let identity = tonic::transport::Identity::from_pem(
+            Self::read(&self.certificate, TLS_CERTIFICATE_FILE)?,
+            Self::read(&self.key, TLS_KEY_FILE)?,
+        );
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(client_ca) = &self.client_ca {
+            let roots = tonic::transport::Certificate::from_pem(Self::read(client_ca, TLS_CLIENT_CA_FILE)?);
+            config = config.client_ca_root(roots).client_auth_optional(true);
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub listen_addr: SocketAddr,
@@ -184,6 +231,7 @@ pub struct Settings {
     pub signing_key_file: PathBuf,
     pub client_id: String,
     pub client_key_file: PathBuf,
+    pub tls: Option<TlsFiles>,
     pub log_queue_max: usize,
     pub log_batch_max: usize,
     pub log_linger: Duration,
@@ -269,9 +317,23 @@ impl Settings {
             Some(path) => PathBuf::from(path),
             None => common.data_dir.join("systems").join(&client_id).join("private-key.pem"),
         };
+        let file =
+            |variable: Variable| env.get(variable.name).filter(|path| !path.trim().is_empty()).map(PathBuf::from);
+        let tls = match (file(TLS_CERTIFICATE_FILE), file(TLS_KEY_FILE), file(TLS_CLIENT_CA_FILE)) {
+            (Some(certificate), Some(key), client_ca) => Some(TlsFiles { certificate, key, client_ca }),
+            (None, None, None) => None,
+            _ => {
+                reader.problem(format!(
+                    "{} and {} go together, and {} needs both",
+                    TLS_CERTIFICATE_FILE.name, TLS_KEY_FILE.name, TLS_CLIENT_CA_FILE.name
+                ));
+                None
+            }
+        };
         reader.finish()?;
         Ok(Self {
             listen_addr,
+            tls,
             routes: routes_inbound,
             outbound_routes,
             node,
@@ -329,6 +391,7 @@ pub struct Gateway {
     directory: Arc<Directory>,
     upstreams: Upstreams,
     internal_tokens: InternalTokens,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Gateway {
@@ -367,7 +430,8 @@ impl Gateway {
             client_key,
         )?;
         let internal_tokens = InternalTokens::new(&auth.identity_url, credentials)?;
-        Ok(Self { settings, pool, nats, verifier, key, directory, upstreams, internal_tokens })
+        let tls = settings.tls.as_ref().map(TlsFiles::server_config).transpose()?;
+        Ok(Self { settings, pool, nats, verifier, key, directory, upstreams, internal_tokens, tls })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -461,7 +525,11 @@ impl Gateway {
             HeaderValue::from_str(&self.settings.node)?,
         ));
         let auth = AuthLayer::new(self.verifier.clone(), Arc::new(policy::access_policy()));
-        let server = GrpcServer::new(&self.settings.common.grpc, auth, SERVICE_NAMES)
+        let mut server = GrpcServer::new(&self.settings.common.grpc, auth, SERVICE_NAMES);
+        if let Some(tls) = self.tls.clone() {
+            server = server.tls(tls);
+        }
+        let server = server
             .watch_database(self.pool.clone())
             .watch_nats(self.nats.clone())
             // A stream (a subscription, a bulk import) lasts as long as it

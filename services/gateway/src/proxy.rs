@@ -193,16 +193,19 @@ struct Identified {
     caller: String,
     /// The token's id (`jti`); empty without a valid token.
     token_id: String,
+    /// The member is bound to a client certificate and did not present it.
+    certificate_missing: bool,
     member: Option<Arc<MemberEntry>>,
     refusal: Option<Status>,
 }
 
 impl Door {
-    async fn identify(&self, headers: &http::HeaderMap) -> Identified {
+    async fn identify(&self, headers: &http::HeaderMap, peer: Option<&PeerCertificates>) -> Identified {
         let Some(token) = bearer_token(headers) else {
             return Identified {
                 caller: String::new(),
                 token_id: String::new(),
+                certificate_missing: false,
                 member: None,
                 refusal: Some(Status::unauthenticated("a bearer token of a member system is required")),
             };
@@ -214,21 +217,45 @@ impl Door {
                 return Identified {
                     caller: String::new(),
                     token_id: String::new(),
+                    certificate_missing: false,
                     member: None,
                     refusal: Some(Status::unauthenticated("invalid token")),
                 };
             }
         };
         let member = claims.sub.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
+        let certificate_missing = member.as_ref().is_some_and(|entry| !presented_certificate(entry, peer));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
             Some(entry) if !entry.is_active() => {
                 Some(Status::unauthenticated(format!("member {} is suspended", entry.member.member_id)))
             }
+            Some(entry) if certificate_missing => Some(Status::unauthenticated(format!(
+                "member {} must present its registered client certificate (mutual TLS) with its token",
+                entry.member.member_id
+            ))),
             Some(_) => None,
         };
-        Identified { caller: claims.sub, token_id: claims.jti, member, refusal }
+        Identified { caller: claims.sub, token_id: claims.jti, certificate_missing, member, refusal }
     }
+}
+
+/// The client certificate chain the TLS handshake verified, leaf first.
+type PeerCertificates = Arc<Vec<tonic::transport::CertificateDer<'static>>>;
+
+fn peer_certificates(request: &GrpcRequest) -> Option<PeerCertificates> {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(tonic::transport::server::TlsConnectInfo::peer_certs)
+}
+
+/// Whether the member presented the client certificate it is bound to, or
+/// is bound to none.
+fn presented_certificate(member: &MemberEntry, peer: Option<&PeerCertificates>) -> bool {
+    let Some(expected) = member.member.client_certificate else { return true };
+    peer.and_then(|chain| chain.first())
+        .is_some_and(|certificate| <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == expected)
 }
 
 impl tower_service::Service<GrpcRequest> for DoorService {
@@ -270,7 +297,8 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let started_at = Utc::now();
     let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
     let deadline = request.extensions().get::<Deadline>().map(|deadline| deadline.0);
-    let identified = door.identify(request.headers()).await;
+    let peer = peer_certificates(&request);
+    let identified = door.identify(request.headers(), peer.as_ref()).await;
     if identified.caller.is_empty()
         && let Some(refusal) = &identified.refusal
         && !door.log_anonymous_refusal()
@@ -300,7 +328,13 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
 
     if package == OWN_PACKAGE {
         // The gateway's own methods: the auth layer and handlers decide;
-        // a member's calls count against its rate like any other.
+        // a member bound to a client certificate must still present it,
+        // and a member's calls count against its rate like any other.
+        if identified.certificate_missing
+            && let Some(refusal) = &identified.refusal
+        {
+            return exchange.refuse(refusal.clone());
+        }
         if let Some(member) = &identified.member
             && let Err(status) = rate_limited(member)
         {

@@ -64,6 +64,7 @@ async fn add_missing(pool: &sqlx::PgPool, members: &[SandboxMember]) -> anyhow::
             contact: "sandbox".to_owned(),
             limits: Limits::default(),
             log_mode: LogMode::Full,
+            client_certificate: None,
             created_at: now,
             updated_at: now,
         };

@@ -43,6 +43,13 @@ fn member_from_row(row: &PgRow) -> Result<Member, sqlx::Error> {
             message_bytes_max: as_u32(row.try_get("message_bytes_max")?),
         },
         log_mode: LogMode::parse(&log_mode).ok_or_else(|| decode("log_mode", log_mode.clone()))?,
+        client_certificate: row
+            .try_get::<Option<Vec<u8>>, _>("client_certificate_sha256")?
+            .map(|digest| {
+                <[u8; 32]>::try_from(digest.as_slice())
+                    .map_err(|_| decode("client_certificate_sha256", format!("{} bytes", digest.len())))
+            })
+            .transpose()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -62,7 +69,7 @@ fn right_from_row(row: &PgRow) -> Result<AccessRight, sqlx::Error> {
 }
 
 const MEMBER_COLUMNS: &str = "member_id, name, client_id, status, contact, requests_per_second, burst, \
-                              message_bytes_max, log_mode, created_at, updated_at";
+                              message_bytes_max, log_mode, client_certificate_sha256, created_at, updated_at";
 
 pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
     let mut transaction = pool.begin().await?;
@@ -105,8 +112,8 @@ pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
 pub async fn insert_member(connection: &mut PgConnection, member: &Member) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO members (member_id, name, client_id, status, contact, requests_per_second, burst,
-                              message_bytes_max, log_mode, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                              message_bytes_max, log_mode, created_at, updated_at, client_certificate_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
     )
     .bind(member.member_id.as_str())
     .bind(&member.name)
@@ -118,6 +125,7 @@ pub async fn insert_member(connection: &mut PgConnection, member: &Member) -> Re
     .bind(as_i32(member.limits.message_bytes_max))
     .bind(member.log_mode.as_str())
     .bind(member.created_at)
+    .bind(member.client_certificate.map(|digest| digest.to_vec()))
     .execute(connection)
     .await?;
     Ok(())
@@ -126,7 +134,7 @@ pub async fn insert_member(connection: &mut PgConnection, member: &Member) -> Re
 pub async fn update_member(connection: &mut PgConnection, member: &Member) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE members SET name = $2, status = $3, contact = $4, requests_per_second = $5, burst = $6,
-                            message_bytes_max = $7, log_mode = $8, updated_at = $9
+                            message_bytes_max = $7, log_mode = $8, updated_at = $9, client_certificate_sha256 = $10
          WHERE member_id = $1",
     )
     .bind(member.member_id.as_str())
@@ -138,6 +146,7 @@ pub async fn update_member(connection: &mut PgConnection, member: &Member) -> Re
     .bind(as_i32(member.limits.message_bytes_max))
     .bind(member.log_mode.as_str())
     .bind(member.updated_at)
+    .bind(member.client_certificate.map(|digest| digest.to_vec()))
     .execute(connection)
     .await?;
     Ok(())

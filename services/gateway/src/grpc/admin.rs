@@ -19,6 +19,7 @@ use crate::domain::{
     AccessRight, BURST_MAX, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus, MethodRight,
     REQUESTS_PER_SECOND_MAX,
 };
+use crate::message_log::hex;
 use crate::proxy::OWN_PACKAGE;
 use crate::{catalog, events, store};
 
@@ -64,6 +65,25 @@ fn limits(violations: &mut Violations, limits: Option<&pb::Limits>) -> Limits {
         requests_per_second: limits.requests_per_second,
         burst: limits.burst,
         message_bytes_max: limits.message_bytes_max,
+    }
+}
+
+/// A client certificate fingerprint: 64 hex digits (either case), or empty
+/// for none.
+fn certificate_fingerprint(violations: &mut Violations, text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let digits: Option<Vec<u8>> = (text.len() == 64 && text.chars().all(|character| character.is_ascii_hexdigit()))
+        .then(|| (0..32).map(|index| u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()).collect())
+        .flatten();
+    match digits.and_then(|digits| <[u8; 32]>::try_from(digits).ok()) {
+        Some(digest) => Some(digest),
+        None => {
+            violations.add("client_certificate_sha256", "must be the SHA-256 of the certificate's DER: 64 hex digits");
+            None
+        }
     }
 }
 
@@ -125,6 +145,7 @@ impl GatewayAdminService for AdminApi {
         let contact = violations.text("contact", &request.contact, false, CONTACT_LENGTH_MAX);
         let limits = limits(&mut violations, request.limits.as_ref());
         let log_mode = log_mode(&mut violations, request.log_mode).unwrap_or(LogMode::Metadata);
+        let client_certificate = certificate_fingerprint(&mut violations, &request.client_certificate_sha256);
         let member_id = validated(violations, member_id)?;
         let now = Utc::now();
         let member = Member {
@@ -135,6 +156,7 @@ impl GatewayAdminService for AdminApi {
             contact,
             limits,
             log_mode,
+            client_certificate,
             created_at: now,
             updated_at: now,
         };
@@ -173,6 +195,10 @@ impl GatewayAdminService for AdminApi {
         };
         let new_limits = request.limits.as_ref().map(|given| limits(&mut violations, Some(given)));
         let new_log_mode = log_mode(&mut violations, request.log_mode);
+        let new_certificate = request
+            .client_certificate_sha256
+            .as_deref()
+            .map(|fingerprint| certificate_fingerprint(&mut violations, fingerprint));
         let reason = violations.text("reason", &request.reason, status.is_some(), REASON_LENGTH_MAX);
         let member_id = validated(violations, member_id)?;
         let fingerprinted = pb::UpdateMemberRequest { request_id: String::new(), ..request };
@@ -196,6 +222,9 @@ impl GatewayAdminService for AdminApi {
                 if let Some(mode) = new_log_mode {
                     member.log_mode = mode;
                 }
+                if let Some(certificate) = new_certificate {
+                    member.client_certificate = certificate;
+                }
                 member.updated_at = Utc::now();
                 store::update_member(connection, &member).await?;
                 Author::from(&caller)
@@ -207,10 +236,12 @@ impl GatewayAdminService for AdminApi {
                         "reason": reason,
                         "before": { "name": before.name, "status": before.status.as_str(), "contact": before.contact,
                                     "limits": [before.limits.requests_per_second, before.limits.burst, before.limits.message_bytes_max],
-                                    "log_mode": before.log_mode.as_str() },
+                                    "log_mode": before.log_mode.as_str(),
+                                    "client_certificate_sha256": before.client_certificate.map(|digest| hex(&digest)) },
                         "after": { "name": member.name, "status": member.status.as_str(), "contact": member.contact,
                                    "limits": [member.limits.requests_per_second, member.limits.burst, member.limits.message_bytes_max],
-                                   "log_mode": member.log_mode.as_str() },
+                                   "log_mode": member.log_mode.as_str(),
+                                   "client_certificate_sha256": member.client_certificate.map(|digest| hex(&digest)) },
                     }),
                 )
                 .await?;

@@ -166,5 +166,9 @@ pub(crate) fn member_to_proto(member: &Member) -> pb::Member {
         log_mode: log_mode_to_proto(member.log_mode).into(),
         created_at: Some(timestamp(member.created_at)),
         updated_at: Some(timestamp(member.updated_at)),
+        client_certificate_sha256: member
+            .client_certificate
+            .map(|digest| crate::message_log::hex(&digest))
+            .unwrap_or_default(),
     }
 }

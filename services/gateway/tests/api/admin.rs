@@ -17,6 +17,7 @@ async fn members_and_rights_are_administered_with_every_change_recorded_and_publ
         contact: "support@diia.gov.ua".to_owned(),
         limits: Some(pb::Limits { requests_per_second: 50, burst: 100, message_bytes_max: 0 }),
         log_mode: pb::LogMode::Metadata.into(),
+        client_certificate_sha256: String::new(),
     };
     let member =
         admin.register_member(register.clone()).await.expect("registered").into_inner().member.expect("member");
@@ -131,6 +132,7 @@ async fn bad_input_names_its_field_and_only_security_administrators_administer()
             contact: String::new(),
             limits: Some(pb::Limits { requests_per_second: 1_000_000, burst: 0, message_bytes_max: 10 }),
             log_mode: 9,
+            client_certificate_sha256: "ab".repeat(31),
         })
         .await
         .expect_err("bad input");
@@ -140,6 +142,7 @@ async fn bad_input_names_its_field_and_only_security_administrators_administer()
     assert_eq!(
         fields,
         [
+            "client_certificate_sha256",
             "client_id",
             "limits.message_bytes_max",
             "limits.requests_per_second",

@@ -59,6 +59,8 @@ pub struct TestGateway {
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _files: TempDir,
+    /// How clients reach a gateway that serves TLS.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl TestGateway {
@@ -183,6 +185,7 @@ impl TestGateway {
             shutdown,
             tasks,
             _files: files,
+            tls: None,
         };
         gateway.wait_for_territories().await;
         gateway
@@ -223,7 +226,56 @@ impl TestGateway {
     }
 
     pub async fn channel(&self) -> Channel {
-        Self::channel_to(self.address).await
+        match &self.tls {
+            Some(tls) => self.tls_channel(tls.clone()).await.expect("connects over TLS"),
+            None => Self::channel_to(self.address).await,
+        }
+    }
+
+    /// A gateway that serves TLS with `server` (certificate and key PEM),
+    /// asking for client certificates issued by `client_ca` (PEM); clients
+    /// trust `server_ca` (PEM) for the name `localhost`.
+    pub async fn spawn_with_tls(server: (&str, &str), server_ca: &str, client_ca: &str) -> Self {
+        let files = TempDir::new("gateway-tls").expect("temporary directory");
+        let write = |name: &str, pem: &str| {
+            let path = files.path().join(name);
+            std::fs::write(&path, pem).expect("writes");
+            path.display().to_string()
+        };
+        let (certificate, key, client_ca) =
+            (write("server.pem", server.0), write("server-key.pem", server.1), write("client-ca.pem", client_ca));
+        let mut gateway = Self::spawn_with(&[
+            ("ESOCIAL_GATEWAY_TLS_CERTIFICATE_FILE", &certificate),
+            ("ESOCIAL_GATEWAY_TLS_KEY_FILE", &key),
+            ("ESOCIAL_GATEWAY_TLS_CLIENT_CA_FILE", &client_ca),
+        ])
+        .await;
+        gateway.tls = Some(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(server_ca))
+                .domain_name("localhost"),
+        );
+        drop(files);
+        gateway
+    }
+
+    /// A TLS connection to the gateway with `tls` (which may carry a client
+    /// certificate).
+    pub async fn tls_channel(
+        &self,
+        tls: tonic::transport::ClientTlsConfig,
+    ) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("https://{}", self.address))
+            .expect("uri")
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+    }
+
+    /// The client TLS settings of a gateway that serves TLS.
+    pub fn client_tls(&self) -> tonic::transport::ClientTlsConfig {
+        self.tls.clone().expect("the gateway serves TLS")
     }
 
     /// A member system's token, by client credentials at identity: its
@@ -327,6 +379,7 @@ impl TestGateway {
                 contact: "ops@example.gov.ua".to_owned(),
                 limits,
                 log_mode: pb::LogMode::Metadata.into(),
+                client_certificate_sha256: String::new(),
             })
             .await
             .expect("member registered");

@@ -1,8 +1,9 @@
-//! API tests of the exchange gateway: a real classifier and registry behind
-//! it, real PostgreSQL and NATS, tokens as identity would issue them.
+//! API tests of the exchange gateway: a real identity service, classifier
+//! and registry behind it, real PostgreSQL and NATS.
 
 mod admin;
 mod harness;
 mod message_log;
+mod mutual_tls;
 mod proxy;
 mod subscriptions;

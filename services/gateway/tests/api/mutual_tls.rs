@@ -1,0 +1,169 @@
+//! Mutual TLS: a member bound to a client certificate must present it.
+
+use esocial_proto::gateway::v1 as pb;
+use esocial_proto::registry::v1 as registry_pb;
+use esocial_proto::registry::v1::idp_service_client::IdpServiceClient;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
+use sha2::{Digest as _, Sha256};
+use tonic::Code;
+use tonic::transport::{ClientTlsConfig, Identity};
+
+use crate::harness::*;
+
+const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
+
+/// A certification authority for the test: its certificate (PEM) and key.
+struct Authority {
+    certificate_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate and its key, PEM, and the SHA-256 of its DER.
+struct Issued {
+    certificate_pem: String,
+    key_pem: String,
+    sha256: String,
+}
+
+impl Authority {
+    fn new(name: &str) -> Self {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let certificate = params.self_signed(&key).expect("self-signed");
+        Self { certificate_pem: certificate.pem(), issuer: Issuer::new(params, key) }
+    }
+
+    fn issue(&self, name: &str, server: bool) -> Issued {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        if server {
+            params.subject_alt_names = vec![SanType::DnsName("localhost".try_into().expect("name"))];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let certificate = params.signed_by(&key, &self.issuer).expect("signed");
+        Issued {
+            certificate_pem: certificate.pem(),
+            key_pem: key.serialize_pem(),
+            sha256: Sha256::digest(certificate.der()).iter().map(|byte| format!("{byte:02x}")).collect(),
+        }
+    }
+}
+
+fn presenting(gateway: &TestGateway, certificate: &Issued) -> ClientTlsConfig {
+    gateway.client_tls().identity(Identity::from_pem(&certificate.certificate_pem, &certificate.key_pem))
+}
+
+async fn idp(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Idp {
+    IdpServiceClient::with_interceptor(
+        gateway.tls_channel(tls).await.expect("connects over TLS"),
+        BearerToken(Some(token.to_owned())),
+    )
+}
+
+#[tokio::test]
+async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token() {
+    let servers = Authority::new("gateway server CA");
+    let members = Authority::new("member systems CA");
+    let server = servers.issue("gateway", true);
+    let gateway = TestGateway::spawn_with_tls(
+        (&server.certificate_pem, &server.key_pem),
+        &servers.certificate_pem,
+        &members.certificate_pem,
+    )
+    .await;
+    let diia_certificate = members.issue("Дія", false);
+    let other_certificate = members.issue("інша система", false);
+
+    let mut admin = gateway.admin().await;
+    admin
+        .register_member(pb::RegisterMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            name: "Дія".to_owned(),
+            client_id: "diia".to_owned(),
+            contact: "ops@example.gov.ua".to_owned(),
+            limits: None,
+            log_mode: pb::LogMode::Metadata.into(),
+            client_certificate_sha256: diia_certificate.sha256.to_uppercase(),
+        })
+        .await
+        .expect("registered with its certificate");
+    admin
+        .grant_access(pb::GrantAccessRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            method: VERIFY_CERTIFICATE.to_owned(),
+        })
+        .await
+        .expect("granted");
+    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
+    let member = admin
+        .get_member(pb::GetMemberRequest { member_id: DIIA.to_owned() })
+        .await
+        .expect("member")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(member.client_certificate_sha256, diia_certificate.sha256, "kept in lower case");
+
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    let diia_token = gateway.system_token("diia").await;
+
+    // Its token and its certificate: forwarded.
+    let mut with_certificate = idp(&gateway, presenting(&gateway, &diia_certificate), &diia_token).await;
+    with_certificate.verify_idp_certificate(verify.clone()).await.expect("token and certificate");
+
+    // Its token alone, or with another member's certificate from the same CA: refused.
+    let mut token_only = idp(&gateway, gateway.client_tls(), &diia_token).await;
+    let refused = token_only.verify_idp_certificate(verify.clone()).await.expect_err("no certificate");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("client certificate"), "{}", refused.message());
+    let mut wrong = idp(&gateway, presenting(&gateway, &other_certificate), &diia_token).await;
+    let refused = wrong.verify_idp_certificate(verify.clone()).await.expect_err("another certificate");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A member bound to no certificate comes in with its token, over TLS.
+    let mut bank = idp(&gateway, gateway.client_tls(), &gateway.system_token("bank").await).await;
+    bank.verify_idp_certificate(verify.clone()).await.expect("token only");
+
+    // A certificate from a CA the gateway does not trust fails the handshake.
+    let stranger = Authority::new("unknown CA").issue("Дія", false);
+    let untrusted = async {
+        match gateway.tls_channel(presenting(&gateway, &stranger)).await {
+            Err(_) => true,
+            Ok(channel) => IdpServiceClient::with_interceptor(channel, BearerToken(Some(diia_token.clone())))
+                .verify_idp_certificate(verify.clone())
+                .await
+                .is_err(),
+        }
+    };
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), untrusted).await;
+    assert_eq!(refused, Ok(true), "a certificate of an unknown CA is not accepted");
+
+    // Unbound again, the token alone is enough; a malformed fingerprint is named.
+    let bad = admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            client_certificate_sha256: Some("not-a-digest".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("malformed");
+    assert_eq!(violated_fields(&bad), ["client_certificate_sha256"]);
+    admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            client_certificate_sha256: Some(String::new()),
+            ..Default::default()
+        })
+        .await
+        .expect("unbound");
+    token_only.verify_idp_certificate(verify).await.expect("token only now");
+}
