@@ -22,7 +22,7 @@ pub use database::TestDatabase;
 pub use events::TestEvents;
 pub use nats_server::NatsServer;
 pub use proxy::TcpProxy;
-pub use tokens::TestTokens;
+pub use tokens::{TestTokens, person_claims};
 
 /// Installs telemetry once per test process (text logs at `RUST_LOG`,
 /// default `warn`), so spans carry trace context as in production.

@@ -106,22 +106,7 @@ impl TestTokens {
     /// Claims for an account with these roles, valid for 15 minutes, for
     /// `audience` (e.g. `esocial.classifier`).
     pub fn claims(&self, audience: &str, roles: &[Role]) -> Claims {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
-        Claims {
-            iss: self.issuer.clone(),
-            aud: Audience::One(audience.to_owned()),
-            sub: "test-account".to_owned(),
-            exp: now + 900,
-            iat: now,
-            nbf: None,
-            jti: uuid::Uuid::new_v4().to_string(),
-            roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
-            org: Some("32855961".to_owned()),
-            territories: Vec::new(),
-            amr: vec!["qes".to_owned()],
-            sid: None,
-            act: None,
-        }
+        person_claims(&self.issuer, audience, roles)
     }
 
     pub fn token(&self, audience: &str, roles: &[Role]) -> String {
@@ -130,6 +115,28 @@ impl TestTokens {
 
     pub fn sign(&self, claims: &Claims) -> String {
         self.key.sign(claims).unwrap_or_default()
+    }
+}
+
+/// The claims of a person signed in with a qualified e-signature (account
+/// `test-account` of organization 32855961, no session), valid for 15
+/// minutes, from `issuer` for `audience`.
+pub fn person_claims(issuer: &str, audience: &str, roles: &[Role]) -> Claims {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
+    Claims {
+        iss: issuer.to_owned(),
+        aud: Audience::One(audience.to_owned()),
+        sub: "test-account".to_owned(),
+        exp: now + 900,
+        iat: now,
+        nbf: None,
+        jti: uuid::Uuid::new_v4().to_string(),
+        roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
+        org: Some("32855961".to_owned()),
+        territories: Vec::new(),
+        amr: vec!["qes".to_owned()],
+        sid: None,
+        act: None,
     }
 }
 

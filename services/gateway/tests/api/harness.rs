@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use esocial_auth::{Audience, Claims, Role, SigningKey};
+use esocial_auth::{Role, SigningKey};
 use esocial_gateway::{Gateway, Settings};
 use esocial_identity::sandbox::ClientSeed;
 use esocial_kit::config::Env;
@@ -308,22 +308,9 @@ impl TestGateway {
     /// A person's token for the gateway's own methods, signed with
     /// identity's key as a sign-in with a qualified e-signature would give.
     pub async fn person_token(&self, roles: &[Role]) -> String {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-        let claims = Claims {
-            iss: ISSUER.to_owned(),
-            aud: Audience::One(esocial_gateway::AUDIENCE.to_owned()),
-            sub: PERSON_ACCOUNT.to_owned(),
-            exp: now + 900,
-            iat: now,
-            nbf: None,
-            jti: uuid::Uuid::new_v4().to_string(),
-            roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
-            org: Some("32855961".to_owned()),
-            territories: Vec::new(),
-            amr: vec!["qes".to_owned()],
-            sid: Some(uuid::Uuid::now_v7().to_string()),
-            act: None,
-        };
+        let mut claims = esocial_testkit::person_claims(ISSUER, esocial_gateway::AUDIENCE, roles);
+        claims.sub = PERSON_ACCOUNT.to_owned();
+        claims.sid = Some(uuid::Uuid::now_v7().to_string());
         self.identity.keys.signer().await.expect("signer").sign(&claims).expect("signs")
     }
 
