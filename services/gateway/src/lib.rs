@@ -85,12 +85,15 @@ pub const LOG_QUEUE_MAX: Variable = Variable {
     default: "10000",
     meaning: "message log entries (calls in flight included) that may wait for the writer",
 };
-pub const LOG_BATCH_MAX: Variable =
-    Variable { name: "ESOCIAL_GATEWAY_LOG_BATCH_MAX", default: "500", meaning: "message log entries written per COPY" };
+pub const LOG_BATCH_MAX: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_LOG_BATCH_MAX",
+    default: "500",
+    meaning: "message log entries written per insert",
+};
 pub const LOG_LINGER_MS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_LINGER_MS",
     default: "5",
-    meaning: "how long the message log writer gathers entries before one COPY (fewer, larger commits; calls never wait for it)",
+    meaning: "how long the message log writer gathers entries before one insert (fewer, larger commits; calls never wait for it)",
 };
 pub const CHECKPOINT_SECONDS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_CHECKPOINT_SECONDS",
