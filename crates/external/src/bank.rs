@@ -103,6 +103,14 @@ pub trait Bank: Send + Sync {
     /// Whether `iban` is open and held by `holder`.
     fn verify_account(&self, iban: Iban, holder: Rnokpp) -> impl Future<Output = Result<AccountStatus, Error>> + Send;
 
+    /// Many accounts over one streaming call (before a payment run): one
+    /// status per `(account, would-be holder)`, in order. The adapter checks
+    /// that every account got exactly one answer.
+    fn verify_accounts(
+        &self,
+        accounts: &[(Iban, Rnokpp)],
+    ) -> impl Future<Output = Result<Vec<AccountStatus>, Error>> + Send;
+
     /// Submits a register; a retry with the same register returns the first
     /// report, the same id with other payments is [`Error::AlreadyExists`].
     /// The adapter checks that the report has one result per payment.

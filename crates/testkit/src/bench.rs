@@ -1,18 +1,27 @@
 //! What the benchmarks share: a closed-loop load driver with latency
-//! percentiles, and the CPU time the hypervisor stole while it ran (on a
-//! shared virtual machine that share says how far to trust the figures).
+//! percentiles, the machine's CPU time per call (every process: client,
+//! servers, proxies, PostgreSQL; steadier from run to run than requests per
+//! second when they all share the cores), and the CPU time the hypervisor
+//! stole while it ran (on a shared virtual machine that share says how far to
+//! trust the figures).
 
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// Total and stolen CPU time so far, from `/proc/stat` (Linux).
+/// Total, busy and stolen CPU time so far, in clock ticks, from `/proc/stat`
+/// (Linux).
 #[derive(Debug, Clone, Copy)]
 pub struct CpuTimes {
     total: u64,
+    /// Neither idle, waiting for I/O nor stolen.
+    busy: u64,
     steal: u64,
 }
+
+/// Clock ticks per second of `/proc/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 impl CpuTimes {
     pub fn now() -> Option<Self> {
@@ -20,8 +29,17 @@ impl CpuTimes {
         let fields: Vec<u64> =
             stat.lines().next()?.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
         // user nice system idle iowait irq softirq steal …
-        Some(Self { total: fields.iter().take(8).sum(), steal: *fields.get(7)? })
+        let total: u64 = fields.iter().take(8).sum();
+        let steal = *fields.get(7)?;
+        let busy = total - fields.get(3)? - fields.get(4)? - steal;
+        Some(Self { total, busy, steal })
     }
+}
+
+/// The machine's busy CPU time between two readings per call, in microseconds.
+pub fn cpu_micros_per_call(before: Option<CpuTimes>, after: Option<CpuTimes>, calls: usize) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    (calls > 0).then(|| (after.busy - before.busy) as f64 / TICKS_PER_SECOND * 1e6 / calls as f64)
 }
 
 /// The stolen share of CPU time between two readings, as `12%`.
@@ -56,22 +74,41 @@ pub struct Measured {
     pub per_second: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The machine's busy CPU time per call (warm-up calls included).
+    pub cpu_us_per_call: Option<f64>,
     pub steal: String,
 }
 
 impl Measured {
-    /// A Markdown table row: label, requests, per second, p50, p99, errors, steal.
+    /// A Markdown table row: label, requests, per second, p50, p99, CPU per
+    /// call, errors, steal.
     pub fn row(&self, label: &str) -> String {
+        let cpu = self.cpu_us_per_call.map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0}"));
         format!(
-            "| {label:<38} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {:>5} |",
+            "| {label:<38} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {:>6} | {:>5} |",
             self.requests, self.per_second, self.p50_ms, self.p99_ms, self.errors, self.steal
         )
     }
 
     pub fn header() -> String {
         format!(
-            "| {:<38} | {:>9} | {:>9} | {:>7} | {:>7} | {:>6} | {:>5} |\n| {:-<38} | {:->9} | {:->9} | {:->7} | {:->7} | {:->6} | {:->5} |",
-            "workload", "requests", "req/s", "p50 ms", "p99 ms", "errors", "steal", "", "", "", "", "", "", ""
+            "| {:<38} | {:>9} | {:>9} | {:>7} | {:>7} | {:>11} | {:>6} | {:>5} |\n| {:-<38} | {:->9} | {:->9} | {:->7} | {:->7} | {:->11} | {:->6} | {:->5} |",
+            "workload",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU µs/call",
+            "errors",
+            "steal",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            ""
         )
     }
 }
@@ -93,6 +130,7 @@ where
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(100_000);
             let mut errors = 0u64;
+            let mut calls = 0usize;
             let mut turn = worker;
             loop {
                 let started = Instant::now();
@@ -100,6 +138,7 @@ where
                     break;
                 }
                 let succeeded = call(worker, turn).await;
+                calls += 1;
                 turn += concurrency;
                 if started < warm_up_until {
                     continue;
@@ -110,18 +149,21 @@ where
                     errors += 1;
                 }
             }
-            (latencies, errors)
+            (latencies, errors, calls)
         }));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
+    let mut calls = 0;
     for task in tasks {
-        if let Ok((mut worker_latencies, worker_errors)) = task.await {
+        if let Ok((mut worker_latencies, worker_errors, worker_calls)) = task.await {
             latencies.append(&mut worker_latencies);
             errors += worker_errors;
+            calls += worker_calls;
         }
     }
-    let steal = steal_percent(cpu_before, CpuTimes::now());
+    let cpu_after = CpuTimes::now();
+    let steal = steal_percent(cpu_before, cpu_after);
     latencies.sort_unstable();
     Measured {
         requests: latencies.len(),
@@ -129,6 +171,7 @@ where
         per_second: latencies.len() as f64 / duration.as_secs_f64(),
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
+        cpu_us_per_call: cpu_micros_per_call(cpu_before, cpu_after, calls),
         steal,
     }
 }

@@ -245,6 +245,19 @@ fn main() -> anyhow::Result<()> {
             if let (Some(through), Some(nginx)) = (per_second("gateway"), per_second("nginx grpc_pass")) {
                 ratios.push(format!("{label}: gateway / nginx = {:.2}", through / nginx));
             }
+            let cpu = |wanted: &str| {
+                results.iter().find(|(path, _)| *path == wanted).and_then(|(_, measured)| measured.cpu_us_per_call)
+            };
+            if let Some(direct) = cpu("direct") {
+                for proxy in ["gateway", "nginx grpc_pass"] {
+                    if let Some(through) = cpu(proxy) {
+                        ratios.push(format!(
+                            "{label}: {proxy} adds {:.0} µs of the machine's CPU per call ({through:.0} against {direct:.0})",
+                            through - direct
+                        ));
+                    }
+                }
+            }
         }
         println!();
         for ratio in &ratios {

@@ -43,15 +43,35 @@ impl Bank for GrpcBank {
             })
             .await?;
         let response = self.client().verify_account(request).await?.into_inner();
-        match pb::AccountStatus::try_from(response.status) {
-            Ok(pb::AccountStatus::Open) => Ok(AccountStatus::Open),
-            Ok(pb::AccountStatus::Closed) => Ok(AccountStatus::Closed),
-            Ok(pb::AccountStatus::HolderMismatch) => Ok(AccountStatus::HolderMismatch),
-            Ok(pb::AccountStatus::Unknown) => Ok(AccountStatus::Unknown),
-            Ok(pb::AccountStatus::Unspecified) | Err(_) => {
-                Err(Error::invalid_response(SYSTEM, "status", format!("{} is not an account status", response.status)))
+        account_status_from_proto(response.status, "status")
+    }
+
+    async fn verify_accounts(&self, accounts: &[(Iban, Rnokpp)]) -> Result<Vec<AccountStatus>, Error> {
+        let requests: Vec<pb::VerifyAccountRequest> = accounts
+            .iter()
+            .map(|(iban, holder)| pb::VerifyAccountRequest {
+                iban: iban.as_str().to_owned(),
+                holder_rnokpp: holder.as_str().to_owned(),
+            })
+            .collect();
+        let request = self.gateway.request(futures_util::stream::iter(requests)).await?;
+        let mut answers = self.client().verify_accounts(request).await?.into_inner();
+        let mut statuses = Vec::with_capacity(accounts.len());
+        while let Some(answer) = answers.message().await? {
+            if statuses.len() == accounts.len() {
+                return Err(Error::invalid_response(SYSTEM, "status", "more answers than accounts sent"));
             }
+            let field = format!("answers[{}].status", statuses.len());
+            statuses.push(account_status_from_proto(answer.status, &field)?);
         }
+        if statuses.len() != accounts.len() {
+            return Err(Error::invalid_response(
+                SYSTEM,
+                "status",
+                format!("{} answers to {} accounts", statuses.len(), accounts.len()),
+            ));
+        }
+        Ok(statuses)
     }
 
     async fn submit_payment_register(&self, register: &PaymentRegister) -> Result<RegisterReport, Error> {
@@ -85,6 +105,18 @@ impl Bank for GrpcBank {
             convert::response(SYSTEM, |violations| report_from_proto(violations, "report", response.report.as_ref()))?;
         check_report_answers(&report, register_id)?;
         Ok(report)
+    }
+}
+
+fn account_status_from_proto(status: i32, field: &str) -> Result<AccountStatus, Error> {
+    match pb::AccountStatus::try_from(status) {
+        Ok(pb::AccountStatus::Open) => Ok(AccountStatus::Open),
+        Ok(pb::AccountStatus::Closed) => Ok(AccountStatus::Closed),
+        Ok(pb::AccountStatus::HolderMismatch) => Ok(AccountStatus::HolderMismatch),
+        Ok(pb::AccountStatus::Unknown) => Ok(AccountStatus::Unknown),
+        Ok(pb::AccountStatus::Unspecified) | Err(_) => {
+            Err(Error::invalid_response(SYSTEM, field, format!("{status} is not an account status")))
+        }
     }
 }
 

@@ -120,6 +120,28 @@ fn register_id_problem(register_id: &str) -> Option<String> {
     }
 }
 
+/// The bank's answer on one account; `field` prefixes the names of the
+/// fields in problems.
+fn verify_one(
+    world: &World,
+    request: &pb::VerifyAccountRequest,
+    field: &str,
+) -> Result<pb::VerifyAccountResponse, Status> {
+    let (iban, holder) = convert::request(|violations| {
+        let iban: Option<Iban> = convert::identifier(violations, &convert::path(field, "iban"), &request.iban);
+        let holder: Option<Rnokpp> =
+            convert::identifier(violations, &convert::path(field, "holder_rnokpp"), &request.holder_rnokpp);
+        Some((iban?, holder?))
+    })?;
+    let status = match lock(&world.bank).account_status(iban, holder) {
+        AccountStatus::Open => pb::AccountStatus::Open,
+        AccountStatus::Closed => pb::AccountStatus::Closed,
+        AccountStatus::HolderMismatch => pb::AccountStatus::HolderMismatch,
+        AccountStatus::Unknown => pb::AccountStatus::Unknown,
+    };
+    Ok(pb::VerifyAccountResponse { status: status.into() })
+}
+
 /// The bank's gRPC service.
 #[derive(Debug, Clone)]
 pub struct BankSimulator {
@@ -163,19 +185,33 @@ impl BankService for BankSimulator {
         &self,
         request: Request<pb::VerifyAccountRequest>,
     ) -> Result<Response<pb::VerifyAccountResponse>, Status> {
-        let request = request.into_inner();
-        let (iban, holder) = convert::request(|violations| {
-            let iban: Option<Iban> = convert::identifier(violations, "iban", &request.iban);
-            let holder: Option<Rnokpp> = convert::identifier(violations, "holder_rnokpp", &request.holder_rnokpp);
-            Some((iban?, holder?))
-        })?;
-        let status = match lock(&self.world.bank).account_status(iban, holder) {
-            AccountStatus::Open => pb::AccountStatus::Open,
-            AccountStatus::Closed => pb::AccountStatus::Closed,
-            AccountStatus::HolderMismatch => pb::AccountStatus::HolderMismatch,
-            AccountStatus::Unknown => pb::AccountStatus::Unknown,
-        };
-        Ok(Response::new(pb::VerifyAccountResponse { status: status.into() }))
+        Ok(Response::new(verify_one(&self.world, &request.into_inner(), "")?))
+    }
+
+    type VerifyAccountsStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::VerifyAccountResponse, Status>> + Send + 'static>>;
+
+    async fn verify_accounts(
+        &self,
+        request: Request<tonic::Streaming<pb::VerifyAccountRequest>>,
+    ) -> Result<Response<Self::VerifyAccountsStream>, Status> {
+        let world = self.world.clone();
+        let requests = request.into_inner();
+        // Each request is answered as it arrives; the first error ends the call.
+        let answers = futures_util::stream::unfold(Some((requests, 0usize)), move |state| {
+            let world = world.clone();
+            async move {
+                let (mut requests, index) = state?;
+                let answer = match requests.message().await {
+                    Ok(Some(request)) => verify_one(&world, &request, &format!("requests[{index}]")),
+                    Ok(None) => return None,
+                    Err(status) => Err(status),
+                };
+                let next = answer.is_ok().then_some((requests, index + 1));
+                Some((answer, next))
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn submit_payment_register(

@@ -37,6 +37,35 @@ async fn accounts_are_open_closed_someone_elses_or_unknown() {
 }
 
 #[tokio::test]
+async fn many_accounts_are_checked_over_one_streaming_call_one_answer_each_in_order() {
+    let sandbox = Sandbox::start().await;
+    let bank = &sandbox.clients.bank;
+    let adults = sandbox_adults();
+    let (open, closed) = (&adults[0], &adults[5]);
+    let unknown = Iban::compose("305299", "26209999999999999").expect("a valid IBAN nobody has");
+    let accounts = [
+        (open.iban, open.rnokpp),
+        (closed.iban, closed.rnokpp),
+        (open.iban, closed.rnokpp),
+        (unknown, open.rnokpp),
+        (open.iban, open.rnokpp),
+    ];
+    let statuses = bank.verify_accounts(&accounts).await.expect("checked");
+    assert_eq!(
+        statuses,
+        [
+            AccountStatus::Open,
+            AccountStatus::Closed,
+            AccountStatus::HolderMismatch,
+            AccountStatus::Unknown,
+            AccountStatus::Open
+        ]
+    );
+    assert_eq!(bank.verify_accounts(&[]).await.expect("nothing to check"), []);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
 async fn a_payment_to_a_closed_account_is_rejected_and_the_rest_credited_once() {
     let sandbox = Sandbox::start().await;
     let bank = &sandbox.clients.bank;

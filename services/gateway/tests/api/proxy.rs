@@ -503,3 +503,88 @@ async fn a_server_stream_passes_through_message_by_message() {
     assert!(entry.1 > 3 * 5, "three messages with their frame headers: {entry:?}");
     assert_eq!(entry.2, "outbound");
 }
+
+#[tokio::test]
+async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_sent() {
+    use esocial_proto::external::bank::v1 as bank;
+
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
+    let mut client = bank::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("esocial-process").await)),
+    );
+    let adults = esocial_external::sandbox_adults();
+    let open = adults.iter().find(|adult| adult.account_open).expect("an open account");
+    let closed = adults.iter().find(|adult| !adult.account_open).expect("a closed account");
+    let ask = |adult: &esocial_external::SandboxAdult| bank::VerifyAccountRequest {
+        iban: adult.iban.to_string(),
+        holder_rnokpp: adult.rnokpp.to_string(),
+    };
+
+    // Each request goes only after the answer to the one before came back:
+    // the call is open both ways at once, nothing waits for the end of a side.
+    let (requests, outgoing) = request_stream();
+    let mut answers = client.verify_accounts(outgoing).await.expect("call opened").into_inner();
+    let mut statuses = Vec::new();
+    for adult in [open, closed, open] {
+        requests.send(ask(adult)).expect("request sent");
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.message())
+            .await
+            .expect("an answer while the request stream is still open")
+            .expect("answer")
+            .expect("not the end");
+        statuses.push(answer.status);
+    }
+    drop(requests);
+    assert!(answers.message().await.expect("end").is_none(), "the bank ends when the requests end");
+    let (open_status, closed_status) = (i32::from(bank::AccountStatus::Open), i32::from(bank::AccountStatus::Closed));
+    assert_eq!(statuses, [open_status, closed_status, open_status]);
+
+    // A malformed request ends the call with the bank's own status, unchanged.
+    let (requests, outgoing) = request_stream();
+    let mut answers = client.verify_accounts(outgoing).await.expect("call opened").into_inner();
+    requests.send(ask(open)).expect("request sent");
+    requests
+        .send(bank::VerifyAccountRequest { iban: "UA00".to_owned(), holder_rnokpp: String::new() })
+        .expect("request sent");
+    assert!(answers.message().await.expect("first answer").is_some());
+    let refused = answers.message().await.expect_err("the malformed request ends the call");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let fields: Vec<String> = refused
+        .get_details_bad_request()
+        .expect("field violations")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect();
+    assert_eq!(fields, ["requests[1].iban", "requests[1].holder_rnokpp"]);
+
+    // Both calls are in the message log, with the bytes that went each way.
+    let started = Instant::now();
+    let entries = loop {
+        let entries: Vec<(i32, i64, i64)> = sqlx::query_as(
+            "SELECT status_code, request_bytes, response_bytes FROM gateway.message_log
+             WHERE method = '/esocial.external.bank.v1.BankService/VerifyAccounts' ORDER BY sequence",
+        )
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("entries");
+        if entries.len() == 2 {
+            break entries;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "entries: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let one_request = i64::try_from(prost::Message::encoded_len(&ask(open))).expect("size") + 5;
+    assert_eq!(entries[0], (0, 3 * one_request, 3 * (2 + 5)), "three requests, three answers of 2 bytes");
+    assert_eq!(entries[1].0, Code::InvalidArgument as i32);
+    assert_eq!(entries[1].2, 2 + 5, "one answer before the refusal");
+}
+
+/// A request stream fed message by message while the call is open.
+fn request_stream<Message>()
+-> (tokio::sync::mpsc::UnboundedSender<Message>, tokio_stream::wrappers::UnboundedReceiverStream<Message>) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    (sender, tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
+}
