@@ -40,6 +40,13 @@ impl TokenBucket {
         Self { rate: f64::from(requests_per_second.max(1)), capacity, tokens: capacity, refilled_at: Instant::now() }
     }
 
+    /// One replica's bucket when `replicas` share a member's limits: the
+    /// rate and burst divided among them, rounded up (never below one).
+    pub fn share(requests_per_second: u32, burst: u32, replicas: u32) -> Self {
+        let replicas = replicas.max(1);
+        Self::new(requests_per_second.div_ceil(replicas), burst.div_ceil(replicas))
+    }
+
     /// Takes one token, or says how long until one is there.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
@@ -52,9 +59,8 @@ impl TokenBucket {
         Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
     }
 
-    fn same_limits(&self, requests_per_second: u32, burst: u32) -> bool {
-        (self.rate - f64::from(requests_per_second.max(1))).abs() < f64::EPSILON
-            && (self.capacity - f64::from(burst.max(1))).abs() < f64::EPSILON
+    fn same_limits(&self, other: &Self) -> bool {
+        (self.rate - other.rate).abs() < f64::EPSILON && (self.capacity - other.capacity).abs() < f64::EPSILON
     }
 }
 
@@ -65,6 +71,8 @@ pub struct MemberEntry {
     methods: HashSet<String>,
     services: HashSet<String>,
     pub event_types: BTreeSet<String>,
+    /// The member's limits for the whole deployment (this replica applies
+    /// its share).
     pub requests_per_second: u32,
     pub burst: u32,
     pub message_bytes_max: u32,
@@ -103,6 +111,8 @@ struct Snapshot {
 pub struct Directory {
     pool: PgPool,
     defaults: DefaultLimits,
+    /// Replicas sharing the members' limits.
+    replicas: u32,
     snapshot: RwLock<Arc<Snapshot>>,
     /// One reload at a time: a reload that read the tables before a change
     /// must not replace one that read them after.
@@ -110,10 +120,11 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn new(pool: PgPool, defaults: DefaultLimits) -> Self {
+    pub fn new(pool: PgPool, defaults: DefaultLimits, replicas: u32) -> Self {
         Self {
             pool,
             defaults,
+            replicas,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -152,14 +163,12 @@ impl Directory {
             let requests_per_second = or_default(member.limits.requests_per_second, self.defaults.requests_per_second);
             let burst = or_default(member.limits.burst, self.defaults.burst);
             let message_bytes_max = or_default(member.limits.message_bytes_max, self.defaults.message_bytes_max);
+            let fresh = TokenBucket::share(requests_per_second, burst, self.replicas);
             let bucket = previous
                 .by_member
                 .get(&member.member_id)
-                .filter(|entry| entry.bucket.lock().is_ok_and(|bucket| bucket.same_limits(requests_per_second, burst)))
-                .map_or_else(
-                    || Arc::new(Mutex::new(TokenBucket::new(requests_per_second, burst))),
-                    |entry| entry.bucket.clone(),
-                );
+                .filter(|entry| entry.bucket.lock().is_ok_and(|bucket| bucket.same_limits(&fresh)))
+                .map_or_else(|| Arc::new(Mutex::new(fresh)), |entry| entry.bucket.clone());
             let mut methods = HashSet::new();
             let mut services = HashSet::new();
             for right in rights.remove(&member.member_id).unwrap_or_default() {
@@ -276,5 +285,19 @@ pub(crate) mod tests {
             assert_eq!(bucket.take(later), Ok(()));
         }
         assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn replicas_share_a_limit_rounded_up() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::share(10, 7, 3);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(start), Ok(()), "7 / 3 rounded up");
+        }
+        let wait = bucket.take(start).expect_err("the share of the burst is used up");
+        assert_eq!(wait, Duration::from_millis(250), "10 / 3 rounded up is 4 a second");
+        let mut alone = TokenBucket::share(1, 1, 5);
+        assert_eq!(alone.take(start), Ok(()), "never below one");
+        assert!(TokenBucket::share(10, 7, 1).same_limits(&TokenBucket::new(10, 7)));
     }
 }

@@ -112,6 +112,11 @@ pub const RATE_DEFAULT: Variable = Variable {
 };
 pub const BURST_DEFAULT: Variable =
     Variable { name: "ESOCIAL_GATEWAY_BURST_DEFAULT", default: "400", meaning: "a member's burst unless set for it" };
+pub const REPLICAS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_REPLICAS",
+    default: "1",
+    meaning: "how many gateway replicas share the members' calls: each holds a member to 1/n of its rate and burst (rounded up), so the limits hold for the whole deployment when calls are spread evenly",
+};
 pub const ACK_WAIT_SECONDS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_ACK_WAIT_SECONDS",
     default: "30",
@@ -169,6 +174,7 @@ pub const VARIABLES: &[Variable] = &[
     LOG_FAILURE,
     RATE_DEFAULT,
     BURST_DEFAULT,
+    REPLICAS,
     ACK_WAIT_SECONDS,
     UPSTREAM_CONNECTIONS,
 ];
@@ -239,6 +245,9 @@ pub struct Settings {
     pub log_failure: FailurePolicy,
     pub requests_per_second_default: u32,
     pub burst_default: u32,
+    /// Replicas that share the members' calls (each applies its share of a
+    /// member's limits).
+    pub replicas: u32,
     pub ack_wait: Duration,
     pub upstream_connections: usize,
     pub common: CommonSettings,
@@ -306,6 +315,7 @@ impl Settings {
                 .unwrap_or(200);
         let burst_default =
             u32::try_from(reader.number_in(BURST_DEFAULT, 1..=u64::from(domain::BURST_MAX))).unwrap_or(400);
+        let replicas = u32::try_from(reader.number_in(REPLICAS, 1..=1000)).unwrap_or(1);
         let ack_wait = Duration::from_secs(reader.number_in(ACK_WAIT_SECONDS, 1..=3600));
         let upstream_connections = usize::try_from(reader.number_in(UPSTREAM_CONNECTIONS, 1..=64)).unwrap_or(4);
         let common = CommonSettings::read(&mut reader);
@@ -347,6 +357,7 @@ impl Settings {
             log_failure,
             requests_per_second_default,
             burst_default,
+            replicas,
             ack_wait,
             upstream_connections,
             common,
@@ -411,7 +422,7 @@ impl Gateway {
             burst: settings.burst_default,
             message_bytes_max: u32::try_from(settings.common.grpc.message_bytes_max).unwrap_or(u32::MAX),
         };
-        let directory = Arc::new(Directory::new(pool.clone(), defaults));
+        let directory = Arc::new(Directory::new(pool.clone(), defaults, settings.replicas));
         directory.reload().await?;
         let upstreams = Upstreams::new(&settings.routes, &settings.outbound_routes, settings.upstream_connections)?;
         let client_key = esocial_kit::keyfile::read_key_file(

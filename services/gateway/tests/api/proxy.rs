@@ -167,6 +167,30 @@ async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information()
     diia.verify_idp_certificate(verify).await.expect("a token refilled");
 }
 
+#[tokio::test]
+async fn each_of_several_replicas_holds_a_member_to_its_share_of_the_limits() {
+    // Two replicas share the calls: this one lets through half of the burst
+    // of 4, and refills at half of 2 a second.
+    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_REPLICAS", "2")]).await;
+    let limits = pb::Limits { requests_per_second: 2, burst: 4, message_bytes_max: 0 };
+    gateway.register_member(DIIA, "diia", Some(limits), &[VERIFY_CERTIFICATE]).await;
+    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    // Another member's call first, so the calls below take milliseconds and
+    // no token refills between them.
+    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
+    bank.verify_idp_certificate(verify.clone()).await.expect("warm-up");
+    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for call in 0..2 {
+        diia.verify_idp_certificate(verify.clone()).await.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
+    }
+    let refused = diia.verify_idp_certificate(verify).await.expect_err("over this replica's share of the burst");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("limit of 2 requests a second (burst 4)"), "{}", refused.message());
+    let retry = refused.get_details_retry_info().expect("retry info").retry_delay.expect("delay");
+    assert!(retry > Duration::from_millis(500) && retry <= Duration::from_secs(1), "one a second here: {retry:?}");
+}
+
 /// A request body that never yields and never ends.
 struct NeverEnds;
 
