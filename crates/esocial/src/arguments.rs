@@ -1,11 +1,13 @@
-//! A command's arguments: positional words and `--name value` options.
+//! A command's arguments: positional words, `--name value` options and
+//! `--name` flags.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug)]
 pub struct Arguments {
     pub positional: Vec<String>,
     options: HashMap<String, String>,
+    flags: HashSet<String>,
     usage: &'static str,
 }
 
@@ -13,19 +15,31 @@ impl Arguments {
     /// Splits `arguments`; an option without a value is an error that shows
     /// `usage`.
     pub fn parse(arguments: &[String], usage: &'static str) -> anyhow::Result<Self> {
-        let mut positional = Vec::new();
-        let mut options = HashMap::new();
+        Self::parse_with_flags(arguments, &[], usage)
+    }
+
+    /// As [`Arguments::parse`], where the names in `flags` take no value.
+    pub fn parse_with_flags(arguments: &[String], flags: &[&str], usage: &'static str) -> anyhow::Result<Self> {
+        let mut parsed = Self { positional: Vec::new(), options: HashMap::new(), flags: HashSet::new(), usage };
         let mut remaining = arguments.iter();
         while let Some(argument) = remaining.next() {
             match argument.strip_prefix("--") {
+                Some(name) if flags.contains(&name) => {
+                    parsed.flags.insert(name.to_owned());
+                }
                 Some(name) => {
                     let value = remaining.next().ok_or_else(|| anyhow::anyhow!("{argument} needs a value\n{usage}"))?;
-                    options.insert(name.to_owned(), value.clone());
+                    parsed.options.insert(name.to_owned(), value.clone());
                 }
-                None => positional.push(argument.clone()),
+                None => parsed.positional.push(argument.clone()),
             }
         }
-        Ok(Self { positional, options, usage })
+        Ok(parsed)
+    }
+
+    /// Whether a flag was given.
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.contains(name)
     }
 
     /// The first positional word: the subcommand.
@@ -71,5 +85,17 @@ mod tests {
         assert_eq!(arguments.number("persons").expect("number"), Some(1000));
         assert!(arguments.required("out").is_err());
         assert!(Arguments::parse(&words("verify-log --node"), "usage").is_err(), "an option needs a value");
+    }
+
+    #[test]
+    fn flags_take_no_value() {
+        let arguments =
+            Arguments::parse_with_flags(&words("verify-log --no-witness --node gateway-2"), &["no-witness"], "u")
+                .expect("parse");
+        assert!(arguments.flag("no-witness"));
+        assert_eq!(arguments.get("node"), Some("gateway-2"));
+        assert_eq!(arguments.positional, ["verify-log"]);
+        let arguments = Arguments::parse(&words("verify-log --node gateway-2"), "u").expect("parse");
+        assert!(!arguments.flag("no-witness"));
     }
 }

@@ -269,7 +269,8 @@ fn main() -> anyhow::Result<()> {
         let logged = gateway.count("gateway.message_log").await - log_before;
         let started = Instant::now();
         let pool = gateway.gateway_pool().await;
-        let reports = esocial_gateway::verify::verify(&pool, &gateway.log_keys, None).await?;
+        let witness = gateway.witness().await;
+        let reports = esocial_gateway::verify::verify(&pool, &gateway.log_keys, None, Some(&witness)).await?;
         let verified_in = started.elapsed();
         let entries: i64 = reports.iter().map(|report| report.entries).sum();
         println!(

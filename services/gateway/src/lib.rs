@@ -382,11 +382,27 @@ pub fn read_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
 }
 
 /// Verifies the stored message log of `node` (every node when `None`) with
-/// the key in the configured signing key file (`esocial gateway verify-log`).
-pub async fn verify_stored_log(settings: &Settings, node: Option<&str>) -> anyhow::Result<Vec<verify::ChainReport>> {
+/// the key in the configured signing key file (`esocial gateway verify-log`),
+/// and unless `with_witness` is false against the checkpoints the event
+/// stream holds (NATS must then be reachable).
+pub async fn verify_stored_log(
+    settings: &Settings,
+    node: Option<&str>,
+    with_witness: bool,
+) -> anyhow::Result<Vec<verify::ChainReport>> {
     let key = read_signing_key(&settings.signing_key_file)?;
+    let witness = if with_witness {
+        let nats =
+            esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway-verify").await.map_err(|error| {
+                anyhow::anyhow!("{error:#}\n(--no-witness verifies without the event stream's checkpoints)")
+            })?;
+        let witness = verify::read_witness(&async_nats::jetstream::new(nats), &settings.common.events).await?;
+        Some(witness)
+    } else {
+        None
+    };
     let pool = esocial_kit::db::pool(&settings.common.database_url, NAME, "esocial-gateway-verify", 1)?;
-    let reports = verify::verify(&pool, &LogKeys::of(&key), node).await;
+    let reports = verify::verify(&pool, &LogKeys::of(&key), node, witness.as_ref()).await;
     pool.close().await;
     Ok(reports?)
 }
@@ -505,6 +521,8 @@ impl Gateway {
                 self.directory.clone(),
             ),
             log_keys: self.log_keys(),
+            jetstream: async_nats::jetstream::new(self.nats.clone()),
+            events: events.clone(),
         });
         let limit = self.settings.common.grpc.message_bytes_max;
         let routes = tonic::service::Routes::new(

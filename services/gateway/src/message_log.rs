@@ -198,6 +198,14 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The bytes of an even number of hex digits (either case).
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len() / 2).map(|index| u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()).collect()
+}
+
 fn as_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -626,6 +634,10 @@ impl LogWriter {
             hash: hex(&head.hash),
             key_id: self.key.key_id.clone(),
             signature: hex(&signature.to_bytes()),
+            signed_at: Some(prost_types::Timestamp {
+                seconds: signed_at.timestamp(),
+                nanos: i32::try_from(signed_at.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
         };
         esocial_events::outbox::enqueue(&mut transaction, &events::LOG_CHECKPOINTED, Some(&self.settings.node), &event)
             .await?;
@@ -921,6 +933,15 @@ mod tests {
         bytes[..20].fill(0x0b);
         let digest = keyed(&MacKey(bytes), |hasher| hasher.update(b"Hi There"));
         assert_eq!(hex(&digest), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    }
+
+    #[test]
+    fn hex_digits_read_back_in_either_case() {
+        assert_eq!(from_hex("00ffA1"), Some(vec![0, 255, 161]));
+        assert_eq!(from_hex(&hex(&[7, 200, 13])), Some(vec![7, 200, 13]));
+        assert_eq!(from_hex("abc"), None, "odd length");
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("+1"), None, "a sign is not a digit");
     }
 
     #[test]

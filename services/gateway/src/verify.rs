@@ -2,8 +2,19 @@
 //! entry, stored bodies are checked against their digests, and every signed
 //! checkpoint must verify with a trusted key and match the recomputed chain.
 //! The first entry that does not verify is reported with the reason.
+//!
+//! The database alone cannot tell that the newest entries were removed
+//! together with the checkpoints that signed them. Every checkpoint is also
+//! an event (`gateway.log.checkpointed`) in the JetStream stream, a copy
+//! outside the database: with that [`Witness`], a chain must reach at least
+//! the last checkpoint the stream holds, with the same hash.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use esocial_kit::config::EventSettings;
+use futures_util::StreamExt as _;
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::Verifier as _;
@@ -50,6 +61,9 @@ pub struct ChainReport {
     pub broken: Option<(i64, String)>,
     /// The last entry a valid checkpoint covers (0: none).
     pub signed_through: i64,
+    /// The last entry a checkpoint in the event stream covers (0: none, or
+    /// verified without the stream).
+    pub witnessed_through: i64,
 }
 
 impl ChainReport {
@@ -58,16 +72,84 @@ impl ChainReport {
     }
 }
 
-struct Checkpoint {
+/// A signed head of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
     hash: Vec<u8>,
     signed_at: DateTime<Utc>,
     key_id: String,
     signature: Vec<u8>,
 }
 
-/// Verifies the chain of `node`, or of every node when `None`.
-pub async fn verify(pool: &PgPool, keys: &LogKeys, node: Option<&str>) -> Result<Vec<ChainReport>, sqlx::Error> {
-    let nodes: Vec<String> = match node {
+/// The last checkpoint of each node that the event stream holds, by node.
+pub type Witness = BTreeMap<String, (i64, Checkpoint)>;
+
+/// How long reading the witness may take before it is given up.
+const WITNESS_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads every `gateway.log.checkpointed` event of the stream and keeps the
+/// newest checkpoint of each node. An event that cannot be read is skipped
+/// with a warning (it cannot hide a removal: it only lacks a witness).
+pub async fn read_witness(jetstream: &jetstream::Context, events: &EventSettings) -> anyhow::Result<Witness> {
+    let reading = async {
+        let stream = jetstream.get_stream(&events.stream_name).await?;
+        let subject = format!("{}.{}", events.subject_prefix, crate::events::LOG_CHECKPOINTED.relative_subject());
+        let mut reader = stream
+            .create_consumer(consumer::pull::Config {
+                description: Some("esocial gateway verify-log: checkpoints witnessed".to_owned()),
+                filter_subject: subject,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await?;
+        let mut left = reader.info().await?.num_pending;
+        let mut witness = Witness::new();
+        let mut messages = reader.messages().await?;
+        while left > 0 {
+            let Some(message) = messages.next().await else { break };
+            let message = message?;
+            left = message.info().map_or(left - 1, |info| info.pending);
+            match witnessed_checkpoint(&message.payload) {
+                Some((node, sequence, checkpoint)) => {
+                    if witness.get(&node).is_none_or(|(newest, _)| *newest < sequence) {
+                        witness.insert(node, (sequence, checkpoint));
+                    }
+                }
+                None => tracing::warn!(subject = %message.subject, "a checkpoint event that cannot be read; skipped"),
+            }
+        }
+        Ok::<_, anyhow::Error>(witness)
+    };
+    tokio::time::timeout(WITNESS_READ_TIMEOUT, reading)
+        .await
+        .map_err(|_| anyhow::anyhow!("the event stream's checkpoints were not read within {WITNESS_READ_TIMEOUT:?}"))?
+}
+
+fn witnessed_checkpoint(payload: &[u8]) -> Option<(String, i64, Checkpoint)> {
+    let event = <esocial_proto::gateway::v1::LogCheckpointed as prost::Message>::decode(payload).ok()?;
+    let signed_at = event.signed_at?;
+    let signed_at = DateTime::from_timestamp(signed_at.seconds, u32::try_from(signed_at.nanos).ok()?)?;
+    let checkpoint = Checkpoint {
+        hash: crate::message_log::from_hex(&event.hash)?,
+        signed_at,
+        key_id: event.key_id,
+        signature: crate::message_log::from_hex(&event.signature)?,
+    };
+    Some((event.node, event.sequence, checkpoint))
+}
+
+/// Verifies the chain of `node`, or of every node when `None`; with a
+/// witness, each chain must also reach the last checkpoint the event stream
+/// holds for its node (a node the database no longer knows at all included).
+pub async fn verify(
+    pool: &PgPool,
+    keys: &LogKeys,
+    node: Option<&str>,
+    witness: Option<&Witness>,
+) -> Result<Vec<ChainReport>, sqlx::Error> {
+    let mut nodes: Vec<String> = match node {
         Some(node) => vec![node.to_owned()],
         None => sqlx::query_scalar(
             "SELECT node FROM (SELECT DISTINCT node FROM message_log UNION SELECT DISTINCT node FROM log_checkpoints) n
@@ -76,9 +158,17 @@ pub async fn verify(pool: &PgPool, keys: &LogKeys, node: Option<&str>) -> Result
         .fetch_all(pool)
         .await?,
     };
+    if node.is_none()
+        && let Some(witness) = witness
+    {
+        nodes.extend(witness.keys().cloned());
+        nodes.sort();
+        nodes.dedup();
+    }
     let mut reports = Vec::with_capacity(nodes.len());
     for node in nodes {
-        reports.push(verify_node(pool, keys, &node).await?);
+        let witnessed = witness.and_then(|witness| witness.get(&node));
+        reports.push(verify_node(pool, keys, &node, witnessed).await?);
     }
     Ok(reports)
 }
@@ -87,7 +177,12 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
-async fn verify_node(pool: &PgPool, keys: &LogKeys, node: &str) -> Result<ChainReport, sqlx::Error> {
+async fn verify_node(
+    pool: &PgPool,
+    keys: &LogKeys,
+    node: &str,
+    witnessed: Option<&(i64, Checkpoint)>,
+) -> Result<ChainReport, sqlx::Error> {
     let mut checkpoints: BTreeMap<i64, Checkpoint> = BTreeMap::new();
     for row in sqlx::query("SELECT sequence, hash, signed_at, key_id, signature FROM log_checkpoints WHERE node = $1")
         .bind(node)
@@ -110,7 +205,26 @@ async fn verify_node(pool: &PgPool, keys: &LogKeys, node: &str) -> Result<ChainR
         checkpoints: i64::try_from(checkpoints.len()).unwrap_or(i64::MAX),
         broken: None,
         signed_through: 0,
+        witnessed_through: 0,
     };
+    // The stream's copy of the last checkpoint: the database must hold the
+    // same, or (removed with its entries) it is checked as if it were there.
+    if let Some((sequence, witnessed)) = witnessed {
+        match checkpoints.get(sequence) {
+            Some(stored) if stored != witnessed => {
+                report.broken = Some((
+                    *sequence,
+                    format!("the checkpoint stored at entry {sequence} is not the one the event stream holds"),
+                ));
+                return Ok(report);
+            }
+            Some(_) => {}
+            None => {
+                checkpoints.insert(*sequence, witnessed.clone());
+            }
+        }
+        report.witnessed_through = *sequence;
+    }
     // Every checkpoint's signature first: a forged one proves nothing.
     for (sequence, checkpoint) in &checkpoints {
         if let Some(problem) = checkpoint_signature_problem(&keys.checkpoint_keys, node, *sequence, checkpoint) {
@@ -205,9 +319,14 @@ async fn verify_node(pool: &PgPool, keys: &LogKeys, node: &str) -> Result<ChainR
         }
     }
     if let Some((&signed, _)) = checkpoints.range(expected..).next_back() {
+        let witness = if witnessed.is_some_and(|(sequence, _)| *sequence == signed) {
+            " (the event stream's copy; the database lost it too)"
+        } else {
+            ""
+        };
         report.broken = Some((
             expected,
-            format!("entries {expected} to {signed} were removed: a checkpoint signed entry {signed}"),
+            format!("entries {expected} to {signed} were removed: a checkpoint signed entry {signed}{witness}"),
         ));
     }
     Ok(report)

@@ -75,10 +75,7 @@ fn certificate_fingerprint(violations: &mut Violations, text: &str) -> Option<[u
     if text.is_empty() {
         return None;
     }
-    let digits: Option<Vec<u8>> = (text.len() == 64 && text.chars().all(|character| character.is_ascii_hexdigit()))
-        .then(|| (0..32).map(|index| u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()).collect())
-        .flatten();
-    match digits.and_then(|digits| <[u8; 32]>::try_from(digits).ok()) {
+    match crate::message_log::from_hex(text).and_then(|digits| <[u8; 32]>::try_from(digits).ok()) {
         Some(digest) => Some(digest),
         None => {
             violations.add("client_certificate_sha256", "must be the SHA-256 of the certificate's DER: 64 hex digits");

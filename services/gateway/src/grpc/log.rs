@@ -31,6 +31,7 @@ fn report_to_proto(report: &verify::ChainReport) -> pb::ChainReport {
         first_broken_sequence,
         problem,
         signed_through_sequence: report.signed_through,
+        witnessed_through_sequence: report.witnessed_through,
     }
 }
 
@@ -122,7 +123,13 @@ impl MessageLogService for LogApi {
         request: Request<pb::VerifyMessageLogRequest>,
     ) -> Result<Response<pb::VerifyMessageLogResponse>, Status> {
         let node = optional(&request.get_ref().node);
-        let reports = verify::verify(&self.0.pool, &self.0.log_keys, node.as_deref()).await.map_err(ApiError::from)?;
+        let witness = verify::read_witness(&self.0.jetstream, &self.0.events).await.map_err(|error| {
+            tracing::warn!(error = %format!("{error:#}"), "cannot read the checkpoints the event stream holds");
+            Status::unavailable("the event stream that holds copies of the checkpoints cannot be read")
+        })?;
+        let reports = verify::verify(&self.0.pool, &self.0.log_keys, node.as_deref(), Some(&witness))
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::VerifyMessageLogResponse { chains: reports.iter().map(report_to_proto).collect() }))
     }
 }

@@ -36,6 +36,9 @@ pub struct GatewayState {
     pub upstreams: Upstreams,
     pub subscriptions: crate::subscriptions::Subscriptions,
     pub log_keys: LogKeys,
+    /// Where the copies of the checkpoints are (verification).
+    pub jetstream: async_nats::jetstream::Context,
+    pub events: esocial_kit::config::EventSettings,
 }
 
 impl GatewayState {

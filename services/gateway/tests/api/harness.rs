@@ -391,6 +391,14 @@ impl TestGateway {
     }
 
     /// Waits until the message log holds at least `entries` entries.
+    /// The newest checkpoint of each node the test's event stream holds.
+    pub async fn witness(&self) -> esocial_gateway::verify::Witness {
+        let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
+        esocial_gateway::verify::read_witness(&async_nats::jetstream::new(nats), &self.events.settings)
+            .await
+            .expect("the event stream's checkpoints")
+    }
+
     pub async fn wait_for_log_entries(&self, entries: i64) {
         let started = Instant::now();
         loop {

@@ -26,7 +26,8 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn verify_chain(gateway: &TestGateway) -> verify::ChainReport {
     let pool = gateway.gateway_pool().await;
-    let reports = verify::verify(&pool, &gateway.log_keys, None).await.expect("verification runs");
+    let witness = gateway.witness().await;
+    let reports = verify::verify(&pool, &gateway.log_keys, None, Some(&witness)).await.expect("verification runs");
     assert_eq!(reports.len(), 1, "one node, one chain: {reports:?}");
     reports.into_iter().next().expect("one chain")
 }
@@ -354,4 +355,64 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
     }
     let report = verify_chain(&gateway).await;
     assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(4), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event_streams_copy() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for _ in 0..6 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    // Wait until the last entry is signed and the stream holds that checkpoint.
+    let started = Instant::now();
+    let head = loop {
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM gateway.message_log")
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("head");
+        let witnessed = gateway.witness().await.values().map(|(sequence, _)| *sequence).max().unwrap_or(0);
+        if head >= 8 && witnessed == head {
+            break head;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the stream holds no checkpoint of entry {head}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let report = verify_chain(&gateway).await;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.entries, report.witnessed_through), (head, head));
+
+    // Someone with write access to the database removes the last three
+    // entries and every checkpoint: what is left is a whole chain.
+    sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
+    sqlx::query("DELETE FROM gateway.message_log WHERE sequence > $1")
+        .bind(head - 3)
+        .execute(&gateway.pool)
+        .await
+        .expect("end of the chain gone");
+    let pool = gateway.gateway_pool().await;
+    let alone = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
+    assert!(alone[0].is_intact(), "the database alone cannot tell: {alone:?}");
+
+    // The stream's copy of the last checkpoint tells.
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(head - 2), "{report:?}");
+    let problem = report.broken.as_ref().map(|(_, problem)| problem.clone()).unwrap_or_default();
+    assert!(problem.contains("removed") && problem.contains("event stream"), "{problem}");
+
+    // A copy the database disagrees with is reported where it was signed.
+    sqlx::query(
+        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
+         SELECT node, $1, hash, now(), 'forged', decode(repeat('00', 64), 'hex') FROM gateway.message_log
+         WHERE sequence = $2",
+    )
+    .bind(head)
+    .bind(head - 3)
+    .execute(&gateway.pool)
+    .await
+    .expect("forged checkpoint");
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(head), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("not the one")), "{report:?}");
 }
