@@ -391,18 +391,19 @@ pub async fn verify_stored_log(
     with_witness: bool,
 ) -> anyhow::Result<Vec<verify::ChainReport>> {
     let key = read_signing_key(&settings.signing_key_file)?;
+    let keys = LogKeys::of(&key);
     let witness = if with_witness {
         let nats =
             esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway-verify").await.map_err(|error| {
                 anyhow::anyhow!("{error:#}\n(--no-witness verifies without the event stream's checkpoints)")
             })?;
-        let witness = verify::read_witness(&async_nats::jetstream::new(nats), &settings.common.events).await?;
+        let witness = verify::read_witness(&async_nats::jetstream::new(nats), &settings.common.events, &keys).await?;
         Some(witness)
     } else {
         None
     };
     let pool = esocial_kit::db::pool(&settings.common.database_url, NAME, "esocial-gateway-verify", 1)?;
-    let reports = verify::verify(&pool, &LogKeys::of(&key), node, witness.as_ref()).await;
+    let reports = verify::verify(&pool, &keys, node, witness.as_ref()).await;
     pool.close().await;
     Ok(reports?)
 }

@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
-use esocial_kit::config::EventSettings;
-use futures_util::StreamExt as _;
-
 use chrono::{DateTime, Utc};
 use ed25519_dalek::Verifier as _;
+use esocial_kit::config::EventSettings;
+use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Row as _};
 
@@ -88,9 +87,15 @@ pub type Witness = BTreeMap<String, (i64, Checkpoint)>;
 const WITNESS_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads every `gateway.log.checkpointed` event of the stream and keeps the
-/// newest checkpoint of each node. An event that cannot be read is skipped
-/// with a warning (it cannot hide a removal: it only lacks a witness).
-pub async fn read_witness(jetstream: &jetstream::Context, events: &EventSettings) -> anyhow::Result<Witness> {
+/// newest checkpoint of each node whose signature verifies with one of
+/// `keys`. Any other event is skipped with a warning: whoever can publish
+/// to the stream but lacks the key can neither raise a false alarm nor
+/// displace a real checkpoint.
+pub async fn read_witness(
+    jetstream: &jetstream::Context,
+    events: &EventSettings,
+    keys: &LogKeys,
+) -> anyhow::Result<Witness> {
     let reading = async {
         let stream = jetstream.get_stream(&events.stream_name).await?;
         let subject = format!("{}.{}", events.subject_prefix, crate::events::LOG_CHECKPOINTED.relative_subject());
@@ -111,13 +116,16 @@ pub async fn read_witness(jetstream: &jetstream::Context, events: &EventSettings
             let Some(message) = messages.next().await else { break };
             let message = message?;
             left = message.info().map_or(left - 1, |info| info.pending);
-            match witnessed_checkpoint(&message.payload) {
-                Some((node, sequence, checkpoint)) => {
-                    if witness.get(&node).is_none_or(|(newest, _)| *newest < sequence) {
-                        witness.insert(node, (sequence, checkpoint));
-                    }
-                }
-                None => tracing::warn!(subject = %message.subject, "a checkpoint event that cannot be read; skipped"),
+            let Some((node, sequence, checkpoint)) = witnessed_checkpoint(&message.payload) else {
+                tracing::warn!(subject = %message.subject, "a checkpoint event that cannot be read; skipped");
+                continue;
+            };
+            if let Some(problem) = checkpoint_signature_problem(&keys.checkpoint_keys, &node, sequence, &checkpoint) {
+                tracing::warn!(%node, sequence, %problem, "a checkpoint event that does not verify; skipped");
+                continue;
+            }
+            if witness.get(&node).is_none_or(|(newest, _)| *newest < sequence) {
+                witness.insert(node, (sequence, checkpoint));
             }
         }
         Ok::<_, anyhow::Error>(witness)

@@ -394,7 +394,7 @@ impl TestGateway {
     /// The newest checkpoint of each node the test's event stream holds.
     pub async fn witness(&self) -> esocial_gateway::verify::Witness {
         let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
-        esocial_gateway::verify::read_witness(&async_nats::jetstream::new(nats), &self.events.settings)
+        esocial_gateway::verify::read_witness(&async_nats::jetstream::new(nats), &self.events.settings, &self.log_keys)
             .await
             .expect("the event stream's checkpoints")
     }

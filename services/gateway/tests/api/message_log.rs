@@ -383,6 +383,26 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
     assert!(report.is_intact(), "{report:?}");
     assert_eq!((report.entries, report.witnessed_through), (head, head));
 
+    // A checkpoint event published by someone without the key is ignored.
+    let forged = pb::LogCheckpointed {
+        node: report.node.clone(),
+        sequence: head + 100,
+        hash: hex(&[7; 32]),
+        key_id: gateway.log_keys.checkpoint_keys[0].key_id.clone(),
+        signature: hex(&[0; 64]),
+        signed_at: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 }),
+    };
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
+    let subject = format!("{}.gateway.log.checkpointed", gateway.events.settings.subject_prefix);
+    async_nats::jetstream::new(nats)
+        .publish(subject, prost::Message::encode_to_vec(&forged).into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let witness = gateway.witness().await;
+    assert_eq!(witness.get(&report.node).map(|(sequence, _)| *sequence), Some(head), "the forged event is skipped");
+
     // Someone with write access to the database removes the last three
     // entries and every checkpoint: what is left is a whole chain.
     sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
