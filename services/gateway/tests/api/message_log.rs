@@ -36,6 +36,17 @@ fn verify_request() -> registry_pb::VerifyIdpCertificateRequest {
     registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() }
 }
 
+/// A gateway through which a member made `calls` calls.
+async fn gateway_after_calls(calls: usize) -> TestGateway {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for _ in 0..calls {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    gateway
+}
+
 async fn search(log: &mut Log, request: pb::SearchMessageLogRequest) -> Vec<pb::LogEntry> {
     log.search_message_log(request).await.expect("search").into_inner().entries
 }
@@ -154,12 +165,7 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
 
 #[tokio::test]
 async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
-    let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
-    for _ in 0..10 {
-        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
-    }
+    let gateway = gateway_after_calls(10).await;
     gateway.wait_for_log_entries(12).await;
     // Checkpoints are signed every second here: wait until one covers the head.
     let started = Instant::now();
@@ -277,12 +283,7 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
 async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_that_entry() {
     use esocial_gateway::message_log::{CHAIN_KEY_PURPOSE, HashedFields, MacKey, entry_hash};
 
-    let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
-    for _ in 0..6 {
-        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
-    }
+    let gateway = gateway_after_calls(6).await;
     gateway.wait_for_log_entries(8).await;
     assert!(verify_chain(&gateway).await.is_intact());
 
@@ -359,12 +360,7 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
 
 #[tokio::test]
 async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event_streams_copy() {
-    let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
-    for _ in 0..6 {
-        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
-    }
+    let gateway = gateway_after_calls(6).await;
     // Wait until the last entry is signed and the stream holds that checkpoint.
     let started = Instant::now();
     let head = loop {

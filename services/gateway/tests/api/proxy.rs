@@ -144,21 +144,32 @@ async fn the_service_gets_a_token_exchanged_for_it_and_a_client_deactivated_at_i
     }
 }
 
+/// The Diia portal's client with `limits`, after `calls` calls that must
+/// all pass; and the call it makes. Another member calls first, so the
+/// connection to the registry and its token keys are ready and the calls
+/// take milliseconds (no token refills between them).
+async fn limited_member_after(
+    gateway: &TestGateway,
+    limits: pb::Limits,
+    calls: usize,
+) -> (Idp, registry_pb::VerifyIdpCertificateRequest) {
+    gateway.register_member(DIIA, "diia", Some(limits), &[VERIFY_CERTIFICATE]).await;
+    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
+    bank.verify_idp_certificate(verify.clone()).await.expect("warm-up");
+    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for call in 0..calls {
+        diia.verify_idp_certificate(verify.clone()).await.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
+    }
+    (diia, verify)
+}
+
 #[tokio::test]
 async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information() {
     let gateway = TestGateway::spawn().await;
     let limits = pb::Limits { requests_per_second: 1, burst: 3, message_bytes_max: 0 };
-    gateway.register_member(DIIA, "diia", Some(limits), &[VERIFY_CERTIFICATE]).await;
-    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
-    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
-    // Another member's call first: the connection to the registry and its
-    // token keys are ready, so the calls below take milliseconds, not seconds.
-    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
-    bank.verify_idp_certificate(verify.clone()).await.expect("warm-up");
-    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
-    for call in 0..3 {
-        diia.verify_idp_certificate(verify.clone()).await.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
-    }
+    let (mut diia, verify) = limited_member_after(&gateway, limits, 3).await;
     let refused = diia.verify_idp_certificate(verify.clone()).await.expect_err("over the burst");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     let retry = refused.get_details_retry_info().expect("retry info").retry_delay.expect("delay");
@@ -173,17 +184,7 @@ async fn each_of_several_replicas_holds_a_member_to_its_share_of_the_limits() {
     // of 4, and refills at half of 2 a second.
     let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_REPLICAS", "2")]).await;
     let limits = pb::Limits { requests_per_second: 2, burst: 4, message_bytes_max: 0 };
-    gateway.register_member(DIIA, "diia", Some(limits), &[VERIFY_CERTIFICATE]).await;
-    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
-    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
-    // Another member's call first, so the calls below take milliseconds and
-    // no token refills between them.
-    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
-    bank.verify_idp_certificate(verify.clone()).await.expect("warm-up");
-    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
-    for call in 0..2 {
-        diia.verify_idp_certificate(verify.clone()).await.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
-    }
+    let (mut diia, verify) = limited_member_after(&gateway, limits, 2).await;
     let refused = diia.verify_idp_certificate(verify).await.expect_err("over this replica's share of the burst");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(refused.message().contains("limit of 2 requests a second (burst 4)"), "{}", refused.message());
@@ -474,14 +475,7 @@ async fn a_server_stream_passes_through_message_by_message() {
     use esocial_proto::external::bank::v1 as bank;
 
     let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
-    let mut client = bank::bank_service_client::BankServiceClient::with_interceptor(
-        gateway.channel().await,
-        BearerToken(Some(gateway.system_token("esocial-process").await)),
-    );
-    let adults = esocial_external::sandbox_adults();
-    let open = adults.iter().find(|adult| adult.account_open).expect("an open account");
-    let closed = adults.iter().find(|adult| !adult.account_open).expect("a closed account");
+    let (mut client, open, closed) = bank_through_gateway(&gateway).await;
     let payment = |id: &str, adult: &esocial_external::SandboxAdult| bank::Payment {
         payment_id: id.to_owned(),
         iban: adult.iban.to_string(),
@@ -533,14 +527,7 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
     use esocial_proto::external::bank::v1 as bank;
 
     let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
-    let mut client = bank::bank_service_client::BankServiceClient::with_interceptor(
-        gateway.channel().await,
-        BearerToken(Some(gateway.system_token("esocial-process").await)),
-    );
-    let adults = esocial_external::sandbox_adults();
-    let open = adults.iter().find(|adult| adult.account_open).expect("an open account");
-    let closed = adults.iter().find(|adult| !adult.account_open).expect("a closed account");
+    let (mut client, open, closed) = bank_through_gateway(&gateway).await;
     let ask = |adult: &esocial_external::SandboxAdult| bank::VerifyAccountRequest {
         iban: adult.iban.to_string(),
         holder_rnokpp: adult.rnokpp.to_string(),
@@ -604,6 +591,26 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
     assert_eq!(entries[0], (0, 3 * one_request, 3 * (2 + 5)), "three requests, three answers of 2 bytes");
     assert_eq!(entries[1].0, Code::InvalidArgument as i32);
     assert_eq!(entries[1].2, 2 + 5, "one answer before the refusal");
+}
+
+/// The bank simulator through the gateway, as a member with a right to all
+/// of the bank's methods, and an open and a closed sandbox account.
+async fn bank_through_gateway(
+    gateway: &TestGateway,
+) -> (
+    esocial_proto::external::bank::v1::bank_service_client::BankServiceClient<Intercepted>,
+    &'static esocial_external::SandboxAdult,
+    &'static esocial_external::SandboxAdult,
+) {
+    gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
+    let client = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("esocial-process").await)),
+    );
+    let adults = esocial_external::sandbox_adults();
+    let open = adults.iter().find(|adult| adult.account_open).expect("an open account");
+    let closed = adults.iter().find(|adult| !adult.account_open).expect("a closed account");
+    (client, open, closed)
 }
 
 /// A request stream fed message by message while the call is open.
