@@ -1,7 +1,8 @@
 //! What the benchmarks share: a closed-loop load driver with latency
 //! percentiles, the machine's CPU time per call (every process: client,
 //! servers, proxies, PostgreSQL; steadier from run to run than requests per
-//! second when they all share the cores), and the CPU time the hypervisor
+//! second when they all share the cores) and PostgreSQL's share of it, and
+//! the CPU time the hypervisor
 //! stole while it ran (on a shared virtual machine that share says how far to
 //! trust the figures).
 
@@ -36,10 +37,25 @@ impl CpuTimes {
     }
 }
 
-/// The machine's busy CPU time between two readings per call, in microseconds.
-pub fn cpu_micros_per_call(before: Option<CpuTimes>, after: Option<CpuTimes>, calls: usize) -> Option<f64> {
-    let (before, after) = (before?, after?);
-    (calls > 0).then(|| (after.busy - before.busy) as f64 / TICKS_PER_SECOND * 1e6 / calls as f64)
+/// CPU time (user and system, clock ticks) of every running process whose
+/// command is `command`, from `/proc/<pid>/stat` (Linux): PostgreSQL's
+/// server processes, say. A process that ends between two readings takes its
+/// time with it.
+pub fn process_ticks(command: &str) -> Option<u64> {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid … utime stime: fields 14 and 15, counted
+        // from 1; the command may hold spaces, so count after its `)`.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        if head.split_once('(').is_none_or(|(_, comm)| comm != command) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |index: usize| fields.get(index).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
+        ticks += field(11) + field(12);
+    }
+    Some(ticks)
 }
 
 /// The stolen share of CPU time between two readings, as `12%`.
@@ -76,31 +92,36 @@ pub struct Measured {
     pub p99_ms: f64,
     /// The machine's busy CPU time per call (warm-up calls included).
     pub cpu_us_per_call: Option<f64>,
+    /// Of that, PostgreSQL's server processes'.
+    pub postgres_us_per_call: Option<f64>,
     pub steal: String,
 }
 
 impl Measured {
     /// A Markdown table row: label, requests, per second, p50, p99, CPU per
-    /// call, errors, steal.
+    /// call (the machine's, and PostgreSQL's), errors, steal.
     pub fn row(&self, label: &str) -> String {
-        let cpu = self.cpu_us_per_call.map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0}"));
+        let micros = |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0}"));
+        let (cpu, postgres) = (micros(self.cpu_us_per_call), micros(self.postgres_us_per_call));
         format!(
-            "| {label:<38} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {:>6} | {:>5} |",
+            "| {label:<38} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {postgres:>14} | {:>6} | {:>5} |",
             self.requests, self.per_second, self.p50_ms, self.p99_ms, self.errors, self.steal
         )
     }
 
     pub fn header() -> String {
         format!(
-            "| {:<38} | {:>9} | {:>9} | {:>7} | {:>7} | {:>11} | {:>6} | {:>5} |\n| {:-<38} | {:->9} | {:->9} | {:->7} | {:->7} | {:->11} | {:->6} | {:->5} |",
+            "| {:<38} | {:>9} | {:>9} | {:>7} | {:>7} | {:>11} | {:>14} | {:>6} | {:>5} |\n| {:-<38} | {:->9} | {:->9} | {:->7} | {:->7} | {:->11} | {:->14} | {:->6} | {:->5} |",
             "workload",
             "requests",
             "req/s",
             "p50 ms",
             "p99 ms",
             "CPU µs/call",
+            "of which PG µs",
             "errors",
             "steal",
+            "",
             "",
             "",
             "",
@@ -113,6 +134,53 @@ impl Measured {
     }
 }
 
+/// What load runs of one workload gathered; several runs (of one path,
+/// interleaved with the runs of other paths, so that a machine whose speed
+/// drifts favours none of them) merge into one [`Measured`].
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// Successful calls' latencies, in microseconds.
+    latencies: Vec<u64>,
+    errors: u64,
+    /// Every call, warm-up ones included (they used the CPU too).
+    calls: usize,
+    measured_for: Duration,
+    /// Busy, total and stolen clock ticks while the runs went; `None` once
+    /// a reading failed.
+    ticks: Option<(u64, u64, u64)>,
+    /// PostgreSQL's server processes' clock ticks while the runs went.
+    postgres_ticks: Option<u64>,
+    runs: usize,
+}
+
+impl Samples {
+    /// The figures of every run so far.
+    pub fn measured(mut self) -> Measured {
+        self.latencies.sort_unstable();
+        let (cpu_us_per_call, steal) = match self.ticks {
+            Some((busy, total, steal)) if self.runs > 0 && total > 0 => (
+                (self.calls > 0).then(|| busy as f64 / TICKS_PER_SECOND * 1e6 / self.calls as f64),
+                format!("{:.0}%", 100.0 * steal as f64 / total as f64),
+            ),
+            _ => (None, "n/a".to_owned()),
+        };
+        let postgres_us_per_call = self
+            .postgres_ticks
+            .filter(|_| self.calls > 0)
+            .map(|ticks| ticks as f64 / TICKS_PER_SECOND * 1e6 / self.calls as f64);
+        Measured {
+            requests: self.latencies.len(),
+            errors: self.errors,
+            per_second: self.latencies.len() as f64 / self.measured_for.as_secs_f64().max(f64::MIN_POSITIVE),
+            p50_ms: percentile(&self.latencies, 0.50),
+            p99_ms: percentile(&self.latencies, 0.99),
+            cpu_us_per_call,
+            postgres_us_per_call,
+            steal,
+        }
+    }
+}
+
 /// Runs `concurrency` workers calling `call(worker, turn)` back to back for
 /// a half-second warm-up and then `duration`; `call` answers whether the
 /// request succeeded.
@@ -121,7 +189,19 @@ where
     Call: Fn(usize, usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = bool> + Send,
 {
+    let mut samples = Samples::default();
+    drive_into(&mut samples, concurrency, duration, call).await;
+    samples.measured()
+}
+
+/// [`drive`], adding what the run gathers to `samples`.
+pub async fn drive_into<Call, Fut>(samples: &mut Samples, concurrency: usize, duration: Duration, call: Call)
+where
+    Call: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
     let cpu_before = CpuTimes::now();
+    let postgres_before = process_ticks("postgres");
     let warm_up_until = Instant::now() + Duration::from_millis(500);
     let stop_at = warm_up_until + duration;
     let mut tasks = Vec::with_capacity(concurrency);
@@ -152,26 +232,28 @@ where
             (latencies, errors, calls)
         }));
     }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    let mut calls = 0;
     for task in tasks {
         if let Ok((mut worker_latencies, worker_errors, worker_calls)) = task.await {
-            latencies.append(&mut worker_latencies);
-            errors += worker_errors;
-            calls += worker_calls;
+            samples.latencies.append(&mut worker_latencies);
+            samples.errors += worker_errors;
+            samples.calls += worker_calls;
         }
     }
     let cpu_after = CpuTimes::now();
-    let steal = steal_percent(cpu_before, cpu_after);
-    latencies.sort_unstable();
-    Measured {
-        requests: latencies.len(),
-        errors,
-        per_second: latencies.len() as f64 / duration.as_secs_f64(),
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        cpu_us_per_call: cpu_micros_per_call(cpu_before, cpu_after, calls),
-        steal,
-    }
+    let postgres_after = process_ticks("postgres");
+    samples.postgres_ticks =
+        match (samples.postgres_ticks.or((samples.runs == 0).then_some(0)), postgres_before, postgres_after) {
+            (Some(ticks), Some(before), Some(after)) => Some(ticks + after.saturating_sub(before)),
+            _ => None,
+        };
+    samples.ticks = match (samples.ticks.or((samples.runs == 0).then_some((0, 0, 0))), cpu_before, cpu_after) {
+        (Some((busy, total, steal)), Some(before), Some(after)) => Some((
+            busy + (after.busy - before.busy),
+            total + (after.total - before.total),
+            steal + (after.steal - before.steal),
+        )),
+        _ => None,
+    };
+    samples.measured_for += duration;
+    samples.runs += 1;
 }

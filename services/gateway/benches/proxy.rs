@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench -p esocial-gateway --bench proxy
-//! BENCH_SECONDS=10 BENCH_CONCURRENCY=64 cargo bench -p esocial-gateway --bench proxy
+//! BENCH_SECONDS=10 BENCH_CONCURRENCY=64 BENCH_ROUNDS=2 cargo bench -p esocial-gateway --bench proxy
 //! ```
 //!
 //! Starts a seeded classifier, a registry with generated persons and a
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use esocial_proto::gateway::v1 as gateway_pb;
 use esocial_proto::registry::v1 as pb;
-use esocial_testkit::bench::{self, Measured, env_number};
+use esocial_testkit::bench::{self, Measured, Samples, env_number};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
@@ -133,20 +133,21 @@ impl Drop for Nginx {
     }
 }
 
-/// One workload through one path.
+/// One run of a workload through one path, added to `samples`.
 async fn measure(
+    samples: &mut Samples,
     channels: &[Channel],
     token: &MetadataValue<Ascii>,
     person_ids: &Arc<Vec<String>>,
     method: &str,
     concurrency: usize,
     duration: Duration,
-) -> Measured {
+) {
     let channels = Arc::new(channels.to_vec());
     let token = token.clone();
     let person_ids = person_ids.clone();
     let get_person = method == GET_PERSON;
-    bench::drive(concurrency, duration, move |worker, turn| {
+    bench::drive_into(samples, concurrency, duration, move |worker, turn| {
         let channel = channels[worker % channels.len()].clone();
         let token = token.clone();
         let person_ids = person_ids.clone();
@@ -172,10 +173,11 @@ async fn measure(
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let seconds = env_number("BENCH_SECONDS", 5);
+        let seconds = env_number("BENCH_SECONDS", 8);
         let concurrency = usize::try_from(env_number("BENCH_CONCURRENCY", 32)).unwrap_or(32);
         let connections = usize::try_from(env_number("BENCH_CONNECTIONS", 4)).unwrap_or(4);
         let persons = env_number("BENCH_PERSONS", 20_000);
+        let rounds = env_number("BENCH_ROUNDS", 4).max(1);
         let duration = Duration::from_secs(seconds);
 
         // The gateway's own variables may be set for a run (its upstream
@@ -203,7 +205,8 @@ fn main() -> anyhow::Result<()> {
         let nginx = Nginx::start(gateway.registry_address)?;
 
         println!(
-            "{} persons in the register; {concurrency} concurrent callers on {connections} HTTP/2 connections, {seconds} s per run\n",
+            "{} persons in the register; {concurrency} concurrent callers on {connections} HTTP/2 connections, {seconds} s per path \
+             and workload in {rounds} turns (paths in reverse order every other turn)\n",
             generated.accepted
         );
         // BENCH_PATHS and BENCH_WORKLOADS (comma-separated) choose what runs,
@@ -230,9 +233,23 @@ fn main() -> anyhow::Result<()> {
             if !wanted("BENCH_WORKLOADS", label) {
                 continue;
             }
+            // The paths take turns, in reverse order every other round, so
+            // a machine that speeds up or slows down favours none of them.
+            let mut samples: Vec<Samples> = paths.iter().map(|_| Samples::default()).collect();
+            for round in 0..rounds {
+                let mut order: Vec<usize> = (0..paths.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for index in order {
+                    let (_, path_channels, token) = &paths[index];
+                    let run = duration / u32::try_from(rounds).unwrap_or(1);
+                    measure(&mut samples[index], path_channels, token, &person_ids, method, concurrency, run).await;
+                }
+            }
             let mut results: Vec<(&str, Measured)> = Vec::new();
-            for (path, path_channels, token) in &paths {
-                let measured = measure(path_channels, token, &person_ids, method, concurrency, duration).await;
+            for ((path, _, _), samples) in paths.iter().zip(samples) {
+                let measured = samples.measured();
                 println!("{}", measured.row(&format!("{label}, {path}")));
                 results.push((path, measured));
             }
@@ -246,14 +263,19 @@ fn main() -> anyhow::Result<()> {
                 ratios.push(format!("{label}: gateway / nginx = {:.2}", through / nginx));
             }
             let cpu = |wanted: &str| {
-                results.iter().find(|(path, _)| *path == wanted).and_then(|(_, measured)| measured.cpu_us_per_call)
+                results
+                    .iter()
+                    .find(|(path, _)| *path == wanted)
+                    .and_then(|(_, measured)| Some((measured.cpu_us_per_call?, measured.postgres_us_per_call?)))
             };
-            if let Some(direct) = cpu("direct") {
+            if let Some((direct, direct_postgres)) = cpu("direct") {
                 for proxy in ["gateway", "nginx grpc_pass"] {
-                    if let Some(through) = cpu(proxy) {
+                    if let Some((through, postgres)) = cpu(proxy) {
                         ratios.push(format!(
-                            "{label}: {proxy} adds {:.0} µs of the machine's CPU per call ({through:.0} against {direct:.0})",
-                            through - direct
+                            "{label}: {proxy} adds {:.0} µs of the machine's CPU per call ({through:.0} against {direct:.0}), \
+                             of which PostgreSQL {:.0} µs",
+                            through - direct,
+                            postgres - direct_postgres
                         ));
                     }
                 }
