@@ -90,7 +90,6 @@ pub struct TokenVerifier {
     key_generation: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Clone)]
 struct Remembered {
     claims: Claims,
     key_id: String,
@@ -168,21 +167,24 @@ impl TokenVerifier {
     /// a key set younger than `max_key_age`; otherwise the token goes through
     /// a full verification, which fetches the key set when it is old.
     async fn remembered(&self, token: &str) -> Option<Claims> {
-        let remembered = self.verified.lock().ok()?.get(token).cloned()?;
         let now = unix_now();
         let leeway = self.settings.leeway.as_secs();
-        let claims = &remembered.claims;
-        let current =
-            claims.exp.saturating_add(leeway) > now && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway));
-        if !current {
-            if let Ok(mut verified) = self.verified.lock() {
+        // Only the claims are copied out, and only those of a current token.
+        let (claims, key_id) = {
+            let mut verified = self.verified.lock().ok()?;
+            let remembered = verified.get(token)?;
+            let claims = &remembered.claims;
+            let current = claims.exp.saturating_add(leeway) > now
+                && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway));
+            if !current {
                 verified.remove(token);
+                return None;
             }
-            return None;
-        }
+            (remembered.claims.clone(), remembered.key_id.clone())
+        };
         let cache = self.cache.read().await;
         let keys_fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < self.settings.max_key_age);
-        (keys_fresh && cache.keys.contains_key(&remembered.key_id)).then(|| remembered.claims.clone())
+        (keys_fresh && cache.keys.contains_key(&key_id)).then_some(claims)
     }
 
     async fn verify_signature_and_claims(&self, token: &str) -> Result<(Claims, String), VerificationError> {

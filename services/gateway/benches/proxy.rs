@@ -167,7 +167,7 @@ async fn measure(
             }
         }
     })
-    .await
+    .await;
 }
 
 fn main() -> anyhow::Result<()> {
