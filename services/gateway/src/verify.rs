@@ -109,7 +109,8 @@ pub async fn read_witness(
                 ..Default::default()
             })
             .await?;
-        let mut left = reader.info().await?.num_pending;
+        let info = reader.info().await?;
+        let (mut left, name) = (info.num_pending, info.name.clone());
         let mut witness = Witness::new();
         let mut messages = reader.messages().await?;
         while left > 0 {
@@ -127,6 +128,11 @@ pub async fn read_witness(
             if witness.get(&node).is_none_or(|(newest, _)| *newest < sequence) {
                 witness.insert(node, (sequence, checkpoint));
             }
+        }
+        drop(messages);
+        // The server would remove it after `inactive_threshold` anyway.
+        if let Err(error) = stream.delete_consumer(&name).await {
+            tracing::debug!(%error, consumer = %name, "the checkpoint reader was left to expire");
         }
         Ok::<_, anyhow::Error>(witness)
     };

@@ -398,6 +398,15 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
         .expect("stored");
     let witness = gateway.witness().await;
     assert_eq!(witness.get(&report.node).map(|(sequence, _)| *sequence), Some(head), "the forged event is skipped");
+    // The reader of the copies leaves no consumer behind.
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
+    let stream =
+        async_nats::jetstream::new(nats).get_stream(&gateway.events.settings.stream_name).await.expect("stream");
+    let mut consumers = stream.consumers();
+    while let Some(consumer) = futures_util::StreamExt::next(&mut consumers).await {
+        let description = consumer.expect("consumer info").config.description.unwrap_or_default();
+        assert!(!description.contains("checkpoints witnessed"), "left behind: {description}");
+    }
 
     // Someone with write access to the database removes the last three
     // entries and every checkpoint: what is left is a whole chain.
