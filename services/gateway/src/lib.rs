@@ -179,6 +179,10 @@ pub const VARIABLES: &[Variable] = &[
     UPSTREAM_CONNECTIONS,
 ];
 
+/// The auditors' verification of the whole message log: it reads every
+/// entry, so it may take longer than other calls.
+const VERIFY_MESSAGE_LOG: &str = "/esocial.gateway.v1.MessageLogService/VerifyMessageLog";
+
 /// The key file's name in the data directory.
 pub const SIGNING_KEY_FILE_NAME: &str = "gateway-signing-key.pem";
 
@@ -563,8 +567,10 @@ impl Gateway {
             .watch_database(self.pool.clone())
             .watch_nats(self.nats.clone())
             // A stream (a subscription, a bulk import) lasts as long as it
-            // streams; unary calls keep the configured deadline.
+            // streams, and verifying the whole message log as long as it
+            // takes; other unary calls keep the configured deadline.
             .long_running(&catalog::streaming_methods())
+            .long_running(&[VERIFY_MESSAGE_LOG])
             .reflect_packages(self.upstreams.packages())
             .front(proxy::front(door));
         let trigger = stop.clone();

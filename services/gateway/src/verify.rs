@@ -83,8 +83,9 @@ pub struct Checkpoint {
 /// The last checkpoint of each node that the event stream holds, by node.
 pub type Witness = BTreeMap<String, (i64, Checkpoint)>;
 
-/// How long reading the witness may take before it is given up.
-const WITNESS_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long reading the witness may wait for the stream (to start, or for
+/// the next event) before it is given up.
+const WITNESS_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// Reads every `gateway.log.checkpointed` event of the stream and keeps the
 /// newest checkpoint of each node whose signature verifies with one of
@@ -96,7 +97,8 @@ pub async fn read_witness(
     events: &EventSettings,
     keys: &LogKeys,
 ) -> anyhow::Result<Witness> {
-    let reading = async {
+    let waited = || anyhow::anyhow!("the event stream did not answer within {WITNESS_WAIT_MAX:?}");
+    let stream = tokio::time::timeout(WITNESS_WAIT_MAX, async {
         let stream = jetstream.get_stream(&events.stream_name).await?;
         let subject = format!("{}.{}", events.subject_prefix, crate::events::LOG_CHECKPOINTED.relative_subject());
         let mut reader = stream
@@ -110,11 +112,20 @@ pub async fn read_witness(
             })
             .await?;
         let info = reader.info().await?;
-        let (mut left, name) = (info.num_pending, info.name.clone());
-        let mut witness = Witness::new();
-        let mut messages = reader.messages().await?;
+        let (left, name) = (info.num_pending, info.name.clone());
+        let messages = reader.messages().await?;
+        Ok::<_, anyhow::Error>((stream, name, left, messages))
+    })
+    .await
+    .map_err(|_| waited())?;
+    let (stream, name, mut left, mut messages) = stream?;
+    let mut witness = Witness::new();
+    let read = async {
         while left > 0 {
-            let Some(message) = messages.next().await else { break };
+            let Some(message) = tokio::time::timeout(WITNESS_WAIT_MAX, messages.next()).await.map_err(|_| waited())?
+            else {
+                break;
+            };
             let message = message?;
             left = message.info().map_or(left - 1, |info| info.pending);
             let Some((node, sequence, checkpoint)) = witnessed_checkpoint(&message.payload) else {
@@ -129,16 +140,17 @@ pub async fn read_witness(
                 witness.insert(node, (sequence, checkpoint));
             }
         }
-        drop(messages);
-        // The server would remove it after `inactive_threshold` anyway.
-        if let Err(error) = stream.delete_consumer(&name).await {
-            tracing::debug!(%error, consumer = %name, "the checkpoint reader was left to expire");
-        }
-        Ok::<_, anyhow::Error>(witness)
+        Ok::<_, anyhow::Error>(())
     };
-    tokio::time::timeout(WITNESS_READ_TIMEOUT, reading)
-        .await
-        .map_err(|_| anyhow::anyhow!("the event stream's checkpoints were not read within {WITNESS_READ_TIMEOUT:?}"))?
+    let read = read.await;
+    drop(messages);
+    // The server would remove it after `inactive_threshold` anyway.
+    match tokio::time::timeout(WITNESS_WAIT_MAX, stream.delete_consumer(&name)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::debug!(%error, consumer = %name, "the checkpoint reader was left to expire"),
+        Err(_) => tracing::debug!(consumer = %name, "the checkpoint reader was left to expire"),
+    }
+    read.map(|()| witness)
 }
 
 fn witnessed_checkpoint(payload: &[u8]) -> Option<(String, i64, Checkpoint)> {
