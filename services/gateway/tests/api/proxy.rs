@@ -180,16 +180,17 @@ async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information()
 
 #[tokio::test]
 async fn each_of_several_replicas_holds_a_member_to_its_share_of_the_limits() {
-    // Two replicas share the calls: this one lets through half of the burst
-    // of 4, and refills at half of 2 a second.
-    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_REPLICAS", "2")]).await;
-    let limits = pb::Limits { requests_per_second: 2, burst: 4, message_bytes_max: 0 };
+    // Four replicas share the calls: this one lets through a quarter of the
+    // burst of 8, and refills at a quarter of 4 a second (alone it would
+    // wait at most a quarter of a second for the next token).
+    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_REPLICAS", "4")]).await;
+    let limits = pb::Limits { requests_per_second: 4, burst: 8, message_bytes_max: 0 };
     let (mut diia, verify) = limited_member_after(&gateway, limits, 2).await;
     let refused = diia.verify_idp_certificate(verify).await.expect_err("over this replica's share of the burst");
     assert_eq!(refused.code(), Code::ResourceExhausted);
-    assert!(refused.message().contains("limit of 2 requests a second (burst 4)"), "{}", refused.message());
+    assert!(refused.message().contains("limit of 4 requests a second (burst 8)"), "{}", refused.message());
     let retry = refused.get_details_retry_info().expect("retry info").retry_delay.expect("delay");
-    assert!(retry > Duration::from_millis(500) && retry <= Duration::from_secs(1), "one a second here: {retry:?}");
+    assert!(retry > Duration::from_millis(250) && retry <= Duration::from_secs(1), "one a second here: {retry:?}");
 }
 
 /// A request body that never yields and never ends.
