@@ -16,9 +16,8 @@
 use std::time::Instant;
 
 use ed25519_dalek::Signer as _;
-use esocial_gateway::message_log::{CheckpointKey, checkpoint_message, hex};
-use esocial_gateway::verify::{self, LogKeys};
-use esocial_proto::gateway::v1 as pb;
+use esocial_gateway::message_log::{CheckpointKey, checkpoint_event, checkpoint_message};
+use esocial_gateway::verify::{CheckpointCopies, LogKeys};
 use esocial_testkit::bench::env_number;
 
 /// Publishes acknowledged in flight at most.
@@ -29,14 +28,16 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let checkpoints = i64::try_from(env_number("BENCH_CHECKPOINTS", 20_000))?;
         let events = esocial_testkit::TestEvents::default();
-        let jetstream = async_nats::jetstream::new(async_nats::connect(&events.nats_url).await?);
+        let nats = async_nats::connect(&events.nats_url).await?;
+        let jetstream = async_nats::jetstream::new(nats.clone());
         esocial_events::stream::ensure_stream(&jetstream, &events.settings).await?;
         let files = esocial_testkit::TempDir::new("witness-bench")?;
         let key_file = files.path().join("gateway-signing-key.pem");
         esocial_gateway::ensure_signing_key(&key_file)?;
         let key = CheckpointKey::from_pem(&std::fs::read_to_string(&key_file)?)?;
         let keys = LogKeys::of(&key);
-        let subject = format!("{}.gateway.log.checkpointed", events.settings.subject_prefix);
+        let copies = CheckpointCopies::new(nats, events.settings.clone());
+        let subject = copies.subject();
 
         let started = Instant::now();
         let mut in_flight = Vec::with_capacity(IN_FLIGHT_MAX);
@@ -45,14 +46,7 @@ fn main() -> anyhow::Result<()> {
             let signed_at = chrono::DateTime::from_timestamp(1_780_000_000 + sequence * 60, 0)
                 .ok_or_else(|| anyhow::anyhow!("time out of range"))?;
             let signature = key.key.sign(&checkpoint_message("gateway-1", sequence, &hash, signed_at));
-            let event = pb::LogCheckpointed {
-                node: "gateway-1".to_owned(),
-                sequence,
-                hash: hex(&hash),
-                key_id: key.key_id.clone(),
-                signature: hex(&signature.to_bytes()),
-                signed_at: Some(prost_types::Timestamp { seconds: signed_at.timestamp(), nanos: 0 }),
-            };
+            let event = checkpoint_event("gateway-1", sequence, &hash, signed_at, &key.key_id, &signature);
             in_flight.push(jetstream.publish(subject.clone(), prost::Message::encode_to_vec(&event).into()).await?);
             if in_flight.len() == IN_FLIGHT_MAX {
                 for acknowledgement in in_flight.drain(..) {
@@ -66,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         println!("{checkpoints} checkpoint events of one node published in {:.2} s", started.elapsed().as_secs_f64());
 
         let started = Instant::now();
-        let witness = verify::read_witness(&jetstream, &events.settings, &keys).await?;
+        let witness = copies.read(&keys).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let newest = witness.get("gateway-1").map(|(sequence, _)| *sequence);
         anyhow::ensure!(newest == Some(checkpoints), "the newest checkpoint read is {newest:?}");

@@ -401,8 +401,7 @@ pub async fn verify_stored_log(
             esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway-verify").await.map_err(|error| {
                 anyhow::anyhow!("{error:#}\n(--no-witness verifies without the event stream's checkpoints)")
             })?;
-        let witness = verify::read_witness(&async_nats::jetstream::new(nats), &settings.common.events, &keys).await?;
-        Some(witness)
+        Some(verify::CheckpointCopies::new(nats, settings.common.events.clone()).read(&keys).await?)
     } else {
         None
     };
@@ -526,8 +525,7 @@ impl Gateway {
                 self.directory.clone(),
             ),
             log_keys: self.log_keys(),
-            jetstream: async_nats::jetstream::new(self.nats.clone()),
-            events: events.clone(),
+            checkpoint_copies: verify::CheckpointCopies::new(self.nats.clone(), events.clone()),
         });
         let limit = self.settings.common.grpc.message_bytes_max;
         let routes = tonic::service::Routes::new(

@@ -198,6 +198,26 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The `gateway.log.checkpointed` event of a signed checkpoint: its copy
+/// outside the database.
+pub fn checkpoint_event(
+    node: &str,
+    sequence: i64,
+    hash: &Digest,
+    signed_at: DateTime<Utc>,
+    key_id: &str,
+    signature: &ed25519_dalek::Signature,
+) -> esocial_proto::gateway::v1::LogCheckpointed {
+    esocial_proto::gateway::v1::LogCheckpointed {
+        node: node.to_owned(),
+        sequence,
+        hash: hex(hash),
+        key_id: key_id.to_owned(),
+        signature: hex(&signature.to_bytes()),
+        signed_at: Some(crate::grpc::timestamp(signed_at)),
+    }
+}
+
 /// The bytes of an even number of hex digits (either case).
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
@@ -628,17 +648,8 @@ impl LogWriter {
         .bind(signature.to_bytes().as_slice())
         .execute(&mut *transaction)
         .await?;
-        let event = esocial_proto::gateway::v1::LogCheckpointed {
-            node: self.settings.node.clone(),
-            sequence: head.sequence,
-            hash: hex(&head.hash),
-            key_id: self.key.key_id.clone(),
-            signature: hex(&signature.to_bytes()),
-            signed_at: Some(prost_types::Timestamp {
-                seconds: signed_at.timestamp(),
-                nanos: i32::try_from(signed_at.timestamp_subsec_nanos()).unwrap_or(0),
-            }),
-        };
+        let event =
+            checkpoint_event(&self.settings.node, head.sequence, &head.hash, signed_at, &self.key.key_id, &signature);
         esocial_events::outbox::enqueue(&mut transaction, &events::LOG_CHECKPOINTED, Some(&self.settings.node), &event)
             .await?;
         transaction.commit().await?;

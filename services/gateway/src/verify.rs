@@ -87,20 +87,42 @@ pub type Witness = BTreeMap<String, (i64, Checkpoint)>;
 /// the next event) before it is given up.
 const WITNESS_WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// Reads every `gateway.log.checkpointed` event of the stream and keeps the
-/// newest checkpoint of each node whose signature verifies with one of
-/// `keys`. Any other event is skipped with a warning: whoever can publish
-/// to the stream but lacks the key can neither raise a false alarm nor
-/// displace a real checkpoint.
-pub async fn read_witness(
+/// Where the copies of the checkpoints are: the `gateway.log.checkpointed`
+/// events of the deployment's stream.
+#[derive(Debug, Clone)]
+pub struct CheckpointCopies {
+    jetstream: jetstream::Context,
+    events: EventSettings,
+}
+
+impl CheckpointCopies {
+    pub fn new(nats: async_nats::Client, events: EventSettings) -> Self {
+        Self { jetstream: jetstream::new(nats), events }
+    }
+
+    /// The NATS subject the copies are published on.
+    pub fn subject(&self) -> String {
+        format!("{}.{}", self.events.subject_prefix, crate::events::LOG_CHECKPOINTED.relative_subject())
+    }
+
+    /// Reads every copy and keeps the newest checkpoint of each node whose
+    /// signature verifies with one of `keys`. Any other event is skipped with
+    /// a warning: whoever can publish to the stream but lacks the key can
+    /// neither raise a false alarm nor displace a real checkpoint.
+    pub async fn read(&self, keys: &LogKeys) -> anyhow::Result<Witness> {
+        read_witness(&self.jetstream, &self.events.stream_name, self.subject(), keys).await
+    }
+}
+
+async fn read_witness(
     jetstream: &jetstream::Context,
-    events: &EventSettings,
+    stream_name: &str,
+    subject: String,
     keys: &LogKeys,
 ) -> anyhow::Result<Witness> {
     let waited = || anyhow::anyhow!("the event stream did not answer within {WITNESS_WAIT_MAX:?}");
     let stream = tokio::time::timeout(WITNESS_WAIT_MAX, async {
-        let stream = jetstream.get_stream(&events.stream_name).await?;
-        let subject = format!("{}.{}", events.subject_prefix, crate::events::LOG_CHECKPOINTED.relative_subject());
+        let stream = jetstream.get_stream(stream_name).await?;
         let mut reader = stream
             .create_consumer(consumer::pull::Config {
                 description: Some("esocial gateway verify-log: checkpoints witnessed".to_owned()),

@@ -123,11 +123,10 @@ impl MessageLogService for LogApi {
         request: Request<pb::VerifyMessageLogRequest>,
     ) -> Result<Response<pb::VerifyMessageLogResponse>, Status> {
         let node = optional(&request.get_ref().node);
-        let witness =
-            verify::read_witness(&self.0.jetstream, &self.0.events, &self.0.log_keys).await.map_err(|error| {
-                tracing::warn!(error = %format!("{error:#}"), "cannot read the checkpoints the event stream holds");
-                Status::unavailable("the event stream that holds copies of the checkpoints cannot be read")
-            })?;
+        let witness = self.0.checkpoint_copies.read(&self.0.log_keys).await.map_err(|error| {
+            tracing::warn!(error = %format!("{error:#}"), "cannot read the checkpoints the event stream holds");
+            Status::unavailable("the event stream that holds copies of the checkpoints cannot be read")
+        })?;
         let reports = verify::verify(&self.0.pool, &self.0.log_keys, node.as_deref(), Some(&witness))
             .await
             .map_err(ApiError::from)?;

@@ -36,9 +36,7 @@ pub struct GatewayState {
     pub upstreams: Upstreams,
     pub subscriptions: crate::subscriptions::Subscriptions,
     pub log_keys: LogKeys,
-    /// Where the copies of the checkpoints are (verification).
-    pub jetstream: async_nats::jetstream::Context,
-    pub events: esocial_kit::config::EventSettings,
+    pub checkpoint_copies: crate::verify::CheckpointCopies,
 }
 
 impl GatewayState {
@@ -112,7 +110,7 @@ fn event_types(violations: &mut Violations, names: &[String], max: usize) -> Vec
     event_types
 }
 
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),

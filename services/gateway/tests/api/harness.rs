@@ -391,12 +391,15 @@ impl TestGateway {
     }
 
     /// Waits until the message log holds at least `entries` entries.
+    /// Where the test's event stream keeps the copies of the checkpoints.
+    pub async fn checkpoint_copies(&self) -> esocial_gateway::verify::CheckpointCopies {
+        let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
+        esocial_gateway::verify::CheckpointCopies::new(nats, self.events.settings.clone())
+    }
+
     /// The newest checkpoint of each node the test's event stream holds.
     pub async fn witness(&self) -> esocial_gateway::verify::Witness {
-        let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
-        esocial_gateway::verify::read_witness(&async_nats::jetstream::new(nats), &self.events.settings, &self.log_keys)
-            .await
-            .expect("the event stream's checkpoints")
+        self.checkpoint_copies().await.read(&self.log_keys).await.expect("the event stream's checkpoints")
     }
 
     pub async fn wait_for_log_entries(&self, entries: i64) {

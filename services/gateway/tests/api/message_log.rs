@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use esocial_gateway::message_log::{checkpoint_event, hex};
 use esocial_gateway::verify;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
@@ -18,10 +19,6 @@ fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
     frame.extend_from_slice(&u32::try_from(encoded.len()).expect("length").to_be_bytes());
     frame.extend_from_slice(&encoded);
     frame
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 async fn verify_chain(gateway: &TestGateway) -> verify::ChainReport {
@@ -380,18 +377,17 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
     assert_eq!((report.entries, report.witnessed_through), (head, head));
 
     // A checkpoint event published by someone without the key is ignored.
-    let forged = pb::LogCheckpointed {
-        node: report.node.clone(),
-        sequence: head + 100,
-        hash: hex(&[7; 32]),
-        key_id: gateway.log_keys.checkpoint_keys[0].key_id.clone(),
-        signature: hex(&[0; 64]),
-        signed_at: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 }),
-    };
+    let forged = checkpoint_event(
+        &report.node,
+        head + 100,
+        &[7; 32],
+        chrono::Utc::now(),
+        &gateway.log_keys.checkpoint_keys[0].key_id,
+        &ed25519_dalek::Signature::from_bytes(&[0; 64]),
+    );
     let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
-    let subject = format!("{}.gateway.log.checkpointed", gateway.events.settings.subject_prefix);
     async_nats::jetstream::new(nats)
-        .publish(subject, prost::Message::encode_to_vec(&forged).into())
+        .publish(gateway.checkpoint_copies().await.subject(), prost::Message::encode_to_vec(&forged).into())
         .await
         .expect("published")
         .await
