@@ -2,9 +2,8 @@
 //! percentiles, the machine's CPU time per call (every process: client,
 //! servers, proxies, PostgreSQL; steadier from run to run than requests per
 //! second when they all share the cores) and PostgreSQL's share of it, and
-//! the CPU time the hypervisor
-//! stole while it ran (on a shared virtual machine that share says how far to
-//! trust the figures).
+//! the CPU time the hypervisor stole while it ran (on a shared virtual
+//! machine that share says how far to trust the figures).
 
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Total, busy and stolen CPU time so far, in clock ticks, from `/proc/stat`
 /// (Linux).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTimes {
     total: u64,
     /// Neither idle, waiting for I/O nor stolen.
@@ -34,6 +33,27 @@ impl CpuTimes {
         let steal = *fields.get(7)?;
         let busy = total - fields.get(3)? - fields.get(4)? - steal;
         Some(Self { total, busy, steal })
+    }
+
+    /// What was spent between `before` and this reading.
+    fn since(self, before: Self) -> Self {
+        Self {
+            total: self.total.saturating_sub(before.total),
+            busy: self.busy.saturating_sub(before.busy),
+            steal: self.steal.saturating_sub(before.steal),
+        }
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self { total: self.total + other.total, busy: self.busy + other.busy, steal: self.steal + other.steal }
+    }
+
+    /// The stolen share of a span of CPU time, as `12%`.
+    fn steal_share(self) -> String {
+        if self.total == 0 {
+            return "n/a".to_owned();
+        }
+        format!("{:.0}%", 100.0 * self.steal as f64 / self.total as f64)
     }
 }
 
@@ -60,12 +80,7 @@ pub fn process_ticks(command: &str) -> Option<u64> {
 
 /// The stolen share of CPU time between two readings, as `12%`.
 pub fn steal_percent(before: Option<CpuTimes>, after: Option<CpuTimes>) -> String {
-    match (before, after) {
-        (Some(before), Some(after)) if after.total > before.total => {
-            format!("{:.0}%", 100.0 * (after.steal - before.steal) as f64 / (after.total - before.total) as f64)
-        }
-        _ => "n/a".to_owned(),
-    }
+    before.zip(after).map_or_else(|| "n/a".to_owned(), |(before, after)| after.since(before).steal_share())
 }
 
 /// A number from the environment, or the default.
@@ -110,34 +125,32 @@ impl Measured {
     }
 
     pub fn header() -> String {
-        format!(
-            "| {:<38} | {:>9} | {:>9} | {:>7} | {:>7} | {:>11} | {:>14} | {:>6} | {:>5} |\n| {:-<38} | {:->9} | {:->9} | {:->7} | {:->7} | {:->11} | {:->14} | {:->6} | {:->5} |",
-            "workload",
-            "requests",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "CPU µs/call",
-            "of which PG µs",
-            "errors",
-            "steal",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            ""
-        )
+        let cell = |(index, (name, width)): (usize, &(&str, usize))| {
+            if index == 0 { format!(" {name:<width$} ") } else { format!(" {name:>width$} ") }
+        };
+        let names: Vec<String> = COLUMNS.iter().enumerate().map(cell).collect();
+        let rules: Vec<String> = COLUMNS.iter().map(|(_, width)| format!(" {} ", "-".repeat(*width))).collect();
+        format!("|{}|\n|{}|", names.join("|"), rules.join("|"))
     }
 }
+
+/// The columns of [`Measured::row`], with their widths.
+const COLUMNS: [(&str, usize); 9] = [
+    ("workload", 38),
+    ("requests", 9),
+    ("req/s", 9),
+    ("p50 ms", 7),
+    ("p99 ms", 7),
+    ("CPU µs/call", 11),
+    ("of which PG µs", 14),
+    ("errors", 6),
+    ("steal", 5),
+];
 
 /// What load runs of one workload gathered; several runs (of one path,
 /// interleaved with the runs of other paths, so that a machine whose speed
 /// drifts favours none of them) merge into one [`Measured`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Samples {
     /// Successful calls' latencies, in microseconds.
     latencies: Vec<u64>,
@@ -145,38 +158,41 @@ pub struct Samples {
     /// Every call, warm-up ones included (they used the CPU too).
     calls: usize,
     measured_for: Duration,
-    /// Busy, total and stolen clock ticks while the runs went; `None` once
-    /// a reading failed.
-    ticks: Option<(u64, u64, u64)>,
+    /// The machine's CPU time while the runs went; `None` once a reading
+    /// failed.
+    cpu: Option<CpuTimes>,
     /// PostgreSQL's server processes' clock ticks while the runs went.
     postgres_ticks: Option<u64>,
-    runs: usize,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Self {
+            latencies: Vec::new(),
+            errors: 0,
+            calls: 0,
+            measured_for: Duration::ZERO,
+            cpu: Some(CpuTimes::default()),
+            postgres_ticks: Some(0),
+        }
+    }
 }
 
 impl Samples {
     /// The figures of every run so far.
     pub fn measured(mut self) -> Measured {
         self.latencies.sort_unstable();
-        let (cpu_us_per_call, steal) = match self.ticks {
-            Some((busy, total, steal)) if self.runs > 0 && total > 0 => (
-                (self.calls > 0).then(|| busy as f64 / TICKS_PER_SECOND * 1e6 / self.calls as f64),
-                format!("{:.0}%", 100.0 * steal as f64 / total as f64),
-            ),
-            _ => (None, "n/a".to_owned()),
-        };
-        let postgres_us_per_call = self
-            .postgres_ticks
-            .filter(|_| self.calls > 0)
-            .map(|ticks| ticks as f64 / TICKS_PER_SECOND * 1e6 / self.calls as f64);
+        let calls = self.calls;
+        let per_call = |ticks: u64| (calls > 0).then(|| ticks as f64 / TICKS_PER_SECOND * 1e6 / calls as f64);
         Measured {
             requests: self.latencies.len(),
             errors: self.errors,
             per_second: self.latencies.len() as f64 / self.measured_for.as_secs_f64().max(f64::MIN_POSITIVE),
             p50_ms: percentile(&self.latencies, 0.50),
             p99_ms: percentile(&self.latencies, 0.99),
-            cpu_us_per_call,
-            postgres_us_per_call,
-            steal,
+            cpu_us_per_call: self.cpu.and_then(|cpu| per_call(cpu.busy)),
+            postgres_us_per_call: self.postgres_ticks.and_then(per_call),
+            steal: self.cpu.map_or_else(|| "n/a".to_owned(), CpuTimes::steal_share),
         }
     }
 }
@@ -239,21 +255,12 @@ where
             samples.calls += worker_calls;
         }
     }
-    let cpu_after = CpuTimes::now();
-    let postgres_after = process_ticks("postgres");
-    samples.postgres_ticks =
-        match (samples.postgres_ticks.or((samples.runs == 0).then_some(0)), postgres_before, postgres_after) {
-            (Some(ticks), Some(before), Some(after)) => Some(ticks + after.saturating_sub(before)),
-            _ => None,
-        };
-    samples.ticks = match (samples.ticks.or((samples.runs == 0).then_some((0, 0, 0))), cpu_before, cpu_after) {
-        (Some((busy, total, steal)), Some(before), Some(after)) => Some((
-            busy + (after.busy - before.busy),
-            total + (after.total - before.total),
-            steal + (after.steal - before.steal),
-        )),
-        _ => None,
-    };
+    let (cpu_after, postgres_after) = (CpuTimes::now(), process_ticks("postgres"));
+    samples.cpu =
+        samples.cpu.zip(cpu_before.zip(cpu_after)).map(|(sum, (before, after))| sum.plus(after.since(before)));
+    samples.postgres_ticks = samples
+        .postgres_ticks
+        .zip(postgres_before.zip(postgres_after))
+        .map(|(sum, (before, after))| sum + after.saturating_sub(before));
     samples.measured_for += duration;
-    samples.runs += 1;
 }

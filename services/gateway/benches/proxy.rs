@@ -236,6 +236,7 @@ fn main() -> anyhow::Result<()> {
             // The paths take turns, in reverse order every other round, so
             // a machine that speeds up or slows down favours none of them.
             let mut samples: Vec<Samples> = paths.iter().map(|_| Samples::default()).collect();
+            let turn = duration / u32::try_from(rounds).unwrap_or(1);
             for round in 0..rounds {
                 let mut order: Vec<usize> = (0..paths.len()).collect();
                 if round % 2 == 1 {
@@ -243,8 +244,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 for index in order {
                     let (_, path_channels, token) = &paths[index];
-                    let run = duration / u32::try_from(rounds).unwrap_or(1);
-                    measure(&mut samples[index], path_channels, token, &person_ids, method, concurrency, run).await;
+                    measure(&mut samples[index], path_channels, token, &person_ids, method, concurrency, turn).await;
                 }
             }
             let mut results: Vec<(&str, Measured)> = Vec::new();
