@@ -91,3 +91,21 @@ where
     });
     let _ = handle.join();
 }
+
+/// Asks `check` every 50 ms until it answers `Ok`, for what another task
+/// writes a moment later (a log entry, a replicated row); after `limit` the
+/// test fails with the last answer's `Err`.
+pub async fn eventually<Value, Check, Answer>(limit: std::time::Duration, mut check: Check) -> Value
+where
+    Check: FnMut() -> Answer,
+    Answer: std::future::Future<Output = Result<Value, String>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => assert!(started.elapsed() < limit, "not within {limit:?}: {last}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

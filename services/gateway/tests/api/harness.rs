@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use esocial_auth::{Role, SigningKey};
 use esocial_gateway::{Gateway, Settings};
@@ -16,6 +16,7 @@ use esocial_proto::registry::v1 as registry_pb;
 use esocial_proto::registry::v1::idp_service_client::IdpServiceClient;
 use esocial_proto::registry::v1::provider_service_client::ProviderServiceClient;
 use esocial_proto::registry::v1::registry_service_client::RegistryServiceClient;
+pub use esocial_testkit::eventually;
 pub use esocial_testkit::grpc::{BearerToken, new_request_id, violated_fields};
 use esocial_testkit::{TempDir, TestDatabase, TestEvents};
 use tonic::service::interceptor::InterceptedService;
@@ -199,15 +200,11 @@ impl TestGateway {
                 .fetch_one(&self.pool)
                 .await
                 .expect("count units");
-        let started = Instant::now();
-        loop {
+        eventually(Duration::from_secs(30), || async move {
             let replicated = i64::try_from(self.registry.territories.len().await).expect("count");
-            if replicated == units {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "the registry got {replicated} of {units} units");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (replicated == units).then_some(()).ok_or(format!("the registry got {replicated} of {units} units"))
+        })
+        .await;
     }
 
     /// A pool whose connections see the gateway's schema.
@@ -403,15 +400,11 @@ impl TestGateway {
     }
 
     pub async fn wait_for_log_entries(&self, entries: i64) {
-        let started = Instant::now();
-        loop {
+        eventually(Duration::from_secs(20), || async move {
             let stored = self.count("gateway.message_log").await;
-            if stored >= entries {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "only {stored} of {entries} log entries written");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (stored >= entries).then_some(()).ok_or(format!("only {stored} of {entries} log entries written"))
+        })
+        .await;
     }
 }
 

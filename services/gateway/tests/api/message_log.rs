@@ -165,16 +165,13 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     let gateway = gateway_after_calls(10).await;
     gateway.wait_for_log_entries(12).await;
     // Checkpoints are signed every second here: wait until one covers the head.
-    let started = Instant::now();
-    let report = loop {
+    let report = eventually(Duration::from_secs(10), || async {
         let report = verify_chain(&gateway).await;
         assert!(report.is_intact(), "{report:?}");
-        if report.signed_through == report.entries && report.entries >= 12 {
-            break report;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no checkpoint covers the head: {report:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        let covered = report.signed_through == report.entries && report.entries >= 12;
+        if covered { Ok(report) } else { Err(format!("no checkpoint covers the head: {report:?}")) }
+    })
+    .await;
     let entries = report.entries;
 
     // The same through the gateway's own method, for an auditor.
@@ -258,21 +255,17 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every call served has its entry; none was served unlogged.
-    let started = Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), || async {
         let logged: i64 =
             sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1 AND status_code = 0")
                 .bind(DIIA)
                 .fetch_one(&gateway.pool)
                 .await
                 .expect("count");
-        if logged == served {
-            break;
-        }
-        assert!(logged < served, "more entries than calls");
-        assert!(started.elapsed() < Duration::from_secs(10), "{logged} of {served} served calls logged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        assert!(logged <= served, "more entries than calls");
+        (logged == served).then_some(()).ok_or(format!("{logged} of {served} served calls logged"))
+    })
+    .await;
     assert!(verify_chain(&gateway).await.is_intact());
 }
 
@@ -359,19 +352,19 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
 async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event_streams_copy() {
     let gateway = gateway_after_calls(6).await;
     // Wait until the last entry is signed and the stream holds that checkpoint.
-    let started = Instant::now();
-    let head = loop {
+    let head = eventually(Duration::from_secs(20), || async {
         let head: i64 = sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM gateway.message_log")
             .fetch_one(&gateway.pool)
             .await
             .expect("head");
         let witnessed = gateway.witness().await.values().map(|(sequence, _)| *sequence).max().unwrap_or(0);
         if head >= 8 && witnessed == head {
-            break head;
+            Ok(head)
+        } else {
+            Err(format!("the stream holds no checkpoint of entry {head}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "the stream holds no checkpoint of entry {head}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     let report = verify_chain(&gateway).await;
     assert!(report.is_intact(), "{report:?}");
     assert_eq!((report.entries, report.witnessed_through), (head, head));

@@ -125,8 +125,7 @@ async fn the_service_gets_a_token_exchanged_for_it_and_a_client_deactivated_at_i
     assert!(refused.message().contains("not accepted for the services behind the gateway"), "{}", refused.message());
     assert!(refused.message().contains("bank"), "names the client: {}", refused.message());
     assert_eq!(gateway.count("registry.providers").await, 3, "the registry was not called");
-    let started = Instant::now();
-    loop {
+    eventually(Duration::from_secs(20), || async {
         let logged: Vec<(String, i32)> =
             sqlx::query_as("SELECT member_id, status_code FROM gateway.message_log WHERE member_id IN ($1, $2)")
                 .bind(DIIA)
@@ -136,12 +135,9 @@ async fn the_service_gets_a_token_exchanged_for_it_and_a_client_deactivated_at_i
                 .expect("log");
         let served = logged.iter().filter(|(member, status)| member == DIIA && *status == 0).count();
         let refusal = logged.contains(&(BANK.to_owned(), Code::Unauthenticated as i32));
-        if served == 3 && refusal {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "not logged: {logged:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (served == 3 && refusal).then_some(()).ok_or(format!("not logged: {logged:?}"))
+    })
+    .await;
 }
 
 /// The Diia portal's client with `limits`, after `calls` calls that must
@@ -240,21 +236,17 @@ async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_excee
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
     assert_eq!(code, (Code::DeadlineExceeded as i32).to_string(), "{:?}", response.headers());
-    let started = Instant::now();
-    loop {
+    let codes: Vec<i32> = eventually(Duration::from_secs(20), || async {
         let codes: Vec<i32> = sqlx::query_scalar(
             "SELECT status_code FROM gateway.message_log WHERE method = '/esocial.registry.v1.RegistryService/ImportPersons'",
         )
         .fetch_all(&gateway.pool)
         .await
         .expect("log");
-        if !codes.is_empty() {
-            assert_eq!(codes, [Code::DeadlineExceeded as i32]);
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no entry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if codes.is_empty() { Err("no entry".to_owned()) } else { Ok(codes) }
+    })
+    .await;
+    assert_eq!(codes, [Code::DeadlineExceeded as i32]);
 }
 
 #[tokio::test]
@@ -454,20 +446,16 @@ async fn a_call_the_client_abandons_is_logged_as_cancelled() {
     let chunks = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
     let abandoned = tokio::time::timeout(Duration::from_millis(500), persons.import_persons(chunks)).await;
     assert!(abandoned.is_err(), "the import cannot finish without the rest of its stream");
-    let started = Instant::now();
-    let entry = loop {
+    let entry = eventually(Duration::from_secs(10), || async {
         let entries: Vec<(String, i32)> =
             sqlx::query_as("SELECT method, status_code FROM gateway.message_log WHERE member_id = $1")
                 .bind(DIIA)
                 .fetch_all(&gateway.pool)
                 .await
                 .expect("entries");
-        if let Some(entry) = entries.into_iter().next() {
-            break entry;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the abandoned call has no entry");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        entries.into_iter().next().ok_or_else(|| "the abandoned call has no entry".to_owned())
+    })
+    .await;
     assert_eq!(entry, ("/esocial.registry.v1.RegistryService/ImportPersons".to_owned(), Code::Cancelled as i32));
 }
 
@@ -503,8 +491,7 @@ async fn a_server_stream_passes_through_message_by_message() {
     let credited = i32::from(bank::PaymentStatus::Credited);
     let rejected = i32::from(bank::PaymentStatus::Rejected);
     assert_eq!(outcomes, [("p-1".to_owned(), credited), ("p-2".to_owned(), rejected), ("p-3".to_owned(), credited)]);
-    let started = Instant::now();
-    let entry = loop {
+    let entry: (i32, i64, String) = eventually(Duration::from_secs(10), || async {
         let found: Option<(i32, i64, String)> = sqlx::query_as(
             "SELECT status_code, response_bytes, direction FROM gateway.message_log
              WHERE method = '/esocial.external.bank.v1.BankService/StreamPaymentOutcomes'",
@@ -512,12 +499,9 @@ async fn a_server_stream_passes_through_message_by_message() {
         .fetch_optional(&gateway.pool)
         .await
         .expect("entry");
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no entry for the stream");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        found.ok_or_else(|| "no entry for the stream".to_owned())
+    })
+    .await;
     assert_eq!(entry.0, 0);
     assert!(entry.1 > 3 * 5, "three messages with their frame headers: {entry:?}");
     assert_eq!(entry.2, "outbound");
@@ -573,8 +557,7 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
     assert_eq!(fields, ["requests[1].iban", "requests[1].holder_rnokpp"]);
 
     // Both calls are in the message log, with the bytes that went each way.
-    let started = Instant::now();
-    let entries = loop {
+    let entries: Vec<(i32, i64, i64)> = eventually(Duration::from_secs(10), || async {
         let entries: Vec<(i32, i64, i64)> = sqlx::query_as(
             "SELECT status_code, request_bytes, response_bytes FROM gateway.message_log
              WHERE method = '/esocial.external.bank.v1.BankService/VerifyAccounts' ORDER BY sequence",
@@ -582,12 +565,9 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
         .fetch_all(&gateway.pool)
         .await
         .expect("entries");
-        if entries.len() == 2 {
-            break entries;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "entries: {entries:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        if entries.len() == 2 { Ok(entries) } else { Err(format!("entries: {entries:?}")) }
+    })
+    .await;
     let one_request = i64::try_from(prost::Message::encoded_len(&ask(open))).expect("size") + 5;
     assert_eq!(entries[0], (0, 3 * one_request, 3 * (2 + 5)), "three requests, three answers of 2 bytes");
     assert_eq!(entries[1].0, Code::InvalidArgument as i32);
