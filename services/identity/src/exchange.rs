@@ -5,11 +5,14 @@
 //! exchanges that token here for one good only at that service, naming the
 //! same system, with `act` naming the gateway. The service then checks the
 //! system's roles as if it had called directly, and cannot be reached with
-//! a member's own token.
+//! a member's own token. Each token issued is recorded in the audit log
+//! (`token.exchanged`: the gateway, the system, the audience, the scopes and
+//! both tokens' ids) before it is returned.
 
 use esocial_auth::{Caller, Role};
 use esocial_kit::ApiError;
 
+use crate::domain::Actor;
 use crate::service::{Error, Identity, refused};
 use crate::store::Store;
 use crate::tokens::{CLIENT_SUBJECT_PREFIX, exchanged_claims, unix_now};
@@ -47,7 +50,6 @@ impl Identity {
         };
         let mut connection = self.store.pool().acquire().await?;
         let client = Store::system_client(&mut connection, client_id).await?;
-        drop(connection);
         let Some(client) = client.filter(|client| client.active) else {
             return Err(invalid(format!("system client {client_id} is unknown or inactive")));
         };
@@ -67,6 +69,16 @@ impl Identity {
             return Err(invalid("the subject token has expired".to_owned()));
         }
         let access_token = self.keys.signer().await?.sign(&exchanged).map_err(ApiError::internal)?;
+        // Recorded before the token leaves: none is issued unrecorded.
+        let actor = Actor { subject: gateway.subject.clone(), organization: gateway.organization_edrpou.clone() };
+        let details = serde_json::json!({
+            "audience": audience,
+            "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+            "token_id": exchanged.jti,
+            "subject_token_id": claims.jti,
+            "expires_at": exchanged.exp,
+        });
+        Store::audit(&mut connection, &actor, "token.exchanged", &claims.sub, details).await?;
         tracing::debug!(subject = %claims.sub, %audience, actor = %gateway.subject, "token exchanged");
         Ok(Exchanged { access_token, expires_in_seconds: exchanged.exp - now, scopes })
     }

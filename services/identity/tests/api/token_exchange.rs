@@ -63,6 +63,23 @@ async fn a_member_token_for_the_gateway_becomes_a_token_for_one_service_naming_t
     assert_eq!(claims.roles, ["integrator", "service"]);
     assert!(claims.exp <= member_claims.exp, "never outlives the member's token");
     assert_ne!(claims.jti, member_claims.jti);
+    let (actor, details): (String, serde_json::Value) = sqlx::query_as(
+        "SELECT actor, details FROM identity.audit_log WHERE action = 'token.exchanged' AND target = 'client:ua.gov.diia'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the exchange is recorded, once");
+    assert_eq!(actor, "client:esocial-gateway");
+    assert_eq!(
+        details,
+        serde_json::json!({
+            "audience": REGISTRY,
+            "scopes": ["integrator", "service"],
+            "token_id": claims.jti,
+            "subject_token_id": member_claims.jti,
+            "expires_at": claims.exp,
+        })
+    );
     for elsewhere in ["esocial.classifier", GATEWAY] {
         assert_eq!(
             verifier(&app, elsewhere).verify(&exchanged.access_token).await,
@@ -131,6 +148,15 @@ async fn only_the_gateway_exchanges_and_only_live_system_tokens_for_known_servic
         .expect("deactivated");
     let refused = identity.exchange_token(exchange(&member_token, REGISTRY)).await.expect_err("inactive");
     assert_eq!(reason(&refused), "INVALID_SUBJECT_TOKEN");
+
+    // Only the token issued is recorded; a refusal issues none.
+    let audiences: Vec<String> = sqlx::query_scalar(
+        "SELECT details->>'audience' FROM identity.audit_log WHERE action = 'token.exchanged' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audiences, [GATEWAY]);
 }
 
 #[tokio::test]
