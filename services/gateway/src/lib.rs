@@ -100,6 +100,11 @@ pub const CHECKPOINT_SECONDS: Variable = Variable {
     default: "60",
     meaning: "how often the head of the message log chain is signed (entries after the last checkpoint are covered by the hash chain only)",
 };
+pub const CHECKPOINT_ENTRIES: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_CHECKPOINT_ENTRIES",
+    default: "100000",
+    meaning: "the head of the message log chain is also signed as soon as this many entries follow the last checkpoint (under load, fewer entries rest on the hash chain alone)",
+};
 pub const LOG_FAILURE: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_FAILURE",
     default: "refuse",
@@ -171,6 +176,7 @@ pub const VARIABLES: &[Variable] = &[
     LOG_BATCH_MAX,
     LOG_LINGER_MS,
     CHECKPOINT_SECONDS,
+    CHECKPOINT_ENTRIES,
     LOG_FAILURE,
     RATE_DEFAULT,
     BURST_DEFAULT,
@@ -246,6 +252,7 @@ pub struct Settings {
     pub log_batch_max: usize,
     pub log_linger: Duration,
     pub checkpoint_interval: Duration,
+    pub checkpoint_entries: i64,
     pub log_failure: FailurePolicy,
     pub requests_per_second_default: u32,
     pub burst_default: u32,
@@ -313,6 +320,8 @@ impl Settings {
         let log_batch_max = usize::try_from(reader.number_in(LOG_BATCH_MAX, 1..=10_000)).unwrap_or(500);
         let log_linger = reader.milliseconds(LOG_LINGER_MS, 0..=1000);
         let checkpoint_interval = Duration::from_secs(reader.number_in(CHECKPOINT_SECONDS, 1..=86_400));
+        let checkpoint_entries =
+            i64::try_from(reader.number_in(CHECKPOINT_ENTRIES, 1..=100_000_000)).unwrap_or(100_000);
         let log_failure = reader.parse(LOG_FAILURE);
         let requests_per_second_default =
             u32::try_from(reader.number_in(RATE_DEFAULT, 1..=u64::from(domain::REQUESTS_PER_SECOND_MAX)))
@@ -358,6 +367,7 @@ impl Settings {
             log_batch_max,
             log_linger,
             checkpoint_interval,
+            checkpoint_entries,
             log_failure,
             requests_per_second_default,
             burst_default,
@@ -504,6 +514,7 @@ impl Gateway {
                 batch_size_max: self.settings.log_batch_max,
                 batch_linger: self.settings.log_linger,
                 checkpoint_interval: self.settings.checkpoint_interval,
+                checkpoint_entries: self.settings.checkpoint_entries,
             },
             self.key.clone(),
             self.settings.log_failure,

@@ -1,5 +1,5 @@
 //! The message log: every exchange through the gateway, hash-chained and
-//! signed at intervals, so that an altered, removed or inserted entry is
+//! signed at intervals (of time, and under load of entries), so that an altered, removed or inserted entry is
 //! found by [`verify`](crate::verify).
 //!
 //! A call reserves a place in a bounded queue before it is served
@@ -363,6 +363,8 @@ pub struct WriterSettings {
     /// How long a batch waits for more entries before it is written.
     pub batch_linger: Duration,
     pub checkpoint_interval: Duration,
+    /// A checkpoint is also signed once this many entries follow the last.
+    pub checkpoint_entries: i64,
 }
 
 /// The writer of one node's chain.
@@ -556,7 +558,10 @@ impl LogWriter {
                     pending = None;
                     self.writable.store(true, Ordering::Relaxed);
                     backoff = BACKOFF_MIN;
-                    if last_checkpoint.elapsed() >= self.settings.checkpoint_interval {
+                    let unsigned = open.head.sequence - open.checkpointed;
+                    if last_checkpoint.elapsed() >= self.settings.checkpoint_interval
+                        || unsigned >= self.settings.checkpoint_entries
+                    {
                         self.checkpoint_if_due(&mut session, &mut last_checkpoint, &mut backoff).await;
                     }
                 }

@@ -221,6 +221,49 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_follows_every_so_many_entries_without_waiting_for_the_interval() {
+    let gateway = TestGateway::spawn_with(&[
+        ("ESOCIAL_GATEWAY_CHECKPOINT_SECONDS", "3600"),
+        ("ESOCIAL_GATEWAY_CHECKPOINT_ENTRIES", "5"),
+    ])
+    .await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for _ in 0..12 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    gateway.wait_for_log_entries(13).await;
+    let pool = gateway.pool.clone();
+    let (head, signed) = eventually(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let head: i64 = sqlx::query_scalar("SELECT max(sequence) FROM gateway.message_log")
+                .fetch_one(&pool)
+                .await
+                .expect("head");
+            let signed: Vec<i64> = sqlx::query_scalar("SELECT sequence FROM gateway.log_checkpoints ORDER BY sequence")
+                .fetch_all(&pool)
+                .await
+                .expect("checkpoints");
+            let unsigned = head - signed.last().copied().unwrap_or(0);
+            if unsigned < 5 { Ok((head, signed)) } else { Err(format!("{unsigned} entries after {signed:?}")) }
+        }
+    })
+    .await;
+    // An hour has not passed: every checkpoint came after at least 5 new
+    // entries (a batch may bring more at once).
+    assert!(signed.len() >= 2, "{signed:?} of {head}");
+    let mut previous = 0;
+    for sequence in &signed {
+        assert!(sequence - previous >= 5, "{signed:?}");
+        previous = *sequence;
+    }
+    let report = verify_chain(&gateway).await;
+    assert!(report.is_intact(), "{report:?}");
+    assert!(report.signed_through >= *signed.last().expect("one"), "{report:?}");
+}
+
+#[tokio::test]
 async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_after() {
     let gateway =
         TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"), ("ESOCIAL_GATEWAY_LOG_BATCH_MAX", "4")])
