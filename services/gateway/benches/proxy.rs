@@ -302,6 +302,7 @@ fn main() -> anyhow::Result<()> {
             entries as f64 / verified_in.as_secs_f64()
         );
         drop(nginx);
+        gateway.stop().await;
         Ok(())
     })
 }
