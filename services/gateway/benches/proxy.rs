@@ -187,7 +187,7 @@ fn main() -> anyhow::Result<()> {
         configuration.push(("ESOCIAL_DATABASE_MAX_CONNECTIONS".to_owned(), "16".to_owned()));
         let configuration: Vec<(&str, &str)> =
             configuration.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        let gateway = TestGateway::spawn_with(&configuration).await;
+        let mut gateway = TestGateway::spawn_with(&configuration).await;
         let limits = gateway_pb::Limits { requests_per_second: 100_000, burst: 100_000, message_bytes_max: 0 };
         gateway.register_member(DIIA, "diia", Some(limits), &[GET_PERSON, VERIFY_CERTIFICATE]).await;
         let generated = esocial_registry::generate::load(&gateway.registry, persons, 2026, |_| {}).await?;

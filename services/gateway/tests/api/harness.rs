@@ -411,7 +411,8 @@ impl TestGateway {
 impl TestGateway {
     /// Stops the services and waits (at most 10 s) until they have finished,
     /// so that their connections are closed before the database is dropped.
-    pub async fn stop(mut self) {
+    /// The database stays until the `TestGateway` is dropped.
+    pub async fn stop(&mut self) {
         self.shutdown.trigger();
         let tasks = std::mem::take(&mut self.tasks);
         let _ = tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(tasks)).await;

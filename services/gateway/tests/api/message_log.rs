@@ -261,6 +261,29 @@ async fn a_checkpoint_follows_every_so_many_entries_without_waiting_for_the_inte
     let report = verify_chain(&gateway).await;
     assert!(report.is_intact(), "{report:?}");
     assert!(report.signed_through >= *signed.last().expect("one"), "{report:?}");
+
+    // Fewer entries than that after the last checkpoint (one more call if
+    // there are none): signed when the gateway stops.
+    let mut head = head;
+    if signed.last() == Some(&head) {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+        head += 1;
+        gateway.wait_for_log_entries(head).await;
+    }
+    let newest = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT max(sequence) FROM gateway.log_checkpoints")
+                .fetch_one(&pool)
+                .await
+                .expect("checkpoint")
+        }
+    };
+    assert!(newest().await < head, "entries after the last checkpoint before the stop");
+    let mut gateway = gateway;
+    gateway.stop().await;
+    assert_eq!(gateway.count("gateway.message_log").await, head, "no more entries");
+    assert_eq!(newest().await, head, "the last checkpoint covers the head");
 }
 
 #[tokio::test]
