@@ -1,6 +1,6 @@
 //! The message log: every exchange through the gateway, hash-chained and
-//! signed at intervals (of time, and under load of entries), so that an altered, removed or inserted entry is
-//! found by [`verify`](crate::verify).
+//! signed at intervals (of time, and under load of entries), so that an
+//! altered, removed or inserted entry is found by [`verify`](crate::verify).
 //!
 //! A call reserves a place in a bounded queue before it is served
 //! ([`MessageLog::reserve`]) and fills it when the exchange ends, so the

@@ -406,9 +406,7 @@ impl TestGateway {
         })
         .await;
     }
-}
 
-impl TestGateway {
     /// Stops the services and waits (at most 10 s) until they have finished,
     /// so that their connections are closed before the database is dropped.
     /// The database stays until the `TestGateway` is dropped.
