@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Account, AccountStatus, CertificateStatus, is_client_scope, signed_in_person};
+use crate::domain::{Account, AccountStatus, Actor, CertificateStatus, is_client_scope, signed_in_person};
 use crate::events;
 use crate::qes::{self, CertificateProblem, SignatureProblem};
 use crate::service::{Error, Identity, refused};
@@ -449,12 +449,20 @@ impl Identity {
             }
             granted
         };
-        let token = self
-            .keys
-            .signer()
-            .await?
-            .sign(&client_claims(&self.settings, &client_id, &scopes, &client.audiences))
-            .map_err(ApiError::internal)?;
+        let issued = client_claims(&self.settings, &client_id, &scopes, &client.audiences);
+        let token = self.keys.signer().await?.sign(&issued).map_err(ApiError::internal)?;
+        // Recorded before the token leaves: none is issued unrecorded.
+        let actor = Actor { subject: issued.sub.clone(), organization: None };
+        let details = serde_json::json!({
+            "grant": "client_credentials",
+            "audiences": client.audiences,
+            "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+            "token_id": issued.jti,
+            "assertion_id": jti,
+            "expires_at": issued.exp,
+        });
+        let mut connection = self.store.pool().acquire().await?;
+        Store::audit(&mut connection, &actor, "token.issued", &issued.sub, details).await?;
         Ok((token, scopes))
     }
 }

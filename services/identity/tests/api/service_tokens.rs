@@ -86,6 +86,19 @@ async fn a_service_gets_a_token_with_its_key_and_reuses_it_until_near_expiry() {
             .await
             .expect("count");
     assert_eq!(assertions, 1);
+    let (actor, target, details): (String, String, serde_json::Value) =
+        sqlx::query_as(
+            "SELECT actor, target, details FROM identity.audit_log WHERE action = 'token.issued' AND target = 'client:registry'",
+        )
+            .fetch_one(&app.pool)
+            .await
+            .expect("the token is recorded, once");
+    assert_eq!((actor.as_str(), target.as_str()), ("client:registry", "client:registry"));
+    assert_eq!(details["grant"], "client_credentials");
+    assert_eq!(details["scopes"], serde_json::json!(["service"]));
+    assert_eq!(details["token_id"], claims.jti.as_str());
+    assert_eq!(details["expires_at"], claims.exp);
+    assert!(details["assertion_id"].as_str().is_some_and(|id| !id.is_empty()), "{details}");
 }
 
 #[tokio::test]
@@ -144,6 +157,15 @@ async fn replayed_forged_long_lived_and_overreaching_assertions_are_refused() {
         .await
         .expect_err("inactive");
     assert_eq!(reason(&inactive), "INVALID_CLIENT");
+
+    // Only the one token issued is recorded; a refusal issues none.
+    let issued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM identity.audit_log WHERE action = 'token.issued' AND target = 'client:gateway'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(issued, 1);
 }
 
 /// One HTTP/1.1 exchange on a fresh connection; returns status and body.
