@@ -144,6 +144,13 @@ pub struct Actor {
     pub organization: Option<String>,
 }
 
+impl Actor {
+    /// The caller of a request, as an actor.
+    pub fn of(caller: &Caller) -> Self {
+        Self { subject: caller.subject.clone(), organization: caller.organization_edrpou.clone() }
+    }
+}
+
 /// What a system client may be given as scopes: the roles of systems. A
 /// person's role (an administrator's above all) is never a client's, so a
 /// client's token cannot stand in for a person.

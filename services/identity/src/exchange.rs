@@ -50,6 +50,7 @@ impl Identity {
         };
         let mut connection = self.store.pool().acquire().await?;
         let client = Store::system_client(&mut connection, client_id).await?;
+        drop(connection);
         let Some(client) = client.filter(|client| client.active) else {
             return Err(invalid(format!("system client {client_id} is unknown or inactive")));
         };
@@ -69,16 +70,8 @@ impl Identity {
             return Err(invalid("the subject token has expired".to_owned()));
         }
         let access_token = self.keys.signer().await?.sign(&exchanged).map_err(ApiError::internal)?;
-        // Recorded before the token leaves: none is issued unrecorded.
-        let actor = Actor { subject: gateway.subject.clone(), organization: gateway.organization_edrpou.clone() };
-        let details = serde_json::json!({
-            "audience": audience,
-            "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
-            "token_id": exchanged.jti,
-            "subject_token_id": claims.jti,
-            "expires_at": exchanged.exp,
-        });
-        Store::audit(&mut connection, &actor, "token.exchanged", &claims.sub, details).await?;
+        let details = serde_json::json!({ "subject_token_id": claims.jti });
+        self.record_issued(&Actor::of(gateway), "token.exchanged", &exchanged, details).await?;
         tracing::debug!(subject = %claims.sub, %audience, actor = %gateway.subject, "token exchanged");
         Ok(Exchanged { access_token, expires_in_seconds: exchanged.exp - now, scopes })
     }

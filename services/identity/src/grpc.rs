@@ -34,10 +34,6 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::unauthenticated("a bearer token is required"))
 }
 
-fn actor(caller: &Caller) -> Actor {
-    Actor { subject: caller.subject.clone(), organization: caller.organization_edrpou.clone() }
-}
-
 fn tokens_to_proto(tokens: IssuedTokens) -> pb::Tokens {
     pb::Tokens {
         access_token: tokens.access_token,
@@ -213,7 +209,7 @@ impl AdminApi {
                 Error::from(ApiError::Unauthenticated("the session has ended; sign in again".to_owned())).into()
             );
         }
-        Ok(actor(&caller))
+        Ok(Actor::of(&caller))
     }
 }
 
@@ -453,7 +449,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = Actor::of(&caller(&request)?);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = uuid(&mut violations, "id", &request.id);
@@ -468,7 +464,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = Actor::of(&caller(&request)?);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let organization = if request.organization_id.is_empty() {
@@ -560,7 +556,7 @@ impl IdentityAdminService for AdminApi {
         &self,
         request: Request<pb::ListCertificatesRequest>,
     ) -> Result<Response<pb::ListCertificatesResponse>, Status> {
-        let actor = actor(&caller(&request)?);
+        let actor = Actor::of(&caller(&request)?);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let account_id = uuid(&mut violations, "account_id", &request.account_id);

@@ -451,18 +451,9 @@ impl Identity {
         };
         let issued = client_claims(&self.settings, &client_id, &scopes, &client.audiences);
         let token = self.keys.signer().await?.sign(&issued).map_err(ApiError::internal)?;
-        // Recorded before the token leaves: none is issued unrecorded.
         let actor = Actor { subject: issued.sub.clone(), organization: None };
-        let details = serde_json::json!({
-            "grant": "client_credentials",
-            "audiences": client.audiences,
-            "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
-            "token_id": issued.jti,
-            "assertion_id": jti,
-            "expires_at": issued.exp,
-        });
-        let mut connection = self.store.pool().acquire().await?;
-        Store::audit(&mut connection, &actor, "token.issued", &issued.sub, details).await?;
+        let details = serde_json::json!({ "grant": "client_credentials", "assertion_id": jti });
+        self.record_issued(&actor, "token.issued", &issued, details).await?;
         Ok((token, scopes))
     }
 }

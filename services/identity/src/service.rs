@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use esocial_auth::Claims;
 use esocial_kit::ApiError;
 
+use crate::domain::Actor;
 use crate::keys::{KeyError, KeyStore};
 use crate::qes::{SignatureVerifiers, TrustedIssuers};
 use crate::store::{Store, StoreError};
@@ -20,6 +22,30 @@ pub struct Identity {
     pub trusted: TrustedIssuers,
     pub verifiers: SignatureVerifiers,
     pub settings: TokenSettings,
+}
+
+impl Identity {
+    /// Records a token issued to a system in the audit log, before it is
+    /// returned (none leaves unrecorded): `action` by `actor`, for the
+    /// token's subject, with its audience, scopes, id and expiry beside
+    /// `details` (an object).
+    pub(crate) async fn record_issued(
+        &self,
+        actor: &Actor,
+        action: &str,
+        issued: &Claims,
+        mut details: serde_json::Value,
+    ) -> Result<(), Error> {
+        if let Some(fields) = details.as_object_mut() {
+            fields.insert("audience".to_owned(), serde_json::json!(issued.aud));
+            fields.insert("scopes".to_owned(), serde_json::json!(issued.roles));
+            fields.insert("token_id".to_owned(), serde_json::json!(issued.jti));
+            fields.insert("expires_at".to_owned(), serde_json::json!(issued.exp));
+        }
+        let mut connection = self.store.pool().acquire().await?;
+        Store::audit(&mut connection, actor, action, &issued.sub, details).await?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
