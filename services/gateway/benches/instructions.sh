@@ -20,23 +20,24 @@ for line in sys.stdin:
         print(message["executable"])')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for path in "${@:-direct gateway}"; do
-  for one in $path; do
-    BENCH_PATHS=$one BENCH_WORKLOADS=Verify BENCH_SECONDS=40 BENCH_ROUNDS=1 BENCH_PERSONS=200 \
-      valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$one.%p" "$binary" --bench \
-      >"$work/$one.log" 2>&1 &
-    bench=$!
-    for _ in $(seq 1 300); do
-      grep -q "concurrent callers" "$work/$one.log" && break
-      sleep 1
-    done
-    sleep 3
-    callgrind_control -i on "$bench" >/dev/null 2>&1
-    sleep 15
-    callgrind_control -d "$bench" >/dev/null 2>&1
-    callgrind_control -i off "$bench" >/dev/null 2>&1
-    wait "$bench" || { cat "$work/$one.log" >&2; exit 1; }
-    python3 - "$one" "$work"/"$one".*.1 <<'EOF'
+paths=("$@")
+[ ${#paths[@]} -gt 0 ] || paths=(direct gateway)
+for one in "${paths[@]}"; do
+  BENCH_PATHS=$one BENCH_WORKLOADS=Verify BENCH_SECONDS=40 BENCH_ROUNDS=1 BENCH_PERSONS=200 \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$one.%p" "$binary" --bench \
+    >"$work/$one.log" 2>&1 &
+  bench=$!
+  for _ in $(seq 1 300); do
+    grep -q "concurrent callers" "$work/$one.log" && break
+    sleep 1
+  done
+  sleep 3
+  callgrind_control -i on "$bench" >/dev/null 2>&1
+  sleep 15
+  callgrind_control -d "$bench" >/dev/null 2>&1
+  callgrind_control -i off "$bench" >/dev/null 2>&1
+  wait "$bench" || { cat "$work/$one.log" >&2; exit 1; }
+  python3 - "$one" "$work"/"$one".*.1 <<'EOF'
 import re, sys
 path, dump = sys.argv[1], sys.argv[2]
 text = open(dump).read()
@@ -58,5 +59,4 @@ for line in text.split("\n"):
         calls += int(counted.group(1))
 print(f"{path}: {total:,} instructions for {calls:,} calls: {total // max(calls, 1):,} a call")
 EOF
-  done
 done

@@ -222,7 +222,7 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
 
 #[tokio::test]
 async fn a_checkpoint_follows_every_so_many_entries_without_waiting_for_the_interval() {
-    let gateway = TestGateway::spawn_with(&[
+    let mut gateway = TestGateway::spawn_with(&[
         ("ESOCIAL_GATEWAY_CHECKPOINT_SECONDS", "3600"),
         ("ESOCIAL_GATEWAY_CHECKPOINT_ENTRIES", "5"),
     ])
@@ -266,7 +266,6 @@ async fn a_checkpoint_follows_every_so_many_entries_without_waiting_for_the_inte
         gateway.wait_for_log_entries(head + 1).await;
     }
     assert!(newest(&pool, "log_checkpoints").await < newest(&pool, "message_log").await, "unsigned entries");
-    let mut gateway = gateway;
     gateway.stop().await;
     assert_eq!(
         newest(&pool, "log_checkpoints").await,
