@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keyfile;
 pub mod nats;
 pub mod paging;
+pub mod rate;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

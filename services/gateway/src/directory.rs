@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+pub use esocial_kit::rate::TokenBucket;
+
 use crate::domain::{LogMode, Member, MemberId, MemberStatus, MethodPath, MethodRight};
 use crate::store;
 
@@ -23,45 +25,6 @@ pub struct DefaultLimits {
     pub requests_per_second: u32,
     pub burst: u32,
     pub message_bytes_max: u32,
-}
-
-/// A token bucket: `capacity` requests at once, refilled at `rate` a second.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    refilled_at: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(requests_per_second: u32, burst: u32) -> Self {
-        let capacity = f64::from(burst.max(1));
-        Self { rate: f64::from(requests_per_second.max(1)), capacity, tokens: capacity, refilled_at: Instant::now() }
-    }
-
-    /// One replica's bucket when `replicas` share a member's limits: the
-    /// rate and burst divided among them, rounded up (never below one).
-    pub fn share(requests_per_second: u32, burst: u32, replicas: u32) -> Self {
-        let replicas = replicas.max(1);
-        Self::new(requests_per_second.div_ceil(replicas), burst.div_ceil(replicas))
-    }
-
-    /// Takes one token, or says how long until one is there.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        self.refilled_at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
-        }
-        Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-    }
-
-    fn same_limits(&self, other: &Self) -> bool {
-        (self.rate - other.rate).abs() < f64::EPSILON && (self.capacity - other.capacity).abs() < f64::EPSILON
-    }
 }
 
 /// A member as the proxy sees it: limits resolved, rights indexed.
@@ -266,38 +229,5 @@ pub(crate) mod tests {
             message_bytes_max: 1024,
             bucket: Arc::new(Mutex::new(TokenBucket::new(10, 10))),
         }
-    }
-
-    #[test]
-    fn a_bucket_allows_its_burst_then_one_request_per_interval() {
-        let mut bucket = TokenBucket::new(10, 3);
-        let start = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(bucket.take(start), Ok(()));
-        }
-        let wait = bucket.take(start).expect_err("the burst is used up");
-        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Ok(()));
-        assert!(bucket.take(start + Duration::from_millis(100)).is_err());
-        // A long pause refills only up to the burst.
-        let later = start + Duration::from_secs(60);
-        for _ in 0..3 {
-            assert_eq!(bucket.take(later), Ok(()));
-        }
-        assert!(bucket.take(later).is_err());
-    }
-
-    #[test]
-    fn replicas_share_a_limit_rounded_up() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::share(10, 7, 3);
-        for _ in 0..3 {
-            assert_eq!(bucket.take(start), Ok(()), "7 / 3 rounded up");
-        }
-        let wait = bucket.take(start).expect_err("the share of the burst is used up");
-        assert_eq!(wait, Duration::from_millis(250), "10 / 3 rounded up is 4 a second");
-        let mut alone = TokenBucket::share(1, 1, 5);
-        assert_eq!(alone.take(start), Ok(()), "never below one");
-        assert!(TokenBucket::share(10, 7, 1).same_limits(&TokenBucket::new(10, 7)));
     }
 }
