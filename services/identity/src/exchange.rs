@@ -7,13 +7,14 @@
 //! system's roles as if it had called directly, and cannot be reached with
 //! a member's own token. Each token issued is recorded in the audit log
 //! (`token.exchanged`: the gateway, the system, the audience, the scopes and
-//! both tokens' ids) before it is returned.
+//! both tokens' ids) before it is returned; each refusal as
+//! `token.exchange_refused`, within a rate.
 
 use esocial_auth::{Caller, Role};
 use esocial_kit::ApiError;
 
 use crate::domain::Actor;
-use crate::service::{Error, Identity, refused};
+use crate::service::{Error, Identity, claimed, refused};
 use crate::store::Store;
 use crate::tokens::{CLIENT_SUBJECT_PREFIX, exchanged_claims, unix_now};
 
@@ -30,7 +31,28 @@ impl Identity {
     /// for a token for `audience`, which the caller has checked is one of
     /// the configured audiences. `gateway` is the verified caller, holding
     /// the `gateway` role.
+    ///
+    /// A refusal is recorded too (`token.exchange_refused`: the gateway, the
+    /// system the subject token names, the audience, the token's id and the
+    /// reason), within the rate of refusals recorded.
     pub async fn exchange_token(
+        &self,
+        gateway: &Caller,
+        subject_token: &str,
+        audience: &str,
+    ) -> Result<Exchanged, Error> {
+        let exchanged = self.exchange_checked(gateway, subject_token, audience).await;
+        if let Err(error) = &exchanged {
+            // What the subject token claims: a refused one may be forged.
+            let details =
+                serde_json::json!({ "audience": audience, "subject_token_id": claimed(subject_token, "jti") });
+            let target = claimed(subject_token, "sub");
+            self.record_refused(&Actor::of(gateway), "token.exchange_refused", &target, error, details).await;
+        }
+        exchanged
+    }
+
+    async fn exchange_checked(
         &self,
         gateway: &Caller,
         subject_token: &str,

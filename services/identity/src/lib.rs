@@ -40,7 +40,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 pub use login::IssuedTokens;
-pub use service::{Error, Identity};
+pub use service::{Error, Identity, REFUSALS_RECORDED_BURST, REFUSALS_RECORDED_PER_SECOND};
 pub use tokens::TokenSettings;
 
 pub const NAME: &str = "identity";
@@ -243,6 +243,7 @@ impl IdentityServer {
             trusted,
             verifiers: qes::SignatureVerifiers::default(),
             settings: settings.tokens.clone(),
+            refusals: service::RefusalRecords::default(),
         });
         // The identity service verifies its own callers with its own keys.
         let verifier = Arc::new(TokenVerifier::new(

@@ -14,9 +14,11 @@ use uuid::Uuid;
 use crate::domain::{Account, AccountStatus, Actor, CertificateStatus, is_client_scope, signed_in_person};
 use crate::events;
 use crate::qes::{self, CertificateProblem, SignatureProblem};
-use crate::service::{Error, Identity, refused};
+use crate::service::{Error, Identity, claimed, refused};
 use crate::store::{LoginFailure, Store};
-use crate::tokens::{client_claims, hash_refresh_token, new_nonce, new_refresh_token, person_claims, unix_now};
+use crate::tokens::{
+    CLIENT_SUBJECT_PREFIX, client_claims, hash_refresh_token, new_nonce, new_refresh_token, person_claims, unix_now,
+};
 
 /// Tokens handed out at sign-in and refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,23 @@ pub const SIGNATURE_BYTES_MAX: usize = 1024;
 fn seconds(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
+
+/// Scopes asked for, as a refusal's record keeps them: the first
+/// [`SCOPES_RECORDED_MAX`], each cut to [`SCOPE_RECORDED_LENGTH_MAX`]
+/// characters (a refused request is not trusted to be small).
+fn scopes_asked(requested: &[String]) -> Vec<String> {
+    requested
+        .iter()
+        .take(SCOPES_RECORDED_MAX)
+        .map(|scope| scope.chars().take(SCOPE_RECORDED_LENGTH_MAX).collect())
+        .collect()
+}
+
+const SCOPES_RECORDED_MAX: usize = 20;
+const SCOPE_RECORDED_LENGTH_MAX: usize = 64;
+
+/// The actor of a refused request for a system's token.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
 
 impl Identity {
     pub async fn begin_login(&self) -> Result<(Uuid, Vec<u8>, DateTime<Utc>), Error> {
@@ -387,7 +406,34 @@ impl Identity {
 
     /// Client credentials: checks an RFC 7523 assertion and issues a token
     /// with the requested scopes (all the client's when none are asked for).
+    ///
+    /// A refusal is recorded too (`token.request_refused` by
+    /// [`UNAUTHENTICATED`]: the client and the assertion's id as the
+    /// assertion claims them, the scopes asked for, and the reason), within
+    /// the rate of refusals recorded.
     pub async fn issue_service_token(
+        &self,
+        assertion: &str,
+        requested: &[String],
+    ) -> Result<(String, Vec<Role>), Error> {
+        let issued = self.issue_service_token_checked(assertion, requested).await;
+        if let Err(error) = &issued {
+            // What the assertion claims: a refused one may be forged.
+            let client = claimed(assertion, "iss");
+            let target = if client.is_empty() { String::new() } else { format!("{CLIENT_SUBJECT_PREFIX}{client}") };
+            let details = serde_json::json!({
+                "grant": "client_credentials",
+                "assertion_id": claimed(assertion, "jti"),
+                "scopes_requested": scopes_asked(requested),
+            });
+            // Nobody is signed in by a refused request.
+            let actor = Actor { subject: UNAUTHENTICATED.to_owned(), organization: None };
+            self.record_refused(&actor, "token.request_refused", &target, error, details).await;
+        }
+        issued
+    }
+
+    async fn issue_service_token_checked(
         &self,
         assertion: &str,
         requested: &[String],

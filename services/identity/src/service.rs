@@ -1,10 +1,13 @@
 //! The identity service's state and its error type. Sign-in is in
 //! `login.rs`, administration in `admin.rs`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use esocial_auth::Claims;
 use esocial_kit::ApiError;
+use esocial_kit::rate::TokenBucket;
 
 use crate::domain::Actor;
 use crate::keys::{KeyError, KeyStore};
@@ -22,6 +25,65 @@ pub struct Identity {
     pub trusted: TrustedIssuers,
     pub verifiers: SignatureVerifiers,
     pub settings: TokenSettings,
+    pub(crate) refusals: RefusalRecords,
+}
+
+/// Refused token requests recorded at most, a second and at once: a flood
+/// of forged or replayed requests must not fill the audit log. Beyond the
+/// rate they are counted and logged (tracing) only.
+pub const REFUSALS_RECORDED_PER_SECOND: u32 = 20;
+pub const REFUSALS_RECORDED_BURST: u32 = 100;
+
+/// How many refused token requests are recorded, and how many were not.
+#[derive(Debug)]
+pub struct RefusalRecords {
+    bucket: Mutex<TokenBucket>,
+    unrecorded: AtomicU64,
+}
+
+impl Default for RefusalRecords {
+    fn default() -> Self {
+        Self {
+            bucket: Mutex::new(TokenBucket::new(REFUSALS_RECORDED_PER_SECOND, REFUSALS_RECORDED_BURST)),
+            unrecorded: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RefusalRecords {
+    /// Whether one more refusal gets a record.
+    fn admit(&self) -> bool {
+        let within = self.bucket.lock().is_ok_and(|mut bucket| bucket.take(Instant::now()).is_ok());
+        if !within {
+            let unrecorded = self.unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
+            if unrecorded.is_power_of_two() {
+                tracing::warn!(unrecorded, "refused token requests beyond the recorded rate");
+            }
+        }
+        within
+    }
+}
+
+/// The reason and message of an error that refuses a token request (not
+/// of a failure on identity's side).
+fn refusal(error: &Error) -> Option<(&str, &str)> {
+    match error {
+        Error::Api(ApiError::Refused { reason, message }) => Some((reason, message)),
+        Error::Api(ApiError::PermissionDenied(message)) => Some(("permission_denied", message)),
+        _ => None,
+    }
+}
+
+/// Claims longer than this are cut in a refusal's record.
+const CLAIMED_LENGTH_MAX: usize = 200;
+
+/// A claim of a token or assertion as it says, without checking its
+/// signature (for the record of a refusal only); empty when it has none.
+pub(crate) fn claimed(token: &str, name: &str) -> String {
+    let claims: Option<serde_json::Value> = jsonwebtoken::dangerous::insecure_decode_claims(token).ok();
+    let value =
+        claims.as_ref().and_then(|claims| claims.get(name)).and_then(serde_json::Value::as_str).unwrap_or_default();
+    value.chars().take(CLAIMED_LENGTH_MAX).collect()
 }
 
 impl Identity {
@@ -45,6 +107,36 @@ impl Identity {
         let mut connection = self.store.pool().acquire().await?;
         Store::audit(&mut connection, actor, action, &issued.sub, details).await?;
         Ok(())
+    }
+
+    /// Records a refused token request in the audit log (`action` by
+    /// `actor`, about `target`, with the refusal's reason and message beside
+    /// `details`), within [`REFUSALS_RECORDED_PER_SECOND`]. Errors that are
+    /// not refusals are not recorded; a record that cannot be written is
+    /// logged, and the refusal goes out unchanged either way.
+    pub(crate) async fn record_refused(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        error: &Error,
+        mut details: serde_json::Value,
+    ) {
+        let Some((reason, message)) = refusal(error) else { return };
+        if !self.refusals.admit() {
+            return;
+        }
+        if let Some(fields) = details.as_object_mut() {
+            fields.insert("reason".to_owned(), serde_json::json!(reason));
+            fields.insert("message".to_owned(), serde_json::json!(message));
+        }
+        let recorded = async {
+            let mut connection = self.store.pool().acquire().await?;
+            Store::audit(&mut connection, actor, action, target, details).await
+        };
+        if let Err(error) = recorded.await {
+            tracing::warn!(%error, action, reason, "cannot record a refused token request");
+        }
     }
 }
 

@@ -52,6 +52,13 @@ pub fn assertion(key: &SigningKey, client_id: &str, audience: &str, lifetime_sec
     .expect("signs")
 }
 
+/// The claims of a JWT, unverified.
+fn claims_of(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice(&json).expect("claims")
+}
+
 fn esocial_auth_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
 }
@@ -111,6 +118,7 @@ async fn replayed_forged_long_lived_and_overreaching_assertions_are_refused() {
         |assertion: String, scopes: Vec<String>| pb::IssueServiceTokenRequest { client_assertion: assertion, scopes };
 
     let once = assertion(&key, "gateway", &app.issuer, 60);
+    let replayed_id = claims_of(&once)["jti"].clone();
     client.issue_service_token(issue(once.clone(), vec![])).await.expect("first use");
     assert_eq!(
         reason(&client.issue_service_token(issue(once, vec![])).await.expect_err("replay")),
@@ -166,6 +174,70 @@ async fn replayed_forged_long_lived_and_overreaching_assertions_are_refused() {
     .await
     .expect("audit");
     assert_eq!(issued, 1);
+
+    // Each refusal is recorded, with the client and assertion id as the
+    // assertion claims them, by nobody signed in.
+    let refusals: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT actor, target, details FROM identity.audit_log WHERE action = 'token.request_refused' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    let reasons: Vec<&str> = refusals.iter().filter_map(|(_, _, details)| details["reason"].as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "assertion_replayed",
+            "invalid_client",
+            "invalid_client",
+            "invalid_client",
+            "permission_denied",
+            "invalid_client"
+        ]
+    );
+    for (actor, target, details) in &refusals {
+        assert_eq!((actor.as_str(), target.as_str()), ("unauthenticated", "client:gateway"));
+        assert_eq!(details["grant"], "client_credentials");
+        assert!(details["assertion_id"].as_str().is_some_and(|id| !id.is_empty()), "{details}");
+    }
+    assert_eq!(refusals[0].2["assertion_id"], replayed_id);
+    assert_eq!(refusals[4].2["scopes_requested"], serde_json::json!(["security_admin"]));
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_requests_is_recorded_only_up_to_a_rate() {
+    let app = TestIdentity::spawn().await;
+    let client = app.client().await;
+    let stranger = SigningKey::generate();
+    let attempts: u32 = 300;
+    let started = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..attempts {
+        let mut client = client.clone();
+        let request = pb::IssueServiceTokenRequest {
+            client_assertion: assertion(&stranger, "nobody", &app.issuer, 60),
+            scopes: vec![],
+        };
+        flood.spawn(async move { client.issue_service_token(request).await.expect_err("an unknown client") });
+    }
+    let refused = flood.join_all().await;
+    let elapsed = started.elapsed();
+    assert!(refused.iter().all(|status| reason(status) == "INVALID_CLIENT"));
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM identity.audit_log WHERE action = 'token.request_refused' AND target = 'client:nobody'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("audit");
+    // The burst at once, then the rate for the time the flood took.
+    let recorded = u32::try_from(recorded).expect("a count");
+    let burst = esocial_identity::REFUSALS_RECORDED_BURST;
+    let most =
+        f64::from(burst) + f64::from(esocial_identity::REFUSALS_RECORDED_PER_SECOND) * elapsed.as_secs_f64() + 1.0;
+    assert!(
+        recorded >= burst && f64::from(recorded) <= most && recorded < attempts,
+        "{recorded} recorded in {elapsed:?}"
+    );
 }
 
 /// One HTTP/1.1 exchange on a fresh connection; returns status and body.

@@ -157,6 +157,28 @@ async fn only_the_gateway_exchanges_and_only_live_system_tokens_for_known_servic
     .await
     .expect("audit");
     assert_eq!(audiences, [GATEWAY]);
+
+    // Each refusal is recorded, by the gateway, about the system the subject
+    // token names; requests the gateway could not make (no right, a bad
+    // field) never reach the exchange and are not.
+    let refusals: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT actor, target, details FROM identity.audit_log WHERE action = 'token.exchange_refused' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    let targets: Vec<&str> = refusals.iter().map(|(_, target, _)| target.as_str()).collect();
+    assert_eq!(targets.len(), 5, "{refusals:?}");
+    assert!(!targets[0].is_empty() && !targets[0].starts_with("client:"), "a person's account: {}", targets[0]);
+    assert_eq!(targets[1..], ["client:registry", "client:ua.gov.tax", "client:ua.gov.diia", "client:ua.gov.diia"]);
+    for (actor, _, details) in &refusals {
+        assert_eq!(actor, "client:esocial-gateway");
+        assert_eq!(details["reason"], "invalid_subject_token", "{details}");
+        assert_eq!(details["audience"], REGISTRY, "{details}");
+        assert!(details["subject_token_id"].as_str().is_some_and(|id| !id.is_empty()), "{details}");
+    }
+    assert!(refusals[3].2["message"].as_str().is_some_and(|message| message.contains("not exchanged again")));
+    assert!(refusals[4].2["message"].as_str().is_some_and(|message| message.contains("unknown or inactive")));
 }
 
 #[tokio::test]
