@@ -1,5 +1,8 @@
-//! Rate limits: a token bucket.
+//! Rate limits: a token bucket, and an allowance shared by a service's
+//! tasks.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A token bucket: `capacity` requests at once, refilled at `rate` a second.
@@ -42,6 +45,40 @@ impl TokenBucket {
     }
 }
 
+/// Something done at most at a rate, by any task (recording refusals, say,
+/// which a flood must not turn into a flood of records); what goes beyond
+/// the rate is counted, and the count is logged at every power of two.
+#[derive(Debug)]
+pub struct Allowance {
+    what: &'static str,
+    bucket: Mutex<TokenBucket>,
+    beyond: AtomicU64,
+}
+
+impl Allowance {
+    /// `what` names the things allowed, for the log.
+    pub fn new(what: &'static str, per_second: u32, burst: u32) -> Self {
+        Self { what, bucket: Mutex::new(TokenBucket::new(per_second, burst)), beyond: AtomicU64::new(0) }
+    }
+
+    /// Whether one more is allowed now.
+    pub fn admit(&self) -> bool {
+        let within = self.bucket.lock().is_ok_and(|mut bucket| bucket.take(Instant::now()).is_ok());
+        if !within {
+            let beyond = self.beyond.fetch_add(1, Ordering::Relaxed) + 1;
+            if beyond.is_power_of_two() {
+                tracing::warn!(beyond, what = self.what, "beyond the allowed rate");
+            }
+        }
+        within
+    }
+
+    /// How many went beyond the rate so far.
+    pub fn beyond(&self) -> u64 {
+        self.beyond.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +114,13 @@ mod tests {
         let mut alone = TokenBucket::share(1, 1, 5);
         assert_eq!(alone.take(start), Ok(()), "never below one");
         assert!(TokenBucket::share(10, 7, 1).same_limits(&TokenBucket::new(10, 7)));
+    }
+
+    #[test]
+    fn an_allowance_admits_its_burst_and_counts_the_rest() {
+        let allowance = Allowance::new("tests", 1, 3);
+        let admitted = (0..10).filter(|_| allowance.admit()).count();
+        assert!((3..=4).contains(&admitted), "the burst, and at most one more within the second: {admitted}");
+        assert_eq!(allowance.beyond(), 10 - u64::try_from(admitted).expect("count"));
     }
 }

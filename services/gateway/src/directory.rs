@@ -7,10 +7,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use esocial_kit::rate::TokenBucket;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-
-pub use esocial_kit::rate::TokenBucket;
 
 use crate::domain::{LogMode, Member, MemberId, MemberStatus, MethodPath, MethodRight};
 use crate::store;

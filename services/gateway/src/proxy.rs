@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use esocial_auth::{TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
+use esocial_kit::rate::Allowance;
 use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
 use http::{HeaderName, HeaderValue};
 use http_body::Frame;
@@ -34,7 +34,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 
 use crate::catalog;
-use crate::directory::{Directory, MemberEntry, TokenBucket};
+use crate::directory::{Directory, MemberEntry};
 use crate::domain::MethodPath;
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{Direction, LogEntry, LogSlot, MessageLog};
@@ -134,8 +134,8 @@ pub struct Door {
     pub internal_tokens: InternalTokens,
     pub log: MessageLog,
     pub node: HeaderValue,
-    anonymous_refusals: Mutex<TokenBucket>,
-    unlogged_refusals: AtomicU64,
+    /// Refusals of callers without a valid token that get a log entry.
+    anonymous_refusals: Allowance,
 }
 
 impl Door {
@@ -154,21 +154,17 @@ impl Door {
             internal_tokens,
             log,
             node,
-            anonymous_refusals: Mutex::new(TokenBucket::new(ANONYMOUS_REFUSALS_PER_SECOND, ANONYMOUS_REFUSALS_BURST)),
-            unlogged_refusals: AtomicU64::new(0),
+            anonymous_refusals: Allowance::new(
+                "refusals of callers without a valid token logged",
+                ANONYMOUS_REFUSALS_PER_SECOND,
+                ANONYMOUS_REFUSALS_BURST,
+            ),
         }
     }
 
     /// Whether a refusal of a caller without a valid token gets an entry.
     fn log_anonymous_refusal(&self) -> bool {
-        let within = self.anonymous_refusals.lock().is_ok_and(|mut bucket| bucket.take(Instant::now()).is_ok());
-        if !within {
-            let unlogged = self.unlogged_refusals.fetch_add(1, Ordering::Relaxed) + 1;
-            if unlogged.is_power_of_two() {
-                tracing::warn!(unlogged, "refusals of callers without a valid token beyond the logged rate");
-            }
-        }
-        within
+        self.anonymous_refusals.admit()
     }
 }
 

@@ -243,7 +243,11 @@ impl IdentityServer {
             trusted,
             verifiers: qes::SignatureVerifiers::default(),
             settings: settings.tokens.clone(),
-            refusals: service::RefusalRecords::default(),
+            refusals: esocial_kit::rate::Allowance::new(
+                "refused token requests recorded",
+                REFUSALS_RECORDED_PER_SECOND,
+                REFUSALS_RECORDED_BURST,
+            ),
         });
         // The identity service verifies its own callers with its own keys.
         let verifier = Arc::new(TokenVerifier::new(

@@ -1,13 +1,11 @@
 //! The identity service's state and its error type. Sign-in is in
 //! `login.rs`, administration in `admin.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use esocial_auth::Claims;
 use esocial_kit::ApiError;
-use esocial_kit::rate::TokenBucket;
+use esocial_kit::rate::Allowance;
 
 use crate::domain::Actor;
 use crate::keys::{KeyError, KeyStore};
@@ -25,7 +23,8 @@ pub struct Identity {
     pub trusted: TrustedIssuers,
     pub verifiers: SignatureVerifiers,
     pub settings: TokenSettings,
-    pub(crate) refusals: RefusalRecords,
+    /// Refusals recorded at most (see [`REFUSALS_RECORDED_PER_SECOND`]).
+    pub(crate) refusals: Allowance,
 }
 
 /// Refused token requests recorded at most, a second and at once: a flood
@@ -33,36 +32,6 @@ pub struct Identity {
 /// rate they are counted and logged (tracing) only.
 pub const REFUSALS_RECORDED_PER_SECOND: u32 = 20;
 pub const REFUSALS_RECORDED_BURST: u32 = 100;
-
-/// How many refused token requests are recorded, and how many were not.
-#[derive(Debug)]
-pub struct RefusalRecords {
-    bucket: Mutex<TokenBucket>,
-    unrecorded: AtomicU64,
-}
-
-impl Default for RefusalRecords {
-    fn default() -> Self {
-        Self {
-            bucket: Mutex::new(TokenBucket::new(REFUSALS_RECORDED_PER_SECOND, REFUSALS_RECORDED_BURST)),
-            unrecorded: AtomicU64::new(0),
-        }
-    }
-}
-
-impl RefusalRecords {
-    /// Whether one more refusal gets a record.
-    fn admit(&self) -> bool {
-        let within = self.bucket.lock().is_ok_and(|mut bucket| bucket.take(Instant::now()).is_ok());
-        if !within {
-            let unrecorded = self.unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
-            if unrecorded.is_power_of_two() {
-                tracing::warn!(unrecorded, "refused token requests beyond the recorded rate");
-            }
-        }
-        within
-    }
-}
 
 /// The reason and message of an error that refuses a token request (not
 /// of a failure on identity's side).
