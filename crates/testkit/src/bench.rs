@@ -179,6 +179,11 @@ impl Default for Samples {
 }
 
 impl Samples {
+    /// Successful calls so far.
+    pub fn successes(&self) -> usize {
+        self.latencies.len()
+    }
+
     /// The figures of every run so far.
     pub fn measured(mut self) -> Measured {
         self.latencies.sort_unstable();

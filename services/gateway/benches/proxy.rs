@@ -170,6 +170,20 @@ async fn measure(
     .await;
 }
 
+/// The ratios of two paths' successful calls in each turn, in turn order.
+fn turn_ratios(through: &[usize], other: &[usize]) -> String {
+    let ratios: Vec<String> = through
+        .iter()
+        .zip(other)
+        .map(
+            |(through, other)| {
+                if *other == 0 { "n/a".to_owned() } else { format!("{:.2}", *through as f64 / *other as f64) }
+            },
+        )
+        .collect();
+    ratios.join(", ")
+}
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -236,6 +250,9 @@ fn main() -> anyhow::Result<()> {
             // The paths take turns, in reverse order every other round, so
             // a machine that speeds up or slows down favours none of them.
             let mut samples: Vec<Samples> = paths.iter().map(|_| Samples::default()).collect();
+            // Successful calls of each path in each turn (all turns last the
+            // same), for the spread of the ratios from turn to turn.
+            let mut per_turn: Vec<Vec<usize>> = paths.iter().map(|_| Vec::new()).collect();
             let turn = duration / u32::try_from(rounds).unwrap_or(1);
             for round in 0..rounds {
                 let mut order: Vec<usize> = (0..paths.len()).collect();
@@ -244,9 +261,14 @@ fn main() -> anyhow::Result<()> {
                 }
                 for index in order {
                     let (_, path_channels, token) = &paths[index];
+                    let before = samples[index].successes();
                     measure(&mut samples[index], path_channels, token, &person_ids, method, concurrency, turn).await;
+                    per_turn[index].push(samples[index].successes() - before);
                 }
             }
+            let turns_of = |wanted: &str| {
+                paths.iter().position(|(path, _, _)| *path == wanted).map(|index| per_turn[index].as_slice())
+            };
             let mut results: Vec<(&str, Measured)> = Vec::new();
             for ((path, _, _), samples) in paths.iter().zip(samples) {
                 let measured = samples.measured();
@@ -256,11 +278,14 @@ fn main() -> anyhow::Result<()> {
             let per_second = |wanted: &str| {
                 results.iter().find(|(path, _)| *path == wanted).map(|(_, measured)| measured.per_second)
             };
-            if let (Some(direct), Some(through)) = (per_second("direct"), per_second("gateway")) {
-                ratios.push(format!("{label}: gateway / direct = {:.2}", through / direct));
-            }
-            if let (Some(through), Some(nginx)) = (per_second("gateway"), per_second("nginx grpc_pass")) {
-                ratios.push(format!("{label}: gateway / nginx = {:.2}", through / nginx));
+            for (of, against) in [("direct", "direct"), ("nginx", "nginx grpc_pass")] {
+                if let (Some(through), Some(other)) = (per_second("gateway"), per_second(against)) {
+                    let spread = turns_of("gateway")
+                        .zip(turns_of(against))
+                        .map(|(through, other)| turn_ratios(through, other))
+                        .unwrap_or_default();
+                    ratios.push(format!("{label}: gateway / {of} = {:.2} (turn by turn: {spread})", through / other));
+                }
             }
             let cpu = |wanted: &str| {
                 results
