@@ -229,15 +229,14 @@ async fn a_flood_of_refused_requests_is_recorded_only_up_to_a_rate() {
     .fetch_one(&app.pool)
     .await
     .expect("audit");
-    // The burst at once, then the rate for the time the flood took.
+    // The burst at once, then the rate for the time the flood took (the
+    // bound holds however long that was; under a second or so, it is well
+    // below the attempts).
     let recorded = u32::try_from(recorded).expect("a count");
     let burst = esocial_identity::REFUSALS_RECORDED_BURST;
     let most =
         f64::from(burst) + f64::from(esocial_identity::REFUSALS_RECORDED_PER_SECOND) * elapsed.as_secs_f64() + 1.0;
-    assert!(
-        recorded >= burst && f64::from(recorded) <= most && recorded < attempts,
-        "{recorded} recorded in {elapsed:?}"
-    );
+    assert!(recorded >= burst && f64::from(recorded) <= most, "{recorded} recorded in {elapsed:?}");
 }
 
 /// One HTTP/1.1 exchange on a fresh connection; returns status and body.
