@@ -161,11 +161,6 @@ impl Door {
             ),
         }
     }
-
-    /// Whether a refusal of a caller without a valid token gets an entry.
-    fn log_anonymous_refusal(&self) -> bool {
-        self.anonymous_refusals.admit()
-    }
 }
 
 /// Builds the [`esocial_kit::server::Front`] of the gateway's server.
@@ -297,7 +292,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let identified = door.identify(request.headers(), peer.as_ref()).await;
     if identified.caller.is_empty()
         && let Some(refusal) = &identified.refusal
-        && !door.log_anonymous_refusal()
+        && !door.anonymous_refusals.admit()
     {
         return refusal.clone().into_http();
     }

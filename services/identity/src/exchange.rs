@@ -14,7 +14,7 @@ use esocial_auth::{Caller, Role};
 use esocial_kit::ApiError;
 
 use crate::domain::Actor;
-use crate::service::{Error, Identity, claimed, refused};
+use crate::service::{Claimed, Error, Identity, refused};
 use crate::store::Store;
 use crate::tokens::{CLIENT_SUBJECT_PREFIX, exchanged_claims, unix_now};
 
@@ -43,11 +43,15 @@ impl Identity {
     ) -> Result<Exchanged, Error> {
         let exchanged = self.exchange_checked(gateway, subject_token, audience).await;
         if let Err(error) = &exchanged {
-            // What the subject token claims: a refused one may be forged.
-            let details =
-                serde_json::json!({ "audience": audience, "subject_token_id": claimed(subject_token, "jti") });
-            let target = claimed(subject_token, "sub");
-            self.record_refused(&Actor::of(gateway), "token.exchange_refused", &target, error, details).await;
+            self.record_refused(&Actor::of(gateway), "token.exchange_refused", error, || {
+                // What the subject token claims: a refused one may be forged.
+                let claimed = Claimed::of(subject_token);
+                (
+                    claimed.get("sub"),
+                    serde_json::json!({ "audience": audience, "subject_token_id": claimed.get("jti") }),
+                )
+            })
+            .await;
         }
         exchanged
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::domain::{Account, AccountStatus, Actor, CertificateStatus, is_client_scope, signed_in_person};
 use crate::events;
 use crate::qes::{self, CertificateProblem, SignatureProblem};
-use crate::service::{Error, Identity, claimed, refused};
+use crate::service::{Claimed, Error, Identity, refused};
 use crate::store::{LoginFailure, Store};
 use crate::tokens::{
     CLIENT_SUBJECT_PREFIX, client_claims, hash_refresh_token, new_nonce, new_refresh_token, person_claims, unix_now,
@@ -418,17 +418,21 @@ impl Identity {
     ) -> Result<(String, Vec<Role>), Error> {
         let issued = self.issue_service_token_checked(assertion, requested).await;
         if let Err(error) = &issued {
-            // What the assertion claims: a refused one may be forged.
-            let client = claimed(assertion, "iss");
-            let target = if client.is_empty() { String::new() } else { format!("{CLIENT_SUBJECT_PREFIX}{client}") };
-            let details = serde_json::json!({
-                "grant": "client_credentials",
-                "assertion_id": claimed(assertion, "jti"),
-                "scopes_requested": scopes_asked(requested),
-            });
             // Nobody is signed in by a refused request.
             let actor = Actor { subject: UNAUTHENTICATED.to_owned(), organization: None };
-            self.record_refused(&actor, "token.request_refused", &target, error, details).await;
+            self.record_refused(&actor, "token.request_refused", error, || {
+                // What the assertion claims: a refused one may be forged.
+                let claimed = Claimed::of(assertion);
+                let client = claimed.get("iss");
+                let target = if client.is_empty() { client } else { format!("{CLIENT_SUBJECT_PREFIX}{client}") };
+                let details = serde_json::json!({
+                    "grant": "client_credentials",
+                    "assertion_id": claimed.get("jti"),
+                    "scopes_requested": scopes_asked(requested),
+                });
+                (target, details)
+            })
+            .await;
         }
         issued
     }

@@ -46,13 +46,21 @@ fn refusal(error: &Error) -> Option<(&str, &str)> {
 /// Claims longer than this are cut in a refusal's record.
 const CLAIMED_LENGTH_MAX: usize = 200;
 
-/// A claim of a token or assertion as it says, without checking its
-/// signature (for the record of a refusal only); empty when it has none.
-pub(crate) fn claimed(token: &str, name: &str) -> String {
-    let claims: Option<serde_json::Value> = jsonwebtoken::dangerous::insecure_decode_claims(token).ok();
-    let value =
-        claims.as_ref().and_then(|claims| claims.get(name)).and_then(serde_json::Value::as_str).unwrap_or_default();
-    value.chars().take(CLAIMED_LENGTH_MAX).collect()
+/// The claims of a token or assertion as it makes them, read without
+/// checking its signature: for the record of a refusal only.
+pub(crate) struct Claimed(Option<serde_json::Value>);
+
+impl Claimed {
+    pub(crate) fn of(token: &str) -> Self {
+        Self(jsonwebtoken::dangerous::insecure_decode_claims(token).ok())
+    }
+
+    /// A claim (cut to [`CLAIMED_LENGTH_MAX`] characters); empty when the
+    /// token has none.
+    pub(crate) fn get(&self, name: &str) -> String {
+        let value = self.0.as_ref().and_then(|claims| claims.get(name)).and_then(serde_json::Value::as_str);
+        value.unwrap_or_default().chars().take(CLAIMED_LENGTH_MAX).collect()
+    }
 }
 
 impl Identity {
@@ -78,30 +86,32 @@ impl Identity {
         Ok(())
     }
 
-    /// Records a refused token request in the audit log (`action` by
-    /// `actor`, about `target`, with the refusal's reason and message beside
-    /// `details`), within [`REFUSALS_RECORDED_PER_SECOND`]. Errors that are
-    /// not refusals are not recorded; a record that cannot be written is
-    /// logged, and the refusal goes out unchanged either way.
+    /// Records a refused token request in the audit log: `action` by
+    /// `actor`, about the target `describe` gives, with the refusal's reason
+    /// and message beside the details it gives (an object), within
+    /// [`REFUSALS_RECORDED_PER_SECOND`]. `describe` runs only for a refusal
+    /// that is recorded, so a flood beyond the rate costs no decoding.
+    /// Errors that are not refusals are not recorded; a record that cannot
+    /// be written is logged, and the refusal goes out unchanged either way.
     pub(crate) async fn record_refused(
         &self,
         actor: &Actor,
         action: &str,
-        target: &str,
         error: &Error,
-        mut details: serde_json::Value,
+        describe: impl FnOnce() -> (String, serde_json::Value),
     ) {
         let Some((reason, message)) = refusal(error) else { return };
         if !self.refusals.admit() {
             return;
         }
+        let (target, mut details) = describe();
         if let Some(fields) = details.as_object_mut() {
             fields.insert("reason".to_owned(), serde_json::json!(reason));
             fields.insert("message".to_owned(), serde_json::json!(message));
         }
         let recorded = async {
             let mut connection = self.store.pool().acquire().await?;
-            Store::audit(&mut connection, actor, action, target, details).await
+            Store::audit(&mut connection, actor, action, &target, details).await
         };
         if let Err(error) = recorded.await {
             tracing::warn!(%error, action, reason, "cannot record a refused token request");
