@@ -250,6 +250,34 @@ async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_excee
 }
 
 #[tokio::test]
+async fn the_callers_trace_continues_through_the_gateway_into_the_service() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[REGISTER_PROVIDER]).await;
+    let mut diia = gateway.providers(Some(gateway.system_token("diia").await)).await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let callers_span = "b7ad6b7169203331";
+    let mut request = tonic::Request::new(provider("УСЗН Уманської РДА", 3_285_596));
+    request.metadata_mut().insert("traceparent", format!("00-{trace_id}-{callers_span}-01").parse().expect("ascii"));
+    let registered = diia.register_provider(request).await.expect("forwarded").into_inner();
+    let provider_id = registered.provider.expect("provider").id;
+
+    // The registry's event carries the trace context of the registry's own
+    // span: in the caller's trace, not the caller's span.
+    let traceparent: Option<String> =
+        sqlx::query_scalar("SELECT traceparent FROM registry.outbox WHERE subject_id = $1")
+            .bind(&provider_id)
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("the event");
+    let traceparent = traceparent.expect("the event has trace context");
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{traceparent}");
+    assert_eq!(fields[1], trace_id, "the caller's trace goes on: {traceparent}");
+    assert_ne!(fields[2], callers_span, "the service's span is not the caller's: {traceparent}");
+    assert_eq!(fields[3], "01", "sampled, as the caller asked: {traceparent}");
+}
+
+#[tokio::test]
 async fn a_client_stream_passes_through_and_an_oversized_request_is_cut_off() {
     let gateway = TestGateway::spawn().await;
     let limits = pb::Limits { requests_per_second: 0, burst: 0, message_bytes_max: 4096 };
