@@ -63,7 +63,21 @@ impl Claimed {
     }
 }
 
+/// Adds `fields` to `details` (an object) for an audit record.
+fn add_fields<const N: usize>(details: &mut serde_json::Value, fields: [(&str, serde_json::Value); N]) {
+    if let Some(object) = details.as_object_mut() {
+        object.extend(fields.map(|(name, value)| (name.to_owned(), value)));
+    }
+}
+
 impl Identity {
+    /// One row of the audit log, on a connection of its own.
+    async fn audit(&self, actor: &Actor, action: &str, target: &str, details: serde_json::Value) -> Result<(), Error> {
+        let mut connection = self.store.pool().acquire().await?;
+        Store::audit(&mut connection, actor, action, target, details).await?;
+        Ok(())
+    }
+
     /// Records a token issued to a system in the audit log, before it is
     /// returned (none leaves unrecorded): `action` by `actor`, for the
     /// token's subject, with its audience, scopes, id and expiry beside
@@ -75,15 +89,16 @@ impl Identity {
         issued: &Claims,
         mut details: serde_json::Value,
     ) -> Result<(), Error> {
-        if let Some(fields) = details.as_object_mut() {
-            fields.insert("audience".to_owned(), serde_json::json!(issued.aud));
-            fields.insert("scopes".to_owned(), serde_json::json!(issued.roles));
-            fields.insert("token_id".to_owned(), serde_json::json!(issued.jti));
-            fields.insert("expires_at".to_owned(), serde_json::json!(issued.exp));
-        }
-        let mut connection = self.store.pool().acquire().await?;
-        Store::audit(&mut connection, actor, action, &issued.sub, details).await?;
-        Ok(())
+        add_fields(
+            &mut details,
+            [
+                ("audience", serde_json::json!(issued.aud)),
+                ("scopes", serde_json::json!(issued.roles)),
+                ("token_id", serde_json::json!(issued.jti)),
+                ("expires_at", serde_json::json!(issued.exp)),
+            ],
+        );
+        self.audit(actor, action, &issued.sub, details).await
     }
 
     /// Records a refused token request in the audit log: `action` by
@@ -105,15 +120,8 @@ impl Identity {
             return;
         }
         let (target, mut details) = describe();
-        if let Some(fields) = details.as_object_mut() {
-            fields.insert("reason".to_owned(), serde_json::json!(reason));
-            fields.insert("message".to_owned(), serde_json::json!(message));
-        }
-        let recorded = async {
-            let mut connection = self.store.pool().acquire().await?;
-            Store::audit(&mut connection, actor, action, &target, details).await
-        };
-        if let Err(error) = recorded.await {
+        add_fields(&mut details, [("reason", serde_json::json!(reason)), ("message", serde_json::json!(message))]);
+        if let Err(error) = self.audit(actor, action, &target, details).await {
             tracing::warn!(%error, action, reason, "cannot record a refused token request");
         }
     }
