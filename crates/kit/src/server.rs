@@ -71,6 +71,7 @@ pub struct GrpcServer {
     front: Option<Front>,
     reflected_packages: Vec<String>,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    serving_threads: usize,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -100,7 +101,22 @@ impl GrpcServer {
             front: None,
             reflected_packages: Vec::new(),
             tls: None,
+            serving_threads: 0,
         }
+    }
+
+    /// Serves connections on `threads` threads of their own, each running a
+    /// single-threaded runtime, instead of on the caller's runtime: the
+    /// listener hands each new connection to the next thread in turn, and
+    /// everything a call does on that thread (its connection, its tasks, the
+    /// connections it opens onward when those are kept per runtime) stays
+    /// there, with no hand-over between threads. A proxy that only passes
+    /// calls on spends much of its time in such hand-overs; 0 (the default)
+    /// serves on the caller's runtime.
+    #[must_use]
+    pub fn serving_threads(mut self, threads: usize) -> Self {
+        self.serving_threads = threads;
+        self
     }
 
     /// Serves over TLS (with client certificates when `tls` asks for them;
@@ -205,20 +221,103 @@ impl GrpcServer {
             }
         });
         let layers = tower::ServiceBuilder::new().layer(context).layer(front).layer(self.auth.clone()).into_inner();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls.clone() {
             builder = builder.tls_config(tls)?;
         }
-        let server = builder
+        let router = builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(1024))
             .layer(layers)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, signal);
-        let mut server = std::pin::pin!(server);
+            .add_routes(routes);
         let grace = self.settings.shutdown_grace;
+        if self.serving_threads > 0 {
+            let name = self.service_names.first().and_then(|name| name.rsplit('.').nth(2)).unwrap_or("grpc");
+            let mut lanes = Vec::with_capacity(self.serving_threads);
+            let (abort, aborted) = tokio::sync::watch::channel(false);
+            let (finished, mut finishes) = tokio::sync::mpsc::unbounded_channel();
+            for index in 0..self.serving_threads {
+                let (lane, connections) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+                lanes.push(lane);
+                let router = router.clone();
+                let mut aborted = aborted.clone();
+                let finished = finished.clone();
+                std::thread::Builder::new().name(format!("{name}-serve-{index}")).spawn(move || {
+                    let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(runtime) => runtime.block_on(async move {
+                            use tokio_stream::StreamExt as _;
+                            // Connections come from the listener's thread and
+                            // are registered with this thread's runtime here.
+                            let incoming = tokio_stream::wrappers::UnboundedReceiverStream::new(connections)
+                                .map(tokio::net::TcpStream::from_std);
+                            // When the lane closes, tonic stops taking
+                            // connections and lets the open ones finish their
+                            // calls (GOAWAY); an abort drops them.
+                            tokio::select! {
+                                served = router.serve_with_incoming_shutdown(incoming, std::future::pending()) => {
+                                    served.map_err(anyhow::Error::from)
+                                }
+                                _ = aborted.wait_for(|aborted| *aborted) => Ok(()),
+                            }
+                        }),
+                        Err(error) => Err(anyhow::Error::from(error).context("a serving thread's runtime")),
+                    };
+                    let _ = finished.send(result);
+                })?;
+            }
+            drop(finished);
+            let mut signal = std::pin::pin!(signal);
+            let mut next = 0_usize;
+            let mut failure = None;
+            loop {
+                tokio::select! {
+                    () = &mut signal => break,
+                    ended = finishes.recv() => {
+                        failure = Some(ended.unwrap_or(Ok(())).err().unwrap_or_else(|| anyhow::anyhow!("a serving thread stopped")));
+                        break;
+                    }
+                    accepted = listener.accept() => match accepted.and_then(|(stream, _)| {
+                        stream.set_nodelay(true)?;
+                        stream.into_std()
+                    }) {
+                        Ok(stream) => {
+                            // A lane whose thread has stopped drops the
+                            // connection; the loop ends at the stop's report.
+                            let _ = lanes[next % lanes.len()].send(stream);
+                            next = next.wrapping_add(1);
+                        }
+                        Err(error) => {
+                            // Out of descriptors and the like: the listener
+                            // stays; try again shortly.
+                            tracing::warn!(%error, "accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                }
+            }
+            drop(listener);
+            drop(lanes);
+            let mut running = self.serving_threads - usize::from(failure.is_some());
+            let drained = tokio::time::timeout(grace, async {
+                while running > 0 && finishes.recv().await.is_some() {
+                    running -= 1;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
+                let _ = abort.send(true);
+                while running > 0 && finishes.recv().await.is_some() {
+                    running -= 1;
+                }
+            }
+            health_task.abort();
+            return failure.map_or(Ok(()), Err);
+        }
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = router.serve_with_incoming_shutdown(incoming, signal);
+        let mut server = std::pin::pin!(server);
         let result = tokio::select! {
             result = &mut server => result.map_err(anyhow::Error::from),
             () = async {

@@ -131,7 +131,12 @@ pub const ACK_WAIT_SECONDS: Variable = Variable {
 pub const UPSTREAM_CONNECTIONS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_UPSTREAM_CONNECTIONS",
     default: "4",
-    meaning: "HTTP/2 connections the gateway keeps to each upstream address (calls are balanced over them)",
+    meaning: "with `ESOCIAL_GATEWAY_SERVING_THREADS=0`: HTTP/2 connections the gateway keeps to each upstream address (calls are balanced over them); a serving thread keeps one of its own",
+};
+pub const SERVING_THREADS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_SERVING_THREADS",
+    default: "cores",
+    meaning: "threads the gateway serves calls on, each with a single-threaded runtime and its own connections to the services behind it (new connections are handed to them in turn); `cores`: one per core; `0`: on the process's shared runtime",
 };
 
 pub const CLIENT_ID: Variable = Variable {
@@ -183,6 +188,7 @@ pub const VARIABLES: &[Variable] = &[
     REPLICAS,
     ACK_WAIT_SECONDS,
     UPSTREAM_CONNECTIONS,
+    SERVING_THREADS,
 ];
 
 /// The auditors' verification of the whole message log: it reads every
@@ -205,6 +211,39 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Creates the schema and runs the migrations, nothing else.
 pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
     Ok(esocial_kit::db::migrate_only(&common.database_url, NAME, &MIGRATIONS).await?)
+}
+
+/// How many threads of their own the gateway serves calls on
+/// ([`SERVING_THREADS`]): one per core unless set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServingThreads {
+    #[default]
+    PerCore,
+    Exactly(usize),
+}
+
+impl ServingThreads {
+    /// 0: on the caller's runtime.
+    pub fn count(self) -> usize {
+        match self {
+            Self::PerCore => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            Self::Exactly(count) => count,
+        }
+    }
+}
+
+impl std::str::FromStr for ServingThreads {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "cores" {
+            return Ok(Self::PerCore);
+        }
+        match text.parse::<usize>() {
+            Ok(count) if count <= 256 => Ok(Self::Exactly(count)),
+            _ => Err("must be `cores` or a whole number from 0 to 256".to_owned()),
+        }
+    }
 }
 
 /// The files the gateway serves TLS with.
@@ -261,6 +300,7 @@ pub struct Settings {
     pub replicas: u32,
     pub ack_wait: Duration,
     pub upstream_connections: usize,
+    pub serving_threads: ServingThreads,
     pub common: CommonSettings,
 }
 
@@ -331,6 +371,7 @@ impl Settings {
         let replicas = u32::try_from(reader.number_in(REPLICAS, 1..=1000)).unwrap_or(1);
         let ack_wait = Duration::from_secs(reader.number_in(ACK_WAIT_SECONDS, 1..=3600));
         let upstream_connections = usize::try_from(reader.number_in(UPSTREAM_CONNECTIONS, 1..=64)).unwrap_or(4);
+        let serving_threads = reader.parse(SERVING_THREADS);
         let common = CommonSettings::read(&mut reader);
         let signing_key_file = match env.get(SIGNING_KEY_FILE.name) {
             Some(path) => PathBuf::from(path),
@@ -374,6 +415,7 @@ impl Settings {
             replicas,
             ack_wait,
             upstream_connections,
+            serving_threads,
             common,
         })
     }
@@ -581,6 +623,7 @@ impl Gateway {
             .long_running(&catalog::streaming_methods())
             .long_running(&[VERIFY_MESSAGE_LOG])
             .reflect_packages(self.upstreams.packages())
+            .serving_threads(self.settings.serving_threads.count())
             .front(proxy::front(door));
         let trigger = stop.clone();
         let result = server
@@ -600,5 +643,30 @@ impl Gateway {
         housekeeping_task.abort();
         self.pool.close().await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_threads_are_one_per_core_unless_set() {
+        let read = |pairs: &[(&str, &str)]| {
+            let env = Env::from_pairs(pairs.iter().copied());
+            let mut reader = Reader::new(&env);
+            let threads: ServingThreads = reader.parse(SERVING_THREADS);
+            (threads, reader.finish().map_err(|error| error.to_string()))
+        };
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(read(&[]).0.count(), cores);
+        assert_eq!(read(&[("ESOCIAL_GATEWAY_SERVING_THREADS", "cores")]).0, ServingThreads::PerCore);
+        assert_eq!(read(&[("ESOCIAL_GATEWAY_SERVING_THREADS", "0")]).0.count(), 0);
+        assert_eq!(read(&[("ESOCIAL_GATEWAY_SERVING_THREADS", "3")]).0.count(), 3);
+        for wrong in ["-1", "257", "all"] {
+            let (_, finished) = read(&[("ESOCIAL_GATEWAY_SERVING_THREADS", wrong)]);
+            let problem = finished.expect_err(wrong);
+            assert!(problem.contains("ESOCIAL_GATEWAY_SERVING_THREADS"), "{problem}");
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! call that ends early (the client cancels, the deadline passes) gets one
 //! too.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -60,12 +61,52 @@ pub const BODY_CAPTURE_BYTES_MAX: usize = 1 << 20;
 /// Where each proto package is served.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub channel: Channel,
+    /// Shared by the calls of a multi-threaded runtime.
+    channel: Channel,
+    /// What a single-threaded runtime connects with (see [`Upstream::channel`]).
+    endpoint: Endpoint,
     pub url: String,
     pub direction: Direction,
     /// The audience of the esocial service behind an inbound route (the
     /// tokens it accepts); none for other systems.
     pub audience: Option<Arc<str>>,
+}
+
+thread_local! {
+    /// The channels of the single-threaded runtimes on this thread: by
+    /// runtime, then by upstream address.
+    static RUNTIME_CHANNELS: RefCell<HashMap<tokio::runtime::Id, HashMap<String, Channel>>> =
+        RefCell::new(HashMap::new());
+}
+
+impl Upstream {
+    /// The channel for a call made on the current runtime. A
+    /// single-threaded runtime (each of the gateway's serving threads) gets
+    /// one of its own, connected on first use, so that the connection is
+    /// driven by the thread that makes the calls: handing each call over to
+    /// another thread and back costs a proxy more than all it does itself.
+    /// Elsewhere it is the shared channel, balanced over
+    /// `ESOCIAL_GATEWAY_UPSTREAM_CONNECTIONS` connections. A runtime's
+    /// channels stay with its thread (a thread that runs many runtimes one
+    /// after another, as a test runner may, keeps an entry for each).
+    pub fn channel(&self) -> Channel {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.channel.clone();
+        };
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return self.channel.clone();
+        }
+        RUNTIME_CHANNELS.with(|channels| {
+            let mut channels = channels.borrow_mut();
+            let own = channels.entry(runtime.id()).or_default();
+            if let Some(channel) = own.get(&self.url) {
+                return channel.clone();
+            }
+            let channel = self.endpoint.connect_lazy();
+            own.insert(self.url.clone(), channel.clone());
+            channel
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -84,11 +125,11 @@ impl Upstreams {
         connections: usize,
     ) -> Result<Self, tonic::transport::Error> {
         let mut by_package = HashMap::new();
-        let mut channels: HashMap<String, Channel> = HashMap::new();
+        let mut channels: HashMap<String, (Endpoint, Channel)> = HashMap::new();
         for (routes, direction) in [(inbound, Direction::Inbound), (outbound, Direction::Outbound)] {
             for (package, url) in routes {
-                let channel = match channels.get(url) {
-                    Some(channel) => channel.clone(),
+                let (endpoint, channel) = match channels.get(url) {
+                    Some(known) => known.clone(),
                     None => {
                         let endpoint = Endpoint::from_shared(url.clone())?
                             .connect_timeout(CONNECT_TIMEOUT)
@@ -99,15 +140,16 @@ impl Upstreams {
                         let channel = if connections <= 1 {
                             endpoint.connect_lazy()
                         } else {
-                            Channel::balance_list(std::iter::repeat_n(endpoint, connections))
+                            Channel::balance_list(std::iter::repeat_n(endpoint.clone(), connections))
                         };
-                        channels.insert(url.clone(), channel.clone());
-                        channel
+                        channels.insert(url.clone(), (endpoint.clone(), channel.clone()));
+                        (endpoint, channel)
                     }
                 };
                 let audience = (direction == Direction::Inbound)
                     .then(|| Arc::from(crate::internal_tokens::audience_of_package(package)));
-                by_package.insert(package.clone(), Upstream { channel, url: url.clone(), direction, audience });
+                by_package
+                    .insert(package.clone(), Upstream { channel, endpoint, url: url.clone(), direction, audience });
             }
         }
         Ok(Self { by_package })
@@ -358,7 +400,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
     let limit = u64::from(member.message_bytes_max);
     let request = exchange.meter_request(request, limit);
-    match upstream.channel.clone().oneshot(request).await {
+    match upstream.channel().oneshot(request).await {
         Ok(response) => exchange.watch_response(response),
         Err(error) => {
             let status = if exchange.request_too_large() {
