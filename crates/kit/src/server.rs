@@ -234,86 +234,12 @@ impl GrpcServer {
         let grace = self.settings.shutdown_grace;
         if self.serving_threads > 0 {
             let name = self.service_names.first().and_then(|name| name.rsplit('.').nth(2)).unwrap_or("grpc");
-            let mut lanes = Vec::with_capacity(self.serving_threads);
-            let (abort, aborted) = tokio::sync::watch::channel(false);
-            let (finished, mut finishes) = tokio::sync::mpsc::unbounded_channel();
-            for index in 0..self.serving_threads {
-                let (lane, connections) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
-                lanes.push(lane);
-                let router = router.clone();
-                let mut aborted = aborted.clone();
-                let finished = finished.clone();
-                std::thread::Builder::new().name(format!("{name}-serve-{index}")).spawn(move || {
-                    let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                        Ok(runtime) => runtime.block_on(async move {
-                            use tokio_stream::StreamExt as _;
-                            // Connections come from the listener's thread and
-                            // are registered with this thread's runtime here.
-                            let incoming = tokio_stream::wrappers::UnboundedReceiverStream::new(connections)
-                                .map(tokio::net::TcpStream::from_std);
-                            // When the lane closes, tonic stops taking
-                            // connections and lets the open ones finish their
-                            // calls (GOAWAY); an abort drops them.
-                            tokio::select! {
-                                served = router.serve_with_incoming_shutdown(incoming, std::future::pending()) => {
-                                    served.map_err(anyhow::Error::from)
-                                }
-                                _ = aborted.wait_for(|aborted| *aborted) => Ok(()),
-                            }
-                        }),
-                        Err(error) => Err(anyhow::Error::from(error).context("a serving thread's runtime")),
-                    };
-                    let _ = finished.send(result);
-                })?;
-            }
-            drop(finished);
-            let mut signal = std::pin::pin!(signal);
-            let mut next = 0_usize;
-            let mut failure = None;
-            loop {
-                tokio::select! {
-                    () = &mut signal => break,
-                    ended = finishes.recv() => {
-                        failure = Some(ended.unwrap_or(Ok(())).err().unwrap_or_else(|| anyhow::anyhow!("a serving thread stopped")));
-                        break;
-                    }
-                    accepted = listener.accept() => match accepted.and_then(|(stream, _)| {
-                        stream.set_nodelay(true)?;
-                        stream.into_std()
-                    }) {
-                        Ok(stream) => {
-                            // A lane whose thread has stopped drops the
-                            // connection; the loop ends at the stop's report.
-                            let _ = lanes[next % lanes.len()].send(stream);
-                            next = next.wrapping_add(1);
-                        }
-                        Err(error) => {
-                            // Out of descriptors and the like: the listener
-                            // stays; try again shortly.
-                            tracing::warn!(%error, "accepting a connection failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    },
-                }
-            }
-            drop(listener);
-            drop(lanes);
-            let mut running = self.serving_threads - usize::from(failure.is_some());
-            let drained = tokio::time::timeout(grace, async {
-                while running > 0 && finishes.recv().await.is_some() {
-                    running -= 1;
-                }
-            })
-            .await;
-            if drained.is_err() {
-                tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
-                let _ = abort.send(true);
-                while running > 0 && finishes.recv().await.is_some() {
-                    running -= 1;
-                }
-            }
+            let threads = ServingThreads::start(self.serving_threads, name, move |incoming| {
+                router.clone().serve_with_incoming_shutdown(incoming, std::future::pending())
+            })?;
+            let result = threads.serve(listener, signal, grace).await;
             health_task.abort();
-            return failure.map_or(Ok(()), Err);
+            return result;
         }
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = router.serve_with_incoming_shutdown(incoming, signal);
@@ -367,6 +293,128 @@ impl GrpcServer {
         prost_types::FileDescriptorSet {
             file: all.file.into_iter().filter(|file| wanted.contains(file.name())).collect(),
         }
+    }
+}
+
+/// New connections, as a serving thread receives them.
+type Connections = tokio_stream::adapters::Map<
+    tokio_stream::wrappers::UnboundedReceiverStream<std::net::TcpStream>,
+    fn(std::net::TcpStream) -> std::io::Result<tokio::net::TcpStream>,
+>;
+
+/// Threads that serve connections, each on a single-threaded runtime of
+/// its own (see [`GrpcServer::serving_threads`]).
+struct ServingThreads {
+    /// Where each thread takes its new connections from.
+    lanes: Vec<tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>>,
+    /// Each thread's result when it stops.
+    finishes: tokio::sync::mpsc::UnboundedReceiver<anyhow::Result<()>>,
+    /// Set when the grace period is over: the threads drop their calls.
+    abort: tokio::sync::watch::Sender<bool>,
+}
+
+impl ServingThreads {
+    /// Starts `count` threads named `<name>-serve-<n>`, each serving the
+    /// connections it is handed with `serve`. When its lane closes, tonic
+    /// stops taking connections and lets the open ones finish their calls
+    /// (GOAWAY); an abort ends the thread's runtime, and every call on it.
+    fn start<Serve, Served>(count: usize, name: &str, serve: Serve) -> std::io::Result<Self>
+    where
+        Serve: Fn(Connections) -> Served + Clone + Send + 'static,
+        Served: Future<Output = Result<(), tonic::transport::Error>>,
+    {
+        let mut lanes = Vec::with_capacity(count);
+        let (abort, aborted) = tokio::sync::watch::channel(false);
+        let (finished, finishes) = tokio::sync::mpsc::unbounded_channel();
+        for index in 0..count {
+            let (lane, connections) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+            lanes.push(lane);
+            let serve = serve.clone();
+            let mut aborted = aborted.clone();
+            let finished = finished.clone();
+            std::thread::Builder::new().name(format!("{name}-serve-{index}")).spawn(move || {
+                let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime.block_on(async move {
+                        use tokio_stream::StreamExt as _;
+                        // Connections are accepted on the listener's thread
+                        // and registered with this thread's runtime here.
+                        let register: fn(std::net::TcpStream) -> std::io::Result<tokio::net::TcpStream> =
+                            tokio::net::TcpStream::from_std;
+                        let incoming = tokio_stream::wrappers::UnboundedReceiverStream::new(connections).map(register);
+                        tokio::select! {
+                            served = serve(incoming) => served.map_err(anyhow::Error::from),
+                            _ = aborted.wait_for(|aborted| *aborted) => Ok(()),
+                        }
+                    }),
+                    Err(error) => Err(anyhow::Error::from(error).context("a serving thread's runtime")),
+                };
+                let _ = finished.send(result);
+            })?;
+        }
+        Ok(Self { lanes, finishes, abort })
+    }
+
+    /// Hands the connections `listener` accepts to the threads in turn
+    /// until `signal` completes, then waits for the threads to finish their
+    /// calls, for `grace` at most. A thread that stops before `signal`
+    /// stops them all, with its error.
+    async fn serve(
+        mut self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let mut signal = std::pin::pin!(signal);
+        let mut running = self.lanes.len();
+        let mut next = 0_usize;
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                () = &mut signal => break,
+                ended = self.finishes.recv() => {
+                    running -= 1;
+                    failure = Some(match ended {
+                        Some(Err(error)) => error,
+                        Some(Ok(())) | None => anyhow::anyhow!("a serving thread stopped"),
+                    });
+                    break;
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => match stream.set_nodelay(true).and_then(|()| stream.into_std()) {
+                        Ok(stream) => {
+                            // A lane whose thread has stopped drops the
+                            // connection; the loop ends at the stop's report.
+                            let _ = self.lanes[next % self.lanes.len()].send(stream);
+                            next = next.wrapping_add(1);
+                        }
+                        // The peer has gone already: nothing to serve.
+                        Err(error) => tracing::debug!(%error, %peer, "a new connection could not be set up"),
+                    },
+                    Err(error) => {
+                        // Out of descriptors and the like: the listener
+                        // stays; try again shortly.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        self.lanes.clear();
+        let drained = tokio::time::timeout(grace, async {
+            while running > 0 && self.finishes.recv().await.is_some() {
+                running -= 1;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
+            let _ = self.abort.send(true);
+            while running > 0 && self.finishes.recv().await.is_some() {
+                running -= 1;
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
 }
 
