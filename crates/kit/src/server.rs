@@ -365,14 +365,12 @@ impl ServingThreads {
         grace: Duration,
     ) -> anyhow::Result<()> {
         let mut signal = std::pin::pin!(signal);
-        let mut running = self.lanes.len();
         let mut next = 0_usize;
         let mut failure = None;
         loop {
             tokio::select! {
                 () = &mut signal => break,
                 ended = self.finishes.recv() => {
-                    running -= 1;
                     failure = Some(match ended {
                         Some(Err(error)) => error,
                         Some(Ok(())) | None => anyhow::anyhow!("a serving thread stopped"),
@@ -401,18 +399,13 @@ impl ServingThreads {
         }
         drop(listener);
         self.lanes.clear();
-        let drained = tokio::time::timeout(grace, async {
-            while running > 0 && self.finishes.recv().await.is_some() {
-                running -= 1;
-            }
-        })
-        .await;
+        // Each thread holds a sender of `finishes` until it ends: the
+        // channel closes when the last one has.
+        let drained = tokio::time::timeout(grace, async { while self.finishes.recv().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
             let _ = self.abort.send(true);
-            while running > 0 && self.finishes.recv().await.is_some() {
-                running -= 1;
-            }
+            while self.finishes.recv().await.is_some() {}
         }
         failure.map_or(Ok(()), Err)
     }

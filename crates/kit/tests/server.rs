@@ -105,6 +105,10 @@ async fn call_sleep(address: std::net::SocketAddr) -> Result<(), tonic::Status> 
         .connect()
         .await
         .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    call_sleep_on(channel).await
+}
+
+async fn call_sleep_on(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {
     let mut client = tonic::client::Grpc::new(channel);
     client.ready().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
     let path = http::uri::PathAndQuery::from_static(SLEEP_PATH);
@@ -174,15 +178,7 @@ async fn serving_threads_take_new_connections_in_turn() {
             .await
             .expect("connected");
         for _ in 0..2 {
-            let mut client = tonic::client::Grpc::new(channel.clone());
-            calls.push(tokio::spawn(async move {
-                client.ready().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
-                let path = http::uri::PathAndQuery::from_static(SLEEP_PATH);
-                client
-                    .unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default())
-                    .await
-                    .map(drop)
-            }));
+            calls.push(tokio::spawn(call_sleep_on(channel.clone())));
         }
     }
     for call in calls {
