@@ -57,25 +57,74 @@ impl CpuTimes {
     }
 }
 
+/// A process's or thread's command and the fields after it, from its
+/// `/proc/…/stat` (Linux). The command may hold spaces, so the fields are
+/// counted after its `)`: index 1 is the parent's pid, 11 and 12 the user
+/// and system time in clock ticks.
+fn stat_of(path: &std::path::Path) -> Option<(String, Vec<u64>)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let (_, command) = head.split_once('(')?;
+    // Field 0 is the state (a letter): keep the places, not the value.
+    let fields = rest.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect();
+    Some((command.to_owned(), fields))
+}
+
+fn ticks(fields: &[u64]) -> u64 {
+    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+}
+
 /// CPU time (user and system, clock ticks) of every running process whose
-/// command is `command`, from `/proc/<pid>/stat` (Linux): PostgreSQL's
-/// server processes, say. A process that ends between two readings takes its
-/// time with it.
+/// command is `command`: PostgreSQL's server processes, say. A process that
+/// ends between two readings takes its time with it.
 pub fn process_ticks(command: &str) -> Option<u64> {
-    let mut ticks = 0;
+    let mut total = 0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // pid (comm) state ppid … utime stime: fields 14 and 15, counted
-        // from 1; the command may hold spaces, so count after its `)`.
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        if head.split_once('(').is_none_or(|(_, comm)| comm != command) {
-            continue;
+        if let Some((name, fields)) = stat_of(&entry.path().join("stat"))
+            && name == command
+        {
+            total += ticks(&fields);
         }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |index: usize| fields.get(index).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
-        ticks += field(11) + field(12);
     }
-    Some(ticks)
+    Some(total)
+}
+
+/// CPU time (clock ticks) of the processes whose parent is `parent`: the
+/// workers of an nginx master, say.
+pub fn children_ticks(parent: u32) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        if let Some((_, fields)) = stat_of(&entry.path().join("stat"))
+            && fields.get(1) == Some(&u64::from(parent))
+        {
+            total += ticks(&fields);
+        }
+    }
+    Some(total)
+}
+
+/// CPU time (clock ticks) of one process.
+pub fn pid_ticks(pid: u32) -> Option<u64> {
+    stat_of(&std::path::Path::new("/proc").join(pid.to_string()).join("stat")).map(|(_, fields)| ticks(&fields))
+}
+
+/// CPU time (clock ticks) of this process's threads whose name starts with
+/// `prefix` (a server's serving threads, say); `None` when there is none.
+pub fn thread_ticks(prefix: &str) -> Option<u64> {
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        if let Some((name, fields)) = stat_of(&entry.path().join("stat"))
+            && name.starts_with(prefix)
+        {
+            total = Some(total.unwrap_or(0) + ticks(&fields));
+        }
+    }
+    total
+}
+
+/// Clock ticks as microseconds per call.
+pub fn micros_per_call(ticks: u64, calls: usize) -> Option<f64> {
+    (calls > 0).then(|| ticks as f64 / TICKS_PER_SECOND * 1e6 / calls as f64)
 }
 
 /// The stolen share of CPU time between two readings, as `12%`.
@@ -184,11 +233,16 @@ impl Samples {
         self.latencies.len()
     }
 
+    /// Every call so far, warm-up ones and failures included.
+    pub fn calls(&self) -> usize {
+        self.calls
+    }
+
     /// The figures of every run so far.
     pub fn measured(mut self) -> Measured {
         self.latencies.sort_unstable();
         let calls = self.calls;
-        let per_call = |ticks: u64| (calls > 0).then(|| ticks as f64 / TICKS_PER_SECOND * 1e6 / calls as f64);
+        let per_call = |ticks: u64| micros_per_call(ticks, calls);
         Measured {
             requests: self.latencies.len(),
             errors: self.errors,
@@ -268,4 +322,63 @@ where
         .zip(postgres_before.zip(postgres_after))
         .map(|(sum, (before, after))| sum + after.saturating_sub(before));
     samples.measured_for += duration;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spends about `busy` of CPU time on this thread.
+    fn spin(busy: Duration) {
+        let until = Instant::now() + busy;
+        let mut counter = 0u64;
+        while Instant::now() < until {
+            counter = std::hint::black_box(counter.wrapping_add(1));
+        }
+    }
+
+    #[test]
+    fn a_named_thread_s_cpu_time_is_read_and_an_unknown_name_reads_none() {
+        let (started, ready) = std::sync::mpsc::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("bench-spin-0".to_owned())
+            .spawn(move || {
+                spin(Duration::from_millis(300));
+                started.send(()).expect("test waits");
+                let _ = finished.recv();
+            })
+            .expect("thread");
+        ready.recv().expect("spun");
+        let ticks = thread_ticks("bench-spin-").expect("the thread is there");
+        finish.send(()).expect("thread waits");
+        thread.join().expect("joined");
+        // 300 ms is 30 ticks; scheduling may cost some of them.
+        assert!(ticks >= 10, "{ticks} ticks for 300 ms of spinning");
+        assert_eq!(thread_ticks("no-such-thread-"), None);
+        assert!(pid_ticks(std::process::id()).expect("this process") >= ticks);
+    }
+
+    #[test]
+    fn a_child_process_s_cpu_time_counts_for_its_parent() {
+        let before = children_ticks(std::process::id()).expect("/proc");
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; sleep 5")
+            .spawn()
+            .expect("sh");
+        // Wait until the loop is done and the child sleeps.
+        let started = Instant::now();
+        let mut ticks = 0;
+        while started.elapsed() < Duration::from_secs(4) {
+            std::thread::sleep(Duration::from_millis(100));
+            ticks = children_ticks(std::process::id()).expect("/proc").saturating_sub(before);
+            if pid_ticks(child.id()) == Some(ticks) && ticks > 0 {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ticks > 0, "the child's loop used no CPU time");
+    }
 }

@@ -19,6 +19,9 @@
 //! verifies a token whichever way the call came. Client,
 //! proxies, registry and PostgreSQL share the machine's cores: a proxy's
 //! own CPU use is taken from the others, which is what the ratios show.
+//! Each proxy's own CPU time per call is also read off its threads and
+//! processes: the gateway's serving threads and its message log writer's
+//! PostgreSQL backend, nginx's workers.
 
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
@@ -55,6 +58,52 @@ async fn channels(address: SocketAddr, connections: usize) -> anyhow::Result<Vec
         channels.push(Channel::from_shared(format!("http://{address}"))?.tcp_nodelay(true).connect().await?);
     }
     Ok(channels)
+}
+
+/// Whose CPU time is a path's proxy's own.
+#[derive(Debug, Clone, Copy)]
+enum Proxy {
+    None,
+    /// The gateway's serving threads (in this process) and its message log
+    /// writer's PostgreSQL backend.
+    Gateway,
+    /// The workers of the nginx master with this pid.
+    Nginx(u32),
+}
+
+/// A proxy's own CPU time, in clock ticks, summed over a path's turns;
+/// `None` once a reading failed.
+#[derive(Debug, Clone, Copy)]
+struct OwnTicks {
+    proxy: Option<u64>,
+    log_backend: Option<u64>,
+}
+
+impl Default for OwnTicks {
+    fn default() -> Self {
+        Self { proxy: Some(0), log_backend: Some(0) }
+    }
+}
+
+/// The pid of the gateway's message log writer's PostgreSQL backend.
+async fn log_backend(pool: &sqlx::PgPool) -> Option<u32> {
+    let pid: Option<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'esocial-gateway-log' AND datname = current_database()",
+    )
+    .fetch_optional(pool)
+    .await
+    .ok()
+    .flatten();
+    pid.and_then(|pid| u32::try_from(pid).ok())
+}
+
+/// The proxy's readings now: its own ticks and its log writer backend's.
+fn own_now(proxy: Proxy, log_backend: Option<u32>) -> (Option<u64>, Option<u64>) {
+    match proxy {
+        Proxy::None => (None, None),
+        Proxy::Gateway => (bench::thread_ticks("gateway-serve-"), log_backend.and_then(bench::pid_ticks)),
+        Proxy::Nginx(master) => (bench::children_ticks(master), None),
+    }
 }
 
 /// nginx with `grpc_pass` to `upstream`, listening on a free port; `None`
@@ -228,17 +277,27 @@ fn main() -> anyhow::Result<()> {
         let wanted = |variable: &str, name: &str| {
             std::env::var(variable).map_or(true, |list| list.split(',').any(|item| name.starts_with(item.trim())))
         };
-        let mut paths: Vec<(&str, Vec<Channel>, &MetadataValue<Ascii>)> = Vec::new();
+        let mut paths: Vec<(&str, Vec<Channel>, &MetadataValue<Ascii>, Proxy)> = Vec::new();
         if wanted("BENCH_PATHS", "direct") {
-            paths.push(("direct", channels(gateway.registry_address, connections).await?, &registry_token));
+            paths.push((
+                "direct",
+                channels(gateway.registry_address, connections).await?,
+                &registry_token,
+                Proxy::None,
+            ));
         }
         if wanted("BENCH_PATHS", "gateway") {
-            paths.push(("gateway", channels(gateway.address, connections).await?, &member_token));
+            paths.push(("gateway", channels(gateway.address, connections).await?, &member_token, Proxy::Gateway));
         }
         if let Some(nginx) = &nginx
             && wanted("BENCH_PATHS", "nginx")
         {
-            paths.push(("nginx grpc_pass", channels(nginx.address, connections).await?, &registry_token));
+            paths.push((
+                "nginx grpc_pass",
+                channels(nginx.address, connections).await?,
+                &registry_token,
+                Proxy::Nginx(nginx.child.id()),
+            ));
         }
         let log_before = gateway.count("gateway.message_log").await;
         println!("{}", Measured::header());
@@ -253,6 +312,7 @@ fn main() -> anyhow::Result<()> {
             // Successful calls of each path in each turn (all turns last the
             // same), for the spread of the ratios from turn to turn.
             let mut per_turn: Vec<Vec<usize>> = paths.iter().map(|_| Vec::new()).collect();
+            let mut own: Vec<OwnTicks> = paths.iter().map(|_| OwnTicks::default()).collect();
             let turn = duration / u32::try_from(rounds).unwrap_or(1);
             for round in 0..rounds {
                 let mut order: Vec<usize> = (0..paths.len()).collect();
@@ -260,17 +320,31 @@ fn main() -> anyhow::Result<()> {
                     order.reverse();
                 }
                 for index in order {
-                    let (_, path_channels, token) = &paths[index];
+                    let (_, path_channels, token, proxy) = &paths[index];
+                    let gateway_path = matches!(proxy, Proxy::Gateway);
+                    let backend = if gateway_path { log_backend(&gateway.pool).await } else { None };
+                    let own_before = own_now(*proxy, backend);
                     let before = samples[index].successes();
                     measure(&mut samples[index], path_channels, token, &person_ids, method, concurrency, turn).await;
                     per_turn[index].push(samples[index].successes() - before);
+                    // A reading fails, or the writer reconnected: that
+                    // figure is left out rather than guessed.
+                    let own_after = own_now(*proxy, backend);
+                    let backend_same = !gateway_path || log_backend(&gateway.pool).await == backend;
+                    let add = |sum: Option<u64>, before: Option<u64>, after: Option<u64>| {
+                        sum.zip(before.zip(after)).map(|(sum, (before, after))| sum + after.saturating_sub(before))
+                    };
+                    own[index].proxy = add(own[index].proxy, own_before.0, own_after.0);
+                    own[index].log_backend =
+                        add(own[index].log_backend, own_before.1, own_after.1).filter(|_| backend_same);
                 }
             }
             let turns_of = |wanted: &str| {
-                paths.iter().position(|(path, _, _)| *path == wanted).map(|index| per_turn[index].as_slice())
+                paths.iter().position(|(path, _, _, _)| *path == wanted).map(|index| per_turn[index].as_slice())
             };
+            let calls: Vec<usize> = samples.iter().map(Samples::calls).collect();
             let mut results: Vec<(&str, Measured)> = Vec::new();
-            for ((path, _, _), samples) in paths.iter().zip(samples) {
+            for ((path, _, _, _), samples) in paths.iter().zip(samples) {
                 let measured = samples.measured();
                 println!("{}", measured.row(&format!("{label}, {path}")));
                 results.push((path, measured));
@@ -304,6 +378,27 @@ fn main() -> anyhow::Result<()> {
                         ));
                     }
                 }
+            }
+            // What each proxy itself spent per call, read off its own
+            // threads and processes rather than as the difference of two
+            // paths' whole-machine figures.
+            let mut own_parts = Vec::new();
+            for (((path, _, _, proxy), own), calls) in paths.iter().zip(&own).zip(&calls) {
+                let per_call = |ticks: Option<u64>| ticks.and_then(|ticks| bench::micros_per_call(ticks, *calls));
+                match (proxy, per_call(own.proxy)) {
+                    (Proxy::Gateway, Some(threads)) => {
+                        let backend = per_call(own.log_backend)
+                            .map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0} µs"));
+                        own_parts.push(format!(
+                            "{path}'s serving threads {threads:.0} µs and its message log writer's PostgreSQL backend {backend}"
+                        ));
+                    }
+                    (Proxy::Nginx(_), Some(workers)) => own_parts.push(format!("{path}'s workers {workers:.0} µs")),
+                    _ => {}
+                }
+            }
+            if !own_parts.is_empty() {
+                ratios.push(format!("{label}: the proxy's own CPU per call: {}", own_parts.join("; ")));
             }
         }
         println!();
