@@ -74,33 +74,32 @@ fn ticks(fields: &[u64]) -> u64 {
     fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
 }
 
-/// CPU time (user and system, clock ticks) of every running process whose
-/// command is `command`: PostgreSQL's server processes, say. A process that
-/// ends between two readings takes its time with it.
-pub fn process_ticks(command: &str) -> Option<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        if let Some((name, fields)) = stat_of(&entry.path().join("stat"))
-            && name == command
+/// How many of the processes or threads listed in `directory` (`/proc`,
+/// `/proc/self/task`) `matches` picks by command and stat fields, and their
+/// CPU time in clock ticks. One that ends between two readings takes its
+/// time with it.
+fn ticks_in(directory: &str, matches: impl Fn(&str, &[u64]) -> bool) -> Option<(usize, u64)> {
+    let mut found = (0, 0);
+    for entry in std::fs::read_dir(directory).ok()?.flatten() {
+        if let Some((command, fields)) = stat_of(&entry.path().join("stat"))
+            && matches(&command, &fields)
         {
-            total += ticks(&fields);
+            found = (found.0 + 1, found.1 + ticks(&fields));
         }
     }
-    Some(total)
+    Some(found)
+}
+
+/// CPU time (user and system, clock ticks) of every running process whose
+/// command is `command`: PostgreSQL's server processes, say.
+pub fn process_ticks(command: &str) -> Option<u64> {
+    ticks_in("/proc", |name, _| name == command).map(|(_, ticks)| ticks)
 }
 
 /// CPU time (clock ticks) of the processes whose parent is `parent`: the
 /// workers of an nginx master, say.
 pub fn children_ticks(parent: u32) -> Option<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        if let Some((_, fields)) = stat_of(&entry.path().join("stat"))
-            && fields.get(1) == Some(&u64::from(parent))
-        {
-            total += ticks(&fields);
-        }
-    }
-    Some(total)
+    ticks_in("/proc", |_, fields| fields.get(1) == Some(&u64::from(parent))).map(|(_, ticks)| ticks)
 }
 
 /// CPU time (clock ticks) of one process.
@@ -111,15 +110,8 @@ pub fn pid_ticks(pid: u32) -> Option<u64> {
 /// CPU time (clock ticks) of this process's threads whose name starts with
 /// `prefix` (a server's serving threads, say); `None` when there is none.
 pub fn thread_ticks(prefix: &str) -> Option<u64> {
-    let mut total = None;
-    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        if let Some((name, fields)) = stat_of(&entry.path().join("stat"))
-            && name.starts_with(prefix)
-        {
-            total = Some(total.unwrap_or(0) + ticks(&fields));
-        }
-    }
-    total
+    let (threads, ticks) = ticks_in("/proc/self/task", |name, _| name.starts_with(prefix))?;
+    (threads > 0).then_some(ticks)
 }
 
 /// Clock ticks as microseconds per call.
