@@ -232,29 +232,29 @@ impl GrpcServer {
             .layer(layers)
             .add_routes(routes);
         let grace = self.settings.shutdown_grace;
-        if self.serving_threads > 0 {
+        let result = if self.serving_threads > 0 {
             let name = self.service_names.first().and_then(|name| name.rsplit('.').nth(2)).unwrap_or("grpc");
-            let threads = ServingThreads::start(self.serving_threads, name, move |incoming| {
+            match ServingThreads::start(self.serving_threads, name, move |incoming| {
                 router.clone().serve_with_incoming_shutdown(incoming, std::future::pending())
-            })?;
-            let result = threads.serve(listener, signal, grace).await;
-            health_task.abort();
-            return result;
-        }
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let server = router.serve_with_incoming_shutdown(incoming, signal);
-        let mut server = std::pin::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result.map_err(anyhow::Error::from),
-            () = async {
-                if shutdown_seen.await.is_ok() {
-                    tokio::time::sleep(grace).await;
-                } else {
-                    std::future::pending::<()>().await;
+            }) {
+                Ok(threads) => threads.serve(listener, signal, grace).await,
+                Err(error) => Err(anyhow::Error::from(error).context("starting the serving threads")),
+            }
+        } else {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = router.serve_with_incoming_shutdown(incoming, signal);
+            tokio::select! {
+                result = server => result.map_err(anyhow::Error::from),
+                () = async {
+                    if shutdown_seen.await.is_ok() {
+                        tokio::time::sleep(grace).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
+                    Ok(())
                 }
-            } => {
-                tracing::warn!(grace_ms = grace.as_millis(), "grace period over: closing calls still running");
-                Ok(())
             }
         };
         health_task.abort();
