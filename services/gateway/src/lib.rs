@@ -92,7 +92,7 @@ pub const LOG_BATCH_MAX: Variable = Variable {
 };
 pub const LOG_LINGER_MS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_LINGER_MS",
-    default: "5",
+    default: "20",
     meaning: "how long the message log writer gathers entries before one insert (fewer, larger commits; calls never wait for it)",
 };
 pub const CHECKPOINT_SECONDS: Variable = Variable {

@@ -225,6 +225,9 @@ async fn a_checkpoint_follows_every_so_many_entries_without_waiting_for_the_inte
     let mut gateway = TestGateway::spawn_with(&[
         ("ESOCIAL_GATEWAY_CHECKPOINT_SECONDS", "3600"),
         ("ESOCIAL_GATEWAY_CHECKPOINT_ENTRIES", "5"),
+        // Batches of a few entries each (the default linger would gather
+        // all twelve calls into one), so that several checkpoints are due.
+        ("ESOCIAL_GATEWAY_LOG_LINGER_MS", "0"),
     ])
     .await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
