@@ -8,7 +8,7 @@
 //! member, applies its rate limit, checks its access right, replaces the
 //! internal metadata, passes the time left of the deadline on, and relays
 //! bodies and status unchanged. Every call (refused ones too, within a rate
-//! for callers without a valid token) gets a message log entry with the
+//! for callers that are not active members) gets a message log entry with the
 //! SHA-256 digests and sizes of both bodies, computed as the bytes pass; a
 //! call that ends early (the client cancels, the deadline passes) gets one
 //! too.
@@ -50,10 +50,12 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The gateway's own proto package: served here, not forwarded.
 pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Refusals of callers without a valid token that get their own log entry;
-/// beyond this rate they are only counted (a flood must not fill the log).
-const ANONYMOUS_REFUSALS_PER_SECOND: u32 = 50;
-const ANONYMOUS_REFUSALS_BURST: u32 = 200;
+/// Refusals of callers that are not active members (no valid token, not a
+/// member, suspended, without the member's client certificate) that get
+/// their own log entry; beyond this rate they are only counted (a flood
+/// must not fill the log).
+const DOOR_REFUSALS_PER_SECOND: u32 = 50;
+const DOOR_REFUSALS_BURST: u32 = 200;
 /// Bodies kept in full-mode log entries are at most this long; a longer
 /// body keeps its size and digest only.
 pub const BODY_CAPTURE_BYTES_MAX: usize = 1 << 20;
@@ -176,8 +178,8 @@ pub struct Door {
     pub internal_tokens: InternalTokens,
     pub log: MessageLog,
     pub node: HeaderValue,
-    /// Refusals of callers without a valid token that get a log entry.
-    anonymous_refusals: Allowance,
+    /// Refusals of callers that are not active members that get a log entry.
+    door_refusals: Allowance,
 }
 
 impl Door {
@@ -196,10 +198,10 @@ impl Door {
             internal_tokens,
             log,
             node,
-            anonymous_refusals: Allowance::new(
-                "refusals of callers without a valid token logged",
-                ANONYMOUS_REFUSALS_PER_SECOND,
-                ANONYMOUS_REFUSALS_BURST,
+            door_refusals: Allowance::new(
+                "refusals of callers that are not active members logged",
+                DOOR_REFUSALS_PER_SECOND,
+                DOOR_REFUSALS_BURST,
             ),
         }
     }
@@ -332,14 +334,20 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let deadline = request.extensions().get::<Deadline>().map(|deadline| deadline.0);
     let peer = peer_certificates(&request);
     let identified = door.identify(request.headers(), peer.as_ref()).await;
-    if identified.caller.is_empty()
-        && let Some(refusal) = &identified.refusal
-        && !door.anonymous_refusals.admit()
+    let parsed = MethodPath::parse(&path);
+    let package = parsed.map(|method| method.package).unwrap_or_default();
+    // Callers the door turns away (without a valid token; with one, but
+    // not an active member, or without the member's client certificate)
+    // have no rate of their own: their refusals are logged within one
+    // allowance, so that a flood of them cannot fill the log. Valid
+    // non-member callers of the gateway's own methods (its administrators)
+    // go on to the auth layer.
+    if let Some(refusal) = &identified.refusal
+        && (identified.caller.is_empty() || package != OWN_PACKAGE || identified.certificate_missing)
+        && !door.door_refusals.admit()
     {
         return refusal.clone().into_http();
     }
-    let parsed = MethodPath::parse(&path);
-    let package = parsed.map(|method| method.package).unwrap_or_default();
     let upstream = door.upstreams.get(package);
     let slot = match door.log.slot(catalog::is_streaming(&path)) {
         Ok(slot) => slot,

@@ -93,6 +93,56 @@ async fn callers_that_are_not_active_members_are_unauthenticated() {
 }
 
 #[tokio::test]
+async fn refusals_of_callers_that_are_not_members_are_logged_within_one_allowance() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    // A valid token of a system that is not a member, many times at once.
+    let stranger = gateway.idp(Some(gateway.system_token("stranger").await)).await;
+    let calls = 600;
+    let started = Instant::now();
+    let codes: Vec<Code> = futures_util::stream::iter(0..calls)
+        .map(|_| {
+            let mut stranger = stranger.clone();
+            let verify = verify.clone();
+            async move { stranger.verify_idp_certificate(verify).await.map(|_| ()).expect_err("not a member").code() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(codes.iter().all(|code| *code == Code::Unauthenticated), "{codes:?}");
+
+    // A member's call after the flood is served and logged: the log was not
+    // filled, and its entry comes after every refusal that was logged.
+    let mut diia = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    diia.verify_idp_certificate(verify).await.expect("a member is served");
+    let pool = gateway.pool.clone();
+    let logged = eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let (strangers, members): (i64, i64) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE caller = 'client:stranger'), count(*) FILTER (WHERE member_id = $1)
+                 FROM gateway.message_log",
+            )
+            .bind(DIIA)
+            .fetch_one(&pool)
+            .await
+            .expect("log");
+            (members == 1)
+                .then_some(strangers)
+                .ok_or(format!("the member's call is not logged yet ({strangers} refusals)"))
+        }
+    })
+    .await;
+    // The burst of 200, then 50 a second.
+    let allowed = 200 + i64::try_from((50 * elapsed.as_millis()).div_ceil(1000)).expect("a short run");
+    assert!(logged >= 200, "the burst is logged: {logged}");
+    assert!(logged <= allowed, "{logged} refusals logged in {elapsed:?}, at most {allowed} allowed");
+    assert!(logged < calls, "{logged} of {calls} refusals logged in {elapsed:?}");
+}
+
+#[tokio::test]
 async fn the_service_gets_a_token_exchanged_for_it_and_a_client_deactivated_at_identity_is_refused() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[REGISTER_PROVIDER]).await;
