@@ -348,6 +348,20 @@ fn subscription_from_row(row: &PgRow) -> Result<Subscription, sqlx::Error> {
     })
 }
 
+/// The member's live subscriptions, counted with the member's row locked
+/// until the transaction ends, so that two creations at once cannot both
+/// pass a limit.
+pub async fn lock_live_subscriptions(connection: &mut PgConnection, member_id: &MemberId) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM members WHERE member_id = $1 FOR UPDATE")
+        .bind(member_id.as_str())
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE member_id = $1 AND deleted_at IS NULL")
+        .bind(member_id.as_str())
+        .fetch_one(connection)
+        .await
+}
+
 pub async fn insert_subscription(
     connection: &mut PgConnection,
     subscription: &Subscription,

@@ -18,6 +18,9 @@ use crate::store::{self, Subscription};
 use crate::subscriptions::{WINDOW_DEFAULT, WINDOW_MAX};
 
 const EVENT_TYPES_MAX: usize = 50;
+/// Live subscriptions a member may hold at once: each keeps a durable
+/// consumer per event type in the stream.
+pub const SUBSCRIPTIONS_PER_MEMBER_MAX: i64 = 20;
 const ACK_TOKENS_MAX: usize = 1000;
 
 #[derive(Debug, Clone)]
@@ -88,6 +91,13 @@ impl SubscriptionService for SubscriptionApi {
         let response = self
             .0
             .once(&caller, "CreateSubscription", id, &fingerprinted, async |connection| {
+                let live = store::lock_live_subscriptions(connection, &subscription.member_id).await?;
+                if live >= SUBSCRIPTIONS_PER_MEMBER_MAX {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "member {} has {live} subscriptions, the most a member may hold; delete one first",
+                        subscription.member_id
+                    )));
+                }
                 store::insert_subscription(connection, &subscription).await?;
                 let proto = subscription_to_proto(&subscription);
                 let event =

@@ -249,3 +249,45 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
         .expect_err("no longer entitled");
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_member_holds_at_most_twenty_subscriptions_even_when_it_asks_for_more_at_once() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    admin
+        .set_event_entitlements(pb::SetEventEntitlementsRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("entitled");
+    let subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
+    let create = || {
+        let mut subscriptions = subscriptions.clone();
+        async move {
+            subscriptions
+                .create_subscription(pb::CreateSubscriptionRequest {
+                    request_id: new_request_id(),
+                    event_types: vec![REGISTERED.to_owned()],
+                })
+                .await
+                .map(|response| response.into_inner().subscription.expect("subscription").subscription_id)
+        }
+    };
+    let answers = futures_util::future::join_all((0..24).map(|_| create())).await;
+    let created: Vec<String> = answers.iter().filter_map(|answer| answer.as_ref().ok().cloned()).collect();
+    let refused: Vec<&tonic::Status> = answers.iter().filter_map(|answer| answer.as_ref().err()).collect();
+    assert_eq!(created.len(), 20, "{refused:?}");
+    assert!(refused.iter().all(|status| status.code() == Code::FailedPrecondition), "{refused:?}");
+    assert!(refused[0].message().contains("20 subscriptions"), "{}", refused[0].message());
+    assert_eq!(gateway.count("gateway.subscriptions").await, 20, "nothing written for the refused ones");
+
+    let mut one = subscriptions.clone();
+    one.delete_subscription(pb::DeleteSubscriptionRequest { subscription_id: created[0].clone() })
+        .await
+        .expect("deleted");
+    create().await.expect("room for one again");
+    assert_eq!(create().await.expect_err("full again").code(), Code::FailedPrecondition);
+}
