@@ -80,6 +80,28 @@ impl MessageLogService for LogApi {
         let mut entries = message_log::search(&self.0.pool, &filter, after.as_ref(), page.fetch_limit())
             .await
             .map_err(ApiError::from)?;
+        let mut page = page;
+        if filter.include_bodies {
+            // A page with bodies ends, after at least one entry, before they
+            // would pass what a response may carry; the next goes on there.
+            let mut bytes = 0;
+            let within = entries
+                .iter()
+                .take_while(|stored| {
+                    bytes += stored.entry.request_body.as_ref().map_or(0, Vec::len)
+                        + stored.entry.response_body.as_ref().map_or(0, Vec::len);
+                    bytes <= self.0.search_body_bytes_max
+                })
+                .count()
+                .max(1);
+            if within < entries.len()
+                && let Ok(size) = u32::try_from(within)
+                && size < page.size
+            {
+                entries.truncate(within + 1);
+                page.size = size;
+            }
+        }
         let page = finish_page(&mut entries, &page, |last| {
             PageStart::AfterKey(
                 LogCursor {

@@ -37,6 +37,9 @@ pub struct GatewayState {
     pub subscriptions: crate::subscriptions::Subscriptions,
     pub log_keys: LogKeys,
     pub checkpoint_copies: crate::verify::CheckpointCopies,
+    /// The bodies a page of `SearchMessageLog` may carry: half the
+    /// server's message size limit, so that the page can be sent.
+    pub search_body_bytes_max: usize,
 }
 
 impl GatewayState {

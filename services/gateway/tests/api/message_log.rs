@@ -495,3 +495,75 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
     assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(head), "{report:?}");
     assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("not the one")), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limit() {
+    // Half of a 64 KiB response limit is left for bodies.
+    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GRPC_MESSAGE_BYTES_MAX", "65536")]).await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    gateway
+        .admin()
+        .await
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            log_mode: pb::LogMode::Full.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("full logging");
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    // Eight requests of about 10 kB each (the registry refuses the code;
+    // the gateway logs the exchange all the same).
+    let long = registry_pb::VerifyIdpCertificateRequest { code: "1".repeat(10_000) };
+    for _ in 0..8 {
+        idp.verify_idp_certificate(long.clone()).await.expect_err("not a certificate code");
+    }
+    let pool = gateway.pool.clone();
+    eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1")
+                .bind(DIIA)
+                .fetch_one(&pool)
+                .await
+                .expect("log");
+            (logged == 8).then_some(()).ok_or(format!("{logged} of 8 logged"))
+        }
+    })
+    .await;
+
+    let mut log = gateway.auditor().await;
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let response = log
+            .search_message_log(pb::SearchMessageLogRequest {
+                member_id: DIIA.to_owned(),
+                include_bodies: true,
+                page: Some(esocial_proto::common::v1::PageRequest { page_size: 100, page_token: token.clone() }),
+                ..Default::default()
+            })
+            .await
+            .expect("a page that fits the limit")
+            .into_inner();
+        pages.push(response.entries);
+        token = response.page.expect("page").next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, 2], "about 30 kB of bodies a page");
+    let entries: Vec<pb::LogEntry> = pages.into_iter().flatten().collect();
+    let frame = grpc_frame(&long);
+    for (position, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.request_body, frame, "entry {position}");
+        assert_eq!(hex(&Sha256::digest(&entry.response_body)), entry.response_sha256, "entry {position}");
+    }
+    let sequences: Vec<i64> = entries.iter().map(|entry| entry.sequence).collect();
+    let mut sorted = sequences.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, sequences, "each entry once, in order");
+}
