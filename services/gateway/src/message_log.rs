@@ -98,6 +98,10 @@ pub struct HashedFields<'a> {
     pub response_bytes: i64,
     pub request_sha256: &'a [u8],
     pub response_sha256: &'a [u8],
+    /// Whether the bodies themselves are stored (full mode), so that
+    /// removing a stored body breaks the chain as altering it does.
+    pub request_body_stored: bool,
+    pub response_body_stored: bool,
 }
 
 /// A secret for HMAC-SHA-256, derived from the gateway's signing key for one
@@ -151,26 +155,43 @@ impl MacKey {
 
 /// HMAC-SHA-256, keyed with the chain key, over the previous entry's hash
 /// and this entry's fields, each length-prefixed (so no two different
-/// entries encode alike).
+/// entries encode alike), and whether each body is stored.
 pub fn entry_hash(key: &MacKey, previous: &Digest, fields: &HashedFields<'_>) -> Digest {
+    keyed(key, |hasher| {
+        hasher.update(b"esocial-gateway-log-entry/v2");
+        hasher.update(previous);
+        put_fields(hasher, fields);
+        hasher.update([u8::from(fields.request_body_stored), u8::from(fields.response_body_stored)]);
+    })
+}
+
+/// The hash of entries written before 2026-12-04, which did not cover
+/// whether the bodies are stored; the verifier accepts an entry that
+/// matches it (a stored hash of one form never matches the other, and
+/// neither can be made without the chain key).
+pub fn entry_hash_v1(key: &MacKey, previous: &Digest, fields: &HashedFields<'_>) -> Digest {
     keyed(key, |hasher| {
         hasher.update(b"esocial-gateway-log-entry/v1");
         hasher.update(previous);
-        put_text(hasher, fields.node);
-        hasher.update(fields.sequence.to_be_bytes());
-        put_text(hasher, fields.request_id);
-        put_text(hasher, fields.member_id);
-        put_text(hasher, fields.caller);
-        put_text(hasher, fields.method);
-        put_text(hasher, fields.direction);
-        hasher.update(fields.started_at_us.to_be_bytes());
-        hasher.update(fields.duration_us.to_be_bytes());
-        hasher.update(fields.status_code.to_be_bytes());
-        hasher.update(fields.request_bytes.to_be_bytes());
-        hasher.update(fields.response_bytes.to_be_bytes());
-        put_bytes(hasher, fields.request_sha256);
-        put_bytes(hasher, fields.response_sha256);
+        put_fields(hasher, fields);
     })
+}
+
+fn put_fields(hasher: &mut Sha256, fields: &HashedFields<'_>) {
+    put_text(hasher, fields.node);
+    hasher.update(fields.sequence.to_be_bytes());
+    put_text(hasher, fields.request_id);
+    put_text(hasher, fields.member_id);
+    put_text(hasher, fields.caller);
+    put_text(hasher, fields.method);
+    put_text(hasher, fields.direction);
+    hasher.update(fields.started_at_us.to_be_bytes());
+    hasher.update(fields.duration_us.to_be_bytes());
+    hasher.update(fields.status_code.to_be_bytes());
+    hasher.update(fields.request_bytes.to_be_bytes());
+    hasher.update(fields.response_bytes.to_be_bytes());
+    put_bytes(hasher, fields.request_sha256);
+    put_bytes(hasher, fields.response_sha256);
 }
 
 /// HMAC-SHA-256 (RFC 2104) with the chain key over what `message` feeds.
@@ -692,6 +713,8 @@ impl PendingBatch {
                 response_bytes: columns.response_bytes[index],
                 request_sha256: &columns.request_sha256[index],
                 response_sha256: &columns.response_sha256[index],
+                request_body_stored: columns.request_body[index].is_some(),
+                response_body_stored: columns.response_body[index].is_some(),
             };
             let hash = entry_hash(key, &head.hash, &fields);
             columns.sequence[index] = sequence;
@@ -903,6 +926,8 @@ mod tests {
             response_bytes: 80,
             request_sha256: &[1; 32],
             response_sha256: &[2; 32],
+            request_body_stored: false,
+            response_body_stored: false,
         }
     }
 
@@ -931,6 +956,8 @@ mod tests {
             HashedFields { response_bytes: 81, ..fields(1) },
             HashedFields { request_sha256: &[3; 32], ..fields(1) },
             HashedFields { response_sha256: &[], ..fields(1) },
+            HashedFields { request_body_stored: true, ..fields(1) },
+            HashedFields { response_body_stored: true, ..fields(1) },
         ];
         for variant in &variants {
             assert_ne!(entry_hash(&key, &GENESIS, variant), base, "{variant:?}");
@@ -939,6 +966,8 @@ mod tests {
         let shifted = HashedFields { request_id: "r-1U", member_id: "A/GOV/32855961/diia", ..fields(1) };
         assert_ne!(entry_hash(&key, &GENESIS, &shifted), base);
         assert_eq!(entry_hash(&key, &GENESIS, &fields(1)), base, "deterministic");
+        // The earlier form differs from the current one for the same entry.
+        assert_ne!(entry_hash_v1(&key, &GENESIS, &fields(1)), base, "v1");
     }
 
     #[test]

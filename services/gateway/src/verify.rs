@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Row as _};
 
-use crate::message_log::{Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash};
+use crate::message_log::{Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1};
 
 /// Entries read per query.
 const PAGE_SIZE: i64 = 5_000;
@@ -314,6 +314,8 @@ async fn verify_node(
             let caller: String = row.try_get("caller")?;
             let method: String = row.try_get("method")?;
             let direction: String = row.try_get("direction")?;
+            let request_body: Option<Vec<u8>> = row.try_get("request_body")?;
+            let response_body: Option<Vec<u8>> = row.try_get("response_body")?;
             let fields = HashedFields {
                 node,
                 sequence,
@@ -329,17 +331,21 @@ async fn verify_node(
                 response_bytes: row.try_get("response_bytes")?,
                 request_sha256: &request_sha256,
                 response_sha256: &response_sha256,
+                request_body_stored: request_body.is_some(),
+                response_body_stored: response_body.is_some(),
             };
-            let computed = entry_hash(&keys.chain_key, &previous, &fields);
             let stored: Vec<u8> = row.try_get("hash")?;
-            if stored.as_slice() != computed.as_slice() {
+            let computed = [entry_hash, entry_hash_v1]
+                .into_iter()
+                .map(|hash| hash(&keys.chain_key, &previous, &fields))
+                .find(|computed| stored.as_slice() == computed.as_slice());
+            let Some(computed) = computed else {
                 report.broken = Some((sequence, format!("entry {sequence} does not match its hash (altered)")));
                 return Ok(report);
-            }
-            for (side, body, digest) in [
-                ("request", row.try_get::<Option<Vec<u8>>, _>("request_body")?, &request_sha256),
-                ("response", row.try_get::<Option<Vec<u8>>, _>("response_body")?, &response_sha256),
-            ] {
+            };
+            for (side, body, digest) in
+                [("request", request_body, &request_sha256), ("response", response_body, &response_sha256)]
+            {
                 if let Some(body) = body
                     && &sha256(&body) != digest
                 {

@@ -400,6 +400,9 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
             response_bytes: row.11,
             request_sha256: &row.12,
             response_sha256: &row.13,
+            // The member is in metadata mode: no bodies are stored.
+            request_body_stored: false,
+            response_body_stored: false,
         };
         previous = entry_hash(&forger, &previous, &fields);
         sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
@@ -566,4 +569,130 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted, sequences, "each entry once, in order");
+}
+
+#[tokio::test]
+async fn a_stored_body_removed_is_found_at_its_entry() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    gateway
+        .admin()
+        .await
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            log_mode: pb::LogMode::Full.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("full logging");
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for _ in 0..3 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    let pool = gateway.pool.clone();
+    let with_bodies: Vec<i64> = eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let sequences: Vec<i64> = sqlx::query_scalar(
+                "SELECT sequence FROM gateway.message_log
+                 WHERE member_id = $1 AND request_body IS NOT NULL AND response_body IS NOT NULL ORDER BY sequence",
+            )
+            .bind(DIIA)
+            .fetch_all(&pool)
+            .await
+            .expect("log");
+            (sequences.len() == 3).then_some(sequences.clone()).ok_or(format!("{sequences:?}"))
+        }
+    })
+    .await;
+    assert!(verify_chain(&gateway).await.is_intact());
+
+    // The digest stays, so only the removal of the evidence itself shows.
+    sqlx::query("UPDATE gateway.message_log SET response_body = NULL WHERE sequence = $1")
+        .bind(with_bodies[1])
+        .execute(&gateway.pool)
+        .await
+        .expect("body removed");
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(with_bodies[1]), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("altered")), "{report:?}");
+}
+
+#[tokio::test]
+async fn entries_written_in_the_earlier_hash_form_still_verify_and_an_altered_one_is_found() {
+    use esocial_gateway::message_log::{GENESIS, HashedFields, entry_hash_v1};
+
+    let gateway = gateway_after_calls(3).await;
+    gateway.wait_for_log_entries(5).await;
+    // The chain as a gateway wrote it before 2026-12-04: the same key, the
+    // hash without whether bodies are stored (none are here).
+    sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
+    type Row = (
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        chrono::DateTime<chrono::Utc>,
+        i64,
+        i32,
+        i64,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
+                request_bytes, response_bytes, request_sha256, response_sha256
+         FROM gateway.message_log ORDER BY sequence",
+    )
+    .fetch_all(&gateway.pool)
+    .await
+    .expect("rows");
+    let mut previous = GENESIS;
+    for row in &rows {
+        let fields = HashedFields {
+            node: &row.0,
+            sequence: row.1,
+            request_id: &row.2,
+            member_id: &row.3,
+            caller: &row.4,
+            method: &row.5,
+            direction: &row.6,
+            started_at_us: row.7.timestamp_micros(),
+            duration_us: row.8,
+            status_code: row.9,
+            request_bytes: row.10,
+            response_bytes: row.11,
+            request_sha256: &row.12,
+            response_sha256: &row.13,
+            request_body_stored: false,
+            response_body_stored: false,
+        };
+        previous = entry_hash_v1(&gateway.log_keys.chain_key, &previous, &fields);
+        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
+            .bind(previous.as_slice())
+            .bind(row.1)
+            .execute(&gateway.pool)
+            .await
+            .expect("hash in the earlier form");
+    }
+    let pool = gateway.gateway_pool().await;
+    let verify_without_witness = async || {
+        let reports = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
+        reports.into_iter().next().expect("one chain")
+    };
+    let report = verify_without_witness().await;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.entries, i64::try_from(rows.len()).expect("count"));
+
+    sqlx::query("UPDATE gateway.message_log SET status_code = 7 WHERE sequence = 2")
+        .execute(&gateway.pool)
+        .await
+        .expect("entry changed");
+    let report = verify_without_witness().await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(2), "{report:?}");
 }
