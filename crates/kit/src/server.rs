@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,7 @@ pub struct GrpcServer {
     service_names: Vec<&'static str>,
     database: Option<sqlx::PgPool>,
     nats: Option<async_nats::Client>,
+    checks: Vec<HealthCheck>,
     long_running: Vec<&'static str>,
     front: Option<Front>,
     reflected_packages: Vec<String>,
@@ -97,6 +98,7 @@ impl GrpcServer {
             service_names: service_names.to_vec(),
             database: None,
             nats: None,
+            checks: Vec::new(),
             long_running: Vec::new(),
             front: None,
             reflected_packages: Vec::new(),
@@ -158,6 +160,14 @@ impl GrpcServer {
         self
     }
 
+    /// Health also follows `ready`, named `what` in the log: the server is
+    /// not serving while it answers false.
+    #[must_use]
+    pub fn watch(mut self, what: &'static str, ready: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.checks.push(HealthCheck { what, ready: Arc::new(ready) });
+        self
+    }
+
     /// These methods (full paths) may run up to [`LONG_CALL_TIMEOUT`]
     /// instead of the configured timeout: streamed bulk imports.
     #[must_use]
@@ -197,6 +207,7 @@ impl GrpcServer {
             names.clone(),
             self.database.clone(),
             self.nats.clone(),
+            self.checks.clone(),
             health_stopped,
         ));
 
@@ -411,11 +422,19 @@ impl ServingThreads {
     }
 }
 
+/// A condition of health besides the database and NATS.
+#[derive(Clone)]
+struct HealthCheck {
+    what: &'static str,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
 async fn follow_health(
     reporter: HealthReporter,
     names: Vec<String>,
     database: Option<sqlx::PgPool>,
     nats: Option<async_nats::Client>,
+    checks: Vec<HealthCheck>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last: Option<bool> = None;
@@ -432,13 +451,17 @@ async fn follow_health(
         };
         let nats_ok =
             nats.as_ref().is_none_or(|client| client.connection_state() == async_nats::connection::State::Connected);
-        let healthy = database_ok && nats_ok;
+        let not_ready: Vec<&str> = checks.iter().filter(|check| !(check.ready)()).map(|check| check.what).collect();
+        let healthy = database_ok && nats_ok && not_ready.is_empty();
         if last != Some(healthy) {
+            let not_ready = not_ready.join(", ");
             match (healthy, last) {
                 (true, _) => tracing::info!("healthy: serving"),
                 // Connections are still being made at start.
-                (false, None) => tracing::info!(database_ok, nats_ok, "not serving yet: waiting for dependencies"),
-                (false, Some(_)) => tracing::warn!(database_ok, nats_ok, "unhealthy: not serving"),
+                (false, None) => {
+                    tracing::info!(database_ok, nats_ok, not_ready, "not serving yet: waiting for dependencies");
+                }
+                (false, Some(_)) => tracing::warn!(database_ok, nats_ok, not_ready, "unhealthy: not serving"),
             }
             let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
             // Shutdown may have begun while probing; it owns the status then.

@@ -602,6 +602,7 @@ impl Gateway {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         );
+        let log_health = log.clone();
         let door = Arc::new(Door::new(
             self.verifier.clone(),
             self.directory.clone(),
@@ -618,6 +619,8 @@ impl Gateway {
         let server = server
             .watch_database(self.pool.clone())
             .watch_nats(self.nats.clone())
+            // A replica that refuses calls for want of its log says so.
+            .watch("message log", move || log_health.accepts_calls())
             // A stream (a subscription, a bulk import) lasts as long as it
             // streams, and verifying the whole message log as long as it
             // takes; other unary calls keep the configured deadline.

@@ -320,6 +320,13 @@ pub struct MessageLog {
 pub struct LogUnavailable;
 
 impl MessageLog {
+    /// Whether a call would be served now: the log takes entries (the
+    /// writer writes and the queue has room), or the policy is to serve
+    /// unlogged. The gateway's health follows it.
+    pub fn accepts_calls(&self) -> bool {
+        self.policy == FailurePolicy::Serve || (self.writable.load(Ordering::Relaxed) && self.sender.capacity() > 0)
+    }
+
     /// Where the entry of a call about to be served will go.
     pub fn slot(&self, streaming: bool) -> Result<LogSlot, LogUnavailable> {
         let writable = self.writable.load(Ordering::Relaxed);

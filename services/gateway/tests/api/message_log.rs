@@ -294,6 +294,17 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
     gateway.wait_for_log_entries(2).await;
     let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
 
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
+    let serving = async |health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>| {
+        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+        answer.expect("health answers").into_inner().status
+    };
+    let started = Instant::now();
+    while serving(&mut health).await != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the gateway never became healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Hold the log table: the writer's insert waits, the queue fills.
     let mut blocker = gateway.pool.begin().await.expect("transaction");
     sqlx::query("LOCK TABLE gateway.message_log IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.expect("lock");
@@ -308,6 +319,12 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
     assert_eq!(refusal.code(), Code::Unavailable, "{refusal:?}");
     assert!(refusal.message().contains("message log"), "{}", refusal.message());
     assert!(served >= 10, "served {served} before the queue filled");
+    // Health says so too, so that a load balancer sends calls elsewhere.
+    let started = Instant::now();
+    while serving(&mut health).await != tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
+        assert!(started.elapsed() < Duration::from_secs(10), "health still says serving");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     blocker.rollback().await.expect("unlock");
 
     let started = Instant::now();
@@ -317,6 +334,11 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "calls not served again after the log recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    while serving(&mut health).await != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+        assert!(started.elapsed() < Duration::from_secs(10), "health does not say serving again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every call served has its entry; none was served unlogged.
