@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use esocial_gateway::message_log::{checkpoint_event, hex};
+use esocial_gateway::message_log::{Digest, HashedFields, checkpoint_event, hex};
 use esocial_gateway::verify;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
@@ -44,6 +44,87 @@ async fn gateway_after_calls(calls: usize) -> TestGateway {
     gateway
 }
 
+/// `member`'s exchanges are logged with their bodies from now on.
+async fn log_in_full(gateway: &TestGateway, member: &str) {
+    gateway
+        .admin()
+        .await
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: member.to_owned(),
+            log_mode: pb::LogMode::Full.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("full logging");
+}
+
+/// An entry's hashed fields as stored (no bodies: metadata mode).
+type LogRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    chrono::DateTime<chrono::Utc>,
+    i64,
+    i32,
+    i64,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+async fn log_rows(pool: &sqlx::PgPool) -> Vec<LogRow> {
+    sqlx::query_as(
+        "SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
+                request_bytes, response_bytes, request_sha256, response_sha256
+         FROM gateway.message_log ORDER BY sequence",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("rows")
+}
+
+/// Rewrites the hashes of `rows` as a chain after `previous`, each made by
+/// `hash` from the previous one and the entry's fields.
+async fn rechain(
+    pool: &sqlx::PgPool,
+    rows: &[LogRow],
+    mut previous: Digest,
+    hash: impl Fn(&Digest, &HashedFields<'_>) -> Digest,
+) {
+    for row in rows {
+        let fields = HashedFields {
+            node: &row.0,
+            sequence: row.1,
+            request_id: &row.2,
+            member_id: &row.3,
+            caller: &row.4,
+            method: &row.5,
+            direction: &row.6,
+            started_at_us: row.7.timestamp_micros(),
+            duration_us: row.8,
+            status_code: row.9,
+            request_bytes: row.10,
+            response_bytes: row.11,
+            request_sha256: &row.12,
+            response_sha256: &row.13,
+            request_body_stored: false,
+            response_body_stored: false,
+        };
+        previous = hash(&previous, &fields);
+        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
+            .bind(previous.as_slice())
+            .bind(row.1)
+            .execute(pool)
+            .await
+            .expect("hash rewritten");
+    }
+}
+
 async fn search(log: &mut Log, request: pb::SearchMessageLogRequest) -> Vec<pb::LogEntry> {
     log.search_message_log(request).await.expect("search").into_inner().entries
 }
@@ -52,17 +133,7 @@ async fn search(log: &mut Log, request: pb::SearchMessageLogRequest) -> Vec<pb::
 async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    gateway
-        .admin()
-        .await
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            log_mode: pb::LogMode::Full.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("full logging");
+    log_in_full(&gateway, DIIA).await;
     let token = gateway.system_token("diia").await;
     let mut idp = gateway.idp(Some(token.clone())).await;
     let mut request = tonic::Request::new(verify_request());
@@ -358,7 +429,7 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
 
 #[tokio::test]
 async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_that_entry() {
-    use esocial_gateway::message_log::{CHAIN_KEY_PURPOSE, HashedFields, MacKey, entry_hash};
+    use esocial_gateway::message_log::{CHAIN_KEY_PURPOSE, MacKey, entry_hash};
 
     let gateway = gateway_after_calls(6).await;
     gateway.wait_for_log_entries(8).await;
@@ -375,65 +446,14 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
     .await
     .expect("entry changed");
     let forger = MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[42; 32]), CHAIN_KEY_PURPOSE);
-    type Row = (
-        String,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        chrono::DateTime<chrono::Utc>,
-        i64,
-        i32,
-        i64,
-        i64,
-        Vec<u8>,
-        Vec<u8>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
-                request_bytes, response_bytes, request_sha256, response_sha256
-         FROM gateway.message_log ORDER BY sequence",
-    )
-    .fetch_all(&gateway.pool)
-    .await
-    .expect("rows");
-    let mut previous: [u8; 32] =
-        sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 3")
-            .fetch_one(&gateway.pool)
-            .await
-            .expect("hash 3")
-            .try_into()
-            .expect("32 bytes");
-    for row in rows.iter().filter(|row| row.1 >= 4) {
-        let fields = HashedFields {
-            node: &row.0,
-            sequence: row.1,
-            request_id: &row.2,
-            member_id: &row.3,
-            caller: &row.4,
-            method: &row.5,
-            direction: &row.6,
-            started_at_us: row.7.timestamp_micros(),
-            duration_us: row.8,
-            status_code: row.9,
-            request_bytes: row.10,
-            response_bytes: row.11,
-            request_sha256: &row.12,
-            response_sha256: &row.13,
-            // The member is in metadata mode: no bodies are stored.
-            request_body_stored: false,
-            response_body_stored: false,
-        };
-        previous = entry_hash(&forger, &previous, &fields);
-        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
-            .bind(previous.as_slice())
-            .bind(row.1)
-            .execute(&gateway.pool)
-            .await
-            .expect("hash rewritten");
-    }
+    let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 >= 4).collect();
+    let after: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 3")
+        .fetch_one(&gateway.pool)
+        .await
+        .expect("hash 3")
+        .try_into()
+        .expect("32 bytes");
+    rechain(&gateway.pool, &rows, after, |previous, fields| entry_hash(&forger, previous, fields)).await;
     let report = verify_chain(&gateway).await;
     assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(4), "{report:?}");
 }
@@ -526,17 +546,7 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
     // Half of a 64 KiB response limit is left for bodies.
     let gateway = TestGateway::spawn_with(&[("ESOCIAL_GRPC_MESSAGE_BYTES_MAX", "65536")]).await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    gateway
-        .admin()
-        .await
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            log_mode: pb::LogMode::Full.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("full logging");
+    log_in_full(&gateway, DIIA).await;
     let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
     // Eight requests of about 10 kB each (the registry refuses the code;
     // the gateway logs the exchange all the same).
@@ -597,17 +607,7 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
 async fn a_stored_body_removed_is_found_at_its_entry() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    gateway
-        .admin()
-        .await
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            log_mode: pb::LogMode::Full.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("full logging");
+    log_in_full(&gateway, DIIA).await;
     let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
     for _ in 0..3 {
         idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
@@ -643,65 +643,16 @@ async fn a_stored_body_removed_is_found_at_its_entry() {
 
 #[tokio::test]
 async fn entries_written_in_the_earlier_hash_form_still_verify_and_an_altered_one_is_found() {
-    use esocial_gateway::message_log::{GENESIS, HashedFields, entry_hash_v1};
+    use esocial_gateway::message_log::{GENESIS, entry_hash_v1};
 
     let gateway = gateway_after_calls(3).await;
     gateway.wait_for_log_entries(5).await;
     // The chain as a gateway wrote it before 2026-12-04: the same key, the
     // hash without whether bodies are stored (none are here).
     sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
-    type Row = (
-        String,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        chrono::DateTime<chrono::Utc>,
-        i64,
-        i32,
-        i64,
-        i64,
-        Vec<u8>,
-        Vec<u8>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
-                request_bytes, response_bytes, request_sha256, response_sha256
-         FROM gateway.message_log ORDER BY sequence",
-    )
-    .fetch_all(&gateway.pool)
-    .await
-    .expect("rows");
-    let mut previous = GENESIS;
-    for row in &rows {
-        let fields = HashedFields {
-            node: &row.0,
-            sequence: row.1,
-            request_id: &row.2,
-            member_id: &row.3,
-            caller: &row.4,
-            method: &row.5,
-            direction: &row.6,
-            started_at_us: row.7.timestamp_micros(),
-            duration_us: row.8,
-            status_code: row.9,
-            request_bytes: row.10,
-            response_bytes: row.11,
-            request_sha256: &row.12,
-            response_sha256: &row.13,
-            request_body_stored: false,
-            response_body_stored: false,
-        };
-        previous = entry_hash_v1(&gateway.log_keys.chain_key, &previous, &fields);
-        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
-            .bind(previous.as_slice())
-            .bind(row.1)
-            .execute(&gateway.pool)
-            .await
-            .expect("hash in the earlier form");
-    }
+    let rows = log_rows(&gateway.pool).await;
+    let key = &gateway.log_keys.chain_key;
+    rechain(&gateway.pool, &rows, GENESIS, |previous, fields| entry_hash_v1(key, previous, fields)).await;
     let pool = gateway.gateway_pool().await;
     let verify_without_witness = async || {
         let reports = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
