@@ -45,6 +45,34 @@ const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 /// Pull requests expire after this: a connection that vanished holds none
 /// for longer.
 const PULL_EXPIRY: Duration = Duration::from_secs(5);
+/// `Subscribe` streams a member may hold open at once on one replica.
+pub const STREAMS_PER_MEMBER_MAX: usize = 20;
+/// When a member over that limit is told to try again.
+const STREAM_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Open streams by member.
+type OpenStreams = Arc<std::sync::Mutex<std::collections::HashMap<MemberId, usize>>>;
+
+/// A member's place among its open streams, given back when dropped (when
+/// the stream's task ends).
+#[derive(Debug)]
+pub struct StreamPlace {
+    open: OpenStreams,
+    member_id: MemberId,
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(count) = open.get_mut(&self.member_id)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.member_id);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
@@ -56,6 +84,7 @@ pub struct Subscriptions {
     /// gateway gave it, for its own subscription.
     ack_key: MacKey,
     directory: Arc<Directory>,
+    open_streams: OpenStreams,
 }
 
 /// The durable consumer of one event type of a subscription.
@@ -92,7 +121,25 @@ impl Subscriptions {
         directory: Arc<Directory>,
     ) -> Self {
         let jetstream = jetstream::new(nats.clone());
-        Self { nats, jetstream, events, ack_wait, ack_key, directory }
+        Self { nats, jetstream, events, ack_wait, ack_key, directory, open_streams: OpenStreams::default() }
+    }
+
+    /// A place for one more open stream of `member_id`, or
+    /// RESOURCE_EXHAUSTED when it holds [`STREAMS_PER_MEMBER_MAX`].
+    pub fn stream_place(&self, member_id: &MemberId) -> Result<StreamPlace, Status> {
+        let mut open = self.open_streams.lock().map_err(|_| Status::internal("internal error"))?;
+        let count = open.entry(member_id.clone()).or_default();
+        if *count >= STREAMS_PER_MEMBER_MAX {
+            return Err(esocial_kit::ApiError::ResourceExhausted {
+                message: format!(
+                    "member {member_id} has {STREAMS_PER_MEMBER_MAX} event streams open here, the most it may; close one first"
+                ),
+                retry_after: STREAM_RETRY_AFTER,
+            }
+            .into());
+        }
+        *count += 1;
+        Ok(StreamPlace { open: self.open_streams.clone(), member_id: member_id.clone() })
     }
 
     /// The acknowledgement subject of an event, signed for the subscription.
@@ -187,6 +234,7 @@ impl Subscriptions {
         subscription: &Subscription,
         consumers: Vec<consumer::PullConsumer>,
         window: usize,
+        place: StreamPlace,
     ) -> mpsc::Receiver<Result<pb::SubscribedEvent, Status>> {
         let (sender, receiver) = mpsc::channel(window);
         let nats = self.nats.clone();
@@ -195,6 +243,7 @@ impl Subscriptions {
         let subscription_id = subscription.subscription_id;
         let member_id = subscription.member_id.clone();
         tokio::spawn(async move {
+            let _place = place;
             let mut streams = Vec::with_capacity(consumers.len());
             for consumer in &consumers {
                 match consumer.stream().max_messages_per_batch(window).expires(PULL_EXPIRY).messages().await {

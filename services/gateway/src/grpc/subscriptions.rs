@@ -189,11 +189,12 @@ impl SubscriptionService for SubscriptionApi {
         for event_type in &subscription.event_types {
             require_entitlement(&member, event_type)?;
         }
+        let place = self.0.subscriptions.stream_place(&member.member.member_id)?;
         let consumers = self.0.subscriptions.ensure_consumers(&subscription).await.map_err(|error| {
             tracing::warn!(%error, subscription = %id, "cannot open a subscription's consumers");
             Status::unavailable("the event stream is unavailable; retry")
         })?;
-        Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(&subscription, consumers, window))))
+        Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(&subscription, consumers, window, place))))
     }
 
     async fn acknowledge_events(

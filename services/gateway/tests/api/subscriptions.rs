@@ -4,6 +4,7 @@ use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
 use prost::Message as _;
 use tonic::Code;
+use tonic_types::StatusExt as _;
 
 use crate::harness::*;
 
@@ -290,4 +291,55 @@ async fn a_member_holds_at_most_twenty_subscriptions_even_when_it_asks_for_more_
         .expect("deleted");
     create().await.expect("room for one again");
     assert_eq!(create().await.expect_err("full again").code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_member_holds_at_most_twenty_event_streams_open_and_gets_a_place_again_when_one_closes() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    admin
+        .set_event_entitlements(pb::SetEventEntitlementsRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("entitled");
+    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
+    let id = subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("subscribed")
+        .into_inner()
+        .subscription
+        .expect("subscription")
+        .subscription_id;
+    let request = || pb::SubscribeRequest { subscription_id: id.clone(), window: 10 };
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        open.push(subscriptions.subscribe(request()).await.expect("a place").into_inner());
+    }
+    let refused = subscriptions.subscribe(request()).await.expect_err("twenty open");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("20 event streams"), "{}", refused.message());
+    assert!(refused.get_details_retry_info().is_some(), "says when to try again");
+
+    // One closes: its place comes free once the gateway sees it gone.
+    drop(open.pop());
+    eventually(Duration::from_secs(10), || {
+        let mut subscriptions = subscriptions.clone();
+        let request = request();
+        async move {
+            match subscriptions.subscribe(request).await {
+                Ok(stream) => Ok(stream),
+                Err(status) if status.code() == Code::ResourceExhausted => Err("no place yet".to_owned()),
+                Err(status) => panic!("{status:?}"),
+            }
+        }
+    })
+    .await;
 }
