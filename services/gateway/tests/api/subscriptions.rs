@@ -70,16 +70,7 @@ async fn a_subscription_resumes_after_a_disconnect_without_loss_or_repeats_of_wh
         .expect_err("malformed");
     assert_eq!(violated_fields(&malformed), ["event_types[0]"]);
 
-    let subscription = subscriptions
-        .create_subscription(pb::CreateSubscriptionRequest {
-            request_id: new_request_id(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("subscribed")
-        .into_inner()
-        .subscription
-        .expect("subscription");
+    let subscription = subscribe_to_registrations(&mut subscriptions).await;
     let id = subscription.subscription_id.clone();
 
     // Events published after the subscription, before the member connects.
@@ -217,17 +208,7 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
     };
     admin.set_event_entitlements(entitle(vec![REGISTERED.to_owned()])).await.expect("entitled");
     let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
-    let id = subscriptions
-        .create_subscription(pb::CreateSubscriptionRequest {
-            request_id: new_request_id(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("subscribed")
-        .into_inner()
-        .subscription
-        .expect("subscription")
-        .subscription_id;
+    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
     let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
     registry.register_provider(provider("Орган 1", 3_285_590)).await.expect("provider");
     let mut stream = subscriptions
@@ -251,8 +232,23 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
-#[tokio::test]
-async fn a_member_holds_at_most_twenty_subscriptions_even_when_it_asks_for_more_at_once() {
+/// A new subscription to provider registrations.
+async fn subscribe_to_registrations(subscriptions: &mut Subscriptions) -> pb::Subscription {
+    subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("subscribed")
+        .into_inner()
+        .subscription
+        .expect("subscription")
+}
+
+/// A gateway with the Diia portal entitled to provider registrations, and
+/// its subscription client.
+async fn diia_entitled_to_registrations() -> (TestGateway, Subscriptions) {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[]).await;
     let mut admin = gateway.admin().await;
@@ -265,6 +261,12 @@ async fn a_member_holds_at_most_twenty_subscriptions_even_when_it_asks_for_more_
         .await
         .expect("entitled");
     let subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
+    (gateway, subscriptions)
+}
+
+#[tokio::test]
+async fn a_member_holds_at_most_twenty_subscriptions_even_when_it_asks_for_more_at_once() {
+    let (gateway, subscriptions) = diia_entitled_to_registrations().await;
     let create = || {
         let mut subscriptions = subscriptions.clone();
         async move {
@@ -295,29 +297,8 @@ async fn a_member_holds_at_most_twenty_subscriptions_even_when_it_asks_for_more_
 
 #[tokio::test]
 async fn a_member_holds_at_most_twenty_event_streams_open_and_gets_a_place_again_when_one_closes() {
-    let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &[]).await;
-    let mut admin = gateway.admin().await;
-    admin
-        .set_event_entitlements(pb::SetEventEntitlementsRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("entitled");
-    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
-    let id = subscriptions
-        .create_subscription(pb::CreateSubscriptionRequest {
-            request_id: new_request_id(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("subscribed")
-        .into_inner()
-        .subscription
-        .expect("subscription")
-        .subscription_id;
+    let (_gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
     let request = || pb::SubscribeRequest { subscription_id: id.clone(), window: 10 };
     let mut open = Vec::new();
     for _ in 0..20 {
