@@ -69,6 +69,7 @@ pub struct GrpcServer {
     nats: Option<async_nats::Client>,
     checks: Vec<HealthCheck>,
     long_running: Vec<&'static str>,
+    long_running_when: Option<LongRunning>,
     front: Option<Front>,
     reflected_packages: Vec<String>,
     tls: Option<tonic::transport::ServerTlsConfig>,
@@ -100,6 +101,7 @@ impl GrpcServer {
             nats: None,
             checks: Vec::new(),
             long_running: Vec::new(),
+            long_running_when: None,
             front: None,
             reflected_packages: Vec::new(),
             tls: None,
@@ -176,6 +178,16 @@ impl GrpcServer {
         self
     }
 
+    /// Methods (full paths) for which `long` answers true may also run up
+    /// to [`LONG_CALL_TIMEOUT`]: for a server that learns its methods while
+    /// it runs (the gateway's front then holds each call to its own
+    /// deadline).
+    #[must_use]
+    pub fn long_running_when(mut self, long: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.long_running_when = Some(LongRunning(Arc::new(long)));
+        self
+    }
+
     /// Serves `routes` on `listener` until `shutdown` completes, then lets
     /// in-flight calls finish for the configured grace period.
     pub async fn serve(
@@ -222,7 +234,8 @@ impl GrpcServer {
             let _ = shutdown_started.send(());
         };
 
-        let context = RequestContextLayer::new(self.settings.request_timeout).long_running(&self.long_running);
+        let mut context = RequestContextLayer::new(self.settings.request_timeout).long_running(&self.long_running);
+        context.long_running_when = self.long_running_when.clone();
         let front = self.front.clone();
         let front = tower::layer::layer_fn(move |authenticated: esocial_auth::AuthService<Routes>| {
             let boxed = BoxGrpcService::new(authenticated);
@@ -486,11 +499,22 @@ async fn follow_health(
 pub struct RequestContextLayer {
     timeout: Duration,
     long_running: std::sync::Arc<[&'static str]>,
+    long_running_when: Option<LongRunning>,
+}
+
+/// Tells, by method path, whether a call may run up to [`LONG_CALL_TIMEOUT`].
+#[derive(Clone)]
+struct LongRunning(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for LongRunning {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("LongRunning(..)")
+    }
 }
 
 impl RequestContextLayer {
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout, long_running: std::sync::Arc::new([]) }
+        Self { timeout, long_running: std::sync::Arc::new([]), long_running_when: None }
     }
 
     /// Methods that get [`LONG_CALL_TIMEOUT`].
@@ -505,7 +529,12 @@ impl<S> tower_layer::Layer<S> for RequestContextLayer {
     type Service = RequestContextService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContextService { inner, timeout: self.timeout, long_running: self.long_running.clone() }
+        RequestContextService {
+            inner,
+            timeout: self.timeout,
+            long_running: self.long_running.clone(),
+            long_running_when: self.long_running_when.clone(),
+        }
     }
 }
 
@@ -514,6 +543,7 @@ pub struct RequestContextService<S> {
     inner: S,
     timeout: Duration,
     long_running: std::sync::Arc<[&'static str]>,
+    long_running_when: Option<LongRunning>,
 }
 
 /// A `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
@@ -586,7 +616,9 @@ where
         );
         set_parent_from(&span, &HeaderExtractor(request.headers()));
         request.extensions_mut().insert(RequestId(request_id.clone()));
-        let allowed = if self.long_running.contains(&method.as_str()) { LONG_CALL_TIMEOUT } else { self.timeout };
+        let long = self.long_running.contains(&method.as_str())
+            || self.long_running_when.as_ref().is_some_and(|long| (long.0)(&method));
+        let allowed = if long { LONG_CALL_TIMEOUT } else { self.timeout };
         let deadline = client_deadline(request.headers()).map_or(allowed, |client| client.min(allowed));
         let started = Instant::now();
         request.extensions_mut().insert(Deadline(started + deadline));
