@@ -51,7 +51,7 @@ fn member_id(class: &str, first_seven_of_edrpou: u32, subsystem: &str) -> anyhow
 /// The member systems of the sandbox: the Diia portal and a bank calling in,
 /// and esocial's process service calling the other state systems out.
 fn sandbox_members() -> anyhow::Result<Vec<esocial_gateway::sandbox::SandboxMember>> {
-    let outbound: Vec<String> = esocial_gateway::catalog::services()
+    let outbound: Vec<String> = esocial_gateway::catalog::compiled()
         .keys()
         .filter(|service| esocial_external::PACKAGES.contains(&esocial_gateway::catalog::package_of(service)))
         .map(|service| format!("/{service}/*"))

@@ -1,9 +1,41 @@
-//! The gRPC methods that exist, from the descriptors of every proto in the
-//! repository: access rights are checked against them, and metaservices
-//! list them.
+//! The gRPC methods that exist: access rights are checked against them,
+//! metaservices list them, and whether a method streams decides its
+//! deadline and how its message log entry is queued.
+//!
+//! The catalog starts from the descriptors of every proto compiled into the
+//! gateway, and then learns each service's methods from the server
+//! reflection of the service behind the gateway that serves its package: at
+//! start, every [`REFRESH_INTERVAL`], and when a member is admitted to a
+//! method the catalog does not know (at most once per
+//! [`MISS_COOLDOWN`] per upstream). So a method added to a service, unary
+//! or streaming, is known without rebuilding the gateway. An upstream that
+//! does not serve reflection (as other state systems may not) keeps the
+//! compiled description of its services.
+//!
+//! An upstream describes only the packages routed to it: a service that
+//! claims another package is ignored.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use tonic::transport::Channel;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
+
+/// How often every upstream's reflection is read again.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// An upstream is asked again for a method it was not known to serve at
+/// most this often (a member calling methods that do not exist must not
+/// make the gateway ask on every call).
+pub const MISS_COOLDOWN: Duration = Duration::from_secs(5);
+/// How long one reading of an upstream's reflection may take.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
+/// At most this many methods are taken from one upstream.
+const METHODS_PER_UPSTREAM_MAX: usize = 10_000;
 
 /// One method of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,28 +46,43 @@ pub struct MethodInfo {
     pub server_streaming: bool,
 }
 
+impl MethodInfo {
+    pub fn streams(&self) -> bool {
+        self.client_streaming || self.server_streaming
+    }
+}
+
 /// Service name (`esocial.registry.v1.RegistryService`) → its methods.
-pub fn services() -> &'static BTreeMap<String, Vec<MethodInfo>> {
-    static SERVICES: OnceLock<BTreeMap<String, Vec<MethodInfo>>> = OnceLock::new();
-    SERVICES.get_or_init(|| {
-        let mut services = BTreeMap::new();
-        for file in esocial_proto::file_descriptor_set().file {
-            for service in &file.service {
-                let name = format!("{}.{}", file.package(), service.name());
-                let methods = service
-                    .method
-                    .iter()
-                    .map(|method| MethodInfo {
-                        path: format!("/{name}/{}", method.name()),
-                        client_streaming: method.client_streaming(),
-                        server_streaming: method.server_streaming(),
-                    })
-                    .collect();
-                services.insert(name, methods);
-            }
+pub type Services = BTreeMap<String, Vec<MethodInfo>>;
+
+/// The services of a descriptor set, those of `packages` only when given.
+fn services_of(files: &[prost_types::FileDescriptorProto], packages: Option<&BTreeSet<String>>) -> Services {
+    let mut services = Services::new();
+    for file in files {
+        if packages.is_some_and(|packages| !packages.contains(file.package())) {
+            continue;
         }
-        services
-    })
+        for service in &file.service {
+            let name = format!("{}.{}", file.package(), service.name());
+            let methods = service
+                .method
+                .iter()
+                .map(|method| MethodInfo {
+                    path: format!("/{name}/{}", method.name()),
+                    client_streaming: method.client_streaming(),
+                    server_streaming: method.server_streaming(),
+                })
+                .collect();
+            services.insert(name, methods);
+        }
+    }
+    services
+}
+
+/// The services compiled into the gateway.
+pub fn compiled() -> &'static Services {
+    static COMPILED: OnceLock<Services> = OnceLock::new();
+    COMPILED.get_or_init(|| services_of(&esocial_proto::file_descriptor_set().file, None))
 }
 
 /// The package of a service name.
@@ -43,27 +90,347 @@ pub fn package_of(service: &str) -> &str {
     service.rsplit_once('.').map_or("", |(package, _)| package)
 }
 
-pub fn method_exists(path: &str) -> bool {
-    let Some((service, _)) = path.strip_prefix('/').and_then(|rest| rest.split_once('/')) else { return false };
-    services().get(service).is_some_and(|methods| methods.iter().any(|method| method.path == path))
+/// What the catalog holds at one moment.
+#[derive(Debug, Default)]
+struct Snapshot {
+    services: Arc<Services>,
+    /// Method path → whether it streams.
+    methods: HashMap<String, bool>,
 }
 
-pub fn service_exists(service: &str) -> bool {
-    services().contains_key(service)
+impl Snapshot {
+    fn of(services: Services) -> Self {
+        let methods = services.values().flatten().map(|method| (method.path.clone(), method.streams())).collect();
+        Self { services: Arc::new(services), methods }
+    }
 }
 
-/// Every method that streams in either direction.
-pub fn streaming_methods() -> Vec<&'static str> {
-    services()
-        .values()
-        .flatten()
-        .filter(|method| method.client_streaming || method.server_streaming)
-        .map(|method| method.path.as_str())
-        .collect()
+/// A service behind the gateway whose reflection is read.
+#[derive(Debug)]
+struct Source {
+    url: String,
+    channel: Channel,
+    packages: BTreeSet<String>,
+    /// When its reflection was last asked for, one reading at a time.
+    last_asked: tokio::sync::Mutex<Option<Instant>>,
 }
 
-/// Whether the method at `path` streams in either direction.
-pub fn is_streaming(path: &str) -> bool {
-    static STREAMING: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
-    STREAMING.get_or_init(|| streaming_methods().into_iter().collect()).contains(path)
+/// The methods that exist, as the services behind the gateway describe
+/// them.
+#[derive(Debug)]
+pub struct Catalog {
+    sources: Vec<Source>,
+    /// What each source described at its last successful reading.
+    learned: RwLock<HashMap<String, Services>>,
+    current: RwLock<Arc<Snapshot>>,
+}
+
+/// Why an upstream's methods could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    #[error("no answer within {} ms", LEARN_TIMEOUT.as_millis())]
+    Timeout,
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+    #[error("reflection answered with error {code}: {message}")]
+    Refused { code: i32, message: String },
+    #[error("reflection gave an unexpected answer")]
+    Unexpected,
+    #[error("a file descriptor does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+impl Catalog {
+    /// The compiled services only, learning from nobody.
+    pub fn compiled_only() -> Self {
+        Self::learning_from(Vec::new())
+    }
+
+    /// Learns from the upstreams at `(package, url, channel)`; one reading
+    /// per url covers all its packages.
+    pub fn learning_from(routes: Vec<(String, String, Channel)>) -> Self {
+        let mut sources: Vec<Source> = Vec::new();
+        for (package, url, channel) in routes {
+            match sources.iter_mut().find(|source| source.url == url) {
+                Some(source) => {
+                    source.packages.insert(package);
+                }
+                None => sources.push(Source {
+                    url,
+                    channel,
+                    packages: BTreeSet::from([package]),
+                    last_asked: tokio::sync::Mutex::new(None),
+                }),
+            }
+        }
+        Self {
+            sources,
+            learned: RwLock::new(HashMap::new()),
+            current: RwLock::new(Arc::new(Snapshot::of(compiled().clone()))),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().map_or_else(|poisoned| poisoned.into_inner().clone(), |current| current.clone())
+    }
+
+    /// Service name → methods, now.
+    pub fn services(&self) -> Arc<Services> {
+        self.snapshot().services.clone()
+    }
+
+    /// Whether the method at `path` streams in either direction; `None`
+    /// for a method the catalog does not know.
+    pub fn streams(&self, path: &str) -> Option<bool> {
+        match self.current.read() {
+            Ok(current) => current.methods.get(path).copied(),
+            Err(poisoned) => poisoned.into_inner().methods.get(path).copied(),
+        }
+    }
+
+    pub fn method_exists(&self, path: &str) -> bool {
+        self.streams(path).is_some()
+    }
+
+    pub fn service_exists(&self, service: &str) -> bool {
+        self.snapshot().services.contains_key(service)
+    }
+
+    /// Every method that streams in either direction.
+    pub fn streaming_methods(&self) -> Vec<String> {
+        let snapshot = self.snapshot();
+        let mut methods: Vec<String> =
+            snapshot.methods.iter().filter(|(_, streams)| **streams).map(|(path, _)| path.clone()).collect();
+        methods.sort();
+        methods
+    }
+
+    /// Reads the reflection of every upstream now (each at most
+    /// [`LEARN_TIMEOUT`]); an upstream that cannot be read keeps what was
+    /// last learned from it.
+    pub async fn refresh(&self) {
+        let readings = self.sources.iter().map(|source| async move {
+            let mut last_asked = source.last_asked.lock().await;
+            self.read_source(source, &mut last_asked).await;
+        });
+        futures_util::future::join_all(readings).await;
+    }
+
+    /// Refreshes every [`REFRESH_INTERVAL`] (at once first) until `shutdown`.
+    pub async fn follow(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            self.refresh().await;
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(REFRESH_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// For a method the catalog does not know: asks the upstream that
+    /// serves its package again, unless it was asked within
+    /// [`MISS_COOLDOWN`], and tells whether the method streams.
+    pub async fn learn_method(&self, path: &str) -> Option<bool> {
+        if let Some(streams) = self.streams(path) {
+            return Some(streams);
+        }
+        let service = path.strip_prefix('/')?.split_once('/')?.0;
+        let package = package_of(service);
+        let source = self.sources.iter().find(|source| source.packages.contains(package))?;
+        let mut last_asked = source.last_asked.lock().await;
+        // Another call may have asked while this one waited.
+        if let Some(streams) = self.streams(path) {
+            return Some(streams);
+        }
+        if last_asked.is_none_or(|asked| asked.elapsed() >= MISS_COOLDOWN) {
+            self.read_source(source, &mut last_asked).await;
+        }
+        self.streams(path)
+    }
+
+    /// Like [`Catalog::method_exists`] and [`Catalog::service_exists`], but
+    /// a name not known yet makes the catalog ask its upstream first, unless
+    /// it was asked within `cooldown` (an administrator granting a right
+    /// to a method just deployed waits for none; a member listing its
+    /// methods, [`MISS_COOLDOWN`]).
+    pub async fn learn_exists(&self, method_or_service: &str, cooldown: Duration) -> bool {
+        let known = |catalog: &Self| {
+            if method_or_service.starts_with('/') {
+                catalog.method_exists(method_or_service)
+            } else {
+                catalog.service_exists(method_or_service)
+            }
+        };
+        if known(self) {
+            return true;
+        }
+        let service = method_or_service.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let package = package_of(service);
+        if let Some(source) = self.sources.iter().find(|source| source.packages.contains(package)) {
+            let mut last_asked = source.last_asked.lock().await;
+            if !known(self) && last_asked.is_none_or(|asked| asked.elapsed() >= cooldown) {
+                self.read_source(source, &mut last_asked).await;
+            }
+        }
+        known(self)
+    }
+
+    async fn read_source(&self, source: &Source, last_asked: &mut Option<Instant>) {
+        *last_asked = Some(Instant::now());
+        match tokio::time::timeout(LEARN_TIMEOUT, read_reflection(source.channel.clone(), &source.packages)).await {
+            Ok(Ok(services)) => {
+                tracing::debug!(upstream = %source.url, services = services.len(), "learned the methods of an upstream");
+                let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                learned.insert(source.url.clone(), services);
+                let snapshot = Arc::new(Snapshot::of(overlay(compiled(), learned.values())));
+                drop(learned);
+                *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
+            }
+            Ok(Err(error)) => {
+                tracing::info!(upstream = %source.url, %error, "cannot read the methods of an upstream; keeping what is known");
+            }
+            Err(_) => {
+                tracing::info!(upstream = %source.url, error = %LearnError::Timeout, "cannot read the methods of an upstream; keeping what is known");
+            }
+        }
+    }
+}
+
+/// The compiled services, each replaced by what an upstream described.
+fn overlay<'a>(compiled: &Services, learned: impl Iterator<Item = &'a Services>) -> Services {
+    let mut services = compiled.clone();
+    for described in learned {
+        for (service, methods) in described {
+            services.insert(service.clone(), methods.clone());
+        }
+    }
+    services
+}
+
+/// Asks an upstream's reflection for its services of `packages` and their
+/// methods.
+async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Result<Services, LearnError> {
+    let mut client = ServerReflectionClient::new(channel);
+    let ask = |request: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+
+    let listed = one_answer(&mut client, vec![ask(MessageRequest::ListServices(String::new()))]).await?;
+    let Some(MessageResponse::ListServicesResponse(listed)) = listed.into_iter().next() else {
+        return Err(LearnError::Unexpected);
+    };
+    let wanted: Vec<String> = listed
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .filter(|name| packages.contains(package_of(name)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Services::new());
+    }
+    let answers = one_answer(
+        &mut client,
+        wanted.iter().map(|name| ask(MessageRequest::FileContainingSymbol(name.clone()))).collect(),
+    )
+    .await?;
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for answer in answers {
+        let MessageResponse::FileDescriptorResponse(response) = answer else { return Err(LearnError::Unexpected) };
+        for encoded in response.file_descriptor_proto {
+            let file = prost_types::FileDescriptorProto::decode(encoded.as_slice())?;
+            if seen.insert(file.name().to_owned()) {
+                files.push(file);
+            }
+        }
+    }
+    let mut services = services_of(&files, Some(packages));
+    services.retain(|name, _| wanted.contains(name));
+    let mut methods = 0;
+    services.retain(|_, service_methods| {
+        methods += service_methods.len();
+        methods <= METHODS_PER_UPSTREAM_MAX
+    });
+    Ok(services)
+}
+
+/// Sends `requests` on one reflection stream and reads one answer for each.
+async fn one_answer(
+    client: &mut ServerReflectionClient<Channel>,
+    requests: Vec<ServerReflectionRequest>,
+) -> Result<Vec<MessageResponse>, LearnError> {
+    let expected = requests.len();
+    let mut stream = client.server_reflection_info(tokio_stream::iter(requests)).await?.into_inner();
+    let mut answers = Vec::with_capacity(expected);
+    while answers.len() < expected {
+        let Some(ServerReflectionResponse { message_response, .. }) = stream.message().await? else {
+            return Err(LearnError::Unexpected);
+        };
+        match message_response {
+            Some(MessageResponse::ErrorResponse(error)) => {
+                return Err(LearnError::Refused { code: error.error_code, message: error.error_message });
+            }
+            Some(answer) => answers.push(answer),
+            None => return Err(LearnError::Unexpected),
+        }
+    }
+    Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(package: &str, service: &str, methods: &[(&str, bool, bool)]) -> prost_types::FileDescriptorProto {
+        prost_types::FileDescriptorProto {
+            name: Some(format!("{package}.proto")),
+            package: Some(package.to_owned()),
+            service: vec![prost_types::ServiceDescriptorProto {
+                name: Some(service.to_owned()),
+                method: methods
+                    .iter()
+                    .map(|(name, client_streaming, server_streaming)| prost_types::MethodDescriptorProto {
+                        name: Some((*name).to_owned()),
+                        client_streaming: Some(*client_streaming),
+                        server_streaming: Some(*server_streaming),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_compiled_services_are_known_with_their_streaming() {
+        let catalog = Catalog::compiled_only();
+        assert_eq!(catalog.streams("/esocial.registry.v1.RegistryService/GetPerson"), Some(false));
+        assert_eq!(catalog.streams("/esocial.gateway.v1.SubscriptionService/Subscribe"), Some(true));
+        assert_eq!(catalog.streams("/esocial.registry.v1.RegistryService/NoSuchMethod"), None);
+        assert!(catalog.service_exists("esocial.registry.v1.RegistryService"));
+        assert!(catalog.streaming_methods().iter().any(|path| path.ends_with("/Subscribe")));
+    }
+
+    #[test]
+    fn a_described_service_replaces_its_compiled_description_and_only_routed_packages_count() {
+        let packages = BTreeSet::from(["esocial.registry.v1".to_owned()]);
+        let described = services_of(
+            &[
+                file("esocial.registry.v1", "RegistryService", &[("GetPerson", false, false), ("Watch", false, true)]),
+                file("esocial.identity.v1", "IdentityService", &[("Stolen", false, false)]),
+            ],
+            Some(&packages),
+        );
+        assert_eq!(described.len(), 1, "{described:?}");
+        let snapshot = Snapshot::of(overlay(compiled(), std::iter::once(&described)));
+        assert_eq!(snapshot.methods.get("/esocial.registry.v1.RegistryService/Watch"), Some(&true));
+        assert_eq!(snapshot.methods.get("/esocial.registry.v1.RegistryService/GetPerson"), Some(&false));
+        assert_eq!(
+            snapshot.services["esocial.registry.v1.RegistryService"].len(),
+            2,
+            "the described service replaces the compiled one"
+        );
+        assert!(!snapshot.methods.contains_key("/esocial.identity.v1.IdentityService/Stolen"));
+        assert!(snapshot.services.contains_key("esocial.classifier.v1.ClassifierService"), "others stay");
+    }
 }

@@ -545,6 +545,8 @@ impl Gateway {
         let relay_task = tokio::spawn(relay.run(relay_stop.wait()));
         let housekeeping_task = tokio::spawn(esocial_kit::idempotency::purge_hourly(self.pool.clone(), stop.wait()));
         let directory_task = tokio::spawn(self.directory.clone().follow(NAME.to_owned(), stop.wait()));
+        let catalog = Arc::new(catalog::Catalog::learning_from(self.upstreams.routes()));
+        let catalog_task = tokio::spawn(catalog.clone().follow(stop.wait()));
 
         let options =
             esocial_kit::db::connect_options(&self.settings.common.database_url, NAME, "esocial-gateway-log")?;
@@ -570,6 +572,7 @@ impl Gateway {
             pool: self.pool.clone(),
             directory: self.directory.clone(),
             upstreams: self.upstreams.clone(),
+            catalog: catalog.clone(),
             subscriptions: subscriptions::Subscriptions::new(
                 self.nats.clone(),
                 events.clone(),
@@ -606,7 +609,8 @@ impl Gateway {
         let door = Arc::new(Door::new(
             self.verifier.clone(),
             self.directory.clone(),
-            self.upstreams.clone(),
+            (self.upstreams.clone(), catalog.clone()),
+            self.settings.common.grpc.request_timeout,
             self.internal_tokens,
             log,
             HeaderValue::from_str(&self.settings.node)?,
@@ -623,9 +627,11 @@ impl Gateway {
             .watch("message log", move || log_health.accepts_calls())
             // A stream (a subscription, a bulk import) lasts as long as it
             // streams, and verifying the whole message log as long as it
-            // takes; other unary calls keep the configured deadline.
-            .long_running(&catalog::streaming_methods())
+            // takes; other unary calls keep the configured deadline. A
+            // forwarded method the catalog does not know yet may be either:
+            // the door holds it to its deadline once it knows.
             .long_running(&[VERIFY_MESSAGE_LOG])
+            .long_running_when(move |path| !proxy::is_infrastructure(path) && catalog.streams(path) != Some(false))
             .reflect_packages(self.upstreams.packages())
             .serving_threads(self.settings.serving_threads.count())
             .front(proxy::front(door));
@@ -644,6 +650,7 @@ impl Gateway {
         relay_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
         directory_task.abort();
+        catalog_task.abort();
         housekeeping_task.abort();
         self.pool.close().await;
         result

@@ -288,6 +288,16 @@ pub enum LogSlot {
 }
 
 impl LogSlot {
+    /// The slot of a call found to stream after its slot was taken: it
+    /// gives its reserved place back and waits for room at its end.
+    #[must_use]
+    pub fn streaming(self) -> Self {
+        match self {
+            LogSlot::Reserved(permit) => LogSlot::AtEnd(permit.release()),
+            other => other,
+        }
+    }
+
     pub fn send(self, entry: LogEntry) {
         match self {
             LogSlot::Reserved(permit) => {

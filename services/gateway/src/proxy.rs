@@ -34,7 +34,7 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 
-use crate::catalog;
+use crate::catalog::Catalog;
 use crate::directory::{Directory, MemberEntry};
 use crate::domain::MethodPath;
 use crate::internal_tokens::InternalTokens;
@@ -161,6 +161,15 @@ impl Upstreams {
         self.by_package.get(package)
     }
 
+    /// `(package, url, channel)` of every route, for reading the services'
+    /// reflection (the shared channels, not a serving thread's).
+    pub fn routes(&self) -> Vec<(String, String, Channel)> {
+        self.by_package
+            .iter()
+            .map(|(package, upstream)| (package.clone(), upstream.url.clone(), upstream.channel.clone()))
+            .collect()
+    }
+
     /// The packages forwarded, sorted.
     pub fn packages(&self) -> Vec<String> {
         let mut packages: Vec<String> = self.by_package.keys().cloned().collect();
@@ -175,6 +184,9 @@ pub struct Door {
     pub verifier: Arc<TokenVerifier>,
     pub directory: Arc<Directory>,
     pub upstreams: Upstreams,
+    pub catalog: Arc<Catalog>,
+    /// How long a unary call may take unless its caller asks for less.
+    pub unary_timeout: Duration,
     pub internal_tokens: InternalTokens,
     pub log: MessageLog,
     pub node: HeaderValue,
@@ -186,7 +198,8 @@ impl Door {
     pub fn new(
         verifier: Arc<TokenVerifier>,
         directory: Arc<Directory>,
-        upstreams: Upstreams,
+        (upstreams, catalog): (Upstreams, Arc<Catalog>),
+        unary_timeout: Duration,
         internal_tokens: InternalTokens,
         log: MessageLog,
         node: HeaderValue,
@@ -195,6 +208,8 @@ impl Door {
             verifier,
             directory,
             upstreams,
+            catalog,
+            unary_timeout,
             internal_tokens,
             log,
             node,
@@ -218,7 +233,7 @@ struct DoorService {
     door: Arc<Door>,
 }
 
-fn is_infrastructure(path: &str) -> bool {
+pub fn is_infrastructure(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
 }
 
@@ -349,7 +364,8 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         return refusal.clone().into_http();
     }
     let upstream = door.upstreams.get(package);
-    let slot = match door.log.slot(catalog::is_streaming(&path)) {
+    let known_to_stream = door.catalog.streams(&path);
+    let slot = match door.log.slot(known_to_stream.unwrap_or(false)) {
         Ok(slot) => slot,
         Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
     };
@@ -365,6 +381,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
         log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
         request: None,
+        message_bytes_max: u64::MAX,
     };
 
     if package == OWN_PACKAGE {
@@ -389,13 +406,27 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         Ok(admitted) => admitted,
         Err(status) => return exchange.refuse(status),
     };
-    if let Some(deadline) = deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
-        }
-        set_grpc_timeout(request.headers_mut(), left);
+    // A method the catalog does not know yet (added to its service since
+    // the catalog last read it) is looked up now; one that stays unknown
+    // goes on as unary, and its service answers for it.
+    let streams = match known_to_stream {
+        Some(streams) => streams,
+        None => door.catalog.learn_method(&path).await.unwrap_or(false),
+    };
+    if streams {
+        exchange.slot = exchange.slot.take().map(LogSlot::streaming);
     }
+    // The server's deadline (the caller's, or the longest a call may take)
+    // holds a unary call to the configured timeout when the server did
+    // not know the method to be unary.
+    let server_deadline = deadline.unwrap_or_else(|| started + esocial_kit::server::LONG_CALL_TIMEOUT);
+    let deadline = if streams { server_deadline } else { server_deadline.min(started + door.unary_timeout) };
+    exchange.deadline = Some(deadline);
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
+    }
+    set_grpc_timeout(request.headers_mut(), left);
     let authorization = match (&upstream.audience, bearer_token(request.headers())) {
         (Some(audience), Some(token)) => {
             match door.internal_tokens.authorization(token, &identified.token_id, audience).await {
@@ -408,7 +439,22 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
     let limit = u64::from(member.message_bytes_max);
     let request = exchange.meter_request(request, limit);
-    match upstream.channel().oneshot(request).await {
+    let forwarded = upstream.channel().oneshot(request);
+    // The server's own timer covers the wait for the headers unless this
+    // deadline is shorter.
+    let answered = if deadline < server_deadline {
+        match tokio::time::timeout_at(deadline.into(), forwarded).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                return exchange.refuse(Status::deadline_exceeded(
+                    "the service behind the gateway did not answer within the deadline",
+                ));
+            }
+        }
+    } else {
+        forwarded.await
+    };
+    match answered {
         Ok(response) => exchange.watch_response(response),
         Err(error) => {
             let status = if exchange.request_too_large() {
@@ -591,12 +637,16 @@ struct Exchange {
     direction: Direction,
     log_bodies: bool,
     request: Option<Arc<Mutex<RequestMeter>>>,
+    /// The largest message either way (the member's limit).
+    message_bytes_max: u64,
 }
 
 impl Exchange {
     /// Wraps the request body so its bytes are counted and digested as the
-    /// service reads them, and cut off at a message longer than `limit`.
+    /// service reads them, and cut off at a message longer than `limit`
+    /// (as the response will be).
     fn meter_request(&mut self, request: GrpcRequest, limit: u64) -> GrpcRequest {
+        self.message_bytes_max = limit;
         let meter = Arc::new(Mutex::new(RequestMeter {
             body: BodyMeter::new(self.log_bodies),
             frames: FrameReader::default(),
@@ -622,12 +672,19 @@ impl Exchange {
     fn watch_response(self, response: GrpcResponse) -> GrpcResponse {
         let header_status = grpc_status(response.headers());
         let capture = self.log_bodies;
+        let deadline = self.deadline;
+        let limit = self.message_bytes_max;
         response.map(|body| {
             tonic::body::Body::new(WatchedResponseBody {
                 inner: body,
                 meter: Some(BodyMeter::new(capture)),
                 status: header_status,
                 exchange: Some(self),
+                frames: FrameReader::default(),
+                limit,
+                deadline,
+                timer: None,
+                cut_off: false,
             })
         })
     }
@@ -728,6 +785,16 @@ struct WatchedResponseBody {
     /// the trailers).
     status: Option<i32>,
     exchange: Option<Exchange>,
+    /// Each response message is held to `limit`.
+    frames: FrameReader,
+    limit: u64,
+    /// When the call must have ended: a service that answered with headers
+    /// and then stalls is cut off here.
+    deadline: Option<Instant>,
+    /// Set at the first wait for the service.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The call was cut off: the trailers saying why were sent.
+    cut_off: bool,
 }
 
 impl WatchedResponseBody {
@@ -735,6 +802,34 @@ impl WatchedResponseBody {
         if let Some(mut exchange) = self.exchange.take() {
             exchange.record(self.status.unwrap_or(default_status), self.meter.take());
         }
+    }
+
+    /// While the service keeps the client waiting: past the deadline, the
+    /// service's stream is dropped (reset) and the client gets trailers
+    /// with `DEADLINE_EXCEEDED`.
+    fn expire_if_due(&mut self, context: &mut Context<'_>) -> Option<Frame<Bytes>> {
+        let deadline = self.deadline?;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        std::future::Future::poll(timer.as_mut(), context).is_ready().then(|| {
+            self.cut_off(&Status::deadline_exceeded(
+                "the service behind the gateway did not finish within the deadline",
+            ))
+        })
+    }
+
+    /// Ends the call with `status`: the service's stream is dropped (reset),
+    /// the entry records `status`, and the client gets it in trailers.
+    fn cut_off(&mut self, status: &Status) -> Frame<Bytes> {
+        self.cut_off = true;
+        self.inner = tonic::body::Body::default();
+        let code = status.code() as i32;
+        self.status = Some(code);
+        self.finish(code);
+        let mut trailers = http::HeaderMap::new();
+        if status.add_header(&mut trailers).is_err() {
+            trailers.insert("grpc-status", HeaderValue::from(code));
+        }
+        Frame::trailers(trailers)
     }
 }
 
@@ -746,27 +841,41 @@ impl http_body::Body for WatchedResponseBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(context);
+        let this = &mut *self;
+        if this.cut_off {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(context);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref()
-                    && let Some(meter) = &mut self.meter
-                {
-                    meter.add(data);
+                if let Some(data) = frame.data_ref() {
+                    if let Err(length) = this.frames.feed(data, this.limit) {
+                        let limit = this.limit;
+                        return Poll::Ready(Some(Ok(this.cut_off(&Status::resource_exhausted(format!(
+                            "a response message of {length} bytes is larger than the member's limit of {limit} bytes"
+                        ))))));
+                    }
+                    if let Some(meter) = &mut this.meter {
+                        meter.add(data);
+                    }
                 }
                 if let Some(trailers) = frame.trailers_ref() {
-                    self.status = grpc_status(trailers).or(self.status);
+                    this.status = grpc_status(trailers).or(this.status);
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.finish(tonic::Code::Unavailable as i32),
-            Poll::Ready(None) => self.finish(tonic::Code::Unknown as i32),
-            Poll::Pending => {}
+            Poll::Ready(Some(Err(_))) => this.finish(tonic::Code::Unavailable as i32),
+            Poll::Ready(None) => this.finish(tonic::Code::Unknown as i32),
+            Poll::Pending => {
+                if let Some(trailers) = this.expire_if_due(context) {
+                    return Poll::Ready(Some(Ok(trailers)));
+                }
+            }
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.cut_off || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{GatewayState, actor, caller_of, event_types, member_to_proto, request_id, timestamp, validated};
+use crate::catalog::{self, Catalog};
 use crate::changes::{self, Author, existing_member};
 use crate::domain::{
     AccessRight, BURST_MAX, Limits, LogMode, MESSAGE_BYTES_MAX, Member, MemberId, MemberStatus, MethodRight,
@@ -21,7 +22,7 @@ use crate::domain::{
 };
 use crate::message_log::hex;
 use crate::proxy::OWN_PACKAGE;
-use crate::{catalog, events, store};
+use crate::{events, store};
 
 const NAME_LENGTH_MAX: usize = 300;
 const CONTACT_LENGTH_MAX: usize = 300;
@@ -96,17 +97,18 @@ fn log_mode(violations: &mut Violations, value: i32) -> Option<LogMode> {
     }
 }
 
-/// An access right that names a method or service that exists, outside
-/// the gateway's own package (whose methods go by roles).
-fn method_right(violations: &mut Violations, text: &str) -> Option<MethodRight> {
+/// An access right that names a method or service that exists (as the
+/// catalog knows it, or learns it now from the service), outside the
+/// gateway's own package (whose methods go by roles).
+async fn method_right(catalog: &Catalog, violations: &mut Violations, text: &str) -> Option<MethodRight> {
     let right = violations.check("method", MethodRight::parse(text.trim()))?;
-    let (exists, service) = match &right {
+    let (name, service) = match &right {
         MethodRight::Method(path) => {
-            (catalog::method_exists(path), path.trim_start_matches('/').split('/').next().unwrap_or_default())
+            (path.as_str(), path.trim_start_matches('/').split('/').next().unwrap_or_default())
         }
-        MethodRight::Service(service) => (catalog::service_exists(service), service.as_str()),
+        MethodRight::Service(service) => (service.as_str(), service.as_str()),
     };
-    if !exists {
+    if !catalog.learn_exists(name, std::time::Duration::ZERO).await {
         violations.add("method", "no such gRPC method or service");
         return None;
     }
@@ -298,7 +300,7 @@ impl GatewayAdminService for AdminApi {
         let mut violations = Violations::new();
         let id = request_id(&mut violations, &request.request_id);
         let member_id = member_id(&mut violations, &request.member_id);
-        let right = method_right(&mut violations, &request.method);
+        let right = method_right(&self.0.catalog, &mut violations, &request.method).await;
         let (member_id, right) = validated(violations, member_id.zip(right))?;
         let fingerprinted = pb::GrantAccessRequest { request_id: String::new(), ..request };
         let response = self

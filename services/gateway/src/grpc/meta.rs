@@ -19,7 +19,7 @@ impl MetaApi {
     fn allowed(&self, member: &crate::directory::MemberEntry, only_service: Option<&str>) -> Vec<pb::AllowedMethod> {
         let forwarded: BTreeSet<String> = self.0.upstreams.packages().into_iter().collect();
         let mut allowed = Vec::new();
-        for (service, methods) in catalog::services() {
+        for (service, methods) in self.0.catalog.services().iter() {
             if only_service.is_some_and(|only| only != service) || !forwarded.contains(catalog::package_of(service)) {
                 continue;
             }
@@ -59,7 +59,7 @@ impl MetaService for MetaApi {
     ) -> Result<Response<pb::ListAllowedMethodsResponse>, Status> {
         let member = self.0.member_of(&caller_of(&request)?)?;
         let service = request.get_ref().service.trim();
-        if !service.is_empty() && !catalog::service_exists(service) {
+        if !service.is_empty() && !self.0.catalog.learn_exists(service, catalog::MISS_COOLDOWN).await {
             return Err(esocial_kit::ApiError::invalid_field("service", "no such service").into());
         }
         let methods = self.allowed(&member, Some(service).filter(|service| !service.is_empty()));

@@ -34,6 +34,7 @@ pub struct GatewayState {
     pub pool: PgPool,
     pub directory: Arc<Directory>,
     pub upstreams: Upstreams,
+    pub catalog: Arc<crate::catalog::Catalog>,
     pub subscriptions: crate::subscriptions::Subscriptions,
     pub log_keys: LogKeys,
     pub checkpoint_copies: crate::verify::CheckpointCopies,

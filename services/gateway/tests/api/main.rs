@@ -2,6 +2,7 @@
 //! and registry behind it, real PostgreSQL and NATS.
 
 mod admin;
+mod catalog;
 mod harness;
 mod message_log;
 mod mutual_tls;

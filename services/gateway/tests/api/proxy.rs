@@ -678,3 +678,46 @@ fn request_stream<Message>()
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     (sender, tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
 }
+
+#[tokio::test]
+async fn a_response_message_larger_than_the_members_limit_is_cut_off() {
+    use esocial_proto::classifier::v1 as classifier;
+    use esocial_proto::classifier::v1::classifier_service_client::ClassifierServiceClient;
+
+    const LIST: &str = "/esocial.classifier.v1.ClassifierService/ListSupportTypes";
+    let gateway = TestGateway::spawn().await;
+    let small = pb::Limits { requests_per_second: 0, burst: 0, message_bytes_max: 1024 };
+    gateway.register_member(DIIA, "diia", Some(small), &[LIST]).await;
+    gateway.register_member(BANK, "bank", None, &[LIST]).await;
+    let list = || classifier::ListSupportTypesRequest { as_of: None, category: 0, page: None };
+
+    // The whole list is larger than 1 KiB: a member with the default limit
+    // gets it.
+    let mut bank = ClassifierServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("bank").await)),
+    );
+    let listed = bank.list_support_types(list()).await.expect("listed").into_inner();
+    let size = prost::Message::encoded_len(&listed);
+    assert!(size > 1024, "{size} bytes");
+
+    let mut diia = ClassifierServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("diia").await)),
+    );
+    let refused = diia.list_support_types(list()).await.expect_err("larger than the member's limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains(&format!("response message of {size} bytes")), "{}", refused.message());
+    let codes: Vec<(String, i32)> = eventually(Duration::from_secs(10), || async {
+        let codes: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT member_id, status_code FROM gateway.message_log WHERE method = $1 ORDER BY started_at",
+        )
+        .bind(LIST)
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("log");
+        if codes.len() < 2 { Err(format!("{codes:?}")) } else { Ok(codes) }
+    })
+    .await;
+    assert_eq!(codes, [(BANK.to_owned(), Code::Ok as i32), (DIIA.to_owned(), Code::ResourceExhausted as i32)]);
+}

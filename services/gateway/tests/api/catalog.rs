@@ -1,0 +1,345 @@
+//! The gateway learns the methods of the services behind it from their
+//! reflection: a method added to a service is granted, listed, and given
+//! the deadline of its kind without a change to the gateway.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use esocial_proto::gateway::v1 as pb;
+use esocial_proto::registry::v1 as registry_pb;
+use http_body::Frame;
+use prost::Message as _;
+use tonic::Code;
+use tonic::server::NamedService;
+
+use crate::harness::*;
+
+const REGISTRY: &str = "esocial.registry.v1.RegistryService";
+/// Added in the first version of the newer registry: streams five answers.
+const WATCH_PEOPLE: &str = "/esocial.registry.v1.RegistryService/WatchPeople";
+/// Added in its second version: a unary method that takes three seconds…
+const SLOW_PING: &str = "/esocial.registry.v1.RegistryService/SlowPing";
+/// …and another stream.
+const TAIL: &str = "/esocial.registry.v1.RegistryService/Tail";
+/// Answers with headers, then nothing.
+const STALL: &str = "/esocial.registry.v1.RegistryService/Stall";
+/// What a unary call may take at the gateway in these tests; the streams
+/// last longer.
+const UNARY_TIMEOUT_MS: u64 = 1500;
+const TICKS: usize = 5;
+const TICK: Duration = Duration::from_millis(400);
+
+/// The compiled protos, with methods added to the registry's service.
+fn descriptors(added: &[(&str, bool)]) -> prost_types::FileDescriptorSet {
+    let mut set = esocial_proto::file_descriptor_set();
+    let service = set
+        .file
+        .iter_mut()
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service.iter_mut().map(move |service| (package.clone(), service))
+        })
+        .find_map(|(package, service)| (format!("{package}.{}", service.name()) == REGISTRY).then_some(service))
+        .expect("the registry's service");
+    for (name, server_streaming) in added {
+        service.method.push(prost_types::MethodDescriptorProto {
+            name: Some((*name).to_owned()),
+            input_type: Some(".esocial.registry.v1.GetPersonRequest".to_owned()),
+            output_type: Some(".esocial.registry.v1.GetPersonResponse".to_owned()),
+            server_streaming: Some(*server_streaming),
+            ..Default::default()
+        });
+    }
+    set
+}
+
+fn reflection(
+    added: &[(&str, bool)],
+) -> tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection> {
+    tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(descriptors(added))
+        .build_v1()
+        .expect("reflection")
+}
+
+/// Reflection of the registry as deployed: the first version, or (once
+/// `upgraded`) the second.
+#[derive(Clone)]
+struct Versioned<R> {
+    first: R,
+    second: R,
+    upgraded: Arc<AtomicBool>,
+}
+
+impl<R: NamedService> NamedService for Versioned<R> {
+    const NAME: &'static str = R::NAME;
+}
+
+impl<R> tower_service::Service<http::Request<tonic::body::Body>> for Versioned<R>
+where
+    R: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    R::Future: Send,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let mut reflection =
+            if self.upgraded.load(Ordering::SeqCst) { self.second.clone() } else { self.first.clone() };
+        Box::pin(async move { tower_service::Service::call(&mut reflection, request).await })
+    }
+}
+
+/// The registry's new methods, at the HTTP/2 level.
+#[derive(Clone)]
+struct NewerRegistry;
+
+impl NamedService for NewerRegistry {
+    const NAME: &'static str = REGISTRY;
+}
+
+fn answer(n: usize) -> Bytes {
+    let message = registry_pb::GetPersonResponse {
+        person: Some(registry_pb::Person { id: format!("tick-{n}"), ..Default::default() }),
+        redirected_from: String::new(),
+    };
+    let encoded = message.encode_to_vec();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(encoded.len()).expect("length").to_be_bytes());
+    framed.extend_from_slice(&encoded);
+    Bytes::from(framed)
+}
+
+/// `answers` messages, one every `every`, then status OK; or nothing ever
+/// (`answers` of `None`).
+struct Answers {
+    answers: Option<usize>,
+    sent: usize,
+    every: Duration,
+    next: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Answers {
+    fn new(answers: Option<usize>, every: Duration) -> Self {
+        Self { answers, sent: 0, every, next: Box::pin(tokio::time::sleep(every)) }
+    }
+}
+
+impl http_body::Body for Answers {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let Some(answers) = self.answers else { return Poll::Pending };
+        if self.sent > answers {
+            return Poll::Ready(None);
+        }
+        if self.next.as_mut().poll(context).is_pending() {
+            return Poll::Pending;
+        }
+        self.sent += 1;
+        let every = self.every;
+        self.next.as_mut().reset(tokio::time::Instant::now() + every);
+        if self.sent > answers {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        Poll::Ready(Some(Ok(Frame::data(answer(self.sent)))))
+    }
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for NewerRegistry {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        Box::pin(async move {
+            let body = match path.as_str() {
+                WATCH_PEOPLE | TAIL => Answers::new(Some(TICKS), TICK),
+                SLOW_PING => Answers::new(Some(1), Duration::from_secs(3)),
+                STALL => Answers::new(None, TICK),
+                _ => return Ok(tonic::Status::unimplemented(path).into_http()),
+            };
+            Ok(http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(tonic::body::Body::new(body))
+                .expect("response"))
+        })
+    }
+}
+
+/// A gateway whose registry route leads to the newer registry; the
+/// returned flag deploys its second version.
+async fn gateway_before_a_newer_registry() -> (TestGateway, Arc<AtomicBool>) {
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let versioned = Versioned {
+        first: reflection(&[("WatchPeople", true), ("Stall", false)]),
+        second: reflection(&[("WatchPeople", true), ("Stall", false), ("SlowPing", false), ("Tail", true)]),
+        upgraded: upgraded.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let address = listener.local_addr().expect("address");
+    let routes = tonic::service::Routes::new(versioned).add_service(NewerRegistry);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let gateway = TestGateway::spawn_with(&[
+        ("ESOCIAL_GATEWAY_ROUTES", &format!("esocial.registry.v1=http://{address}")),
+        ("ESOCIAL_GRPC_TIMEOUT_MS", &UNARY_TIMEOUT_MS.to_string()),
+    ])
+    .await;
+    (gateway, upgraded)
+}
+
+type Codec = tonic_prost::ProstCodec<registry_pb::GetPersonRequest, registry_pb::GetPersonResponse>;
+
+async fn client(gateway: &TestGateway, client_id: &str) -> tonic::client::Grpc<Intercepted> {
+    let token = gateway.system_token(client_id).await;
+    let mut grpc = tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(
+        gateway.channel().await,
+        BearerToken(Some(token)),
+    ));
+    grpc.ready().await.expect("ready");
+    grpc
+}
+
+fn path(method: &'static str) -> http::uri::PathAndQuery {
+    http::uri::PathAndQuery::from_static(method)
+}
+
+fn request() -> tonic::Request<registry_pb::GetPersonRequest> {
+    tonic::Request::new(registry_pb::GetPersonRequest::default())
+}
+
+/// Streams `method` to its end: the answers' ids, and how long it took.
+async fn stream_all(grpc: &mut tonic::client::Grpc<Intercepted>, method: &'static str) -> (Vec<String>, Duration) {
+    let started = Instant::now();
+    grpc.ready().await.expect("ready");
+    let mut stream =
+        grpc.server_streaming(request(), path(method), Codec::default()).await.expect("stream").into_inner();
+    let mut ids = Vec::new();
+    while let Some(answer) =
+        stream.message().await.unwrap_or_else(|status| panic!("{method} after {ids:?}: {status:?}"))
+    {
+        ids.push(answer.person.map(|person| person.id).unwrap_or_default());
+    }
+    (ids, started.elapsed())
+}
+
+fn ticks() -> Vec<String> {
+    (1..=TICKS).map(|n| format!("tick-{n}")).collect()
+}
+
+async fn logged_status(gateway: &TestGateway, method: &str) -> i32 {
+    eventually(Duration::from_secs(10), || async {
+        let code: Option<i32> = sqlx::query_scalar("SELECT status_code FROM gateway.message_log WHERE method = $1")
+            .bind(method)
+            .fetch_optional(&gateway.pool)
+            .await
+            .expect("log");
+        code.ok_or_else(|| format!("no entry for {method}"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_gateway_change() {
+    let (gateway, upgraded) = gateway_before_a_newer_registry().await;
+
+    // A right to the new method: the gateway was built without it.
+    gateway.register_member(DIIA, "diia", None, &[WATCH_PEOPLE]).await;
+    let refused = gateway
+        .admin()
+        .await
+        .grant_access(pb::GrantAccessRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            method: "/esocial.registry.v1.RegistryService/NoSuchMethod".to_owned(),
+        })
+        .await
+        .expect_err("a method nobody serves");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), ["method"]);
+
+    // Listed by the metaservice as a stream.
+    let listed = gateway
+        .meta(Some(gateway.system_token("diia").await))
+        .await
+        .list_allowed_methods(pb::ListAllowedMethodsRequest { service: REGISTRY.to_owned() })
+        .await
+        .expect("listed")
+        .into_inner()
+        .methods;
+    let watch = listed.iter().find(|method| method.method == WATCH_PEOPLE).expect("the new method is listed");
+    assert!(watch.server_streaming && !watch.client_streaming, "{watch:?}");
+
+    // Streamed for longer than a unary call may take.
+    let mut diia = client(&gateway, "diia").await;
+    let (ids, took) = stream_all(&mut diia, WATCH_PEOPLE).await;
+    assert_eq!(ids, ticks());
+    assert!(took > Duration::from_millis(UNARY_TIMEOUT_MS), "{took:?}");
+    assert_eq!(logged_status(&gateway, WATCH_PEOPLE).await, Code::Ok as i32);
+
+    // The service is deployed again with two more methods; a member with a
+    // right to the whole service calls them before anyone told the gateway.
+    upgraded.store(true, Ordering::SeqCst);
+    gateway.register_member(BANK, "bank", None, &[&format!("/{REGISTRY}/*")]).await;
+    tokio::time::sleep(esocial_gateway::catalog::MISS_COOLDOWN).await;
+    let mut bank = client(&gateway, "bank").await;
+    let started = Instant::now();
+    bank.ready().await.expect("ready");
+    let slow = bank.unary(request(), path(SLOW_PING), Codec::default()).await.expect_err("too slow for a unary call");
+    assert_eq!(slow.code(), Code::DeadlineExceeded, "{slow:?}");
+    assert!(started.elapsed() < Duration::from_millis(2800), "held to the unary deadline: {:?}", started.elapsed());
+    let (ids, took) = stream_all(&mut bank, TAIL).await;
+    assert_eq!(ids, ticks());
+    assert!(took > Duration::from_millis(UNARY_TIMEOUT_MS), "{took:?}");
+    assert_eq!(logged_status(&gateway, SLOW_PING).await, Code::DeadlineExceeded as i32);
+    assert_eq!(logged_status(&gateway, TAIL).await, Code::Ok as i32);
+}
+
+#[tokio::test]
+async fn a_service_that_sends_headers_and_then_stalls_is_cut_off_at_the_deadline() {
+    let (gateway, _upgraded) = gateway_before_a_newer_registry().await;
+    gateway.register_member(DIIA, "diia", None, &[STALL]).await;
+    let mut diia = client(&gateway, "diia").await;
+    // The client keeps no deadline of its own.
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), diia.unary(request(), path(STALL), Codec::default()))
+        .await
+        .expect("the gateway ends the call, not the client's patience");
+    let status = outcome.expect_err("no answer came");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(UNARY_TIMEOUT_MS - 100) && took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(logged_status(&gateway, STALL).await, Code::DeadlineExceeded as i32);
+}
