@@ -113,7 +113,14 @@ struct Source {
     packages: BTreeSet<String>,
     /// When its reflection was last asked for, one reading at a time.
     last_asked: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether the last reading succeeded: a change is logged, a repeat
+    /// is not (an upstream without reflection would say so every minute).
+    readable: std::sync::atomic::AtomicU8,
 }
+
+const NOT_READ: u8 = 0;
+const READABLE: u8 = 1;
+const UNREADABLE: u8 = 2;
 
 /// The methods that exist, as the services behind the gateway describe
 /// them.
@@ -160,6 +167,7 @@ impl Catalog {
                     channel,
                     packages: BTreeSet::from([package]),
                     last_asked: tokio::sync::Mutex::new(None),
+                    readable: std::sync::atomic::AtomicU8::new(NOT_READ),
                 }),
             }
         }
@@ -278,20 +286,30 @@ impl Catalog {
 
     async fn read_source(&self, source: &Source, last_asked: &mut Option<Instant>) {
         *last_asked = Some(Instant::now());
-        match tokio::time::timeout(LEARN_TIMEOUT, read_reflection(source.channel.clone(), &source.packages)).await {
-            Ok(Ok(services)) => {
-                tracing::debug!(upstream = %source.url, services = services.len(), "learned the methods of an upstream");
+        let read = match tokio::time::timeout(LEARN_TIMEOUT, read_reflection(source.channel.clone(), &source.packages))
+            .await
+        {
+            Ok(read) => read,
+            Err(_) => Err(LearnError::Timeout),
+        };
+        let outcome = if read.is_ok() { READABLE } else { UNREADABLE };
+        let changed = source.readable.swap(outcome, std::sync::atomic::Ordering::Relaxed) != outcome;
+        match read {
+            Ok(services) => {
+                if changed {
+                    tracing::info!(upstream = %source.url, services = services.len(), "reading the methods of an upstream from its reflection");
+                }
                 let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 learned.insert(source.url.clone(), services);
                 let snapshot = Arc::new(Snapshot::of(overlay(compiled(), learned.values())));
                 drop(learned);
                 *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
             }
-            Ok(Err(error)) => {
+            Err(error) if changed => {
                 tracing::info!(upstream = %source.url, %error, "cannot read the methods of an upstream; keeping what is known");
             }
-            Err(_) => {
-                tracing::info!(upstream = %source.url, error = %LearnError::Timeout, "cannot read the methods of an upstream; keeping what is known");
+            Err(error) => {
+                tracing::debug!(upstream = %source.url, %error, "still cannot read the methods of an upstream");
             }
         }
     }
