@@ -128,8 +128,17 @@ impl Simulators {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, "external system simulators listening");
         }
+        // Reflection describes the six systems (and the types they use),
+        // as a real system's might: the gateway and grpcurl read it.
+        let mut descriptors = esocial_proto::file_descriptor_set();
+        descriptors.file.retain(|file| file.service.is_empty() || file.package().starts_with("esocial.external."));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_file_descriptor_set(descriptors)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
         Server::builder()
             .add_service(health_service)
+            .add_service(reflection)
             .add_service(CivilRegistryServiceServer::new(self.civil_registry()))
             .add_service(DemographicRegisterServiceServer::new(self.demographic()))
             .add_service(TaxRegisterServiceServer::new(self.tax()))

@@ -6,6 +6,7 @@ mod adapters;
 mod births;
 mod notifications;
 mod payments;
+mod reflection;
 mod registers;
 
 use std::net::SocketAddr;
