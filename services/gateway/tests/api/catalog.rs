@@ -68,51 +68,18 @@ fn reflection(
         .expect("reflection")
 }
 
-/// Reflection of the registry as deployed: the first version, or (once
-/// `upgraded`) the second.
+/// The newer registry at the HTTP/2 level: its reflection as deployed
+/// (the first version, or once `upgraded` the second) and its new methods.
+/// It is routed by both names; `REFLECTION` tells which this copy has.
 #[derive(Clone)]
-struct Versioned<R> {
+struct NewerRegistry<R, const REFLECTION: bool> {
     first: R,
     second: R,
     upgraded: Arc<AtomicBool>,
 }
 
-impl<R: NamedService> NamedService for Versioned<R> {
-    const NAME: &'static str = R::NAME;
-}
-
-impl<R> tower_service::Service<http::Request<tonic::body::Body>> for Versioned<R>
-where
-    R: tower_service::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    R::Future: Send,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let mut reflection =
-            if self.upgraded.load(Ordering::SeqCst) { self.second.clone() } else { self.first.clone() };
-        Box::pin(async move { tower_service::Service::call(&mut reflection, request).await })
-    }
-}
-
-/// The registry's new methods, at the HTTP/2 level.
-#[derive(Clone)]
-struct NewerRegistry;
-
-impl NamedService for NewerRegistry {
-    const NAME: &'static str = REGISTRY;
+impl<R, const REFLECTION: bool> NamedService for NewerRegistry<R, REFLECTION> {
+    const NAME: &'static str = if REFLECTION { "grpc.reflection.v1.ServerReflection" } else { REGISTRY };
 }
 
 fn answer(n: usize) -> Bytes {
@@ -169,7 +136,18 @@ impl http_body::Body for Answers {
     }
 }
 
-impl tower_service::Service<http::Request<tonic::body::Body>> for NewerRegistry {
+impl<R, const REFLECTION: bool> tower_service::Service<http::Request<tonic::body::Body>>
+    for NewerRegistry<R, REFLECTION>
+where
+    R: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    R::Future: Send,
+{
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -179,6 +157,11 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for NewerRegistry 
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if REFLECTION {
+            let mut reflection =
+                if self.upgraded.load(Ordering::SeqCst) { self.second.clone() } else { self.first.clone() };
+            return Box::pin(async move { tower_service::Service::call(&mut reflection, request).await });
+        }
         let path = request.uri().path().to_owned();
         Box::pin(async move {
             let body = match path.as_str() {
@@ -199,14 +182,19 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for NewerRegistry 
 /// returned flag deploys its second version.
 async fn gateway_before_a_newer_registry() -> (TestGateway, Arc<AtomicBool>) {
     let upgraded = Arc::new(AtomicBool::new(false));
-    let versioned = Versioned {
+    let registry = NewerRegistry::<_, true> {
         first: reflection(&[("WatchPeople", true), ("Stall", false)]),
         second: reflection(&[("WatchPeople", true), ("Stall", false), ("SlowPing", false), ("Tail", true)]),
         upgraded: upgraded.clone(),
     };
+    let methods = NewerRegistry::<_, false> {
+        first: registry.first.clone(),
+        second: registry.second.clone(),
+        upgraded: upgraded.clone(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let address = listener.local_addr().expect("address");
-    let routes = tonic::service::Routes::new(versioned).add_service(NewerRegistry);
+    let routes = tonic::service::Routes::new(registry).add_service(methods);
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_routes(routes)
