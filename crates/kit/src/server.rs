@@ -197,11 +197,8 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_file_descriptor_set(self.reflected_descriptors())
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
+        let descriptors = self.reflected_descriptors();
+        let reflection = || reflection_builder(descriptors.clone());
         let routes = routes
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
@@ -287,36 +284,12 @@ impl GrpcServer {
 
     /// The descriptor files of the served packages and everything they import.
     fn reflected_descriptors(&self) -> prost_types::FileDescriptorSet {
-        let all = esocial_proto::file_descriptor_set();
-        let packages: BTreeSet<&str> = self
-            .service_names
-            .iter()
-            .filter_map(|name| name.rsplit_once('.').map(|(package, _)| package))
-            .chain(self.reflected_packages.iter().map(String::as_str))
-            .collect();
-        let mut wanted: BTreeSet<String> = all
-            .file
-            .iter()
-            .filter(|file| packages.contains(file.package()))
-            .map(|file| file.name().to_owned())
-            .collect();
-        // Close over imports.
-        loop {
-            let imports: Vec<String> = all
-                .file
+        descriptors_of(
+            self.service_names
                 .iter()
-                .filter(|file| wanted.contains(file.name()))
-                .flat_map(|file| file.dependency.iter().cloned())
-                .collect();
-            let before = wanted.len();
-            wanted.extend(imports);
-            if wanted.len() == before {
-                break;
-            }
-        }
-        prost_types::FileDescriptorSet {
-            file: all.file.into_iter().filter(|file| wanted.contains(file.name())).collect(),
-        }
+                .filter_map(|name| name.rsplit_once('.').map(|(package, _)| package))
+                .chain(self.reflected_packages.iter().map(String::as_str)),
+        )
     }
 }
 
@@ -491,6 +464,47 @@ async fn follow_health(
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// The descriptor files of `packages`, compiled into esocial, and
+/// everything they import.
+pub fn descriptors_of<'a>(packages: impl IntoIterator<Item = &'a str>) -> prost_types::FileDescriptorSet {
+    let all = esocial_proto::file_descriptor_set();
+    let packages: BTreeSet<&str> = packages.into_iter().collect();
+    let mut wanted: BTreeSet<String> =
+        all.file.iter().filter(|file| packages.contains(file.package())).map(|file| file.name().to_owned()).collect();
+    // Close over imports.
+    loop {
+        let imports: Vec<String> = all
+            .file
+            .iter()
+            .filter(|file| wanted.contains(file.name()))
+            .flat_map(|file| file.dependency.iter().cloned())
+            .collect();
+        let before = wanted.len();
+        wanted.extend(imports);
+        if wanted.len() == before {
+            break;
+        }
+    }
+    prost_types::FileDescriptorSet { file: all.file.into_iter().filter(|file| wanted.contains(file.name())).collect() }
+}
+
+/// Server reflection (v1 and v1alpha, in that order) of `descriptors` and
+/// of gRPC health, for a server that describes what it learns while it
+/// runs (the gateway) instead of what the server was built with.
+pub fn reflection_services(
+    descriptors: prost_types::FileDescriptorSet,
+) -> Result<(BoxGrpcService, BoxGrpcService), tonic_reflection::server::Error> {
+    let v1 = reflection_builder(descriptors.clone()).build_v1()?;
+    let v1alpha = reflection_builder(descriptors).build_v1alpha()?;
+    Ok((BoxGrpcService::new(v1), BoxGrpcService::new(v1alpha)))
+}
+
+fn reflection_builder(descriptors: prost_types::FileDescriptorSet) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(descriptors)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Adds the request id, the span with the caller's trace context, the

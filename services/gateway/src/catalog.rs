@@ -16,6 +16,7 @@
 //! claims another package is ignored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -128,7 +129,10 @@ const UNREADABLE: u8 = 2;
 pub struct Catalog {
     sources: Vec<Source>,
     /// What each source described at its last successful reading.
-    learned: RwLock<HashMap<String, Services>>,
+    learned: RwLock<HashMap<String, Described>>,
+    /// Counts the readings that succeeded: what was described may have
+    /// changed.
+    generation: AtomicU64,
     current: RwLock<Arc<Snapshot>>,
 }
 
@@ -174,6 +178,7 @@ impl Catalog {
         Self {
             sources,
             learned: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             current: RwLock::new(Arc::new(Snapshot::of(compiled().clone()))),
         }
     }
@@ -284,6 +289,32 @@ impl Catalog {
         known(self)
     }
 
+    /// Changes whenever a reading succeeds.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// `base` with the files the upstreams described: each upstream's
+    /// files of the packages routed to it, and the files they import
+    /// unless those belong to a package routed elsewhere or to `own`.
+    pub fn descriptors(&self, base: &prost_types::FileDescriptorSet, own: &str) -> prost_types::FileDescriptorSet {
+        let mut files: BTreeMap<String, prost_types::FileDescriptorProto> =
+            base.file.iter().map(|file| (file.name().to_owned(), file.clone())).collect();
+        let learned = self.learned.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for source in &self.sources {
+            let Some(described) = learned.get(&source.url) else { continue };
+            for file in &described.files {
+                let package = file.package();
+                let routed_elsewhere = !source.packages.contains(package)
+                    && self.sources.iter().any(|other| other.packages.contains(package));
+                if package != own && !routed_elsewhere {
+                    files.insert(file.name().to_owned(), file.clone());
+                }
+            }
+        }
+        prost_types::FileDescriptorSet { file: files.into_values().collect() }
+    }
+
     async fn read_source(&self, source: &Source, last_asked: &mut Option<Instant>) {
         *last_asked = Some(Instant::now());
         let read = match tokio::time::timeout(LEARN_TIMEOUT, read_reflection(source.channel.clone(), &source.packages))
@@ -293,17 +324,19 @@ impl Catalog {
             Err(_) => Err(LearnError::Timeout),
         };
         let outcome = if read.is_ok() { READABLE } else { UNREADABLE };
-        let changed = source.readable.swap(outcome, std::sync::atomic::Ordering::Relaxed) != outcome;
+        let changed = source.readable.swap(outcome, Ordering::Relaxed) != outcome;
         match read {
-            Ok(services) => {
+            Ok(described) => {
                 if changed {
-                    tracing::info!(upstream = %source.url, services = services.len(), "reading the methods of an upstream from its reflection");
+                    tracing::info!(upstream = %source.url, services = described.services.len(), "reading the methods of an upstream from its reflection");
                 }
                 let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                learned.insert(source.url.clone(), services);
-                let snapshot = Arc::new(Snapshot::of(overlay(compiled(), learned.values())));
+                learned.insert(source.url.clone(), described);
+                let snapshot =
+                    Arc::new(Snapshot::of(overlay(compiled(), learned.values().map(|described| &described.services))));
                 drop(learned);
                 *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
+                self.generation.fetch_add(1, Ordering::Release);
             }
             Err(error) if changed => {
                 tracing::info!(upstream = %source.url, %error, "cannot read the methods of an upstream; keeping what is known");
@@ -326,9 +359,17 @@ fn overlay<'a>(compiled: &Services, learned: impl Iterator<Item = &'a Services>)
     services
 }
 
+/// What an upstream described: its services of the packages routed to it,
+/// and the files that declare them with everything they import.
+#[derive(Debug, Default)]
+struct Described {
+    services: Services,
+    files: Vec<prost_types::FileDescriptorProto>,
+}
+
 /// Asks an upstream's reflection for its services of `packages` and their
 /// methods.
-async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Result<Services, LearnError> {
+async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Result<Described, LearnError> {
     let mut client = ServerReflectionClient::new(channel);
     let ask = |request: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
 
@@ -343,7 +384,7 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
         .filter(|name| packages.contains(package_of(name)))
         .collect();
     if wanted.is_empty() {
-        return Ok(Services::new());
+        return Ok(Described::default());
     }
     let answers = one_answer(
         &mut client,
@@ -368,7 +409,7 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
         methods += service_methods.len();
         methods <= METHODS_PER_UPSTREAM_MAX
     });
-    Ok(services)
+    Ok(Described { services, files })
 }
 
 /// Sends `requests` on one reflection stream and reads one answer for each.

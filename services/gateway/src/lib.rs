@@ -23,6 +23,7 @@ pub mod internal_tokens;
 pub mod message_log;
 pub mod policy;
 pub mod proxy;
+pub mod reflection;
 pub mod sandbox;
 mod store;
 pub mod subscriptions;

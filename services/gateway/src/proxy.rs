@@ -39,6 +39,7 @@ use crate::directory::{Directory, MemberEntry};
 use crate::domain::MethodPath;
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{Direction, LogEntry, LogSlot, MessageLog};
+use crate::reflection::Reflection;
 
 /// Metadata only the gateway sets; a caller's values are removed.
 pub const INTERNAL_METADATA_PREFIX: &str = "x-esocial-";
@@ -185,6 +186,9 @@ pub struct Door {
     pub directory: Arc<Directory>,
     pub upstreams: Upstreams,
     pub catalog: Arc<Catalog>,
+    /// Describes the gateway's and the forwarded services as the catalog
+    /// knows them.
+    reflection: Reflection,
     /// How long a unary call may take unless its caller asks for less.
     pub unary_timeout: Duration,
     pub internal_tokens: InternalTokens,
@@ -204,11 +208,13 @@ impl Door {
         log: MessageLog,
         node: HeaderValue,
     ) -> Self {
+        let reflection = Reflection::new(catalog.clone(), &upstreams.packages());
         Self {
             verifier,
             directory,
             upstreams,
             catalog,
+            reflection,
             unary_timeout,
             internal_tokens,
             log,
@@ -341,7 +347,8 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
 async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequest) -> GrpcResponse {
     let path = request.uri().path().to_owned();
     if is_infrastructure(&path) {
-        return own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
+        let answering = door.reflection.service_for(&path).unwrap_or(own_routes);
+        return answering.oneshot(request).await.unwrap_or_else(|never| match never {});
     }
     let started = Instant::now();
     let started_at = Utc::now();

@@ -247,6 +247,38 @@ fn ticks() -> Vec<String> {
     (1..=TICKS).map(|n| format!("tick-{n}")).collect()
 }
 
+/// The methods of the registry's service as the gateway's own reflection
+/// describes them.
+async fn described_by_the_gateway(gateway: &TestGateway) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mut reflection = ServerReflectionClient::new(gateway.channel().await);
+    let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(REGISTRY.to_owned())),
+    };
+    let mut answers =
+        reflection.server_reflection_info(tokio_stream::iter([ask])).await.expect("reflection").into_inner();
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.expect("answer").and_then(|answer| answer.message_response)
+    else {
+        panic!("no file declares {REGISTRY}");
+    };
+    files
+        .file_descriptor_proto
+        .iter()
+        .map(|encoded| prost_types::FileDescriptorProto::decode(encoded.as_slice()).expect("file"))
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service.into_iter().map(move |service| (format!("{package}.{}", service.name()), service))
+        })
+        .find_map(|(name, service)| (name == REGISTRY).then_some(service))
+        .map(|service| service.method.iter().map(|method| method.name().to_owned()).collect())
+        .unwrap_or_default()
+}
+
 async fn logged_status(gateway: &TestGateway, method: &str) -> i32 {
     eventually(Duration::from_secs(10), || async {
         let code: Option<i32> = sqlx::query_scalar("SELECT status_code FROM gateway.message_log WHERE method = $1")
@@ -289,6 +321,11 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
         .methods;
     let watch = listed.iter().find(|method| method.method == WATCH_PEOPLE).expect("the new method is listed");
     assert!(watch.server_streaming && !watch.client_streaming, "{watch:?}");
+    // And described by the gateway's reflection, as grpcurl reads it.
+    let described = described_by_the_gateway(&gateway).await;
+    assert!(described.iter().any(|method| method == "WatchPeople"), "{described:?}");
+    assert!(described.iter().any(|method| method == "GetPerson"), "{described:?}");
+    assert!(!described.iter().any(|method| method == "Tail"), "{described:?}");
 
     // Streamed for longer than a unary call may take.
     let mut diia = client(&gateway, "diia").await;
@@ -311,6 +348,8 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
     let (ids, took) = stream_all(&mut bank, TAIL).await;
     assert_eq!(ids, ticks());
     assert!(took > Duration::from_millis(UNARY_TIMEOUT_MS), "{took:?}");
+    let described = described_by_the_gateway(&gateway).await;
+    assert!(["Tail", "SlowPing"].iter().all(|new| described.iter().any(|method| method == new)), "{described:?}");
     assert_eq!(logged_status(&gateway, SLOW_PING).await, Code::DeadlineExceeded as i32);
     assert_eq!(logged_status(&gateway, TAIL).await, Code::Ok as i32);
 }
