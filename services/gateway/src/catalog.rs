@@ -209,15 +209,6 @@ impl Catalog {
         self.snapshot().services.contains_key(service)
     }
 
-    /// Every method that streams in either direction.
-    pub fn streaming_methods(&self) -> Vec<String> {
-        let snapshot = self.snapshot();
-        let mut methods: Vec<String> =
-            snapshot.methods.iter().filter(|(_, streams)| **streams).map(|(path, _)| path.clone()).collect();
-        methods.sort();
-        methods
-    }
-
     /// Reads the reflection of every upstream now (each at most
     /// [`LEARN_TIMEOUT`]); an upstream that cannot be read keeps what was
     /// last learned from it.
@@ -467,7 +458,6 @@ mod tests {
         assert_eq!(catalog.streams("/esocial.gateway.v1.SubscriptionService/Subscribe"), Some(true));
         assert_eq!(catalog.streams("/esocial.registry.v1.RegistryService/NoSuchMethod"), None);
         assert!(catalog.service_exists("esocial.registry.v1.RegistryService"));
-        assert!(catalog.streaming_methods().iter().any(|path| path.ends_with("/Subscribe")));
     }
 
     #[test]
