@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::domain::MemberId;
 use crate::message_log::{MacKey, hex};
-pub use crate::store::Subscription;
+use crate::store::Subscription;
 
 /// The purpose of the key acknowledgement tokens are signed with.
 pub const ACK_TOKEN_KEY_PURPOSE: &str = "esocial-gateway-ack-token/v1";
@@ -294,22 +294,11 @@ impl Subscriptions {
                     None => break,
                 }
             }
-            // What was pulled and has reached this connection but was not
-            // sent yet goes back too (else it would wait for the ack wait).
-            let mut pulled_unsent = Vec::new();
-            while pulled_unsent.len() < cap {
-                match futures_util::FutureExt::now_or_never(merged.next()) {
-                    Some(Some(Ok(message))) => pulled_unsent.push(message),
-                    _ => break,
-                }
-            }
             // Stop pulling, then hand back what was not acknowledged, with a
             // short delay: a pull request of this connection that the server
             // has not yet dropped must not take them again. Acknowledged
             // ones are not pending any more: a NAK leaves them be.
             drop(merged);
-            delivered
-                .extend(pulled_unsent.iter().filter_map(|message| message.reply.as_ref().map(ToString::to_string)));
             let _ = nats.flush().await;
             let nak = format!("-NAK {{\"delay\": {}}}", HAND_BACK_DELAY.as_nanos());
             for reply in delivered {
