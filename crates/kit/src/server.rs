@@ -71,7 +71,6 @@ pub struct GrpcServer {
     long_running: Vec<&'static str>,
     long_running_when: Option<LongRunning>,
     front: Option<Front>,
-    reflected_packages: Vec<String>,
     tls: Option<tonic::transport::ServerTlsConfig>,
     serving_threads: usize,
 }
@@ -103,7 +102,6 @@ impl GrpcServer {
             long_running: Vec::new(),
             long_running_when: None,
             front: None,
-            reflected_packages: Vec::new(),
             tls: None,
             serving_threads: 0,
         }
@@ -137,14 +135,6 @@ impl GrpcServer {
     #[must_use]
     pub fn front(mut self, front: Front) -> Self {
         self.front = Some(front);
-        self
-    }
-
-    /// Reflection also describes these proto packages (served through the
-    /// front, not by the routes).
-    #[must_use]
-    pub fn reflect_packages(mut self, packages: impl IntoIterator<Item = String>) -> Self {
-        self.reflected_packages.extend(packages);
         self
     }
 
@@ -231,8 +221,8 @@ impl GrpcServer {
             let _ = shutdown_started.send(());
         };
 
-        let mut context = RequestContextLayer::new(self.settings.request_timeout).long_running(&self.long_running);
-        context.long_running_when = self.long_running_when.clone();
+        let context =
+            RequestContextLayer { timeout: self.settings.request_timeout, long_running: self.long_running_calls() };
         let front = self.front.clone();
         let front = tower::layer::layer_fn(move |authenticated: esocial_auth::AuthService<Routes>| {
             let boxed = BoxGrpcService::new(authenticated);
@@ -284,12 +274,17 @@ impl GrpcServer {
 
     /// The descriptor files of the served packages and everything they import.
     fn reflected_descriptors(&self) -> prost_types::FileDescriptorSet {
-        descriptors_of(
-            self.service_names
-                .iter()
-                .filter_map(|name| name.rsplit_once('.').map(|(package, _)| package))
-                .chain(self.reflected_packages.iter().map(String::as_str)),
-        )
+        descriptors_of(self.service_names.iter().filter_map(|name| name.rsplit_once('.').map(|(package, _)| package)))
+    }
+
+    /// Whether a method gets [`LONG_CALL_TIMEOUT`]: listed, or picked by
+    /// the predicate.
+    fn long_running_calls(&self) -> LongRunning {
+        let listed = self.long_running.clone();
+        let picked = self.long_running_when.clone();
+        LongRunning(Arc::new(move |path| {
+            listed.contains(&path) || picked.as_ref().is_some_and(|picked| (picked.0)(path))
+        }))
     }
 }
 
@@ -512,8 +507,7 @@ fn reflection_builder(descriptors: prost_types::FileDescriptorSet) -> tonic_refl
 #[derive(Debug, Clone)]
 pub struct RequestContextLayer {
     timeout: Duration,
-    long_running: std::sync::Arc<[&'static str]>,
-    long_running_when: Option<LongRunning>,
+    long_running: LongRunning,
 }
 
 /// Tells, by method path, whether a call may run up to [`LONG_CALL_TIMEOUT`].
@@ -526,29 +520,11 @@ impl std::fmt::Debug for LongRunning {
     }
 }
 
-impl RequestContextLayer {
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout, long_running: std::sync::Arc::new([]), long_running_when: None }
-    }
-
-    /// Methods that get [`LONG_CALL_TIMEOUT`].
-    #[must_use]
-    pub fn long_running(mut self, method_paths: &[&'static str]) -> Self {
-        self.long_running = method_paths.into();
-        self
-    }
-}
-
 impl<S> tower_layer::Layer<S> for RequestContextLayer {
     type Service = RequestContextService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContextService {
-            inner,
-            timeout: self.timeout,
-            long_running: self.long_running.clone(),
-            long_running_when: self.long_running_when.clone(),
-        }
+        RequestContextService { inner, timeout: self.timeout, long_running: self.long_running.clone() }
     }
 }
 
@@ -556,8 +532,7 @@ impl<S> tower_layer::Layer<S> for RequestContextLayer {
 pub struct RequestContextService<S> {
     inner: S,
     timeout: Duration,
-    long_running: std::sync::Arc<[&'static str]>,
-    long_running_when: Option<LongRunning>,
+    long_running: LongRunning,
 }
 
 /// A `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
@@ -630,9 +605,7 @@ where
         );
         set_parent_from(&span, &HeaderExtractor(request.headers()));
         request.extensions_mut().insert(RequestId(request_id.clone()));
-        let long = self.long_running.contains(&method.as_str())
-            || self.long_running_when.as_ref().is_some_and(|long| (long.0)(&method));
-        let allowed = if long { LONG_CALL_TIMEOUT } else { self.timeout };
+        let allowed = if (self.long_running.0)(&method) { LONG_CALL_TIMEOUT } else { self.timeout };
         let deadline = client_deadline(request.headers()).map_or(allowed, |client| client.min(allowed));
         let started = Instant::now();
         request.extensions_mut().insert(Deadline(started + deadline));

@@ -633,7 +633,6 @@ impl Gateway {
             // the door holds it to its deadline once it knows.
             .long_running(&[VERIFY_MESSAGE_LOG])
             .long_running_when(move |path| !proxy::is_infrastructure(path) && catalog.streams(path) != Some(false))
-            .reflect_packages(self.upstreams.packages())
             .serving_threads(self.settings.serving_threads.count())
             .front(proxy::front(door));
         let trigger = stop.clone();
