@@ -130,8 +130,7 @@ pub struct Catalog {
     sources: Vec<Source>,
     /// What each source described at its last successful reading.
     learned: RwLock<HashMap<String, Described>>,
-    /// Counts the readings that succeeded: what was described may have
-    /// changed.
+    /// Counts the readings that changed what an upstream described.
     generation: AtomicU64,
     current: RwLock<Arc<Snapshot>>,
 }
@@ -153,7 +152,8 @@ pub enum LearnError {
 
 impl Catalog {
     /// The compiled services only, learning from nobody.
-    pub fn compiled_only() -> Self {
+    #[cfg(test)]
+    fn compiled_only() -> Self {
         Self::learning_from(Vec::new())
     }
 
@@ -236,20 +236,7 @@ impl Catalog {
     /// serves its package again, unless it was asked within
     /// [`MISS_COOLDOWN`], and tells whether the method streams.
     pub async fn learn_method(&self, path: &str) -> Option<bool> {
-        if let Some(streams) = self.streams(path) {
-            return Some(streams);
-        }
-        let service = path.strip_prefix('/')?.split_once('/')?.0;
-        let package = package_of(service);
-        let source = self.sources.iter().find(|source| source.packages.contains(package))?;
-        let mut last_asked = source.last_asked.lock().await;
-        // Another call may have asked while this one waited.
-        if let Some(streams) = self.streams(path) {
-            return Some(streams);
-        }
-        if last_asked.is_none_or(|asked| asked.elapsed() >= MISS_COOLDOWN) {
-            self.read_source(source, &mut last_asked).await;
-        }
+        self.learn_exists(path, MISS_COOLDOWN).await;
         self.streams(path)
     }
 
@@ -273,6 +260,7 @@ impl Catalog {
         let package = package_of(service);
         if let Some(source) = self.sources.iter().find(|source| source.packages.contains(package)) {
             let mut last_asked = source.last_asked.lock().await;
+            // Another call may have asked while this one waited.
             if !known(self) && last_asked.is_none_or(|asked| asked.elapsed() >= cooldown) {
                 self.read_source(source, &mut last_asked).await;
             }
@@ -280,13 +268,14 @@ impl Catalog {
         known(self)
     }
 
-    /// Changes whenever a reading succeeds.
+    /// Changes whenever a reading changes what an upstream described.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// `base` with the files the upstreams described: each upstream's
-    /// files of the packages routed to it, and the files they import
+    /// files of the packages routed to it (a base file replaced only by one
+    /// of the same package), and the files they import that the base lacks,
     /// unless those belong to a package routed elsewhere or to `own`.
     pub fn descriptors(&self, base: &prost_types::FileDescriptorSet, own: &str) -> prost_types::FileDescriptorSet {
         let mut files: BTreeMap<String, prost_types::FileDescriptorProto> =
@@ -296,9 +285,19 @@ impl Catalog {
             let Some(described) = learned.get(&source.url) else { continue };
             for file in &described.files {
                 let package = file.package();
-                let routed_elsewhere = !source.packages.contains(package)
-                    && self.sources.iter().any(|other| other.packages.contains(package));
-                if package != own && !routed_elsewhere {
+                let routed_here = source.packages.contains(package);
+                let usable = match files.get(file.name()) {
+                    // A file of the base is replaced only by the upstream
+                    // of its package, with a file of that package.
+                    Some(known) => routed_here && known.package() == package,
+                    // A new file: of this upstream's packages, or one
+                    // they import from a package nobody else serves.
+                    None => {
+                        routed_here
+                            || (package != own && !self.sources.iter().any(|other| other.packages.contains(package)))
+                    }
+                };
+                if usable {
                     files.insert(file.name().to_owned(), file.clone());
                 }
             }
@@ -322,6 +321,9 @@ impl Catalog {
                     tracing::info!(upstream = %source.url, services = described.services.len(), "reading the methods of an upstream from its reflection");
                 }
                 let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if learned.get(&source.url) == Some(&described) {
+                    return;
+                }
                 learned.insert(source.url.clone(), described);
                 let snapshot =
                     Arc::new(Snapshot::of(overlay(compiled(), learned.values().map(|described| &described.services))));
@@ -352,7 +354,7 @@ fn overlay<'a>(compiled: &Services, learned: impl Iterator<Item = &'a Services>)
 
 /// What an upstream described: its services of the packages routed to it,
 /// and the files that declare them with everything they import.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Described {
     services: Services,
     files: Vec<prost_types::FileDescriptorProto>,
@@ -481,5 +483,52 @@ mod tests {
         );
         assert!(!snapshot.methods.contains_key("/esocial.identity.v1.IdentityService/Stolen"));
         assert!(snapshot.services.contains_key("esocial.classifier.v1.ClassifierService"), "others stay");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_replaces_only_files_of_its_own_packages_in_the_reflection() {
+        let named = |name: &str, package: &str| prost_types::FileDescriptorProto {
+            name: Some(name.to_owned()),
+            package: Some(package.to_owned()),
+            ..Default::default()
+        };
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let catalog = Catalog::learning_from(vec![
+            ("esocial.registry.v1".to_owned(), "http://registry".to_owned(), channel.clone()),
+            ("esocial.identity.v1".to_owned(), "http://identity".to_owned(), channel),
+        ]);
+        let base = prost_types::FileDescriptorSet {
+            file: vec![
+                named("gateway.proto", "esocial.gateway.v1"),
+                named("registry.proto", "esocial.registry.v1"),
+                named("common.proto", "esocial.common.v1"),
+            ],
+        };
+        let mut newer_registry = named("registry.proto", "esocial.registry.v1");
+        newer_registry.service = file("esocial.registry.v1", "RegistryService", &[("Watch", false, true)]).service;
+        let described = Described {
+            services: Services::new(),
+            files: vec![
+                newer_registry.clone(),
+                named("gateway.proto", "esocial.registry.v1"),
+                named("identity-extra.proto", "esocial.identity.v1"),
+                named("common.proto", "esocial.common.v1.newer"),
+                named("dependency.proto", "some.dependency"),
+                named("own-extra.proto", "esocial.gateway.v1"),
+            ],
+        };
+        catalog.learned.write().expect("lock").insert("http://registry".to_owned(), described);
+        let files: BTreeMap<String, prost_types::FileDescriptorProto> = catalog
+            .descriptors(&base, "esocial.gateway.v1")
+            .file
+            .into_iter()
+            .map(|file| (file.name().to_owned(), file))
+            .collect();
+        assert_eq!(files["registry.proto"], newer_registry, "its own package's file is replaced");
+        assert_eq!(files["gateway.proto"].package(), "esocial.gateway.v1", "another package's file stays");
+        assert_eq!(files["common.proto"].package(), "esocial.common.v1", "a base file stays");
+        assert!(files.contains_key("dependency.proto"), "an import nobody else serves is added");
+        assert!(!files.contains_key("identity-extra.proto"), "a package routed elsewhere is not");
+        assert!(!files.contains_key("own-extra.proto"), "nor the gateway's own");
     }
 }
