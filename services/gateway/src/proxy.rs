@@ -388,7 +388,6 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
         log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
         request: None,
-        message_bytes_max: u64::MAX,
     };
 
     if package == OWN_PACKAGE {
@@ -407,7 +406,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         }
         let request = exchange.meter_request(request, u64::MAX);
         let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
-        return exchange.watch_response(response);
+        return exchange.watch_response(response, u64::MAX, None);
     }
     let (member, upstream) = match admit(&door, &identified, parsed, &path) {
         Ok(admitted) => admitted,
@@ -462,7 +461,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         forwarded.await
     };
     match answered {
-        Ok(response) => exchange.watch_response(response),
+        Ok(response) => exchange.watch_response(response, limit, Some(deadline)),
         Err(error) => {
             let status = if exchange.request_too_large() {
                 Status::resource_exhausted(format!("a request message is larger than {limit} bytes"))
@@ -644,16 +643,12 @@ struct Exchange {
     direction: Direction,
     log_bodies: bool,
     request: Option<Arc<Mutex<RequestMeter>>>,
-    /// The largest message either way (the member's limit).
-    message_bytes_max: u64,
 }
 
 impl Exchange {
     /// Wraps the request body so its bytes are counted and digested as the
-    /// service reads them, and cut off at a message longer than `limit`
-    /// (as the response will be).
+    /// service reads them, and cut off at a message longer than `limit`.
     fn meter_request(&mut self, request: GrpcRequest, limit: u64) -> GrpcRequest {
-        self.message_bytes_max = limit;
         let meter = Arc::new(Mutex::new(RequestMeter {
             body: BodyMeter::new(self.log_bodies),
             frames: FrameReader::default(),
@@ -675,12 +670,13 @@ impl Exchange {
     }
 
     /// The response goes back through a body that records the entry when
-    /// the exchange ends: at the trailers, or when the client goes away.
-    fn watch_response(self, response: GrpcResponse) -> GrpcResponse {
+    /// the exchange ends: at the trailers, or when the client goes away. It
+    /// holds each message to `limit`, and a forwarded call to its
+    /// `deadline` after the service's headers too (the gateway's own
+    /// streams last as long as they stream).
+    fn watch_response(self, response: GrpcResponse, limit: u64, deadline: Option<Instant>) -> GrpcResponse {
         let header_status = grpc_status(response.headers());
         let capture = self.log_bodies;
-        let deadline = self.deadline;
-        let limit = self.message_bytes_max;
         response.map(|body| {
             tonic::body::Body::new(WatchedResponseBody {
                 inner: body,
@@ -811,13 +807,20 @@ impl WatchedResponseBody {
         }
     }
 
-    /// While the service keeps the client waiting: past the deadline, the
-    /// service's stream is dropped (reset) and the client gets trailers
-    /// with `DEADLINE_EXCEEDED`.
-    fn expire_if_due(&mut self, context: &mut Context<'_>) -> Option<Frame<Bytes>> {
+    /// Past the deadline, the service's stream is dropped (reset) and the
+    /// client gets trailers with `DEADLINE_EXCEEDED`: checked at every
+    /// frame (a stream that always has data ready) and, while the service
+    /// keeps the client waiting, by a timer.
+    fn expire_if_due(&mut self, context: Option<&mut Context<'_>>) -> Option<Frame<Bytes>> {
         let deadline = self.deadline?;
-        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
-        std::future::Future::poll(timer.as_mut(), context).is_ready().then(|| {
+        let due = match context {
+            None => Instant::now() >= deadline,
+            Some(context) => {
+                let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                std::future::Future::poll(timer.as_mut(), context).is_ready()
+            }
+        };
+        due.then(|| {
             self.cut_off(&Status::deadline_exceeded(
                 "the service behind the gateway did not finish within the deadline",
             ))
@@ -852,6 +855,9 @@ impl http_body::Body for WatchedResponseBody {
         if this.cut_off {
             return Poll::Ready(None);
         }
+        if let Some(trailers) = this.expire_if_due(None) {
+            return Poll::Ready(Some(Ok(trailers)));
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(context);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -873,7 +879,7 @@ impl http_body::Body for WatchedResponseBody {
             Poll::Ready(Some(Err(_))) => this.finish(tonic::Code::Unavailable as i32),
             Poll::Ready(None) => this.finish(tonic::Code::Unknown as i32),
             Poll::Pending => {
-                if let Some(trailers) = this.expire_if_due(context) {
+                if let Some(trailers) = this.expire_if_due(Some(context)) {
                     return Poll::Ready(Some(Ok(trailers)));
                 }
             }

@@ -29,6 +29,8 @@ const SLOW_PING: &str = "/esocial.registry.v1.RegistryService/SlowPing";
 const TAIL: &str = "/esocial.registry.v1.RegistryService/Tail";
 /// Answers with headers, then nothing.
 const STALL: &str = "/esocial.registry.v1.RegistryService/Stall";
+/// Declared unary, answers with messages without end, each ready at once.
+const FLOOD: &str = "/esocial.registry.v1.RegistryService/Flood";
 /// What a unary call may take at the gateway in these tests; the streams
 /// last longer.
 const UNARY_TIMEOUT_MS: u64 = 1500;
@@ -82,9 +84,9 @@ impl<R, const REFLECTION: bool> NamedService for NewerRegistry<R, REFLECTION> {
     const NAME: &'static str = if REFLECTION { "grpc.reflection.v1.ServerReflection" } else { REGISTRY };
 }
 
-fn answer(n: usize) -> Bytes {
+fn answer(n: usize, padding: usize) -> Bytes {
     let message = registry_pb::GetPersonResponse {
-        person: Some(registry_pb::Person { id: format!("tick-{n}"), ..Default::default() }),
+        person: Some(registry_pb::Person { id: format!("tick-{n}{}", " ".repeat(padding)), ..Default::default() }),
         redirected_from: String::new(),
     };
     let encoded = message.encode_to_vec();
@@ -94,8 +96,8 @@ fn answer(n: usize) -> Bytes {
     Bytes::from(framed)
 }
 
-/// `answers` messages, one every `every`, then status OK; or nothing ever
-/// (`answers` of `None`).
+/// `answers` messages, one every `every` (at once for zero), then status
+/// OK; or nothing ever (`answers` of `None`).
 struct Answers {
     answers: Option<usize>,
     sent: usize,
@@ -121,7 +123,7 @@ impl http_body::Body for Answers {
         if self.sent > answers {
             return Poll::Ready(None);
         }
-        if self.next.as_mut().poll(context).is_pending() {
+        if !self.every.is_zero() && self.next.as_mut().poll(context).is_pending() {
             return Poll::Pending;
         }
         self.sent += 1;
@@ -132,7 +134,9 @@ impl http_body::Body for Answers {
             trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
-        Poll::Ready(Some(Ok(Frame::data(answer(self.sent)))))
+        // Answers at once come large: HTTP/2 refuses floods of small frames.
+        let padding = if self.every.is_zero() { 16 * 1024 } else { 0 };
+        Poll::Ready(Some(Ok(Frame::data(answer(self.sent, padding)))))
     }
 }
 
@@ -168,6 +172,7 @@ where
                 WATCH_PEOPLE | TAIL => Answers::new(Some(TICKS), TICK),
                 SLOW_PING => Answers::new(Some(1), Duration::from_secs(3)),
                 STALL => Answers::new(None, TICK),
+                FLOOD => Answers::new(Some(usize::MAX - 1), Duration::ZERO),
                 _ => return Ok(tonic::Status::unimplemented(path).into_http()),
             };
             Ok(http::Response::builder()
@@ -183,8 +188,14 @@ where
 async fn gateway_before_a_newer_registry() -> (TestGateway, Arc<AtomicBool>) {
     let upgraded = Arc::new(AtomicBool::new(false));
     let registry = NewerRegistry::<_, true> {
-        first: reflection(&[("WatchPeople", true), ("Stall", false)]),
-        second: reflection(&[("WatchPeople", true), ("Stall", false), ("SlowPing", false), ("Tail", true)]),
+        first: reflection(&[("WatchPeople", true), ("Stall", false), ("Flood", false)]),
+        second: reflection(&[
+            ("WatchPeople", true),
+            ("Stall", false),
+            ("Flood", false),
+            ("SlowPing", false),
+            ("Tail", true),
+        ]),
         upgraded: upgraded.clone(),
     };
     let methods = NewerRegistry::<_, false> {
@@ -369,4 +380,43 @@ async fn a_service_that_sends_headers_and_then_stalls_is_cut_off_at_the_deadline
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(UNARY_TIMEOUT_MS - 100) && took < Duration::from_secs(5), "{took:?}");
     assert_eq!(logged_status(&gateway, STALL).await, Code::DeadlineExceeded as i32);
+}
+
+#[tokio::test]
+async fn a_stream_that_always_has_data_ready_is_cut_off_at_the_deadline() {
+    let (gateway, _upgraded) = gateway_before_a_newer_registry().await;
+    gateway.register_member(DIIA, "diia", None, &[FLOOD]).await;
+    let mut diia = client(&gateway, "diia").await;
+    // A unary method whose service answers without end, read slowly: the
+    // gateway takes the service's next frame only as the client takes
+    // data, and finds it ready every time, so only a check at every frame
+    // can end the call.
+    let started = Instant::now();
+    let read_all = async {
+        let mut stream = diia
+            .server_streaming(request(), path(FLOOD), Codec::default())
+            .await
+            .map_err(|status| (0, status))?
+            .into_inner();
+        let mut answers = 0_u64;
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {
+                    answers += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(None) => return Ok(answers),
+                Err(status) => return Err((answers, status)),
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .expect("the gateway ends the call, not the client's patience");
+    let (answers, status) = outcome.expect_err("the flood does not end by itself");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "after {answers} answers: {status:?}");
+    assert!(answers > 0, "answers passed before the deadline");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(UNARY_TIMEOUT_MS - 100) && took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(logged_status(&gateway, FLOOD).await, Code::DeadlineExceeded as i32);
 }
