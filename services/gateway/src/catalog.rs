@@ -35,8 +35,12 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 pub const MISS_COOLDOWN: Duration = Duration::from_secs(5);
 /// How long one reading of an upstream's reflection may take.
 const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
-/// At most this many methods are taken from one upstream.
+/// At most this many methods are taken from one upstream…
 const METHODS_PER_UPSTREAM_MAX: usize = 10_000;
+/// …of at most this many services…
+const SERVICES_PER_UPSTREAM_MAX: usize = 1_000;
+/// …read from at most this many bytes of reflection answers.
+const REFLECTION_BYTES_PER_UPSTREAM_MAX: usize = 16 * 1024 * 1024;
 
 /// One method of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +150,8 @@ pub enum LearnError {
     Refused { code: i32, message: String },
     #[error("reflection gave an unexpected answer")]
     Unexpected,
+    #[error("its answers are larger than {} bytes", REFLECTION_BYTES_PER_UPSTREAM_MAX)]
+    TooLarge,
     #[error("a file descriptor does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
 }
@@ -342,6 +348,12 @@ impl Catalog {
 }
 
 /// The compiled services, each replaced by what an upstream described.
+/// Replaced, not merged: the reflection tells what the service serves as
+/// deployed, so a method the gateway was built with but an older service
+/// lacks is not granted, listed or described (calling it would only give
+/// `UNIMPLEMENTED`), and a method removed from a newer one goes away. The
+/// gateway's reflection takes the upstream's files whole for the same
+/// reason ([`Catalog::descriptors`]).
 fn overlay<'a>(compiled: &Services, learned: impl Iterator<Item = &'a Services>) -> Services {
     let mut services = compiled.clone();
     for described in learned {
@@ -370,11 +382,12 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
     let Some(MessageResponse::ListServicesResponse(listed)) = listed.into_iter().next() else {
         return Err(LearnError::Unexpected);
     };
-    let wanted: Vec<String> = listed
+    let wanted: HashSet<String> = listed
         .service
         .into_iter()
         .map(|service| service.name)
         .filter(|name| packages.contains(package_of(name)))
+        .take(SERVICES_PER_UPSTREAM_MAX)
         .collect();
     if wanted.is_empty() {
         return Ok(Described::default());
@@ -405,7 +418,8 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
     Ok(Described { services, files })
 }
 
-/// Sends `requests` on one reflection stream and reads one answer for each.
+/// Sends `requests` on one reflection stream and reads one answer for each,
+/// [`REFLECTION_BYTES_PER_UPSTREAM_MAX`] in all.
 async fn one_answer(
     client: &mut ServerReflectionClient<Channel>,
     requests: Vec<ServerReflectionRequest>,
@@ -413,10 +427,15 @@ async fn one_answer(
     let expected = requests.len();
     let mut stream = client.server_reflection_info(tokio_stream::iter(requests)).await?.into_inner();
     let mut answers = Vec::with_capacity(expected);
+    let mut bytes = 0;
     while answers.len() < expected {
         let Some(ServerReflectionResponse { message_response, .. }) = stream.message().await? else {
             return Err(LearnError::Unexpected);
         };
+        bytes += message_response.as_ref().map_or(0, MessageResponse::encoded_len);
+        if bytes > REFLECTION_BYTES_PER_UPSTREAM_MAX {
+            return Err(LearnError::TooLarge);
+        }
         match message_response {
             Some(MessageResponse::ErrorResponse(error)) => {
                 return Err(LearnError::Refused { code: error.error_code, message: error.error_message });

@@ -413,11 +413,17 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         Err(status) => return exchange.refuse(status),
     };
     // A method the catalog does not know yet (added to its service since
-    // the catalog last read it) is looked up now; one that stays unknown
-    // goes on as unary, and its service answers for it.
-    let streams = match known_to_stream {
-        Some(streams) => streams,
-        None => door.catalog.learn_method(&path).await.unwrap_or(false),
+    // the catalog last read it) is looked up now, within the caller's
+    // deadline; one that stays unknown goes on as unary, and its service
+    // answers for it.
+    let streams = match (known_to_stream, deadline) {
+        (Some(streams), _) => streams,
+        (None, Some(deadline)) => tokio::time::timeout_at(deadline.into(), door.catalog.learn_method(&path))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false),
+        (None, None) => door.catalog.learn_method(&path).await.unwrap_or(false),
     };
     if streams {
         exchange.slot = exchange.slot.take().map(LogSlot::streaming);
@@ -592,25 +598,38 @@ struct FrameReader {
     message_left: u64,
 }
 
+/// A message longer than the limit starts.
+#[derive(Debug, PartialEq, Eq)]
+struct Oversized {
+    /// Its length, as its header says.
+    length: u64,
+    /// Where its header starts in the bytes fed last: what comes before
+    /// is whole messages (or the rest of one), 0 if the header started in
+    /// earlier bytes.
+    starts_at: usize,
+}
+
 impl FrameReader {
-    /// `Err(length)` as soon as a message longer than `limit` starts.
-    fn feed(&mut self, mut data: &[u8], limit: u64) -> Result<(), u64> {
-        while !data.is_empty() {
+    /// `Err` as soon as the header of a message longer than `limit` is read.
+    fn feed(&mut self, data: &[u8], limit: u64) -> Result<(), Oversized> {
+        let mut at = 0;
+        while at < data.len() {
             if self.message_left > 0 {
-                let take = usize::try_from(self.message_left).unwrap_or(usize::MAX).min(data.len());
+                let take = usize::try_from(self.message_left).unwrap_or(usize::MAX).min(data.len() - at);
                 self.message_left -= u64::try_from(take).unwrap_or(0);
-                data = &data[take..];
+                at += take;
                 continue;
             }
-            let take = (5 - self.header_filled).min(data.len());
-            self.header[self.header_filled..self.header_filled + take].copy_from_slice(&data[..take]);
+            let header_starts_at = at.saturating_sub(self.header_filled);
+            let take = (5 - self.header_filled).min(data.len() - at);
+            self.header[self.header_filled..self.header_filled + take].copy_from_slice(&data[at..at + take]);
             self.header_filled += take;
-            data = &data[take..];
+            at += take;
             if self.header_filled == 5 {
                 let length =
                     u64::from(u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]));
                 if length > limit {
-                    return Err(length);
+                    return Err(Oversized { length, starts_at: header_starts_at });
                 }
                 self.message_left = length;
                 self.header_filled = 0;
@@ -688,6 +707,7 @@ impl Exchange {
                 deadline,
                 timer: None,
                 cut_off: false,
+                pending: None,
             })
         })
     }
@@ -762,7 +782,7 @@ impl http_body::Body for MeteredRequestBody {
         {
             meter.body.add(data);
             let limit = meter.limit;
-            if let Err(length) = meter.frames.feed(data, limit) {
+            if let Err(Oversized { length, .. }) = meter.frames.feed(data, limit) {
                 meter.exceeded = true;
                 return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
                     "a request message of {length} bytes is larger than {limit} bytes"
@@ -796,8 +816,10 @@ struct WatchedResponseBody {
     deadline: Option<Instant>,
     /// Set at the first wait for the service.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The call was cut off: the trailers saying why were sent.
+    /// The call was cut off: the trailers saying why are `pending` or sent.
     cut_off: bool,
+    /// The trailers that end a call cut off, after the messages before.
+    pending: Option<Frame<Bytes>>,
 }
 
 impl WatchedResponseBody {
@@ -827,6 +849,24 @@ impl WatchedResponseBody {
         })
     }
 
+    /// Ends the call at a message larger than the member's limit: the
+    /// messages of `data` before it go on, then the trailers.
+    fn cut_off_at(&mut self, data: &Bytes, oversized: &Oversized) -> Frame<Bytes> {
+        let before = data.slice(..oversized.starts_at);
+        if let Some(meter) = &mut self.meter {
+            meter.add(&before);
+        }
+        let (length, limit) = (oversized.length, self.limit);
+        let trailers = self.cut_off(&Status::resource_exhausted(format!(
+            "a response message of {length} bytes is larger than the member's limit of {limit} bytes"
+        )));
+        if before.is_empty() {
+            return trailers;
+        }
+        self.pending = Some(trailers);
+        Frame::data(before)
+    }
+
     /// Ends the call with `status`: the service's stream is dropped (reset),
     /// the entry records `status`, and the client gets it in trailers.
     fn cut_off(&mut self, status: &Status) -> Frame<Bytes> {
@@ -853,42 +893,49 @@ impl http_body::Body for WatchedResponseBody {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         if this.cut_off {
-            return Poll::Ready(None);
+            return Poll::Ready(this.pending.take().map(Ok));
         }
         if let Some(trailers) = this.expire_if_due(None) {
             return Poll::Ready(Some(Ok(trailers)));
         }
-        let polled = Pin::new(&mut this.inner).poll_frame(context);
-        match &polled {
+        match Pin::new(&mut this.inner).poll_frame(context) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    if let Err(length) = this.frames.feed(data, this.limit) {
-                        let limit = this.limit;
-                        return Poll::Ready(Some(Ok(this.cut_off(&Status::resource_exhausted(format!(
-                            "a response message of {length} bytes is larger than the member's limit of {limit} bytes"
-                        ))))));
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        if let Err(oversized) = this.frames.feed(&data, this.limit) {
+                            return Poll::Ready(Some(Ok(this.cut_off_at(&data, &oversized))));
+                        }
+                        if let Some(meter) = &mut this.meter {
+                            meter.add(&data);
+                        }
+                        Frame::data(data)
                     }
-                    if let Some(meter) = &mut this.meter {
-                        meter.add(data);
+                    Err(frame) => {
+                        if let Some(trailers) = frame.trailers_ref() {
+                            this.status = grpc_status(trailers).or(this.status);
+                        }
+                        frame
                     }
-                }
-                if let Some(trailers) = frame.trailers_ref() {
-                    this.status = grpc_status(trailers).or(this.status);
-                }
+                };
+                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(_))) => this.finish(tonic::Code::Unavailable as i32),
-            Poll::Ready(None) => this.finish(tonic::Code::Unknown as i32),
-            Poll::Pending => {
-                if let Some(trailers) = this.expire_if_due(Some(context)) {
-                    return Poll::Ready(Some(Ok(trailers)));
-                }
+            Poll::Ready(Some(Err(error))) => {
+                this.finish(tonic::Code::Unavailable as i32);
+                Poll::Ready(Some(Err(error)))
             }
+            Poll::Ready(None) => {
+                this.finish(tonic::Code::Unknown as i32);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.expire_if_due(Some(context)) {
+                Some(trailers) => Poll::Ready(Some(Ok(trailers))),
+                None => Poll::Pending,
+            },
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.cut_off || self.inner.is_end_stream()
+        if self.cut_off { self.pending.is_none() } else { self.inner.is_end_stream() }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -921,11 +968,21 @@ mod tests {
         for split in [1, 2, 3, 5, 7, 64, stream.len()] {
             let mut reader = FrameReader::default();
             for chunk in stream.chunks(split) {
-                reader.feed(chunk, 100).unwrap_or_else(|length| panic!("split {split}: {length} refused"));
+                reader.feed(chunk, 100).unwrap_or_else(|oversized| panic!("split {split}: {oversized:?} refused"));
             }
             let mut reader = FrameReader::default();
-            let refused = stream.chunks(split).try_for_each(|chunk| reader.feed(chunk, 99));
-            assert_eq!(refused, Err(100), "split {split}");
+            let mut fed = 0;
+            let refused = stream.chunks(split).try_for_each(|chunk| {
+                let fed_before = fed;
+                fed += chunk.len();
+                reader.feed(chunk, 99).map_err(|oversized| (oversized.length, fed_before + oversized.starts_at))
+            });
+            // The second message's header starts after the first message
+            // (5 + 10 bytes), or at the start of the chunk that holds the
+            // header's last byte when the header was split.
+            let header_end = 15 + 5;
+            let chunk_start = (header_end - 1) / split * split;
+            assert_eq!(refused, Err((100, chunk_start.max(15))), "split {split}");
         }
     }
 

@@ -31,6 +31,10 @@ const TAIL: &str = "/esocial.registry.v1.RegistryService/Tail";
 const STALL: &str = "/esocial.registry.v1.RegistryService/Stall";
 /// Declared unary, answers with messages without end, each ready at once.
 const FLOOD: &str = "/esocial.registry.v1.RegistryService/Flood";
+/// Declared server-streaming, answers a small message and one of
+/// [`LARGE_ANSWER_BYTES`] in one HTTP/2 frame.
+const SMALL_THEN_LARGE: &str = "/esocial.registry.v1.RegistryService/SmallThenLarge";
+const LARGE_ANSWER_BYTES: usize = 2048;
 /// What a unary call may take at the gateway in these tests; the streams
 /// last longer.
 const UNARY_TIMEOUT_MS: u64 = 1500;
@@ -97,17 +101,23 @@ fn answer(n: usize, padding: usize) -> Bytes {
 }
 
 /// `answers` messages, one every `every` (at once for zero), then status
-/// OK; or nothing ever (`answers` of `None`).
+/// OK; or nothing ever (`answers` of `None`); or messages `together` in
+/// one frame.
 struct Answers {
     answers: Option<usize>,
     sent: usize,
     every: Duration,
     next: Pin<Box<tokio::time::Sleep>>,
+    together: Option<Bytes>,
 }
 
 impl Answers {
     fn new(answers: Option<usize>, every: Duration) -> Self {
-        Self { answers, sent: 0, every, next: Box::pin(tokio::time::sleep(every)) }
+        Self { answers, sent: 0, every, next: Box::pin(tokio::time::sleep(every)), together: None }
+    }
+
+    fn together(messages: &[Bytes]) -> Self {
+        Self { together: Some(messages.concat().into()), ..Self::new(Some(1), Duration::ZERO) }
     }
 }
 
@@ -133,6 +143,9 @@ impl http_body::Body for Answers {
             let mut trailers = http::HeaderMap::new();
             trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        if let Some(together) = self.together.take() {
+            return Poll::Ready(Some(Ok(Frame::data(together))));
         }
         // Answers at once come large: HTTP/2 refuses floods of small frames.
         let padding = if self.every.is_zero() { 16 * 1024 } else { 0 };
@@ -173,6 +186,7 @@ where
                 SLOW_PING => Answers::new(Some(1), Duration::from_secs(3)),
                 STALL => Answers::new(None, TICK),
                 FLOOD => Answers::new(Some(usize::MAX - 1), Duration::ZERO),
+                SMALL_THEN_LARGE => Answers::together(&[answer(1, 0), answer(2, LARGE_ANSWER_BYTES)]),
                 _ => return Ok(tonic::Status::unimplemented(path).into_http()),
             };
             Ok(http::Response::builder()
@@ -188,11 +202,12 @@ where
 async fn gateway_before_a_newer_registry() -> (TestGateway, Arc<AtomicBool>) {
     let upgraded = Arc::new(AtomicBool::new(false));
     let registry = NewerRegistry::<_, true> {
-        first: reflection(&[("WatchPeople", true), ("Stall", false), ("Flood", false)]),
+        first: reflection(&[("WatchPeople", true), ("Stall", false), ("Flood", false), ("SmallThenLarge", true)]),
         second: reflection(&[
             ("WatchPeople", true),
             ("Stall", false),
             ("Flood", false),
+            ("SmallThenLarge", true),
             ("SlowPing", false),
             ("Tail", true),
         ]),
@@ -356,11 +371,13 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
     let slow = bank.unary(request(), path(SLOW_PING), Codec::default()).await.expect_err("too slow for a unary call");
     assert_eq!(slow.code(), Code::DeadlineExceeded, "{slow:?}");
     assert!(started.elapsed() < Duration::from_millis(2800), "held to the unary deadline: {:?}", started.elapsed());
+    // That call made the gateway read the service again: nothing else
+    // does for the next minute, and its reflection has both methods now.
+    let described = described_by_the_gateway(&gateway).await;
+    assert!(["Tail", "SlowPing"].iter().all(|new| described.iter().any(|method| method == new)), "{described:?}");
     let (ids, took) = stream_all(&mut bank, TAIL).await;
     assert_eq!(ids, ticks());
     assert!(took > Duration::from_millis(UNARY_TIMEOUT_MS), "{took:?}");
-    let described = described_by_the_gateway(&gateway).await;
-    assert!(["Tail", "SlowPing"].iter().all(|new| described.iter().any(|method| method == new)), "{described:?}");
     assert_eq!(logged_status(&gateway, SLOW_PING).await, Code::DeadlineExceeded as i32);
     assert_eq!(logged_status(&gateway, TAIL).await, Code::Ok as i32);
 }
@@ -419,4 +436,25 @@ async fn a_stream_that_always_has_data_ready_is_cut_off_at_the_deadline() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(UNARY_TIMEOUT_MS - 100) && took < Duration::from_secs(5), "{took:?}");
     assert_eq!(logged_status(&gateway, FLOOD).await, Code::DeadlineExceeded as i32);
+}
+
+#[tokio::test]
+async fn messages_before_one_larger_than_the_members_limit_still_arrive() {
+    let (gateway, _upgraded) = gateway_before_a_newer_registry().await;
+    let small = pb::Limits { requests_per_second: 0, burst: 0, message_bytes_max: 1024 };
+    gateway.register_member(DIIA, "diia", Some(small), &[SMALL_THEN_LARGE]).await;
+    let mut diia = client(&gateway, "diia").await;
+    let mut stream = diia
+        .server_streaming(request(), path(SMALL_THEN_LARGE), Codec::default())
+        .await
+        .expect("stream")
+        .into_inner();
+    // Both messages came in one frame; the first is within the limit.
+    let first = stream.message().await.expect("the first message").expect("one message");
+    assert_eq!(first.person.map(|person| person.id).unwrap_or_default(), "tick-1");
+    let refused = stream.message().await.expect_err("the second is larger than the member's limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let large = answer(2, LARGE_ANSWER_BYTES).len() - 5;
+    assert!(refused.message().contains(&format!("response message of {large} bytes")), "{}", refused.message());
+    assert_eq!(logged_status(&gateway, SMALL_THEN_LARGE).await, Code::ResourceExhausted as i32);
 }
