@@ -5,15 +5,19 @@
 //! missed even if the member connects later. Delivered events are
 //! acknowledged by the member with the `ack_token` of each: that is the
 //! JetStream acknowledgement subject, checked to belong to one of the
-//! member's consumers, so any gateway replica can take it. When a member's
-//! stream ends, what it did not acknowledge is handed back to JetStream at
-//! once (NAK), so a reconnect resumes right after the last acknowledged
-//! event; acknowledged events are never sent again.
+//! member's consumers, so any gateway replica can take it. A stream reads
+//! its consumers one pull request at a time; when it ends, its last
+//! requests are read to their end (within [`PULL_EXPIRY`]) and everything
+//! not acknowledged (sent, or pulled and not yet sent) is handed back to
+//! JetStream (NAK), so a reconnect resumes right after the last
+//! acknowledged event within that time instead of the ack wait;
+//! acknowledged events are never sent again.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::jetstream::{self, consumer};
 use esocial_kit::config::EventSettings;
@@ -26,7 +30,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::domain::MemberId;
 use crate::message_log::{MacKey, hex};
-use crate::store::Subscription;
+pub use crate::store::Subscription;
 
 /// The purpose of the key acknowledgement tokens are signed with.
 pub const ACK_TOKEN_KEY_PURPOSE: &str = "esocial-gateway-ack-token/v1";
@@ -39,12 +43,13 @@ pub const UNACKNOWLEDGED_MAX: i64 = 1000;
 pub const WINDOW_DEFAULT: usize = 100;
 pub const WINDOW_MAX: usize = 1000;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How soon an event delivered to a stream that ended, unacknowledged, is
-/// delivered again.
-const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 /// Pull requests expire after this: a connection that vanished holds none
-/// for longer.
-const PULL_EXPIRY: Duration = Duration::from_secs(5);
+/// for longer, and an event a stream that ended did not acknowledge is
+/// delivered again within it.
+const PULL_EXPIRY: Duration = Duration::from_secs(2);
+/// How long an ended stream's pull requests are read at most: the client
+/// ends a request the server did not end 5 s after its expiry.
+const DRAIN_MAX: Duration = Duration::from_secs(PULL_EXPIRY.as_secs() + 6);
 /// `Subscribe` streams a member may hold open at once on one replica.
 pub const STREAMS_PER_MEMBER_MAX: usize = 20;
 /// When a member over that limit is told to try again.
@@ -242,24 +247,19 @@ impl Subscriptions {
         let this = self.clone();
         let subscription_id = subscription.subscription_id;
         let member_id = subscription.member_id.clone();
+        let subscription_consumers = consumers.len();
         tokio::spawn(async move {
-            let _place = place;
-            let mut streams = Vec::with_capacity(consumers.len());
-            for consumer in &consumers {
-                match consumer.stream().max_messages_per_batch(window).expires(PULL_EXPIRY).messages().await {
-                    Ok(messages) => streams.push(messages),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read a subscription's consumer");
-                        let _ = sender.send(Err(Status::unavailable("the event stream is unavailable; retry"))).await;
-                        return;
-                    }
-                }
-            }
-            let mut merged = futures_util::stream::select_all(streams);
+            // Each consumer is read a batch (one pull request) at a time, so
+            // that when the stream ends, what the requests already out bring
+            // can be read to their end and handed back.
+            let stopping = Arc::new(AtomicBool::new(false));
+            let mut merged = futures_util::stream::select_all(
+                consumers.into_iter().map(|consumer| batches(consumer, window, stopping.clone())),
+            );
             // Reply subjects of what went out; capped, the oldest are
             // redelivered by JetStream after the ack wait if unacknowledged.
             let mut delivered: VecDeque<String> = VecDeque::new();
-            let cap = usize::try_from(UNACKNOWLEDGED_MAX).unwrap_or(1000) * consumers.len().max(1);
+            let cap = usize::try_from(UNACKNOWLEDGED_MAX).unwrap_or(1000) * subscription_consumers.max(1);
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
@@ -294,15 +294,30 @@ impl Subscriptions {
                     None => break,
                 }
             }
-            // Stop pulling, then hand back what was not acknowledged, with a
-            // short delay: a pull request of this connection that the server
-            // has not yet dropped must not take them again. Acknowledged
-            // ones are not pending any more: a NAK leaves them be.
+            drop(place);
+            // No new pull requests. Those already out are read to their end
+            // (their count reached, or expired within PULL_EXPIRY): what they
+            // bring after the member left goes back with what was sent and
+            // not acknowledged, once no request of this stream is left to
+            // take it again. Acknowledged events are not pending any more:
+            // a NAK leaves them be.
+            stopping.store(true, Ordering::Release);
+            let drained = tokio::time::timeout(DRAIN_MAX, async {
+                while let Some(next) = merged.next().await {
+                    if let Ok(message) = next
+                        && let Some(reply) = &message.reply
+                    {
+                        delivered.push_back(reply.to_string());
+                    }
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(%subscription_id, "the pull requests of an ended event stream did not end in time");
+            }
             drop(merged);
-            let _ = nats.flush().await;
-            let nak = format!("-NAK {{\"delay\": {}}}", HAND_BACK_DELAY.as_nanos());
             for reply in delivered {
-                let _ = nats.publish(reply, bytes::Bytes::from(nak.clone())).await;
+                let _ = nats.publish(reply, bytes::Bytes::from_static(b"-NAK")).await;
             }
             let _ = nats.flush().await;
         });
@@ -320,6 +335,36 @@ impl Subscriptions {
             _ => Err(Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))),
         }
     }
+}
+
+/// The messages of `consumer`, one pull request of up to `window` at a
+/// time, the next asked for when one ends, until `stopping`.
+fn batches(
+    consumer: consumer::PullConsumer,
+    window: usize,
+    stopping: Arc<AtomicBool>,
+) -> futures_util::stream::BoxStream<'static, Result<jetstream::Message, async_nats::Error>> {
+    type Batch = consumer::pull::Batch;
+    futures_util::stream::unfold((consumer, None::<Batch>), move |(consumer, mut batch)| {
+        let stopping = stopping.clone();
+        async move {
+            loop {
+                if let Some(current) = batch.as_mut()
+                    && let Some(next) = current.next().await
+                {
+                    return Some((next, (consumer, batch)));
+                }
+                if stopping.load(Ordering::Acquire) {
+                    return None;
+                }
+                match consumer.batch().max_messages(window).expires(PULL_EXPIRY).messages().await {
+                    Ok(next) => batch = Some(next),
+                    Err(error) => return Some((Err(error.into()), (consumer, None))),
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 /// The event in a message; its `ack_token` is still the bare subject.

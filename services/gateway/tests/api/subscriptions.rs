@@ -324,3 +324,69 @@ async fn a_member_holds_at_most_twenty_event_streams_open_and_gets_a_place_again
     })
     .await;
 }
+
+/// On a runtime of several threads, as the gateway runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
+    use esocial_gateway::directory::{DefaultLimits, Directory};
+    use esocial_gateway::subscriptions::{Subscription, Subscriptions as Streams};
+
+    let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let created = subscribe_to_registrations(&mut subscriptions).await;
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    for index in 0..EVENTS {
+        registry.register_provider(provider(&format!("Орган {index}"), 3_285_610 + index)).await.expect("provider");
+    }
+    // The gateway's streaming of the subscription, below gRPC: a receiver
+    // that takes one event and no more, as a member whose connection
+    // stalls and then breaks.
+    let subscription_id: uuid::Uuid = created.subscription_id.parse().expect("id");
+    let created_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT created_at FROM gateway.subscriptions WHERE subscription_id = $1")
+            .bind(subscription_id)
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("subscription row");
+    let member = esocial_gateway::domain::MemberId::parse(DIIA).expect("member id");
+    let subscription = Subscription {
+        subscription_id,
+        member_id: member.clone(),
+        event_types: vec![esocial_gateway::domain::EventTypeName::parse(REGISTERED).expect("event type")],
+        created_at,
+    };
+    let limits = DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
+    let directory = std::sync::Arc::new(Directory::new(gateway.gateway_pool().await, limits, 1));
+    directory.reload().await.expect("directory");
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
+    let key = esocial_gateway::message_log::MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]), "test");
+    let streams = Streams::new(nats, gateway.events.settings.clone(), Duration::from_secs(30), key, directory);
+    let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
+    let place = streams.stream_place(&member).expect("a place");
+    let mut receiver = streams.stream(&subscription, consumers, WINDOW, place);
+    receiver.recv().await.expect("an event").expect("not an error");
+    // The stream fills the window and pulls a batch more than it can send.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(receiver);
+
+    // Nothing was acknowledged: every event again through the gateway,
+    // once the ended stream's last pull request ended (2 s at most), well
+    // within the ack wait (30 s) after which JetStream itself would send
+    // what that stream held.
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: created.subscription_id, window: 500 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let count = usize::try_from(EVENTS).expect("count");
+    let again = tokio::time::timeout(Duration::from_secs(6), next_events(&mut stream, count))
+        .await
+        .expect("every event within 6 s of reconnecting");
+    let mut names: Vec<String> = again.iter().map(provider_name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), count, "each event once");
+}
+
+/// More than the window the stream sends and the batch it pulls beyond it.
+const EVENTS: u32 = 120;
+const WINDOW: usize = 50;
