@@ -444,11 +444,8 @@ async fn messages_before_one_larger_than_the_members_limit_still_arrive() {
     let small = pb::Limits { requests_per_second: 0, burst: 0, message_bytes_max: 1024 };
     gateway.register_member(DIIA, "diia", Some(small), &[SMALL_THEN_LARGE]).await;
     let mut diia = client(&gateway, "diia").await;
-    let mut stream = diia
-        .server_streaming(request(), path(SMALL_THEN_LARGE), Codec::default())
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut stream =
+        diia.server_streaming(request(), path(SMALL_THEN_LARGE), Codec::default()).await.expect("stream").into_inner();
     // Both messages came in one frame; the first is within the limit.
     let first = stream.message().await.expect("the first message").expect("one message");
     assert_eq!(first.person.map(|person| person.id).unwrap_or_default(), "tick-1");
