@@ -378,23 +378,35 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
     let mut client = ServerReflectionClient::new(channel);
     let ask = |request: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
 
-    let listed = one_answer(&mut client, vec![ask(MessageRequest::ListServices(String::new()))]).await?;
+    let mut budget = REFLECTION_BYTES_PER_UPSTREAM_MAX;
+    let listed = one_answer(&mut client, vec![ask(MessageRequest::ListServices(String::new()))], &mut budget).await?;
     let Some(MessageResponse::ListServicesResponse(listed)) = listed.into_iter().next() else {
         return Err(LearnError::Unexpected);
     };
-    let wanted: HashSet<String> = listed
+    let mut wanted: HashSet<String> = listed
         .service
         .into_iter()
         .map(|service| service.name)
         .filter(|name| packages.contains(package_of(name)))
-        .take(SERVICES_PER_UPSTREAM_MAX)
         .collect();
+    if wanted.len() > SERVICES_PER_UPSTREAM_MAX {
+        tracing::warn!(
+            services = wanted.len(),
+            taken = SERVICES_PER_UPSTREAM_MAX,
+            "an upstream describes more services than are taken"
+        );
+        let mut names: Vec<String> = wanted.into_iter().collect();
+        names.sort_unstable();
+        names.truncate(SERVICES_PER_UPSTREAM_MAX);
+        wanted = names.into_iter().collect();
+    }
     if wanted.is_empty() {
         return Ok(Described::default());
     }
     let answers = one_answer(
         &mut client,
         wanted.iter().map(|name| ask(MessageRequest::FileContainingSymbol(name.clone()))).collect(),
+        &mut budget,
     )
     .await?;
     let mut files = Vec::new();
@@ -419,23 +431,21 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
 }
 
 /// Sends `requests` on one reflection stream and reads one answer for each,
-/// [`REFLECTION_BYTES_PER_UPSTREAM_MAX`] in all.
+/// taking their size from `budget`.
 async fn one_answer(
     client: &mut ServerReflectionClient<Channel>,
     requests: Vec<ServerReflectionRequest>,
+    budget: &mut usize,
 ) -> Result<Vec<MessageResponse>, LearnError> {
     let expected = requests.len();
     let mut stream = client.server_reflection_info(tokio_stream::iter(requests)).await?.into_inner();
     let mut answers = Vec::with_capacity(expected);
-    let mut bytes = 0;
     while answers.len() < expected {
         let Some(ServerReflectionResponse { message_response, .. }) = stream.message().await? else {
             return Err(LearnError::Unexpected);
         };
-        bytes += message_response.as_ref().map_or(0, MessageResponse::encoded_len);
-        if bytes > REFLECTION_BYTES_PER_UPSTREAM_MAX {
-            return Err(LearnError::TooLarge);
-        }
+        let bytes = message_response.as_ref().map_or(0, MessageResponse::encoded_len);
+        *budget = budget.checked_sub(bytes).ok_or(LearnError::TooLarge)?;
         match message_response {
             Some(MessageResponse::ErrorResponse(error)) => {
                 return Err(LearnError::Refused { code: error.error_code, message: error.error_message });

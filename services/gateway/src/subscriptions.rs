@@ -6,11 +6,12 @@
 //! acknowledged by the member with the `ack_token` of each: that is the
 //! JetStream acknowledgement subject, checked to belong to one of the
 //! member's consumers, so any gateway replica can take it. A stream reads
-//! its consumers one pull request at a time; when it ends, its last
-//! requests are read to their end (within [`PULL_EXPIRY`]) and everything
-//! not acknowledged (sent, or pulled and not yet sent) is handed back to
-//! JetStream (NAK), so a reconnect resumes right after the last
-//! acknowledged event within that time instead of the ack wait;
+//! its consumers one pull request at a time, through an inbox of its own,
+//! so that nothing the server delivered is dropped unread; when it ends,
+//! its last requests are read to their end (within [`PULL_EXPIRY`]) and
+//! everything not acknowledged (sent, or pulled and not yet sent) is
+//! handed back to JetStream (NAK), so a reconnect resumes right after the
+//! last acknowledged event within seconds instead of the ack wait;
 //! acknowledged events are never sent again.
 
 use std::collections::VecDeque;
@@ -45,10 +46,13 @@ pub const WINDOW_MAX: usize = 1000;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pull requests expire after this: a connection that vanished holds none
 /// for longer, and an event a stream that ended did not acknowledge is
-/// delivered again within it.
+/// delivered again within it (and [`HAND_BACK_DELAY`]).
 const PULL_EXPIRY: Duration = Duration::from_secs(2);
-/// How long an ended stream's pull requests are read at most: the client
-/// ends a request the server did not end 5 s after its expiry.
+/// How long after a stream ended the events it sent and did not see
+/// acknowledged are delivered again.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+/// How long an ended stream's pull requests are read at most: a request
+/// silent for [`PULL_SILENCE_MAX`] counts as ended.
 const DRAIN_MAX: Duration = Duration::from_secs(PULL_EXPIRY.as_secs() + 6);
 /// `Subscribe` streams a member may hold open at once on one replica.
 pub const STREAMS_PER_MEMBER_MAX: usize = 20;
@@ -254,7 +258,9 @@ impl Subscriptions {
             // can be read to their end and handed back.
             let stopping = Arc::new(AtomicBool::new(false));
             let mut merged = futures_util::stream::select_all(
-                consumers.into_iter().map(|consumer| batches(consumer, window, stopping.clone())),
+                consumers
+                    .into_iter()
+                    .map(|consumer| batches(nats.clone(), this.jetstream.clone(), consumer, window, stopping.clone())),
             );
             // Reply subjects of what went out; capped, the oldest are
             // redelivered by JetStream after the ack wait if unacknowledged.
@@ -296,28 +302,45 @@ impl Subscriptions {
             }
             drop(place);
             // No new pull requests. Those already out are read to their end
-            // (their count reached, or expired within PULL_EXPIRY): what they
-            // bring after the member left goes back with what was sent and
-            // not acknowledged, once no request of this stream is left to
-            // take it again. Acknowledged events are not pending any more:
-            // a NAK leaves them be.
+            // (their count reached, or expired within PULL_EXPIRY), and what
+            // they brought after the member left goes back at once, with
+            // what was sent and not acknowledged, once no request of this
+            // stream is left to take it again. Sent events go back a second
+            // later, so that an acknowledgement the member sent as it left
+            // comes first. Acknowledged events are not pending any more: a
+            // NAK leaves them be.
             stopping.store(true, Ordering::Release);
+            let mut unsent = Vec::new();
             let drained = tokio::time::timeout(DRAIN_MAX, async {
                 while let Some(next) = merged.next().await {
                     if let Ok(message) = next
                         && let Some(reply) = &message.reply
                     {
-                        delivered.push_back(reply.to_string());
+                        unsent.push(reply.to_string());
                     }
                 }
             })
             .await;
-            if drained.is_err() {
-                tracing::warn!(%subscription_id, "the pull requests of an ended event stream did not end in time");
-            }
             drop(merged);
-            for reply in delivered {
-                let _ = nats.publish(reply, bytes::Bytes::from_static(b"-NAK")).await;
+            let (sent_delay, unsent_delay) = if drained.is_ok() {
+                (HAND_BACK_DELAY, Duration::ZERO)
+            } else {
+                // A request may still be out: it must not take them back.
+                tracing::warn!(%subscription_id, "the pull requests of an ended event stream did not end in time");
+                (PULL_EXPIRY + HAND_BACK_DELAY, PULL_EXPIRY + HAND_BACK_DELAY)
+            };
+            let nak = |delay: Duration| {
+                bytes::Bytes::from(if delay.is_zero() {
+                    "-NAK".to_owned()
+                } else {
+                    format!("-NAK {{\"delay\": {}}}", delay.as_nanos())
+                })
+            };
+            for (replies, delay) in [(Vec::from(delivered), sent_delay), (unsent, unsent_delay)] {
+                let payload = nak(delay);
+                for reply in replies {
+                    let _ = nats.publish(reply, payload.clone()).await;
+                }
             }
             let _ = nats.flush().await;
         });
@@ -337,32 +360,108 @@ impl Subscriptions {
     }
 }
 
+/// One pull request, read through an inbox of its own until it ends.
+struct Pull {
+    subscriber: async_nats::Subscriber,
+    /// Messages it may still bring.
+    left: usize,
+}
+
+/// The state of [`batches`] between messages.
+struct Puller {
+    nats: async_nats::Client,
+    jetstream: jetstream::Context,
+    consumer: consumer::PullConsumer,
+    window: usize,
+    stopping: Arc<AtomicBool>,
+    current: Option<Pull>,
+    /// Before the next request after the server refused one (409).
+    backoff: Duration,
+}
+
+/// No word from the server for this long while a request is read: the
+/// request is gone (the server ends one at its expiry with a 408).
+const PULL_SILENCE_MAX: Duration = Duration::from_secs(PULL_EXPIRY.as_secs() + 5);
+const PULL_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Puller {
+    /// The next message of the consumer: from the request out, or from a
+    /// new one when it ended, until `stopping`. A message the server
+    /// delivered is never dropped unread here: only silence ends a request.
+    async fn next(&mut self) -> Option<Result<jetstream::Message, async_nats::Error>> {
+        loop {
+            if let Some(pull) = self.current.as_mut() {
+                let message = match tokio::time::timeout(PULL_SILENCE_MAX, pull.subscriber.next()).await {
+                    Ok(Some(message)) => message,
+                    Ok(None) | Err(_) => {
+                        self.current = None;
+                        continue;
+                    }
+                };
+                match message.status {
+                    None | Some(async_nats::StatusCode::OK) => {
+                        pull.left = pull.left.saturating_sub(1);
+                        if pull.left == 0 {
+                            self.current = None;
+                        }
+                        self.backoff = Duration::ZERO;
+                        return Some(Ok(jetstream::Message { message, context: self.jetstream.clone() }));
+                    }
+                    Some(async_nats::StatusCode::IDLE_HEARTBEAT) => {}
+                    Some(async_nats::StatusCode::TIMEOUT | async_nats::StatusCode::NOT_FOUND) => self.current = None,
+                    Some(async_nats::StatusCode::REQUEST_TERMINATED) => {
+                        let reason = message.description.unwrap_or_default();
+                        if reason.contains("Consumer Deleted") || reason.contains("push based") {
+                            self.current = None;
+                            return Some(Err(format!("the consumer is gone: {reason}").into()));
+                        }
+                        // Leadership change, server shutdown, too many
+                        // requests waiting…: this request is over; ask again.
+                        tracing::debug!(%reason, "a pull request ended early");
+                        self.current = None;
+                        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), PULL_BACKOFF_MAX);
+                    }
+                    Some(status) => {
+                        self.current = None;
+                        return Some(Err(format!("the event stream answered {status}").into()));
+                    }
+                }
+                continue;
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return None;
+            }
+            if !self.backoff.is_zero() {
+                tokio::time::sleep(self.backoff).await;
+            }
+            let inbox = self.nats.new_inbox();
+            let subscriber = match self.nats.subscribe(inbox.clone()).await {
+                Ok(subscriber) => subscriber,
+                Err(error) => return Some(Err(error.into())),
+            };
+            let request =
+                consumer::pull::BatchConfig { batch: self.window, expires: Some(PULL_EXPIRY), ..Default::default() };
+            if let Err(error) = self.consumer.request_batch(request, inbox.into()).await {
+                return Some(Err(error.into()));
+            }
+            self.current = Some(Pull { subscriber, left: self.window });
+        }
+    }
+}
+
 /// The messages of `consumer`, one pull request of up to `window` at a
 /// time, the next asked for when one ends, until `stopping`.
 fn batches(
+    nats: async_nats::Client,
+    jetstream: jetstream::Context,
     consumer: consumer::PullConsumer,
     window: usize,
     stopping: Arc<AtomicBool>,
 ) -> futures_util::stream::BoxStream<'static, Result<jetstream::Message, async_nats::Error>> {
-    type Batch = consumer::pull::Batch;
-    futures_util::stream::unfold((consumer, None::<Batch>), move |(consumer, mut batch)| {
-        let stopping = stopping.clone();
-        async move {
-            loop {
-                if let Some(current) = batch.as_mut()
-                    && let Some(next) = current.next().await
-                {
-                    return Some((next, (consumer, batch)));
-                }
-                if stopping.load(Ordering::Acquire) {
-                    return None;
-                }
-                match consumer.batch().max_messages(window).expires(PULL_EXPIRY).messages().await {
-                    Ok(next) => batch = Some(next),
-                    Err(error) => return Some((Err(error.into()), (consumer, None))),
-                }
-            }
-        }
+    let puller = Puller { nats, jetstream, consumer, window, stopping, current: None, backoff: Duration::ZERO };
+    futures_util::stream::unfold(puller, |mut puller| async move {
+        let next = puller.next().await?;
+        Some((next, puller))
     })
     .boxed()
 }

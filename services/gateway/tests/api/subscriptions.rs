@@ -364,8 +364,10 @@ async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
     let place = streams.stream_place(&member).expect("a place");
     let mut receiver = streams.stream(&subscription, consumers, WINDOW, place);
     receiver.recv().await.expect("an event").expect("not an error");
-    // The stream fills the window and pulls a batch more than it can send.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The stream fills the window and pulls a batch more than it can send,
+    // and holds it for longer than the pull request lives (2 s) and a
+    // client's patience with it (7 s).
+    tokio::time::sleep(Duration::from_secs(8)).await;
     drop(receiver);
 
     // Nothing was acknowledged: every event again through the gateway,
