@@ -391,12 +391,10 @@ impl Puller {
     async fn next(&mut self) -> Option<Result<jetstream::Message, async_nats::Error>> {
         loop {
             if let Some(pull) = self.current.as_mut() {
-                let message = match tokio::time::timeout(PULL_SILENCE_MAX, pull.subscriber.next()).await {
-                    Ok(Some(message)) => message,
-                    Ok(None) | Err(_) => {
-                        self.current = None;
-                        continue;
-                    }
+                let Ok(Some(message)) = tokio::time::timeout(PULL_SILENCE_MAX, pull.subscriber.next()).await else {
+                    // Silent for too long, or its inbox closed: it is over.
+                    self.current = None;
+                    continue;
                 };
                 match message.status {
                     None | Some(async_nats::StatusCode::OK) => {
