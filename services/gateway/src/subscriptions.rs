@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_nats::jetstream::{self, consumer};
 use esocial_kit::config::EventSettings;
 use esocial_proto::gateway::v1 as pb;
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tonic::Status;
 use uuid::Uuid;
@@ -391,10 +391,24 @@ impl Puller {
     async fn next(&mut self) -> Option<Result<jetstream::Message, async_nats::Error>> {
         loop {
             if let Some(pull) = self.current.as_mut() {
-                let Ok(Some(message)) = tokio::time::timeout(PULL_SILENCE_MAX, pull.subscriber.next()).await else {
-                    // Silent for too long, or its inbox closed: it is over.
-                    self.current = None;
-                    continue;
+                let message = match tokio::time::timeout(PULL_SILENCE_MAX, pull.subscriber.next()).await {
+                    Ok(Some(message)) => message,
+                    // Its inbox closed: it is over.
+                    Ok(None) => {
+                        self.current = None;
+                        continue;
+                    }
+                    // Silent for too long: over, unless something waits in
+                    // the inbox after all (this wait may have been left
+                    // unpolled while the member was slow, or the task's
+                    // budget ran out).
+                    Err(_) => match tokio::task::unconstrained(pull.subscriber.next()).now_or_never() {
+                        Some(Some(message)) => message,
+                        _ => {
+                            self.current = None;
+                            continue;
+                        }
+                    },
                 };
                 match message.status {
                     None | Some(async_nats::StatusCode::OK) => {
