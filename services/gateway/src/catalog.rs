@@ -241,7 +241,7 @@ impl Catalog {
     /// For a method the catalog does not know: asks the upstream that
     /// serves its package again, unless it was asked within
     /// [`MISS_COOLDOWN`], and tells whether the method streams.
-    pub async fn learn_method(&self, path: &str) -> Option<bool> {
+    pub async fn learn_method(self: &Arc<Self>, path: &str) -> Option<bool> {
         self.learn_exists(path, MISS_COOLDOWN).await;
         self.streams(path)
     }
@@ -250,28 +250,38 @@ impl Catalog {
     /// a name not known yet makes the catalog ask its upstream first, unless
     /// it was asked within `cooldown` (an administrator granting a right
     /// to a method just deployed waits for none; a member listing its
-    /// methods, [`MISS_COOLDOWN`]).
-    pub async fn learn_exists(&self, method_or_service: &str, cooldown: Duration) -> bool {
-        let known = |catalog: &Self| {
-            if method_or_service.starts_with('/') {
-                catalog.method_exists(method_or_service)
-            } else {
-                catalog.service_exists(method_or_service)
-            }
-        };
-        if known(self) {
+    /// methods, [`MISS_COOLDOWN`]). The reading runs on its own: a caller
+    /// that stops waiting (its deadline passed) does not abandon it for
+    /// the others, whom the cooldown keeps from asking again.
+    pub async fn learn_exists(self: &Arc<Self>, method_or_service: &str, cooldown: Duration) -> bool {
+        if self.knows(method_or_service) {
             return true;
         }
         let service = method_or_service.trim_start_matches('/').split('/').next().unwrap_or_default();
         let package = package_of(service);
-        if let Some(source) = self.sources.iter().find(|source| source.packages.contains(package)) {
-            let mut last_asked = source.last_asked.lock().await;
-            // Another call may have asked while this one waited.
-            if !known(self) && last_asked.is_none_or(|asked| asked.elapsed() >= cooldown) {
-                self.read_source(source, &mut last_asked).await;
-            }
+        if let Some(index) = self.sources.iter().position(|source| source.packages.contains(package)) {
+            let catalog = self.clone();
+            let name = method_or_service.to_owned();
+            let reading = tokio::spawn(async move {
+                let source = &catalog.sources[index];
+                let mut last_asked = source.last_asked.lock().await;
+                // Another call may have asked while this one waited.
+                if !catalog.knows(&name) && last_asked.is_none_or(|asked| asked.elapsed() >= cooldown) {
+                    catalog.read_source(source, &mut last_asked).await;
+                }
+            });
+            let _ = reading.await;
         }
-        known(self)
+        self.knows(method_or_service)
+    }
+
+    /// A method path (`/package.Service/Method`) or service name known now.
+    fn knows(&self, method_or_service: &str) -> bool {
+        if method_or_service.starts_with('/') {
+            self.method_exists(method_or_service)
+        } else {
+            self.service_exists(method_or_service)
+        }
     }
 
     /// Changes whenever a reading changes what an upstream described.

@@ -413,22 +413,17 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         Err(status) => return exchange.refuse(status),
     };
     // A method the catalog does not know yet (added to its service since
-    // the catalog last read it) is looked up now; the call waits within
-    // its deadline, the reading goes on without it (a caller's short
-    // deadline must not abandon a reading others rely on). One that stays
-    // unknown goes on as unary, and its service answers for it.
-    let streams = match known_to_stream {
-        Some(streams) => streams,
-        None => {
-            let catalog = door.catalog.clone();
-            let method = path.clone();
-            let learning = tokio::spawn(async move { catalog.learn_method(&method).await });
-            let learned = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline.into(), learning).await.ok(),
-                None => Some(learning.await),
-            };
-            learned.and_then(Result::ok).flatten().unwrap_or(false)
-        }
+    // the catalog last read it) is looked up now, waited for within the
+    // call's deadline; one that stays unknown goes on as unary, and its
+    // service answers for it.
+    let streams = match (known_to_stream, deadline) {
+        (Some(streams), _) => streams,
+        (None, Some(deadline)) => tokio::time::timeout_at(deadline.into(), door.catalog.learn_method(&path))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false),
+        (None, None) => door.catalog.learn_method(&path).await.unwrap_or(false),
     };
     if streams {
         exchange.slot = exchange.slot.take().map(LogSlot::streaming);

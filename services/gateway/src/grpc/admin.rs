@@ -100,7 +100,7 @@ fn log_mode(violations: &mut Violations, value: i32) -> Option<LogMode> {
 /// An access right that names a method or service that exists (as the
 /// catalog knows it, or learns it now from the service), outside the
 /// gateway's own package (whose methods go by roles).
-async fn method_right(catalog: &Catalog, violations: &mut Violations, text: &str) -> Option<MethodRight> {
+async fn method_right(catalog: &Arc<Catalog>, violations: &mut Violations, text: &str) -> Option<MethodRight> {
     let right = violations.check("method", MethodRight::parse(text.trim()))?;
     let (name, service) = match &right {
         MethodRight::Method(path) => {
