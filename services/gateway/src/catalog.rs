@@ -393,7 +393,7 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
     let Some(MessageResponse::ListServicesResponse(listed)) = listed.into_iter().next() else {
         return Err(LearnError::Unexpected);
     };
-    let mut wanted: HashSet<String> = listed
+    let mut wanted: BTreeSet<String> = listed
         .service
         .into_iter()
         .map(|service| service.name)
@@ -405,10 +405,7 @@ async fn read_reflection(channel: Channel, packages: &BTreeSet<String>) -> Resul
             taken = SERVICES_PER_UPSTREAM_MAX,
             "an upstream describes more services than are taken"
         );
-        let mut names: Vec<String> = wanted.into_iter().collect();
-        names.sort_unstable();
-        names.truncate(SERVICES_PER_UPSTREAM_MAX);
-        wanted = names.into_iter().collect();
+        wanted = wanted.into_iter().take(SERVICES_PER_UPSTREAM_MAX).collect();
     }
     if wanted.is_empty() {
         return Ok(Described::default());
