@@ -251,21 +251,21 @@ impl Subscriptions {
         let this = self.clone();
         let subscription_id = subscription.subscription_id;
         let member_id = subscription.member_id.clone();
-        let subscription_consumers = consumers.len();
+        // Reply subjects of what went out are kept up to this many; the
+        // oldest beyond it are redelivered by JetStream after the ack wait
+        // if unacknowledged.
+        let cap = usize::try_from(UNACKNOWLEDGED_MAX).unwrap_or(1000) * consumers.len().max(1);
         tokio::spawn(async move {
-            // Each consumer is read a batch (one pull request) at a time, so
-            // that when the stream ends, what the requests already out bring
-            // can be read to their end and handed back.
+            // Each consumer is read one pull request at a time, so that when
+            // the stream ends, what the requests already out bring can be
+            // read to their end and handed back.
             let stopping = Arc::new(AtomicBool::new(false));
             let mut merged = futures_util::stream::select_all(
                 consumers
                     .into_iter()
                     .map(|consumer| batches(nats.clone(), this.jetstream.clone(), consumer, window, stopping.clone())),
             );
-            // Reply subjects of what went out; capped, the oldest are
-            // redelivered by JetStream after the ack wait if unacknowledged.
             let mut delivered: VecDeque<String> = VecDeque::new();
-            let cap = usize::try_from(UNACKNOWLEDGED_MAX).unwrap_or(1000) * subscription_consumers.max(1);
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
@@ -329,15 +329,8 @@ impl Subscriptions {
                 tracing::warn!(%subscription_id, "the pull requests of an ended event stream did not end in time");
                 (PULL_EXPIRY + HAND_BACK_DELAY, PULL_EXPIRY + HAND_BACK_DELAY)
             };
-            let nak = |delay: Duration| {
-                bytes::Bytes::from(if delay.is_zero() {
-                    "-NAK".to_owned()
-                } else {
-                    format!("-NAK {{\"delay\": {}}}", delay.as_nanos())
-                })
-            };
             for (replies, delay) in [(Vec::from(delivered), sent_delay), (unsent, unsent_delay)] {
-                let payload = nak(delay);
+                let payload = bytes::Bytes::from(jetstream::AckKind::Nak(Some(delay).filter(|delay| !delay.is_zero())));
                 for reply in replies {
                     let _ = nats.publish(reply, payload.clone()).await;
                 }
