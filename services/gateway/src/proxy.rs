@@ -610,6 +610,11 @@ struct Oversized {
 }
 
 impl FrameReader {
+    /// How many bytes of a message header the bytes fed so far ended in.
+    fn partial_header(&self) -> usize {
+        self.header_filled
+    }
+
     /// `Err` as soon as the header of a message longer than `limit` is read.
     fn feed(&mut self, data: &[u8], limit: u64) -> Result<(), Oversized> {
         let mut at = 0;
@@ -708,6 +713,7 @@ impl Exchange {
                 timer: None,
                 cut_off: false,
                 pending: None,
+                held: None,
             })
         })
     }
@@ -818,8 +824,15 @@ struct WatchedResponseBody {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The call was cut off: the trailers saying why are `pending` or sent.
     cut_off: bool,
-    /// The trailers that end a call cut off, after the messages before.
+    /// A frame to send at the next poll: the trailers after the bytes
+    /// sent with them in mind (the messages before a cut-off, the bytes
+    /// `held` when the service ended).
     pending: Option<Frame<Bytes>>,
+    /// The first bytes of a message header that a frame of the service
+    /// ended in the middle of: they go on with the rest of the header, once
+    /// the message is known to be within the limit, so that a message cut
+    /// off for its size leaves no piece of itself with the client.
+    held: Option<Bytes>,
 }
 
 impl WatchedResponseBody {
@@ -850,14 +863,15 @@ impl WatchedResponseBody {
     }
 
     /// Ends the call at a message larger than the member's limit: the
-    /// messages of `data` before it go on, then the trailers. (When that
-    /// message's 5-byte header began in the frame before, those first
-    /// bytes already went on; a client reads the trailers' status.)
-    fn cut_off_at(&mut self, data: &Bytes, oversized: &Oversized) -> Frame<Bytes> {
-        let before = data.slice(..oversized.starts_at);
-        if let Some(meter) = &mut self.meter {
-            meter.add(&before);
-        }
+    /// messages before it (`held` and `data` up to its header) go on, then
+    /// the trailers. Its header's first bytes, if an earlier frame brought
+    /// them, were held back and are dropped with it.
+    fn cut_off_at(&mut self, held: Option<Bytes>, data: &Bytes, oversized: &Oversized) -> Frame<Bytes> {
+        // A header that starts at 0 may have begun in the held bytes; any
+        // later one follows the header those bytes began.
+        let before =
+            if oversized.starts_at == 0 { Bytes::new() } else { joined(held, data.slice(..oversized.starts_at)) };
+        self.forwarded(&before);
         let (length, limit) = (oversized.length, self.limit);
         let trailers = self.cut_off(&Status::resource_exhausted(format!(
             "a response message of {length} bytes is larger than the member's limit of {limit} bytes"
@@ -873,6 +887,7 @@ impl WatchedResponseBody {
     /// the entry records `status`, and the client gets it in trailers.
     fn cut_off(&mut self, status: &Status) -> Frame<Bytes> {
         self.cut_off = true;
+        self.held = None;
         self.inner = tonic::body::Body::default();
         let code = status.code() as i32;
         self.status = Some(code);
@@ -882,6 +897,50 @@ impl WatchedResponseBody {
             trailers.insert("grpc-status", HeaderValue::from(code));
         }
         Frame::trailers(trailers)
+    }
+
+    /// Counts and digests bytes as they go on to the client.
+    fn forwarded(&mut self, data: &Bytes) {
+        if let Some(meter) = &mut self.meter {
+            meter.add(data);
+        }
+    }
+
+    /// The bytes of a data frame of the service that go on now: those held
+    /// from before and `data`, except the start of a message header that
+    /// `data` ends in, which is held until the header is whole. Empty when
+    /// all of it is held.
+    fn pass_data(&mut self, data: Bytes) -> Bytes {
+        let mut passing = joined(self.held.take(), data);
+        let partial = self.frames.partial_header();
+        if partial > 0 {
+            self.held = Some(passing.split_off(passing.len() - partial));
+        }
+        self.forwarded(&passing);
+        passing
+    }
+
+    /// At the service's end (its trailers, or none): bytes still held (a
+    /// message it left unfinished) go on first, `end` after them.
+    fn end_after_held(&mut self, end: Option<Frame<Bytes>>) -> Option<Frame<Bytes>> {
+        let Some(held) = self.held.take() else { return end };
+        self.forwarded(&held);
+        self.pending = end;
+        Some(Frame::data(held))
+    }
+}
+
+/// `first` followed by `then`, copied only when both have bytes.
+fn joined(first: Option<Bytes>, then: Bytes) -> Bytes {
+    match first {
+        Some(first) if then.is_empty() => first,
+        Some(first) => {
+            let mut both = bytes::BytesMut::with_capacity(first.len() + then.len());
+            both.extend_from_slice(&first);
+            both.extend_from_slice(&then);
+            both.freeze()
+        }
+        None => then,
     }
 }
 
@@ -894,50 +953,59 @@ impl http_body::Body for WatchedResponseBody {
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
+        if let Some(frame) = this.pending.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
         if this.cut_off {
-            return Poll::Ready(this.pending.take().map(Ok));
+            return Poll::Ready(None);
         }
-        if let Some(trailers) = this.expire_if_due(None) {
-            return Poll::Ready(Some(Ok(trailers)));
-        }
-        match Pin::new(&mut this.inner).poll_frame(context) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let frame = match frame.into_data() {
+        loop {
+            if let Some(trailers) = this.expire_if_due(None) {
+                return Poll::Ready(Some(Ok(trailers)));
+            }
+            return match Pin::new(&mut this.inner).poll_frame(context) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         if let Err(oversized) = this.frames.feed(&data, this.limit) {
-                            return Poll::Ready(Some(Ok(this.cut_off_at(&data, &oversized))));
+                            let held = this.held.take();
+                            return Poll::Ready(Some(Ok(this.cut_off_at(held, &data, &oversized))));
                         }
-                        if let Some(meter) = &mut this.meter {
-                            meter.add(&data);
+                        let passing = this.pass_data(data);
+                        if passing.is_empty() {
+                            // All held: the rest of the header is to come.
+                            continue;
                         }
-                        Frame::data(data)
+                        Poll::Ready(Some(Ok(Frame::data(passing))))
                     }
                     Err(frame) => {
                         if let Some(trailers) = frame.trailers_ref() {
                             this.status = grpc_status(trailers).or(this.status);
                         }
-                        frame
+                        Poll::Ready(this.end_after_held(Some(frame)).map(Ok))
                     }
-                };
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                this.finish(tonic::Code::Unavailable as i32);
-                Poll::Ready(Some(Err(error)))
-            }
-            Poll::Ready(None) => {
-                this.finish(tonic::Code::Unknown as i32);
-                Poll::Ready(None)
-            }
-            Poll::Pending => match this.expire_if_due(Some(context)) {
-                Some(trailers) => Poll::Ready(Some(Ok(trailers))),
-                None => Poll::Pending,
-            },
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    this.held = None;
+                    this.finish(tonic::Code::Unavailable as i32);
+                    Poll::Ready(Some(Err(error)))
+                }
+                Poll::Ready(None) => {
+                    let last = this.end_after_held(None);
+                    this.finish(tonic::Code::Unknown as i32);
+                    // Polled again, the body has ended.
+                    this.inner = tonic::body::Body::default();
+                    Poll::Ready(last.map(Ok))
+                }
+                Poll::Pending => match this.expire_if_due(Some(context)) {
+                    Some(trailers) => Poll::Ready(Some(Ok(trailers))),
+                    None => Poll::Pending,
+                },
+            };
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        if self.cut_off { self.pending.is_none() } else { self.inner.is_end_stream() }
+        if self.pending.is_some() || self.held.is_some() { false } else { self.cut_off || self.inner.is_end_stream() }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -986,6 +1054,106 @@ mod tests {
             let chunk_start = (header_end - 1) / split * split;
             assert_eq!(refused, Err((100, chunk_start.max(15))), "split {split}");
         }
+    }
+
+    /// A service's response body: these frames, then its end.
+    struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    fn trailers(code: i32) -> Frame<Bytes> {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from(code));
+        Frame::trailers(trailers)
+    }
+
+    /// What the client gets of a service's `chunks` (each a data frame),
+    /// then trailers with `code`, with messages held to `limit`: the bytes
+    /// of each data frame, and the status of the trailers.
+    async fn relayed(chunks: &[&[u8]], code: i32, limit: u64) -> (Vec<Vec<u8>>, Option<String>) {
+        let mut frames: std::collections::VecDeque<Frame<Bytes>> =
+            chunks.iter().map(|chunk| Frame::data(Bytes::copy_from_slice(chunk))).collect();
+        frames.push_back(trailers(code));
+        let mut body = WatchedResponseBody {
+            inner: tonic::body::Body::new(Frames(frames)),
+            meter: Some(BodyMeter::new(false)),
+            status: None,
+            exchange: None,
+            frames: FrameReader::default(),
+            limit,
+            deadline: None,
+            timer: None,
+            cut_off: false,
+            pending: None,
+            held: None,
+        };
+        let (mut data, mut status) = (Vec::new(), None);
+        while let Some(frame) =
+            std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context)).await
+        {
+            let frame = frame.expect("a frame");
+            assert!(status.is_none(), "nothing follows the trailers");
+            match frame.into_data() {
+                Ok(bytes) => data.push(bytes.to_vec()),
+                Err(frame) => {
+                    let trailers = frame.into_trailers().expect("trailers");
+                    status = trailers.get("grpc-status").map(|value| value.to_str().expect("ascii").to_owned());
+                }
+            }
+        }
+        assert!(http_body::Body::is_end_stream(&body));
+        let forwarded: u64 = data.iter().map(|bytes| u64::try_from(bytes.len()).expect("length")).sum();
+        assert_eq!(
+            body.meter.as_ref().map_or(forwarded, |meter| meter.bytes),
+            forwarded,
+            "the log counts what went on"
+        );
+        (data, status)
+    }
+
+    #[tokio::test]
+    async fn a_message_cut_off_for_its_size_leaves_none_of_its_header_with_the_client() {
+        let (small, large) = (frame(10), frame(100));
+        let stream = [small.clone(), large.clone(), frame(3)].concat();
+        // Every split of the large message's header between two frames of
+        // the service, and the header whole in one frame.
+        for split in small.len()..=small.len() + 5 {
+            let (first, second) = stream.split_at(split);
+            let (data, status) = relayed(&[first, second], 0, 50).await;
+            assert_eq!(data.concat(), small, "split at {split}: the small message and nothing of the large one");
+            assert_eq!(status.as_deref(), Some("8"), "split at {split}");
+            assert!(data.iter().all(|bytes| !bytes.is_empty()), "split at {split}: no empty frames");
+            // Within the limit, everything goes on as it came.
+            let (data, status) = relayed(&[first, second], 0, 100).await;
+            assert_eq!(data.concat(), stream, "split at {split}");
+            assert_eq!(status.as_deref(), Some("0"), "split at {split}");
+        }
+        // A byte a frame: the header is held over four frames.
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        let (data, status) = relayed(&bytes, 0, 100).await;
+        assert_eq!(data.concat(), stream);
+        assert_eq!(status.as_deref(), Some("0"));
+        let (data, status) = relayed(&bytes, 0, 50).await;
+        assert_eq!(data.concat(), small);
+        assert_eq!(status.as_deref(), Some("8"));
+    }
+
+    #[tokio::test]
+    async fn a_header_a_service_leaves_unfinished_still_reaches_the_client_before_its_status() {
+        let small = frame(10);
+        let stream = [small.as_slice(), &[0, 0, 0]].concat();
+        // The three bytes are held for the rest of their header, which
+        // never comes: they go on before the trailers all the same.
+        let (data, status) = relayed(&[&stream], 13, 100).await;
+        assert_eq!(data.concat(), stream);
+        assert_eq!(status.as_deref(), Some("13"));
     }
 
     #[test]
