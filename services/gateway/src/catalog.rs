@@ -489,6 +489,134 @@ mod tests {
         }
     }
 
+    /// A service's reflection describing `services` services of package
+    /// `big.v1` (`big.v1.Service0000`, …), each in a file of its own padded
+    /// to `padding` bytes, with one unary method `Added`; each answer
+    /// stream starts after `delay`.
+    #[derive(Clone)]
+    struct Describing {
+        services: usize,
+        padding: usize,
+        delay: Duration,
+        /// Readings started (lists of the services asked for).
+        readings: Arc<AtomicU64>,
+    }
+
+    impl Describing {
+        fn answer(&self, asked: ServerReflectionRequest) -> ServerReflectionResponse {
+            let answer = match asked.message_request {
+                Some(MessageRequest::ListServices(_)) => {
+                    self.readings.fetch_add(1, Ordering::SeqCst);
+                    MessageResponse::ListServicesResponse(tonic_reflection::pb::v1::ListServiceResponse {
+                        service: (0..self.services)
+                            .map(|index| tonic_reflection::pb::v1::ServiceResponse {
+                                name: format!("big.v1.Service{index:04}"),
+                            })
+                            .collect(),
+                    })
+                }
+                Some(MessageRequest::FileContainingSymbol(symbol)) => {
+                    let service = symbol.trim_start_matches("big.v1.");
+                    let mut described = file("big.v1", service, &[("Added", false, false)]);
+                    described.name = Some(format!("{service}.proto"));
+                    described.syntax = Some("x".repeat(self.padding));
+                    MessageResponse::FileDescriptorResponse(tonic_reflection::pb::v1::FileDescriptorResponse {
+                        file_descriptor_proto: vec![described.encode_to_vec()],
+                    })
+                }
+                _ => MessageResponse::ErrorResponse(tonic_reflection::pb::v1::ErrorResponse {
+                    error_code: tonic::Code::Unimplemented as i32,
+                    error_message: "not asked in these tests".to_owned(),
+                }),
+            };
+            ServerReflectionResponse { message_response: Some(answer), ..Default::default() }
+        }
+
+        /// Serves on a port of its own; the channel to it.
+        async fn serve(self) -> Channel {
+            use tonic_reflection::pb::v1::server_reflection_server::ServerReflectionServer;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+            let address = listener.local_addr().expect("address");
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(ServerReflectionServer::new(self))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("url").connect_lazy()
+        }
+    }
+
+    #[tonic::async_trait]
+    impl tonic_reflection::pb::v1::server_reflection_server::ServerReflection for Describing {
+        type ServerReflectionInfoStream =
+            std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ServerReflectionResponse, tonic::Status>> + Send>>;
+
+        async fn server_reflection_info(
+            &self,
+            request: tonic::Request<tonic::Streaming<ServerReflectionRequest>>,
+        ) -> Result<tonic::Response<Self::ServerReflectionInfoStream>, tonic::Status> {
+            use tokio_stream::StreamExt as _;
+            tokio::time::sleep(self.delay).await;
+            let describing = self.clone();
+            let answers = request.into_inner().map(move |asked| Ok(describing.answer(asked?)));
+            Ok(tonic::Response::new(Box::pin(answers)))
+        }
+    }
+
+    fn big() -> BTreeSet<String> {
+        BTreeSet::from(["big.v1".to_owned()])
+    }
+
+    #[tokio::test]
+    async fn an_upstream_describing_more_services_than_are_taken_gives_the_first_by_name() {
+        let readings = Arc::new(AtomicU64::new(0));
+        let channel = Describing { services: 1_005, padding: 0, delay: Duration::ZERO, readings }.serve().await;
+        let described = read_reflection(channel, &big()).await.expect("read");
+        assert_eq!(described.services.len(), SERVICES_PER_UPSTREAM_MAX);
+        assert_eq!(described.services.keys().next().map(String::as_str), Some("big.v1.Service0000"));
+        assert_eq!(described.services.keys().last().map(String::as_str), Some("big.v1.Service0999"));
+        assert_eq!(described.files.len(), SERVICES_PER_UPSTREAM_MAX, "the others are not even asked for");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_whose_answers_outgrow_the_byte_budget_is_not_read() {
+        // Each file just under the 4 MiB a message may have: four fit in
+        // the 16 MiB of a reading, five do not.
+        let padding = 3_900_000;
+        let readings = Arc::new(AtomicU64::new(0));
+        let within =
+            Describing { services: 4, padding, delay: Duration::ZERO, readings: readings.clone() }.serve().await;
+        let described = read_reflection(within, &big()).await.expect("four files fit");
+        assert_eq!(described.services.len(), 4);
+        let beyond = Describing { services: 5, padding, delay: Duration::ZERO, readings }.serve().await;
+        let refused = read_reflection(beyond, &big()).await;
+        assert!(matches!(refused, Err(LearnError::TooLarge)), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reading_goes_on_when_the_caller_that_started_it_stops_waiting() {
+        // A reading takes two answer streams, 1.2 s in all: within its
+        // 2 s, beyond the caller's 200 ms.
+        let readings = Arc::new(AtomicU64::new(0));
+        let channel =
+            Describing { services: 1, padding: 0, delay: Duration::from_millis(600), readings: readings.clone() }
+                .serve()
+                .await;
+        let catalog = Arc::new(Catalog::learning_from(vec![("big.v1".to_owned(), "http://big".to_owned(), channel)]));
+        let path = "/big.v1.Service0000/Added";
+        let asked = Instant::now();
+        let waited = tokio::time::timeout(Duration::from_millis(200), catalog.learn_method(path)).await;
+        assert!(waited.is_err(), "the method cannot be known before the upstream answers");
+        assert!(asked.elapsed() < Duration::from_millis(600), "the caller waited {:?}", asked.elapsed());
+        assert_eq!(catalog.streams(path), None);
+        let until = Instant::now() + LEARN_TIMEOUT;
+        while catalog.streams(path).is_none() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(catalog.streams(path), Some(false), "the reading the caller started finished without it");
+        assert_eq!(readings.load(Ordering::SeqCst), 1, "nobody else asked");
+    }
+
     #[test]
     fn the_compiled_services_are_known_with_their_streaming() {
         let catalog = Catalog::compiled_only();
