@@ -12,7 +12,8 @@
 //! everything not acknowledged (sent, or pulled and not yet sent) is
 //! handed back to JetStream (NAK), so a reconnect resumes right after the
 //! last acknowledged event within seconds instead of the ack wait;
-//! acknowledged events are never sent again.
+//! acknowledged events are never sent again. A request the server lost
+//! (NATS restarted) falls silent, heartbeats included, and is sent anew.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -48,6 +49,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// for longer, and an event a stream that ended did not acknowledge is
 /// delivered again within it (and [`HAND_BACK_DELAY`]).
 const PULL_EXPIRY: Duration = Duration::from_secs(2);
+/// While a pull request waits for events, the server says every this
+/// long that it still holds it (a heartbeat).
+const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long after a stream ended the events it sent and did not see
 /// acknowledged are delivered again.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
@@ -372,9 +376,10 @@ struct Puller {
     backoff: Duration,
 }
 
-/// No word from the server for this long while a request is read: the
-/// request is gone (the server ends one at its expiry with a 408).
-const PULL_SILENCE_MAX: Duration = Duration::from_secs(PULL_EXPIRY.as_secs() + 5);
+/// No word from the server for this long while a request is read (no
+/// event, no heartbeat, no end at its expiry with a 408): the request is
+/// gone, as when NATS restarted and lost it, and a new one is sent.
+const PULL_SILENCE_MAX: Duration = PULL_HEARTBEAT.saturating_mul(5);
 const PULL_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl Puller {
@@ -444,8 +449,12 @@ impl Puller {
                 Ok(subscriber) => subscriber,
                 Err(error) => return Some(Err(error.into())),
             };
-            let request =
-                consumer::pull::BatchConfig { batch: self.window, expires: Some(PULL_EXPIRY), ..Default::default() };
+            let request = consumer::pull::BatchConfig {
+                batch: self.window,
+                expires: Some(PULL_EXPIRY),
+                idle_heartbeat: PULL_HEARTBEAT,
+                ..Default::default()
+            };
             if let Err(error) = self.consumer.request_batch(request, inbox.into()).await {
                 return Some(Err(error.into()));
             }

@@ -71,9 +71,14 @@ impl TestGateway {
 
     /// With extra configuration (gateway variables).
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_on(TestEvents::default(), extra).await
+    }
+
+    /// With the event stream and NATS server of `events` (a test that
+    /// starts a NATS server of its own).
+    pub async fn spawn_on(events: TestEvents, extra: &[(&str, &str)]) -> Self {
         esocial_testkit::init_telemetry("esocial-gateway-tests");
         let database = TestDatabase::create().await.expect("test database");
-        let events = TestEvents::default();
         let files = TempDir::new("gateway-test").expect("temporary directory");
         esocial_identity::sandbox::ensure_files(files.path()).expect("CA and master key");
         let identity_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");

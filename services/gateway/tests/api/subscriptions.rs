@@ -250,6 +250,13 @@ async fn subscribe_to_registrations(subscriptions: &mut Subscriptions) -> pb::Su
 /// its subscription client.
 async fn diia_entitled_to_registrations() -> (TestGateway, Subscriptions) {
     let gateway = TestGateway::spawn().await;
+    let subscriptions = entitle_diia(&gateway).await;
+    (gateway, subscriptions)
+}
+
+/// The Diia portal, a member entitled to provider registrations: its
+/// subscription client.
+async fn entitle_diia(gateway: &TestGateway) -> Subscriptions {
     gateway.register_member(DIIA, "diia", None, &[]).await;
     let mut admin = gateway.admin().await;
     admin
@@ -260,8 +267,56 @@ async fn diia_entitled_to_registrations() -> (TestGateway, Subscriptions) {
         })
         .await
         .expect("entitled");
-    let subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
-    (gateway, subscriptions)
+    gateway.subscriptions(Some(gateway.system_token("diia").await)).await
+}
+
+/// NATS crashes and comes back while a member's stream is open: what is
+/// published after it came back reaches the member, each event once, on
+/// that stream or, should the gateway end it, on the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_carries_on_after_nats_restarts() {
+    let mut nats = esocial_testkit::NatsServer::start().await.expect("own nats-server");
+    let gateway = TestGateway::spawn_on(esocial_testkit::TestEvents::on(&nats.url()), &[]).await;
+    let mut subscriptions = entitle_diia(&gateway).await;
+    let created = subscribe_to_registrations(&mut subscriptions).await;
+    let request = || pb::SubscribeRequest { subscription_id: created.subscription_id.clone(), window: 10 };
+    let mut stream = subscriptions.subscribe(request()).await.expect("stream").into_inner();
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    registry.register_provider(provider("До збою", 3_285_610)).await.expect("provider");
+    assert_eq!(next_events(&mut stream, 1).await.iter().map(provider_name).collect::<Vec<_>>(), ["До збою"]);
+
+    nats.stop().await.expect("NATS stops");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.resume().await.expect("NATS starts again");
+    let back = std::time::Instant::now();
+    for (index, name) in ["Після збою 1", "Після збою 2"].into_iter().enumerate() {
+        let base = 3_285_620 + u32::try_from(index).expect("index");
+        registry.register_provider(provider(name, base)).await.expect("provider");
+    }
+
+    // Within the ack wait (30 s), after which JetStream would send again
+    // what an event stream lost.
+    let mut names = Vec::new();
+    let mut streams = 1;
+    while names.iter().filter(|name: &&String| name.starts_with("Після")).count() < 2 {
+        let left = Duration::from_secs(25).saturating_sub(back.elapsed());
+        assert!(!left.is_zero(), "after NATS came back, only these arrived: {names:?}");
+        match tokio::time::timeout(left, stream.message()).await {
+            Ok(Ok(Some(event))) => names.push(provider_name(&event)),
+            Ok(Ok(None) | Err(_)) => {
+                // The gateway ended the stream: the member comes again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(again) = subscriptions.subscribe(request()).await {
+                    stream = again.into_inner();
+                    streams += 1;
+                }
+            }
+            Err(_) => panic!("after NATS came back, only these arrived: {names:?}"),
+        }
+    }
+    let after: Vec<&String> = names.iter().filter(|name| name.starts_with("Після")).collect();
+    assert_eq!(after, ["Після збою 1", "Після збою 2"], "each once, in order");
+    tracing::info!(after = ?back.elapsed(), stream = streams, "the events published after NATS came back arrived");
 }
 
 #[tokio::test]
