@@ -270,6 +270,65 @@ async fn entitle_diia(gateway: &TestGateway) -> Subscriptions {
     gateway.subscriptions(Some(gateway.system_token("diia").await)).await
 }
 
+/// While a subscription's consumer holds as many waiting pull requests as
+/// the server takes (512 by default), the server refuses the stream's with
+/// 409 "Exceeded MaxWaiting": the stream asks again after a backoff instead
+/// of ending, and an event comes on it once the others have expired.
+#[tokio::test]
+async fn a_pull_request_the_server_refuses_for_now_is_asked_again() {
+    use futures_util::StreamExt as _;
+
+    let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let created = subscribe_to_registrations(&mut subscriptions).await;
+    let id: uuid::Uuid = created.subscription_id.parse().expect("id");
+    let consumer = esocial_gateway::subscriptions::consumer_name(id, 0);
+    let api = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{consumer}", gateway.events.settings.stream_name);
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
+    let inbox = nats.new_inbox();
+    let mut answers = nats.subscribe(format!("{inbox}.>")).await.expect("inbox");
+    let ask = |reply: String| {
+        let (nats, api) = (nats.clone(), api.clone());
+        async move {
+            let request = bytes::Bytes::from_static(br#"{"batch":1,"expires":3000000000}"#);
+            nats.publish_with_reply(api, reply, request).await.expect("pull request");
+        }
+    };
+    for index in 0..512 {
+        ask(format!("{inbox}.waiting.{index}")).await;
+    }
+    nats.flush().await.expect("flush");
+
+    let request = pb::SubscribeRequest { subscription_id: created.subscription_id.clone(), window: 10 };
+    let mut stream = subscriptions.subscribe(request).await.expect("stream").into_inner();
+    // The consumer is full: a request now is refused, as the stream's were.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ask(format!("{inbox}.probe")).await;
+    let mut expired = 0;
+    let mut probe = None;
+    while expired < 512 || probe.is_none() {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.next())
+            .await
+            .expect("the server answers every request")
+            .expect("inbox open");
+        if answer.subject.ends_with(".probe") {
+            probe = Some((answer.status, answer.description));
+        } else {
+            assert_eq!(answer.status, Some(async_nats::StatusCode::TIMEOUT), "nothing was there to take");
+            expired += 1;
+        }
+    }
+    let (status, description) = probe.expect("the probe's answer");
+    assert_eq!(status, Some(async_nats::StatusCode::REQUEST_TERMINATED), "{description:?}");
+    assert!(description.as_deref().is_some_and(|text| text.contains("MaxWaiting")), "{description:?}");
+
+    // The others expired (3 s): an event published now reaches the stream
+    // that was refused all that time.
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    registry.register_provider(provider("Після відмови", 3_285_630)).await.expect("provider");
+    let arrived = next_events(&mut stream, 1).await;
+    assert_eq!(arrived.iter().map(provider_name).collect::<Vec<_>>(), ["Після відмови"]);
+}
+
 /// NATS crashes and comes back while a member's stream is open: what is
 /// published after it came back reaches the member, each event once, on
 /// that stream or, should the gateway end it, on the next.
