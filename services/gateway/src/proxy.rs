@@ -1066,6 +1066,10 @@ mod tests {
         fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
             Poll::Ready(self.0.pop_front().map(Ok))
         }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
     }
 
     fn trailers(code: i32) -> Frame<Bytes> {
@@ -1075,12 +1079,14 @@ mod tests {
     }
 
     /// What the client gets of a service's `chunks` (each a data frame),
-    /// then trailers with `code`, with messages held to `limit`: the bytes
-    /// of each data frame, and the status of the trailers.
-    async fn relayed(chunks: &[&[u8]], code: i32, limit: u64) -> (Vec<Vec<u8>>, Option<String>) {
+    /// then trailers with `code` (or no trailers), with messages held to
+    /// `limit`: the bytes of each data frame, and the status of the
+    /// trailers. Read as hyper reads it: a data frame after which the body
+    /// says it has ended is the last.
+    async fn relayed(chunks: &[&[u8]], code: Option<i32>, limit: u64) -> (Vec<Vec<u8>>, Option<String>) {
         let mut frames: std::collections::VecDeque<Frame<Bytes>> =
             chunks.iter().map(|chunk| Frame::data(Bytes::copy_from_slice(chunk))).collect();
-        frames.push_back(trailers(code));
+        frames.extend(code.map(trailers));
         let mut body = WatchedResponseBody {
             inner: tonic::body::Body::new(Frames(frames)),
             meter: Some(BodyMeter::new(false)),
@@ -1101,7 +1107,12 @@ mod tests {
             let frame = frame.expect("a frame");
             assert!(status.is_none(), "nothing follows the trailers");
             match frame.into_data() {
-                Ok(bytes) => data.push(bytes.to_vec()),
+                Ok(bytes) => {
+                    data.push(bytes.to_vec());
+                    if http_body::Body::is_end_stream(&body) {
+                        break;
+                    }
+                }
                 Err(frame) => {
                     let trailers = frame.into_trailers().expect("trailers");
                     status = trailers.get("grpc-status").map(|value| value.to_str().expect("ascii").to_owned());
@@ -1126,21 +1137,26 @@ mod tests {
         // the service, and the header whole in one frame.
         for split in small.len()..=small.len() + 5 {
             let (first, second) = stream.split_at(split);
-            let (data, status) = relayed(&[first, second], 0, 50).await;
+            let (data, status) = relayed(&[first, second], Some(0), 50).await;
             assert_eq!(data.concat(), small, "split at {split}: the small message and nothing of the large one");
             assert_eq!(status.as_deref(), Some("8"), "split at {split}");
             assert!(data.iter().all(|bytes| !bytes.is_empty()), "split at {split}: no empty frames");
             // Within the limit, everything goes on as it came.
-            let (data, status) = relayed(&[first, second], 0, 100).await;
+            let (data, status) = relayed(&[first, second], Some(0), 100).await;
             assert_eq!(data.concat(), stream, "split at {split}");
             assert_eq!(status.as_deref(), Some("0"), "split at {split}");
         }
         // A byte a frame: the header is held over four frames.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        let (data, status) = relayed(&bytes, 0, 100).await;
+        let (data, status) = relayed(&bytes, Some(0), 100).await;
         assert_eq!(data.concat(), stream);
         assert_eq!(status.as_deref(), Some("0"));
-        let (data, status) = relayed(&bytes, 0, 50).await;
+        let (data, status) = relayed(&bytes, Some(0), 50).await;
+        assert_eq!(data.concat(), small);
+        assert_eq!(status.as_deref(), Some("8"));
+        // Bytes held from the small message's header, the large one's
+        // header later in the next frame: the small message goes on whole.
+        let (data, status) = relayed(&[&stream[..2], &stream[2..]], Some(0), 50).await;
         assert_eq!(data.concat(), small);
         assert_eq!(status.as_deref(), Some("8"));
     }
@@ -1151,9 +1167,14 @@ mod tests {
         let stream = [small.as_slice(), &[0, 0, 0]].concat();
         // The three bytes are held for the rest of their header, which
         // never comes: they go on before the trailers all the same.
-        let (data, status) = relayed(&[&stream], 13, 100).await;
+        let (data, status) = relayed(&[&stream], Some(13), 100).await;
         assert_eq!(data.concat(), stream);
         assert_eq!(status.as_deref(), Some("13"));
+        // A service that ends without trailers: the held bytes go on, and
+        // the body ends after them.
+        let (data, status) = relayed(&[&stream], None, 100).await;
+        assert_eq!(data.concat(), stream);
+        assert_eq!(status, None);
     }
 
     #[test]

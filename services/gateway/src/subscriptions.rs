@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_nats::jetstream::{self, consumer};
 use esocial_kit::config::EventSettings;
 use esocial_proto::gateway::v1 as pb;
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tonic::Status;
 use uuid::Uuid;
@@ -56,8 +56,9 @@ const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
 /// acknowledged are delivered again.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 /// How long an ended stream's pull requests are read at most: a request
-/// silent for [`PULL_SILENCE_MAX`] counts as ended.
-const DRAIN_MAX: Duration = Duration::from_secs(PULL_EXPIRY.as_secs() + 6);
+/// ends at its expiry, or counts as ended once silent for
+/// [`PULL_SILENCE_MAX`].
+const DRAIN_MAX: Duration = Duration::from_secs(8);
 /// `Subscribe` streams a member may hold open at once on one replica.
 pub const STREAMS_PER_MEMBER_MAX: usize = 20;
 /// When a member over that limit is told to try again.
@@ -376,10 +377,15 @@ struct Puller {
     backoff: Duration,
 }
 
-/// No word from the server for this long while a request is read (no
-/// event, no heartbeat, no end at its expiry with a 408): the request is
-/// gone, as when NATS restarted and lost it, and a new one is sent.
-const PULL_SILENCE_MAX: Duration = PULL_HEARTBEAT.saturating_mul(5);
+/// No word from the server for this long while connected and reading a
+/// request (no event, no heartbeat every [`PULL_HEARTBEAT`], no 408 at its
+/// expiry): the request is gone, as when NATS restarted and lost it, and
+/// a new one is sent. A second longer than the request lives, for a
+/// request or its answers late on the way.
+const PULL_SILENCE_MAX: Duration = PULL_HEARTBEAT.saturating_mul(6);
+/// After such a silence, how long the inbox gets for what may already be
+/// on its way (in the socket, not yet read) before the request is given up.
+const PULL_SILENCE_GRACE: Duration = Duration::from_millis(200);
 const PULL_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl Puller {
@@ -396,12 +402,16 @@ impl Puller {
                         self.current = None;
                         continue;
                     }
-                    // Silent for too long: over, unless something waits in
-                    // the inbox after all (this wait may have been left
-                    // unpolled while the member was slow, or the task's
-                    // budget ran out).
-                    Err(_) => match tokio::task::unconstrained(pull.subscriber.next()).now_or_never() {
-                        Some(Some(message)) => message,
+                    // Silent for too long. While NATS is away nothing can
+                    // come, and the request may live on in a server that
+                    // did not restart: it is kept (nor could a new one go
+                    // out). Connected, it is over unless something comes
+                    // within a grace (this wait may have been left unpolled
+                    // while the member was slow, or the answers are in the
+                    // socket, not read yet).
+                    Err(_) if self.nats.connection_state() != async_nats::connection::State::Connected => continue,
+                    Err(_) => match tokio::time::timeout(PULL_SILENCE_GRACE, pull.subscriber.next()).await {
+                        Ok(Some(message)) => message,
                         _ => {
                             self.current = None;
                             continue;
