@@ -6,8 +6,8 @@
 //! acknowledged by the member with the `ack_token` of each: that is the
 //! JetStream acknowledgement subject, checked to belong to one of the
 //! member's consumers, so any gateway replica can take it. A stream reads
-//! its consumers one pull request at a time, through an inbox of its own,
-//! so that nothing the server delivered is dropped unread; when it ends,
+//! its consumers one pull request at a time, all through one inbox of its
+//! own, so that nothing the server delivered is dropped unread; when it ends,
 //! its last requests are read to their end (within [`PULL_EXPIRY`]) and
 //! everything not acknowledged (sent, or pulled and not yet sent) is
 //! handed back to JetStream (NAK), so a reconnect resumes right after the
@@ -358,9 +358,10 @@ impl Subscriptions {
     }
 }
 
-/// One pull request, read through an inbox of its own until it ends.
+/// The pull request being read.
 struct Pull {
-    subscriber: async_nats::Subscriber,
+    /// Its answers come to `<inbox>.<number>`.
+    number: u64,
     /// Messages it may still bring.
     left: usize,
 }
@@ -372,7 +373,13 @@ struct Puller {
     consumer: consumer::PullConsumer,
     window: usize,
     stopping: Arc<AtomicBool>,
+    /// The puller's inbox and its subscription to `<inbox>.*`, the
+    /// answers to all its requests: events an earlier request brought
+    /// late are read too, not dropped.
+    inbox: Option<(String, async_nats::Subscriber)>,
     current: Option<Pull>,
+    /// Requests sent so far.
+    requests: u64,
     /// Before the next request after the server refused one (409).
     backoff: Duration,
 }
@@ -391,14 +398,16 @@ const PULL_BACKOFF_MAX: Duration = Duration::from_secs(1);
 impl Puller {
     /// The next message of the consumer: from the request out, or from a
     /// new one when it ended, until `stopping`. A message the server
-    /// delivered is never dropped unread here: only silence ends a request.
+    /// delivered is never dropped unread here: only silence ends a
+    /// request, and what an earlier request brings still comes.
     async fn next(&mut self) -> Option<Result<jetstream::Message, async_nats::Error>> {
         loop {
-            if let Some(pull) = self.current.as_mut() {
-                let message = match tokio::time::timeout(PULL_SILENCE_MAX, pull.subscriber.next()).await {
+            if let (Some(pull), Some((_, subscriber))) = (self.current.as_mut(), self.inbox.as_mut()) {
+                let message = match tokio::time::timeout(PULL_SILENCE_MAX, subscriber.next()).await {
                     Ok(Some(message)) => message,
-                    // Its inbox closed: it is over.
+                    // The inbox closed: subscribe again.
                     Ok(None) => {
+                        self.inbox = None;
                         self.current = None;
                         continue;
                     }
@@ -410,7 +419,7 @@ impl Puller {
                     // while the member was slow, or the answers are in the
                     // socket, not read yet).
                     Err(_) if self.nats.connection_state() != async_nats::connection::State::Connected => continue,
-                    Err(_) => match tokio::time::timeout(PULL_SILENCE_GRACE, pull.subscriber.next()).await {
+                    Err(_) => match tokio::time::timeout(PULL_SILENCE_GRACE, subscriber.next()).await {
                         Ok(Some(message)) => message,
                         _ => {
                             self.current = None;
@@ -419,6 +428,10 @@ impl Puller {
                     },
                 };
                 match message.status {
+                    // An event comes under its own subject, whichever
+                    // request brought it: it counts for the one out (one
+                    // given up that brings events after all only makes the
+                    // next request go out sooner).
                     None | Some(async_nats::StatusCode::OK) => {
                         pull.left = pull.left.saturating_sub(1);
                         if pull.left == 0 {
@@ -427,6 +440,12 @@ impl Puller {
                         self.backoff = Duration::ZERO;
                         return Some(Ok(jetstream::Message { message, context: self.jetstream.clone() }));
                     }
+                    // The server's word on a request comes to its reply
+                    // subject: that of one given up concerns nothing now.
+                    _ if !message
+                        .subject
+                        .rsplit_once('.')
+                        .is_some_and(|(_, number)| number.parse() == Ok(pull.number)) => {}
                     Some(async_nats::StatusCode::IDLE_HEARTBEAT) => {}
                     Some(async_nats::StatusCode::TIMEOUT | async_nats::StatusCode::NOT_FOUND) => self.current = None,
                     Some(async_nats::StatusCode::REQUEST_TERMINATED) => {
@@ -454,21 +473,29 @@ impl Puller {
             if !self.backoff.is_zero() {
                 tokio::time::sleep(self.backoff).await;
             }
-            let inbox = self.nats.new_inbox();
-            let subscriber = match self.nats.subscribe(inbox.clone()).await {
-                Ok(subscriber) => subscriber,
-                Err(error) => return Some(Err(error.into())),
+            let inbox = match &self.inbox {
+                Some((inbox, _)) => inbox.clone(),
+                None => {
+                    let inbox = self.nats.new_inbox();
+                    match self.nats.subscribe(format!("{inbox}.*")).await {
+                        Ok(subscriber) => self.inbox = Some((inbox.clone(), subscriber)),
+                        Err(error) => return Some(Err(error.into())),
+                    }
+                    inbox
+                }
             };
+            self.requests += 1;
             let request = consumer::pull::BatchConfig {
                 batch: self.window,
                 expires: Some(PULL_EXPIRY),
                 idle_heartbeat: PULL_HEARTBEAT,
                 ..Default::default()
             };
-            if let Err(error) = self.consumer.request_batch(request, inbox.into()).await {
+            let reply = format!("{inbox}.{}", self.requests);
+            if let Err(error) = self.consumer.request_batch(request, reply.into()).await {
                 return Some(Err(error.into()));
             }
-            self.current = Some(Pull { subscriber, left: self.window });
+            self.current = Some(Pull { number: self.requests, left: self.window });
         }
     }
 }
@@ -482,7 +509,17 @@ fn batches(
     window: usize,
     stopping: Arc<AtomicBool>,
 ) -> futures_util::stream::BoxStream<'static, Result<jetstream::Message, async_nats::Error>> {
-    let puller = Puller { nats, jetstream, consumer, window, stopping, current: None, backoff: Duration::ZERO };
+    let puller = Puller {
+        nats,
+        jetstream,
+        consumer,
+        window,
+        stopping,
+        inbox: None,
+        current: None,
+        requests: 0,
+        backoff: Duration::ZERO,
+    };
     futures_util::stream::unfold(puller, |mut puller| async move {
         let next = puller.next().await?;
         Some((next, puller))
