@@ -360,8 +360,8 @@ impl Subscriptions {
 
 /// The pull request being read.
 struct Pull {
-    /// Its answers come to `<inbox>.<number>`.
-    number: u64,
+    /// Where its answers come: `<inbox>.<n>`, the n-th request.
+    reply: async_nats::Subject,
     /// Messages it may still bring.
     left: usize,
 }
@@ -442,10 +442,7 @@ impl Puller {
                     }
                     // The server's word on a request comes to its reply
                     // subject: that of one given up concerns nothing now.
-                    _ if !message
-                        .subject
-                        .rsplit_once('.')
-                        .is_some_and(|(_, number)| number.parse() == Ok(pull.number)) => {}
+                    _ if message.subject != pull.reply => {}
                     Some(async_nats::StatusCode::IDLE_HEARTBEAT) => {}
                     Some(async_nats::StatusCode::TIMEOUT | async_nats::StatusCode::NOT_FOUND) => self.current = None,
                     Some(async_nats::StatusCode::REQUEST_TERMINATED) => {
@@ -491,11 +488,11 @@ impl Puller {
                 idle_heartbeat: PULL_HEARTBEAT,
                 ..Default::default()
             };
-            let reply = format!("{inbox}.{}", self.requests);
-            if let Err(error) = self.consumer.request_batch(request, reply.into()).await {
+            let reply = async_nats::Subject::from(format!("{inbox}.{}", self.requests));
+            if let Err(error) = self.consumer.request_batch(request, reply.clone()).await {
                 return Some(Err(error.into()));
             }
-            self.current = Some(Pull { number: self.requests, left: self.window });
+            self.current = Some(Pull { reply, left: self.window });
         }
     }
 }
