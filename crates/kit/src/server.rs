@@ -557,6 +557,18 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A client's request id is kept when it is short printable ASCII.
+/// An id for a call that came without one: a version 7 UUID (the time
+/// first, so ids sort roughly by arrival), its random part drawn from this
+/// thread's generator, which the system seeds, instead of the system call
+/// for fresh random bytes that `Uuid::now_v7` makes for every id.
+fn new_request_id() -> String {
+    use rand::Rng as _;
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+    let random: [u8; 10] = rand::thread_rng().r#gen();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid().to_string()
+}
+
 fn client_request_id(headers: &http::HeaderMap) -> Option<String> {
     let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
     let acceptable = !value.is_empty()
@@ -592,7 +604,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let request_id = client_request_id(request.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let request_id = client_request_id(request.headers()).unwrap_or_else(new_request_id);
         let method = request.uri().path().to_owned();
         let span = tracing::info_span!(
             "grpc",
@@ -677,5 +689,28 @@ mod tests {
         assert_eq!(deadline("123456789S"), None, "at most eight digits");
         assert_eq!(deadline("10x"), None);
         assert_eq!(deadline("-1S"), None);
+    }
+
+    #[test]
+    fn request_ids_made_here_are_distinct_version_7_uuids_of_the_current_time() {
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+        let ids: Vec<String> = (0..10_000).map(|_| new_request_id()).collect();
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "an id repeated");
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            let (seconds, nanos) = uuid.get_timestamp().expect("a time").to_unix();
+            let millis = u128::from(seconds) * 1000 + u128::from(nanos / 1_000_000);
+            assert!((before..=after).contains(&millis), "{id}: {millis} outside {before}..={after}");
+            // Another hop takes it as the caller's id, unchanged.
+            let mut headers = http::HeaderMap::new();
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(id).expect("header"));
+            assert_eq!(client_request_id(&headers).as_deref(), Some(id.as_str()));
+        }
+        // Two threads draw from generators of their own, seeded apart.
+        let other = std::thread::spawn(new_request_id).join().expect("thread");
+        assert!(!ids.contains(&other), "{other}");
     }
 }
