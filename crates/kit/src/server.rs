@@ -556,7 +556,6 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// A client's request id is kept when it is short printable ASCII.
 /// An id for a call that came without one: a version 7 UUID (the time
 /// first, so ids sort roughly by arrival), its random part drawn from this
 /// thread's generator, which the system seeds, instead of the system call
@@ -569,6 +568,7 @@ fn new_request_id() -> String {
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid().to_string()
 }
 
+/// A client's request id is kept when it is short printable ASCII.
 fn client_request_id(headers: &http::HeaderMap) -> Option<String> {
     let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
     let acceptable = !value.is_empty()
