@@ -557,15 +557,9 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// An id for a call that came without one: a version 7 UUID (the time
-/// first, so ids sort roughly by arrival), its random part drawn from this
-/// thread's generator, which the system seeds, instead of the system call
-/// for fresh random bytes that `Uuid::now_v7` makes for every id.
+/// first, so ids sort roughly by arrival).
 fn new_request_id() -> String {
-    use rand::Rng as _;
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-    let random: [u8; 10] = rand::thread_rng().r#gen();
-    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// A client's request id is kept when it is short printable ASCII.
