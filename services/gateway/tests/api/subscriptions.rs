@@ -453,9 +453,6 @@ async fn a_member_holds_at_most_twenty_event_streams_open_and_gets_a_place_again
 /// On a runtime of several threads, as the gateway runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
-    use esocial_gateway::directory::{DefaultLimits, Directory};
-    use esocial_gateway::subscriptions::{Subscription, Subscriptions as Streams};
-
     let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
     let created = subscribe_to_registrations(&mut subscriptions).await;
     let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
@@ -465,28 +462,10 @@ async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
     // The gateway's streaming of the subscription, below gRPC: a receiver
     // that takes one event and no more, as a member whose connection
     // stalls and then breaks.
-    let subscription_id: uuid::Uuid = created.subscription_id.parse().expect("id");
-    let created_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT created_at FROM gateway.subscriptions WHERE subscription_id = $1")
-            .bind(subscription_id)
-            .fetch_one(&gateway.pool)
-            .await
-            .expect("subscription row");
-    let member = esocial_gateway::domain::MemberId::parse(DIIA).expect("member id");
-    let subscription = Subscription {
-        subscription_id,
-        member_id: member.clone(),
-        event_types: vec![esocial_gateway::domain::EventTypeName::parse(REGISTERED).expect("event type")],
-        created_at,
-    };
-    let limits = DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
-    let directory = std::sync::Arc::new(Directory::new(gateway.gateway_pool().await, limits, 1));
-    directory.reload().await.expect("directory");
     let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
-    let key = esocial_gateway::message_log::MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]), "test");
-    let streams = Streams::new(nats, gateway.events.settings.clone(), Duration::from_secs(30), key, directory);
+    let (streams, subscription) = streaming_below_grpc(&gateway, nats, &created, Duration::from_secs(30)).await;
     let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
-    let place = streams.stream_place(&member).expect("a place");
+    let place = streams.stream_place(&subscription.member_id).expect("a place");
     let mut receiver = streams.stream(&subscription, consumers, WINDOW, place);
     receiver.recv().await.expect("an event").expect("not an error");
     // The stream fills the window and pulls a batch more than it can send,
@@ -517,3 +496,138 @@ async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
 /// More than the window the stream sends and the batch it pulls beyond it.
 const EVENTS: u32 = 120;
 const WINDOW: usize = 50;
+
+/// The gateway's streaming of `created` below gRPC, over `nats`, with
+/// consumers that wait `ack_wait` for an acknowledgement.
+async fn streaming_below_grpc(
+    gateway: &TestGateway,
+    nats: async_nats::Client,
+    created: &pb::Subscription,
+    ack_wait: Duration,
+) -> (esocial_gateway::subscriptions::Subscriptions, esocial_gateway::subscriptions::Subscription) {
+    use esocial_gateway::directory::{DefaultLimits, Directory};
+    use esocial_gateway::domain::{EventTypeName, MemberId};
+
+    let subscription_id: uuid::Uuid = created.subscription_id.parse().expect("id");
+    let created_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT created_at FROM gateway.subscriptions WHERE subscription_id = $1")
+            .bind(subscription_id)
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("subscription row");
+    let subscription = esocial_gateway::subscriptions::Subscription {
+        subscription_id,
+        member_id: MemberId::parse(DIIA).expect("member id"),
+        event_types: vec![EventTypeName::parse(REGISTERED).expect("event type")],
+        created_at,
+    };
+    let limits = DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
+    let directory = std::sync::Arc::new(Directory::new(gateway.gateway_pool().await, limits, 1));
+    directory.reload().await.expect("directory");
+    let key = esocial_gateway::message_log::MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]), "test");
+    let streams = esocial_gateway::subscriptions::Subscriptions::new(
+        nats,
+        gateway.events.settings.clone(),
+        ack_wait,
+        key,
+        directory,
+    );
+    (streams, subscription)
+}
+
+/// Warnings logged on this thread, as text.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Warnings {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("warnings")).into_owned()
+    }
+}
+
+impl std::io::Write for Warnings {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("warnings").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// NATS goes away while a stream that ended still has a pull request out:
+/// the stream does not wait for it past its 8 s drain limit (it says so in
+/// a warning), and hands back what it sent, which comes again once NATS is
+/// back, long before the consumer's ack wait would bring it.
+/// On this thread alone, so that the stream's task logs to this test.
+#[tokio::test(flavor = "current_thread")]
+async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_and_loses_nothing() {
+    let mut nats = esocial_testkit::NatsServer::start().await.expect("own nats-server");
+    let gateway = TestGateway::spawn_on(esocial_testkit::TestEvents::on(&nats.url()), &[]).await;
+    let mut subscriptions = entitle_diia(&gateway).await;
+    let created = subscribe_to_registrations(&mut subscriptions).await;
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    let names = ["Перший", "Другий", "Третій"];
+    for (index, name) in (0..).zip(names) {
+        registry.register_provider(provider(name, 3_285_810 + index)).await.expect("provider");
+    }
+    let warnings = Warnings::default();
+    let capture = warnings.clone();
+    let logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || capture.clone())
+            .finish(),
+    );
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let ack_wait = Duration::from_secs(60);
+    let (streams, subscription) = streaming_below_grpc(&gateway, client.clone(), &created, ack_wait).await;
+    let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
+    let place = streams.stream_place(&subscription.member_id).expect("a place");
+    // A window larger than what there is: the pull request that brought
+    // the three events is still out for the rest.
+    let mut receiver = streams.stream(&subscription, consumers, 10, place);
+    let mut sent = Vec::new();
+    for _ in names {
+        let event = tokio::time::timeout(Duration::from_secs(15), receiver.recv()).await.expect("in time");
+        sent.push(provider_name(&event.expect("an event").expect("not an error")));
+    }
+    let delivered = std::time::Instant::now();
+
+    nats.stop().await.expect("NATS stops");
+    drop(receiver);
+    let ended = std::time::Instant::now();
+    let gave_up = "did not end in time";
+    while !warnings.text().contains(gave_up) {
+        assert!(ended.elapsed() < Duration::from_secs(15), "no warning within 15 s: {}", warnings.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = ended.elapsed();
+    assert!(waited >= Duration::from_secs(7), "gave up after {waited:?}, before the drain limit");
+    nats.resume().await.expect("NATS starts again");
+    let resumed = std::time::Instant::now();
+    while client.connection_state() != async_nats::connection::State::Connected {
+        assert!(resumed.elapsed() < Duration::from_secs(15), "the client did not connect again within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Nothing was acknowledged: the three again, before the ack wait.
+    let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
+    let place = streams.stream_place(&subscription.member_id).expect("a place");
+    let mut receiver = streams.stream(&subscription, consumers, 10, place);
+    let mut again = Vec::new();
+    while again.len() < names.len() {
+        let left = (ack_wait / 2).saturating_sub(delivered.elapsed());
+        let event = tokio::time::timeout(left, receiver.recv())
+            .await
+            .unwrap_or_else(|_| panic!("within half the ack wait only these came again: {again:?}"));
+        again.push(provider_name(&event.expect("an event").expect("not an error")));
+    }
+    again.sort();
+    sent.sort();
+    assert_eq!(again, sent, "each sent event once more");
+    drop(logging);
+    tracing::info!(waited = ?waited, again = ?delivered.elapsed(), "drain limit and hand-back");
+}
