@@ -160,7 +160,7 @@ impl Measured {
         let micros = |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0}"));
         let (cpu, postgres) = (micros(self.cpu_us_per_call), micros(self.postgres_us_per_call));
         format!(
-            "| {label:<38} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {postgres:>14} | {:>6} | {:>5} |",
+            "| {label:<50} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {postgres:>14} | {:>6} | {:>5} |",
             self.requests, self.per_second, self.p50_ms, self.p99_ms, self.errors, self.steal
         )
     }
@@ -177,7 +177,7 @@ impl Measured {
 
 /// The columns of [`Measured::row`], with their widths.
 const COLUMNS: [(&str, usize); 9] = [
-    ("workload", 38),
+    ("workload", 50),
     ("requests", 9),
     ("req/s", 9),
     ("p50 ms", 7),

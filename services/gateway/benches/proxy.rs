@@ -1,7 +1,9 @@
 //! The same registry calls three ways, side by side in one run: straight to
 //! the registry, through the exchange gateway (member authentication, access
 //! check, rate limit, message log entry with SHA-256 digests), and through
-//! Debian's nginx with `grpc_pass` as the reference proxy.
+//! Debian's nginx with `grpc_pass` as the reference proxy, once as the
+//! target has it (no access log) and once writing its access log to a file,
+//! as Debian configures it, for the cost of a record of each exchange.
 //!
 //! ```text
 //! cargo bench -p esocial-gateway --bench proxy
@@ -60,6 +62,9 @@ async fn channels(address: SocketAddr, connections: usize) -> anyhow::Result<Vec
     Ok(channels)
 }
 
+/// The path through nginx that writes an access log.
+const NGINX_LOGGING: &str = "nginx grpc_pass, access log";
+
 /// Whose CPU time is a path's proxy's own.
 #[derive(Debug, Clone, Copy)]
 enum Proxy {
@@ -107,7 +112,10 @@ fn own_now(proxy: Proxy, log_backend: Option<u32>) -> (Option<u64>, Option<u64>)
 }
 
 /// nginx with `grpc_pass` to `upstream`, listening on a free port; `None`
-/// (with the reason printed) when nginx is not installed.
+/// (with the reason printed) when nginx is not installed. With
+/// `access_log`, it writes a line for each request to a file as Debian's
+/// configuration has it (the combined format, a write for each request),
+/// the nearest it comes to the gateway's message log; without, nothing.
 struct Nginx {
     child: std::process::Child,
     address: SocketAddr,
@@ -115,7 +123,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(upstream: SocketAddr) -> anyhow::Result<Option<Self>> {
+    fn start(upstream: SocketAddr, access_log: bool) -> anyhow::Result<Option<Self>> {
         let binary = Path::new("/usr/sbin/nginx");
         if !binary.exists() {
             println!("nginx is not installed (apt-get install nginx): the reference proxy is skipped\n");
@@ -125,6 +133,7 @@ impl Nginx {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let root = directory.path().display().to_string();
+        let access_log = if access_log { format!("{root}/access.log") } else { "off".to_owned() };
         let config = format!(
             "worker_processes 2;\n\
              daemon off;\n\
@@ -132,7 +141,7 @@ impl Nginx {
              error_log {root}/error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n\
-               access_log off;\n\
+               access_log {access_log};\n\
                client_body_temp_path {root}/body;\n\
                proxy_temp_path {root}/proxy;\n\
                fastcgi_temp_path {root}/fastcgi;\n\
@@ -265,7 +274,8 @@ fn main() -> anyhow::Result<()> {
         let member_token: MetadataValue<Ascii> = format!("Bearer {}", gateway.system_token("diia").await).parse()?;
         let registry_token: MetadataValue<Ascii> =
             format!("Bearer {}", gateway.service_token("diia-direct").await).parse()?;
-        let nginx = Nginx::start(gateway.registry_address)?;
+        let nginx = Nginx::start(gateway.registry_address, false)?;
+        let nginx_logging = if nginx.is_some() { Nginx::start(gateway.registry_address, true)? } else { None };
 
         println!(
             "{} persons in the register; {concurrency} concurrent callers on {connections} HTTP/2 connections, {seconds} s per path \
@@ -294,6 +304,16 @@ fn main() -> anyhow::Result<()> {
         {
             paths.push((
                 "nginx grpc_pass",
+                channels(nginx.address, connections).await?,
+                &registry_token,
+                Proxy::Nginx(nginx.child.id()),
+            ));
+        }
+        if let Some(nginx) = &nginx_logging
+            && wanted("BENCH_PATHS", "nginx-log")
+        {
+            paths.push((
+                NGINX_LOGGING,
                 channels(nginx.address, connections).await?,
                 &registry_token,
                 Proxy::Nginx(nginx.child.id()),
@@ -352,7 +372,9 @@ fn main() -> anyhow::Result<()> {
             let per_second = |wanted: &str| {
                 results.iter().find(|(path, _)| *path == wanted).map(|(_, measured)| measured.per_second)
             };
-            for (of, against) in [("direct", "direct"), ("nginx", "nginx grpc_pass")] {
+            for (of, against) in
+                [("direct", "direct"), ("nginx", "nginx grpc_pass"), ("nginx with its access log", NGINX_LOGGING)]
+            {
                 if let (Some(through), Some(other)) = (per_second("gateway"), per_second(against)) {
                     let spread = turns_of("gateway")
                         .zip(turns_of(against))
@@ -368,7 +390,7 @@ fn main() -> anyhow::Result<()> {
                     .and_then(|(_, measured)| Some((measured.cpu_us_per_call?, measured.postgres_us_per_call?)))
             };
             if let Some((direct, direct_postgres)) = cpu("direct") {
-                for proxy in ["gateway", "nginx grpc_pass"] {
+                for proxy in ["gateway", "nginx grpc_pass", NGINX_LOGGING] {
                     if let Some((through, postgres)) = cpu(proxy) {
                         ratios.push(format!(
                             "{label}: {proxy} adds {:.0} µs of the machine's CPU per call ({through:.0} against {direct:.0}), \
@@ -422,6 +444,7 @@ fn main() -> anyhow::Result<()> {
             entries as f64 / verified_in.as_secs_f64()
         );
         drop(nginx);
+        drop(nginx_logging);
         gateway.stop().await;
         Ok(())
     })
