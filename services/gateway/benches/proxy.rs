@@ -1,8 +1,8 @@
-//! The same registry calls three ways, side by side in one run: straight to
+//! The same registry calls four ways, side by side in one run: straight to
 //! the registry, through the exchange gateway (member authentication, access
-//! check, rate limit, message log entry with SHA-256 digests), and through
-//! Debian's nginx with `grpc_pass` as the reference proxy, once as the
-//! target has it (no access log) and once writing its access log to a file,
+//! check, rate limit, message log entry with SHA-256 digests), and twice
+//! through Debian's nginx with `grpc_pass` as the reference proxy: once as
+//! the target has it (no access log), once writing its access log to a file
 //! as Debian configures it, for the cost of a record of each exchange.
 //!
 //! ```text
