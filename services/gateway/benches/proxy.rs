@@ -62,6 +62,9 @@ async fn channels(address: SocketAddr, connections: usize) -> anyhow::Result<Vec
     Ok(channels)
 }
 
+/// Debian's nginx.
+const NGINX: &str = "/usr/sbin/nginx";
+
 /// The path through nginx that writes an access log.
 const NGINX_LOGGING: &str = "nginx grpc_pass, access log";
 
@@ -124,7 +127,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(upstream: SocketAddr, access_log: bool) -> anyhow::Result<Option<Self>> {
-        let binary = Path::new("/usr/sbin/nginx");
+        let binary = Path::new(NGINX);
         if !binary.exists() {
             println!("nginx is not installed (apt-get install nginx): the reference proxy is skipped\n");
             return Ok(None);
@@ -274,19 +277,23 @@ fn main() -> anyhow::Result<()> {
         let member_token: MetadataValue<Ascii> = format!("Bearer {}", gateway.system_token("diia").await).parse()?;
         let registry_token: MetadataValue<Ascii> =
             format!("Bearer {}", gateway.service_token("diia-direct").await).parse()?;
-        let nginx = Nginx::start(gateway.registry_address, false)?;
-        let nginx_logging = if nginx.is_some() { Nginx::start(gateway.registry_address, true)? } else { None };
+        // BENCH_PATHS and BENCH_WORKLOADS (comma-separated) choose what runs,
+        // for profiling one path at a time.
+        let wanted = |variable: &str, name: &str| {
+            std::env::var(variable).map_or(true, |list| list.split(',').any(|item| name.starts_with(item.trim())))
+        };
+        let nginx = if wanted("BENCH_PATHS", "nginx") { Nginx::start(gateway.registry_address, false)? } else { None };
+        let nginx_logging = if wanted("BENCH_PATHS", "nginx-log") && Path::new(NGINX).exists() {
+            Nginx::start(gateway.registry_address, true)?
+        } else {
+            None
+        };
 
         println!(
             "{} persons in the register; {concurrency} concurrent callers on {connections} HTTP/2 connections, {seconds} s per path \
              and workload in {rounds} turns (paths in reverse order every other turn)\n",
             generated.accepted
         );
-        // BENCH_PATHS and BENCH_WORKLOADS (comma-separated) choose what runs,
-        // for profiling one path at a time.
-        let wanted = |variable: &str, name: &str| {
-            std::env::var(variable).map_or(true, |list| list.split(',').any(|item| name.starts_with(item.trim())))
-        };
         let mut paths: Vec<(&str, Vec<Channel>, &MetadataValue<Ascii>, Proxy)> = Vec::new();
         if wanted("BENCH_PATHS", "direct") {
             paths.push((
@@ -299,9 +306,7 @@ fn main() -> anyhow::Result<()> {
         if wanted("BENCH_PATHS", "gateway") {
             paths.push(("gateway", channels(gateway.address, connections).await?, &member_token, Proxy::Gateway));
         }
-        if let Some(nginx) = &nginx
-            && wanted("BENCH_PATHS", "nginx")
-        {
+        if let Some(nginx) = &nginx {
             paths.push((
                 "nginx grpc_pass",
                 channels(nginx.address, connections).await?,
@@ -309,9 +314,7 @@ fn main() -> anyhow::Result<()> {
                 Proxy::Nginx(nginx.child.id()),
             ));
         }
-        if let Some(nginx) = &nginx_logging
-            && wanted("BENCH_PATHS", "nginx-log")
-        {
+        if let Some(nginx) = &nginx_logging {
             paths.push((
                 NGINX_LOGGING,
                 channels(nginx.address, connections).await?,

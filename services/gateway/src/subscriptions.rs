@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::domain::MemberId;
 use crate::message_log::{MacKey, hex};
-pub use crate::store::Subscription;
+pub use crate::store::{Subscription, subscription};
 
 /// The purpose of the key acknowledgement tokens are signed with.
 pub const ACK_TOKEN_KEY_PURPOSE: &str = "esocial-gateway-ack-token/v1";

@@ -506,23 +506,15 @@ async fn streaming_below_grpc(
     ack_wait: Duration,
 ) -> (esocial_gateway::subscriptions::Subscriptions, esocial_gateway::subscriptions::Subscription) {
     use esocial_gateway::directory::{DefaultLimits, Directory};
-    use esocial_gateway::domain::{EventTypeName, MemberId};
 
+    let pool = gateway.gateway_pool().await;
     let subscription_id: uuid::Uuid = created.subscription_id.parse().expect("id");
-    let created_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT created_at FROM gateway.subscriptions WHERE subscription_id = $1")
-            .bind(subscription_id)
-            .fetch_one(&gateway.pool)
-            .await
-            .expect("subscription row");
-    let subscription = esocial_gateway::subscriptions::Subscription {
-        subscription_id,
-        member_id: MemberId::parse(DIIA).expect("member id"),
-        event_types: vec![EventTypeName::parse(REGISTERED).expect("event type")],
-        created_at,
-    };
+    let subscription = esocial_gateway::subscriptions::subscription(&pool, subscription_id)
+        .await
+        .expect("subscription row")
+        .expect("a live subscription");
     let limits = DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
-    let directory = std::sync::Arc::new(Directory::new(gateway.gateway_pool().await, limits, 1));
+    let directory = std::sync::Arc::new(Directory::new(pool, limits, 1));
     directory.reload().await.expect("directory");
     let key = esocial_gateway::message_log::MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]), "test");
     let streams = esocial_gateway::subscriptions::Subscriptions::new(
@@ -599,19 +591,25 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
     nats.stop().await.expect("NATS stops");
     drop(receiver);
     let ended = std::time::Instant::now();
-    let gave_up = "did not end in time";
-    while !warnings.text().contains(gave_up) {
-        assert!(ended.elapsed() < Duration::from_secs(15), "no warning within 15 s: {}", warnings.text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(15), || {
+        let text = warnings.text();
+        async move { if text.contains("did not end in time") { Ok(()) } else { Err(format!("no warning yet: {text}")) } }
+    })
+    .await;
     let waited = ended.elapsed();
     assert!(waited >= Duration::from_secs(7), "gave up after {waited:?}, before the drain limit");
     nats.resume().await.expect("NATS starts again");
-    let resumed = std::time::Instant::now();
-    while client.connection_state() != async_nats::connection::State::Connected {
-        assert!(resumed.elapsed() < Duration::from_secs(15), "the client did not connect again within 15 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(15), || {
+        let state = client.connection_state();
+        async move {
+            if state == async_nats::connection::State::Connected {
+                Ok(())
+            } else {
+                Err(format!("the client is {state:?}"))
+            }
+        }
+    })
+    .await;
 
     // Nothing was acknowledged: the three again, before the ack wait.
     let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
