@@ -65,6 +65,9 @@ async fn channels(address: SocketAddr, connections: usize) -> anyhow::Result<Vec
 /// Debian's nginx.
 const NGINX: &str = "/usr/sbin/nginx";
 
+/// The path through nginx as the target has it, without an access log.
+const NGINX_PLAIN: &str = "nginx grpc_pass";
+
 /// The path through nginx that writes an access log.
 const NGINX_LOGGING: &str = "nginx grpc_pass, access log";
 
@@ -114,8 +117,7 @@ fn own_now(proxy: Proxy, log_backend: Option<u32>) -> (Option<u64>, Option<u64>)
     }
 }
 
-/// nginx with `grpc_pass` to `upstream`, listening on a free port; `None`
-/// (with the reason printed) when nginx is not installed. With
+/// nginx with `grpc_pass` to `upstream`, listening on a free port. With
 /// `access_log`, it writes a line for each request to a file as Debian's
 /// configuration has it (the combined format, a write for each request),
 /// the nearest it comes to the gateway's message log; without, nothing.
@@ -126,12 +128,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(upstream: SocketAddr, access_log: bool) -> anyhow::Result<Option<Self>> {
-        let binary = Path::new(NGINX);
-        if !binary.exists() {
-            println!("nginx is not installed (apt-get install nginx): the reference proxy is skipped\n");
-            return Ok(None);
-        }
+    fn start(upstream: SocketAddr, access_log: bool) -> anyhow::Result<Self> {
         let directory = esocial_testkit::TempDir::new("nginx-bench")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -160,7 +157,7 @@ impl Nginx {
         );
         let config_path = directory.path().join("nginx.conf");
         std::fs::write(&config_path, config)?;
-        let child = std::process::Command::new(binary)
+        let child = std::process::Command::new(NGINX)
             .arg("-p")
             .arg(directory.path())
             .arg("-c")
@@ -175,7 +172,7 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Some(Self { child, address, _directory: directory }))
+        Ok(Self { child, address, _directory: directory })
     }
 }
 
@@ -282,12 +279,17 @@ fn main() -> anyhow::Result<()> {
         let wanted = |variable: &str, name: &str| {
             std::env::var(variable).map_or(true, |list| list.split(',').any(|item| name.starts_with(item.trim())))
         };
-        let nginx = if wanted("BENCH_PATHS", "nginx") { Nginx::start(gateway.registry_address, false)? } else { None };
-        let nginx_logging = if wanted("BENCH_PATHS", "nginx-log") && Path::new(NGINX).exists() {
-            Nginx::start(gateway.registry_address, true)?
-        } else {
-            None
-        };
+        let mut nginxes = Vec::new();
+        for (label, path, access_log) in [(NGINX_PLAIN, "nginx", false), (NGINX_LOGGING, "nginx-log", true)] {
+            if !wanted("BENCH_PATHS", path) {
+                continue;
+            }
+            if !Path::new(NGINX).exists() {
+                println!("nginx is not installed (apt-get install nginx): the reference proxy is skipped\n");
+                break;
+            }
+            nginxes.push((label, Nginx::start(gateway.registry_address, access_log)?));
+        }
 
         println!(
             "{} persons in the register; {concurrency} concurrent callers on {connections} HTTP/2 connections, {seconds} s per path \
@@ -306,21 +308,8 @@ fn main() -> anyhow::Result<()> {
         if wanted("BENCH_PATHS", "gateway") {
             paths.push(("gateway", channels(gateway.address, connections).await?, &member_token, Proxy::Gateway));
         }
-        if let Some(nginx) = &nginx {
-            paths.push((
-                "nginx grpc_pass",
-                channels(nginx.address, connections).await?,
-                &registry_token,
-                Proxy::Nginx(nginx.child.id()),
-            ));
-        }
-        if let Some(nginx) = &nginx_logging {
-            paths.push((
-                NGINX_LOGGING,
-                channels(nginx.address, connections).await?,
-                &registry_token,
-                Proxy::Nginx(nginx.child.id()),
-            ));
+        for (label, nginx) in &nginxes {
+            paths.push((label, channels(nginx.address, connections).await?, &registry_token, Proxy::Nginx(nginx.child.id())));
         }
         let log_before = gateway.count("gateway.message_log").await;
         println!("{}", Measured::header());
@@ -376,7 +365,7 @@ fn main() -> anyhow::Result<()> {
                 results.iter().find(|(path, _)| *path == wanted).map(|(_, measured)| measured.per_second)
             };
             for (of, against) in
-                [("direct", "direct"), ("nginx", "nginx grpc_pass"), ("nginx with its access log", NGINX_LOGGING)]
+                [("direct", "direct"), ("nginx", NGINX_PLAIN), ("nginx with its access log", NGINX_LOGGING)]
             {
                 if let (Some(through), Some(other)) = (per_second("gateway"), per_second(against)) {
                     let spread = turns_of("gateway")
@@ -393,7 +382,7 @@ fn main() -> anyhow::Result<()> {
                     .and_then(|(_, measured)| Some((measured.cpu_us_per_call?, measured.postgres_us_per_call?)))
             };
             if let Some((direct, direct_postgres)) = cpu("direct") {
-                for proxy in ["gateway", "nginx grpc_pass", NGINX_LOGGING] {
+                for proxy in ["gateway", NGINX_PLAIN, NGINX_LOGGING] {
                     if let Some((through, postgres)) = cpu(proxy) {
                         ratios.push(format!(
                             "{label}: {proxy} adds {:.0} µs of the machine's CPU per call ({through:.0} against {direct:.0}), \
@@ -446,8 +435,7 @@ fn main() -> anyhow::Result<()> {
             verified_in.as_secs_f64(),
             entries as f64 / verified_in.as_secs_f64()
         );
-        drop(nginx);
-        drop(nginx_logging);
+        drop(nginxes);
         gateway.stop().await;
         Ok(())
     })
