@@ -13,9 +13,10 @@ pub const USAGE: &str = "usage: esocial gateway <command>
   esocial gateway verify-log [--node NODE] [--no-witness]
       recompute every message log chain (or one node's) from its first entry, check the stored bodies
       against their digests and every signed checkpoint against the signing key, and check that each
-      chain reaches the newest checkpoint the event stream holds (a copy outside the database, so
-      the end of a chain removed with its checkpoints is found; --no-witness skips it when NATS is
-      not reachable); print the first broken entry of each chain; exit 1 if any chain is broken";
+      chain reaches the newest checkpoint the event stream holds and matches every one it holds (a
+      copy outside the database, so the end of a chain removed with its checkpoints is found;
+      --no-witness skips it when NATS is not reachable); print the first broken entry of each
+      chain; exit 1 if any chain is broken";
 
 pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Result<()> {
     let arguments = Arguments::parse_with_flags(arguments, &["no-witness"], USAGE)?;

@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let witness = copies.read(&keys).await?;
         let elapsed = started.elapsed().as_secs_f64();
-        let newest = witness.get("gateway-1").map(|(sequence, _)| *sequence);
+        let newest = esocial_gateway::verify::newest_witnessed(&witness, "gateway-1");
         anyhow::ensure!(newest == Some(checkpoints), "the newest checkpoint read is {newest:?}");
         println!(
             "read with their signatures checked in {elapsed:.2} s ({:.0} a second); a year of one node's \

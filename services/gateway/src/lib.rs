@@ -564,10 +564,13 @@ impl Gateway {
             self.key.clone(),
             self.settings.log_failure,
         );
-        // At shutdown the writer takes no more entries, writes the queued
-        // ones (waiting briefly for calls still running) and signs a last
-        // checkpoint.
-        let writer_task = tokio::spawn(writer.run(stop.wait()));
+        // Once the server has finished its calls (or its grace period is
+        // over), the writer takes no more entries, writes the queued ones
+        // (waiting briefly for calls cut off at the end) and signs a last
+        // checkpoint. Stopping it when the server starts to drain would
+        // lose the entries of the calls that end during the grace period.
+        let log_stop = Shutdown::new();
+        let writer_task = tokio::spawn(writer.run(log_stop.wait()));
 
         let state = Arc::new(grpc::GatewayState {
             pool: self.pool.clone(),
@@ -643,6 +646,7 @@ impl Gateway {
             })
             .await;
         stop.trigger();
+        log_stop.trigger();
         // Entries of the last calls are written before the pool closes.
         if tokio::time::timeout(message_log::DRAIN_TIMEOUT + Duration::from_secs(5), writer_task).await.is_err() {
             tracing::error!("the message log writer did not finish; its last entries are lost");

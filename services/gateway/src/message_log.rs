@@ -303,13 +303,19 @@ impl LogSlot {
             LogSlot::Reserved(permit) => {
                 permit.send(entry);
             }
-            LogSlot::AtEnd(sender) => {
-                if let Err(mpsc::error::TrySendError::Full(entry)) = sender.try_send(entry) {
+            LogSlot::AtEnd(sender) => match sender.try_send(entry) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(entry)) => {
                     tokio::spawn(async move {
-                        let _ = sender.send(entry).await;
+                        if sender.send(entry).await.is_err() {
+                            tracing::error!("a stream's message log entry came after the writer stopped; it is lost");
+                        }
                     });
                 }
-            }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::error!("a stream's message log entry came after the writer stopped; it is lost");
+                }
+            },
             LogSlot::Unlogged => {}
         }
     }
@@ -506,10 +512,30 @@ impl LogWriter {
         let mut pending: Option<PendingBatch> = None;
         let mut backoff = BACKOFF_MIN;
         let mut last_checkpoint = Instant::now();
+        // The last entry this writer knows to be written.
+        let mut written: Option<Head> = None;
         loop {
             if session.is_none() {
                 match self.open_session().await {
-                    Ok(opened) => {
+                    Ok(mut opened) => {
+                        if let Some(written) = written
+                            && opened.head.sequence < written.sequence
+                        {
+                            // Entries written since this writer started are
+                            // gone (removed while it was away, before any
+                            // checkpoint signed them). Numbering them again
+                            // would hide that: the chain goes on from the
+                            // last one written, and the gap stays for
+                            // `verify-log` to report.
+                            tracing::error!(
+                                node = %self.settings.node,
+                                stored = opened.head.sequence,
+                                written = written.sequence,
+                                "message log entries this writer wrote were removed; the chain goes on after them, run `esocial gateway verify-log`"
+                            );
+                            opened.head = written;
+                        }
+                        written = Some(opened.head);
                         tracing::info!(node = %self.settings.node, head = opened.head.sequence, "message log writer ready");
                         if let Some(batch) = &mut pending {
                             if opened.head == batch.head {
@@ -593,6 +619,7 @@ impl LogWriter {
             match Self::insert(&mut open.connection, &self.settings.node, &batch.columns).await {
                 Ok(()) => {
                     open.head = batch.head;
+                    written = Some(batch.head);
                     pending = None;
                     self.writable.store(true, Ordering::Relaxed);
                     backoff = BACKOFF_MIN;

@@ -6,8 +6,12 @@
 //! The database alone cannot tell that the newest entries were removed
 //! together with the checkpoints that signed them. Every checkpoint is also
 //! an event (`gateway.log.checkpointed`) in the JetStream stream, a copy
-//! outside the database: with that [`Witness`], a chain must reach at least
-//! the last checkpoint the stream holds, with the same hash.
+//! outside the database: with that [`Witness`], a chain must reach the last
+//! checkpoint the stream holds and match every one it holds, so a chain cut
+//! back and then continued (by a gateway started again on what was left,
+//! which signs the new entries with its own key) is found where it was cut.
+//!
+//! When several things are wrong, the one at the lowest entry is reported.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +21,6 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::Verifier as _;
 use esocial_kit::config::EventSettings;
 use futures_util::StreamExt as _;
-use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Row as _};
 
 use crate::message_log::{Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1};
@@ -80,8 +83,15 @@ pub struct Checkpoint {
     signature: Vec<u8>,
 }
 
-/// The last checkpoint of each node that the event stream holds, by node.
-pub type Witness = BTreeMap<String, (i64, Checkpoint)>;
+/// The checkpoints the event stream holds, by node and entry. A gateway
+/// signs an entry once; two different signed copies of one entry (kept
+/// both) mean its chain was rewritten.
+pub type Witness = BTreeMap<String, BTreeMap<i64, Vec<Checkpoint>>>;
+
+/// The newest entry of `node` a checkpoint in the event stream covers.
+pub fn newest_witnessed(witness: &Witness, node: &str) -> Option<i64> {
+    witness.get(node).and_then(|checkpoints| checkpoints.keys().next_back().copied())
+}
 
 /// How long reading the witness may wait for the stream (to start, or for
 /// the next event) before it is given up.
@@ -105,10 +115,10 @@ impl CheckpointCopies {
         format!("{}.{}", self.events.subject_prefix, crate::events::LOG_CHECKPOINTED.relative_subject())
     }
 
-    /// Reads every copy and keeps the newest checkpoint of each node whose
-    /// signature verifies with one of `keys`. Any other event is skipped with
-    /// a warning: whoever can publish to the stream but lacks the key can
-    /// neither raise a false alarm nor displace a real checkpoint.
+    /// Reads every copy and keeps each checkpoint whose signature verifies
+    /// with one of `keys`. Any other event is skipped with a warning:
+    /// whoever can publish to the stream but lacks the key can neither
+    /// raise a false alarm nor displace a real checkpoint.
     pub async fn read(&self, keys: &LogKeys) -> anyhow::Result<Witness> {
         read_witness(&self.jetstream, &self.events.stream_name, self.subject(), keys).await
     }
@@ -158,8 +168,9 @@ async fn read_witness(
                 tracing::warn!(%node, sequence, %problem, "a checkpoint event that does not verify; skipped");
                 continue;
             }
-            if witness.get(&node).is_none_or(|(newest, _)| *newest < sequence) {
-                witness.insert(node, (sequence, checkpoint));
+            let copies = witness.entry(node).or_default().entry(sequence).or_default();
+            if !copies.contains(&checkpoint) {
+                copies.push(checkpoint);
             }
         }
         Ok::<_, anyhow::Error>(())
@@ -221,23 +232,33 @@ pub async fn verify(
     Ok(reports)
 }
 
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(bytes).to_vec()
+/// A signed chain head an entry's hash must match: a checkpoint stored in
+/// the database, or the event stream's copy of one the database lacks.
+#[derive(Debug)]
+struct SignedHead {
+    hash: Vec<u8>,
+    /// Only the event stream holds it.
+    witnessed_only: bool,
+}
+
+/// Records `problem` at `sequence` unless one is recorded there already.
+fn note(problems: &mut BTreeMap<i64, String>, sequence: i64, problem: String) {
+    problems.entry(sequence).or_insert(problem);
 }
 
 async fn verify_node(
     pool: &PgPool,
     keys: &LogKeys,
     node: &str,
-    witnessed: Option<&(i64, Checkpoint)>,
+    witnessed: Option<&BTreeMap<i64, Vec<Checkpoint>>>,
 ) -> Result<ChainReport, sqlx::Error> {
-    let mut checkpoints: BTreeMap<i64, Checkpoint> = BTreeMap::new();
+    let mut stored: BTreeMap<i64, Checkpoint> = BTreeMap::new();
     for row in sqlx::query("SELECT sequence, hash, signed_at, key_id, signature FROM log_checkpoints WHERE node = $1")
         .bind(node)
         .fetch_all(pool)
         .await?
     {
-        checkpoints.insert(
+        stored.insert(
             row.try_get("sequence")?,
             Checkpoint {
                 hash: row.try_get("hash")?,
@@ -250,43 +271,65 @@ async fn verify_node(
     let mut report = ChainReport {
         node: node.to_owned(),
         entries: 0,
-        checkpoints: i64::try_from(checkpoints.len()).unwrap_or(i64::MAX),
+        checkpoints: i64::try_from(stored.len()).unwrap_or(i64::MAX),
         broken: None,
         signed_through: 0,
         witnessed_through: 0,
     };
-    // The stream's copy of the last checkpoint: the database must hold the
-    // same, or (removed with its entries) it is checked as if it were there.
-    if let Some((sequence, witnessed)) = witnessed {
-        match checkpoints.get(sequence) {
-            Some(stored) if stored != witnessed => {
-                report.broken = Some((
-                    *sequence,
-                    format!("the checkpoint stored at entry {sequence} is not the one the event stream holds"),
-                ));
-                return Ok(report);
-            }
-            Some(_) => {}
-            None => {
-                checkpoints.insert(*sequence, witnessed.clone());
+    // What the chain must match, and what is wrong apart from the entries
+    // themselves, by entry: reported only if no entry before it is broken.
+    let mut signed: BTreeMap<i64, Vec<SignedHead>> = BTreeMap::new();
+    let mut problems: BTreeMap<i64, String> = BTreeMap::new();
+    // The stream's copies (their signatures were checked as they were
+    // read): the database must hold the same, or (removed with its
+    // entries) each is checked as if it were there.
+    for (sequence, copies) in witnessed.into_iter().flatten() {
+        for copy in copies {
+            match stored.get(sequence) {
+                Some(checkpoint) if checkpoint == copy => {}
+                Some(_) => {
+                    note(
+                        &mut problems,
+                        *sequence,
+                        format!("the checkpoint stored at entry {sequence} is not the one the event stream holds"),
+                    );
+                    signed
+                        .entry(*sequence)
+                        .or_default()
+                        .push(SignedHead { hash: copy.hash.clone(), witnessed_only: true });
+                }
+                None => {
+                    signed
+                        .entry(*sequence)
+                        .or_default()
+                        .push(SignedHead { hash: copy.hash.clone(), witnessed_only: true });
+                }
             }
         }
-        report.witnessed_through = *sequence;
-    }
-    // Every checkpoint's signature first: a forged one proves nothing.
-    for (sequence, checkpoint) in &checkpoints {
-        if let Some(problem) = checkpoint_signature_problem(&keys.checkpoint_keys, node, *sequence, checkpoint) {
-            report.broken = Some((*sequence, problem));
-            return Ok(report);
-        }
+        report.witnessed_through = report.witnessed_through.max(*sequence);
     }
 
+    // A forged checkpoint proves nothing.
+    for (sequence, checkpoint) in &stored {
+        match checkpoint_signature_problem(&keys.checkpoint_keys, node, *sequence, checkpoint) {
+            Some(problem) => note(&mut problems, *sequence, problem),
+            None => signed
+                .entry(*sequence)
+                .or_default()
+                .push(SignedHead { hash: checkpoint.hash.clone(), witnessed_only: false }),
+        }
+    }
     let mut previous: Digest = GENESIS;
     let mut expected: i64 = 1;
+    // The bodies stay in the database: their digests are compared there.
     loop {
         let rows = sqlx::query(
             "SELECT sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
-                    request_bytes, response_bytes, request_sha256, response_sha256, request_body, response_body, hash
+                    request_bytes, response_bytes, request_sha256, response_sha256, hash,
+                    request_body IS NOT NULL AS request_body_stored,
+                    response_body IS NOT NULL AS response_body_stored,
+                    request_body IS NULL OR sha256(request_body) = request_sha256 AS request_body_matches,
+                    response_body IS NULL OR sha256(response_body) = response_sha256 AS response_body_matches
              FROM message_log WHERE node = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3",
         )
         .bind(node)
@@ -303,8 +346,8 @@ async fn verify_node(
                 } else {
                     format!("entries {expected} to {} are missing (removed)", sequence - 1)
                 };
-                report.broken = Some((expected, problem));
-                return Ok(report);
+                note(&mut problems, expected, problem);
+                return Ok(first_problem(report, problems));
             }
             let started_at: DateTime<Utc> = row.try_get("started_at")?;
             let request_sha256: Vec<u8> = row.try_get("request_sha256")?;
@@ -314,8 +357,6 @@ async fn verify_node(
             let caller: String = row.try_get("caller")?;
             let method: String = row.try_get("method")?;
             let direction: String = row.try_get("direction")?;
-            let request_body: Option<Vec<u8>> = row.try_get("request_body")?;
-            let response_body: Option<Vec<u8>> = row.try_get("response_body")?;
             let fields = HashedFields {
                 node,
                 sequence,
@@ -331,38 +372,44 @@ async fn verify_node(
                 response_bytes: row.try_get("response_bytes")?,
                 request_sha256: &request_sha256,
                 response_sha256: &response_sha256,
-                request_body_stored: request_body.is_some(),
-                response_body_stored: response_body.is_some(),
+                request_body_stored: row.try_get("request_body_stored")?,
+                response_body_stored: row.try_get("response_body_stored")?,
             };
-            let stored: Vec<u8> = row.try_get("hash")?;
+            let stored_hash: Vec<u8> = row.try_get("hash")?;
             let computed = [entry_hash, entry_hash_v1]
                 .into_iter()
                 .map(|hash| hash(&keys.chain_key, &previous, &fields))
-                .find(|computed| stored.as_slice() == computed.as_slice());
+                .find(|computed| stored_hash.as_slice() == computed.as_slice());
             let Some(computed) = computed else {
-                report.broken = Some((sequence, format!("entry {sequence} does not match its hash (altered)")));
-                return Ok(report);
+                note(&mut problems, sequence, format!("entry {sequence} does not match its hash (altered)"));
+                return Ok(first_problem(report, problems));
             };
-            for (side, body, digest) in
-                [("request", request_body, &request_sha256), ("response", response_body, &response_sha256)]
-            {
-                if let Some(body) = body
-                    && &sha256(&body) != digest
-                {
-                    report.broken =
-                        Some((sequence, format!("entry {sequence}: the stored {side} body does not match its digest")));
-                    return Ok(report);
+            for side in ["request", "response"] {
+                if !row.try_get::<bool, _>(format!("{side}_body_matches").as_str())? {
+                    note(
+                        &mut problems,
+                        sequence,
+                        format!("entry {sequence}: the stored {side} body does not match its digest"),
+                    );
+                    return Ok(first_problem(report, problems));
                 }
             }
-            if let Some(checkpoint) = checkpoints.get(&sequence) {
-                if checkpoint.hash.as_slice() != computed.as_slice() {
-                    report.broken = Some((
+            if let Some(heads) = signed.get(&sequence) {
+                if let Some(head) = heads.iter().find(|head| head.hash.as_slice() != computed.as_slice()) {
+                    let copy = if head.witnessed_only { " (the event stream's copy)" } else { "" };
+                    note(
+                        &mut problems,
                         sequence,
-                        format!("entries up to {sequence} were rewritten: the checkpoint signed there does not match"),
-                    ));
-                    return Ok(report);
+                        format!(
+                            "entries up to {sequence} were rewritten: the checkpoint signed there{copy} does not match"
+                        ),
+                    );
+                    return Ok(first_problem(report, problems));
                 }
                 report.signed_through = sequence;
+            }
+            if problems.contains_key(&sequence) {
+                return Ok(first_problem(report, problems));
             }
             previous = computed;
             report.entries = sequence;
@@ -372,18 +419,25 @@ async fn verify_node(
             break;
         }
     }
-    if let Some((&signed, _)) = checkpoints.range(expected..).next_back() {
-        let witness = if witnessed.is_some_and(|(sequence, _)| *sequence == signed) {
+    if let Some((&last, heads)) = signed.range(expected..).next_back() {
+        let copy = if heads.iter().all(|head| head.witnessed_only) {
             " (the event stream's copy; the database lost it too)"
         } else {
             ""
         };
-        report.broken = Some((
+        note(
+            &mut problems,
             expected,
-            format!("entries {expected} to {signed} were removed: a checkpoint signed entry {signed}{witness}"),
-        ));
+            format!("entries {expected} to {last} were removed: a checkpoint signed entry {last}{copy}"),
+        );
     }
-    Ok(report)
+    Ok(first_problem(report, problems))
+}
+
+/// The report with the problem at the lowest entry, if any.
+fn first_problem(mut report: ChainReport, problems: BTreeMap<i64, String>) -> ChainReport {
+    report.broken = problems.into_iter().next();
+    report
 }
 
 fn checkpoint_signature_problem(

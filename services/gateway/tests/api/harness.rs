@@ -212,6 +212,12 @@ impl TestGateway {
         .await;
     }
 
+    /// The gateway's signing key, as only the gateway holds it.
+    pub fn signing_key(&self) -> esocial_gateway::message_log::CheckpointKey {
+        let pem = std::fs::read_to_string(self._files.path().join("gateway-signing-key.pem")).expect("key file");
+        esocial_gateway::message_log::CheckpointKey::from_pem(&pem).expect("gateway key")
+    }
+
     /// A pool whose connections see the gateway's schema.
     pub async fn gateway_pool(&self) -> sqlx::PgPool {
         let options: sqlx::postgres::PgConnectOptions = self._database.url().parse().expect("database url");

@@ -125,6 +125,30 @@ async fn rechain(
     }
 }
 
+/// Waits until the last entry is signed and the event stream holds that
+/// checkpoint; returns the entry.
+async fn witnessed_head(gateway: &TestGateway) -> i64 {
+    eventually(Duration::from_secs(20), || async {
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM gateway.message_log")
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("head");
+        let witnessed = gateway
+            .witness()
+            .await
+            .values()
+            .filter_map(|checkpoints| checkpoints.keys().next_back().copied())
+            .max()
+            .unwrap_or(0);
+        if head >= 8 && witnessed == head {
+            Ok(head)
+        } else {
+            Err(format!("the stream holds no checkpoint of entry {head}"))
+        }
+    })
+    .await
+}
+
 async fn search(log: &mut Log, request: pb::SearchMessageLogRequest) -> Vec<pb::LogEntry> {
     log.search_message_log(request).await.expect("search").into_inner().entries
 }
@@ -461,20 +485,7 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
 #[tokio::test]
 async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event_streams_copy() {
     let gateway = gateway_after_calls(6).await;
-    // Wait until the last entry is signed and the stream holds that checkpoint.
-    let head = eventually(Duration::from_secs(20), || async {
-        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM gateway.message_log")
-            .fetch_one(&gateway.pool)
-            .await
-            .expect("head");
-        let witnessed = gateway.witness().await.values().map(|(sequence, _)| *sequence).max().unwrap_or(0);
-        if head >= 8 && witnessed == head {
-            Ok(head)
-        } else {
-            Err(format!("the stream holds no checkpoint of entry {head}"))
-        }
-    })
-    .await;
+    let head = witnessed_head(&gateway).await;
     let report = verify_chain(&gateway).await;
     assert!(report.is_intact(), "{report:?}");
     assert_eq!((report.entries, report.witnessed_through), (head, head));
@@ -496,7 +507,7 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
         .await
         .expect("stored");
     let witness = gateway.witness().await;
-    assert_eq!(witness.get(&report.node).map(|(sequence, _)| *sequence), Some(head), "the forged event is skipped");
+    assert_eq!(verify::newest_witnessed(&witness, &report.node), Some(head), "the forged event is skipped");
     // The reader of the copies leaves no consumer behind.
     let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
     let stream =
@@ -506,6 +517,17 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
         let description = consumer.expect("consumer info").config.description.unwrap_or_default();
         assert!(!description.contains("checkpoints witnessed"), "left behind: {description}");
     }
+
+    // A stored checkpoint the stream's copy disagrees with is reported
+    // where it was signed.
+    sqlx::query("UPDATE gateway.log_checkpoints SET signed_at = signed_at + interval '1 second' WHERE sequence = $1")
+        .bind(head)
+        .execute(&gateway.pool)
+        .await
+        .expect("checkpoint changed");
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(head), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("not the one")), "{report:?}");
 
     // Someone with write access to the database removes the last three
     // entries and every checkpoint: what is left is a whole chain.
@@ -524,21 +546,169 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
     assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(head - 2), "{report:?}");
     let problem = report.broken.as_ref().map(|(_, problem)| problem.clone()).unwrap_or_default();
     assert!(problem.contains("removed") && problem.contains("event stream"), "{problem}");
+}
 
-    // A copy the database disagrees with is reported where it was signed.
+#[tokio::test]
+async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_older_checkpoint() {
+    use ed25519_dalek::Signer as _;
+    use esocial_gateway::message_log::{checkpoint_message, entry_hash};
+
+    let gateway = gateway_after_calls(6).await;
+    let cut_at = witnessed_head(&gateway).await;
+    let report = verify_chain(&gateway).await;
+    assert!(report.is_intact(), "{report:?}");
+
+    // What a gateway started again on a database cut back to three entries
+    // before that checkpoint would leave: other entries under the same
+    // numbers and one more, chained and signed with its own key.
+    let key = gateway.signing_key();
+    sqlx::query("DELETE FROM gateway.log_checkpoints WHERE sequence > $1")
+        .bind(cut_at - 3)
+        .execute(&gateway.pool)
+        .await
+        .expect("checkpoints cut");
+    sqlx::query("UPDATE gateway.message_log SET status_code = 14, duration_us = duration_us + 1 WHERE sequence > $1")
+        .bind(cut_at - 3)
+        .execute(&gateway.pool)
+        .await
+        .expect("entries replaced");
+    sqlx::query(
+        "INSERT INTO gateway.message_log (node, sequence, request_id, member_id, caller, method, direction, started_at,
+                                          duration_us, status_code, request_bytes, response_bytes, request_sha256,
+                                          response_sha256, hash)
+         SELECT node, sequence + 1, request_id, member_id, caller, method, direction, started_at, duration_us,
+                status_code, request_bytes, response_bytes, request_sha256, response_sha256, hash
+         FROM gateway.message_log WHERE sequence = $1",
+    )
+    .bind(cut_at)
+    .execute(&gateway.pool)
+    .await
+    .expect("one more entry");
+    let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 > cut_at - 3).collect();
+    let before: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = $1")
+        .bind(cut_at - 3)
+        .fetch_one(&gateway.pool)
+        .await
+        .expect("hash before the cut")
+        .try_into()
+        .expect("32 bytes");
+    let chain_key = key.chain_key();
+    rechain(&gateway.pool, &rows, before, |previous, fields| entry_hash(&chain_key, previous, fields)).await;
+    let head = cut_at + 1;
+    let hash: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = $1")
+        .bind(head)
+        .fetch_one(&gateway.pool)
+        .await
+        .expect("new head")
+        .try_into()
+        .expect("32 bytes");
+    let node = report.node.clone();
+    let signed_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).expect("now");
+    let signature = key.key.sign(&checkpoint_message(&node, head, &hash, signed_at));
     sqlx::query(
         "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
-         SELECT node, $1, hash, now(), 'forged', decode(repeat('00', 64), 'hex') FROM gateway.message_log
-         WHERE sequence = $2",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
+    .bind(&node)
     .bind(head)
-    .bind(head - 3)
+    .bind(hash.as_slice())
+    .bind(signed_at)
+    .bind(&key.key_id)
+    .bind(signature.to_bytes().as_slice())
+    .execute(&gateway.pool)
+    .await
+    .expect("checkpoint stored");
+    let event = checkpoint_event(&node, head, &hash, signed_at, &key.key_id, &signature);
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
+    async_nats::jetstream::new(nats)
+        .publish(gateway.checkpoint_copies().await.subject(), prost::Message::encode_to_vec(&event).into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+
+    // The database alone, and the stream's newest checkpoint, agree with it.
+    let pool = gateway.gateway_pool().await;
+    let alone = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
+    assert!(alone[0].is_intact(), "the database alone cannot tell: {alone:?}");
+    let witness = gateway.witness().await;
+    assert_eq!(verify::newest_witnessed(&witness, &node), Some(head));
+    // The stream's checkpoint of the entries cut away does not.
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(cut_at), "{report:?}");
+    let problem = report.broken.as_ref().map(|(_, problem)| problem.clone()).unwrap_or_default();
+    assert!(problem.contains("rewritten") && problem.contains("event stream"), "{problem}");
+    assert_eq!(report.witnessed_through, head, "{report:?}");
+}
+
+#[tokio::test]
+async fn of_several_things_wrong_the_one_at_the_lowest_entry_is_reported() {
+    let gateway = gateway_after_calls(6).await;
+    gateway.wait_for_log_entries(8).await;
+    // A checkpoint far beyond the chain, signed with no key the gateway has.
+    sqlx::query(
+        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
+         SELECT node, 1000000000, hash, now(), 'forged', decode(repeat('00', 64), 'hex') FROM gateway.message_log
+         WHERE sequence = 1",
+    )
     .execute(&gateway.pool)
     .await
     .expect("forged checkpoint");
     let report = verify_chain(&gateway).await;
-    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(head), "{report:?}");
-    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("not the one")), "{report:?}");
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(1_000_000_000), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("unknown key")), "{report:?}");
+
+    // An entry changed before it is what is reported.
+    sqlx::query("UPDATE gateway.message_log SET duration_us = duration_us + 1 WHERE sequence = 4")
+        .execute(&gateway.pool)
+        .await
+        .expect("entry changed");
+    let report = verify_chain(&gateway).await;
+    assert_eq!(report.broken.as_ref().map(|(sequence, _)| *sequence), Some(4), "{report:?}");
+    assert!(report.broken.as_ref().is_some_and(|(_, problem)| problem.contains("altered")), "{report:?}");
+}
+
+#[tokio::test]
+async fn entries_removed_while_the_writer_reconnects_leave_a_gap_and_are_not_numbered_again() {
+    let gateway = gateway_after_calls(6).await;
+    gateway.wait_for_log_entries(8).await;
+    let head = newest(&gateway.pool, "message_log").await;
+    // Someone with write access to the database removes the last three
+    // entries (and any checkpoint of them) and ends the writer's connection.
+    sqlx::query("DELETE FROM gateway.log_checkpoints WHERE sequence > $1")
+        .bind(head - 3)
+        .execute(&gateway.pool)
+        .await
+        .expect("checkpoints gone");
+    sqlx::query("DELETE FROM gateway.message_log WHERE sequence > $1")
+        .bind(head - 3)
+        .execute(&gateway.pool)
+        .await
+        .expect("entries gone");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'esocial-gateway-log' AND datname = current_database()",
+    )
+    .fetch_all(&gateway.pool)
+    .await
+    .expect("writer's connection ended");
+    assert_eq!(ended, [true], "one writer connection");
+
+    // The next calls' entries come after the ones removed.
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for _ in 0..2 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    eventually(Duration::from_secs(20), || async {
+        let newest = newest(&gateway.pool, "message_log").await;
+        (newest >= head + 2).then_some(()).ok_or(format!("the log ends at entry {newest}"))
+    })
+    .await;
+    let pool = gateway.gateway_pool().await;
+    let alone = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
+    assert_eq!(alone[0].broken.as_ref().map(|(sequence, _)| *sequence), Some(head - 2), "{alone:?}");
+    let problem = alone[0].broken.as_ref().map(|(_, problem)| problem.clone()).unwrap_or_default();
+    assert!(problem.contains(&format!("entries {} to {head} are missing", head - 2)), "{problem}");
 }
 
 #[tokio::test]

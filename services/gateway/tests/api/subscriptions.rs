@@ -232,6 +232,44 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
+#[tokio::test]
+async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
+    let mut gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    gateway
+        .admin()
+        .await
+        .set_event_entitlements(pb::SetEventEntitlementsRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("entitled");
+    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
+    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
+        .await
+        .expect("stream")
+        .into_inner();
+
+    // The stream ends with the server's grace period, after the server
+    // stopped taking calls; its entry is written all the same.
+    gateway.stop().await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(5), async { while let Ok(Some(_)) = stream.message().await {} }).await;
+    assert!(ended.is_ok(), "the stream did not end with the gateway");
+    let logged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE method = $1 AND member_id = $2")
+            .bind("/esocial.gateway.v1.SubscriptionService/Subscribe")
+            .bind(DIIA)
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("count");
+    assert_eq!(logged, 1, "the stream's entry");
+}
+
 /// A new subscription to provider registrations.
 async fn subscribe_to_registrations(subscriptions: &mut Subscriptions) -> pb::Subscription {
     subscriptions
