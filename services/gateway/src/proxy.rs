@@ -434,11 +434,6 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let server_deadline = deadline.unwrap_or_else(|| started + esocial_kit::server::LONG_CALL_TIMEOUT);
     let deadline = if streams { server_deadline } else { server_deadline.min(started + door.unary_timeout) };
     exchange.deadline = Some(deadline);
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
-    }
-    set_grpc_timeout(request.headers_mut(), left);
     let authorization = match (&upstream.audience, bearer_token(request.headers())) {
         (Some(audience), Some(token)) => {
             match door.internal_tokens.authorization(token, &identified.token_id, audience).await {
@@ -448,6 +443,13 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         }
         _ => None,
     };
+    // What is left once the token is at hand (an exchange at identity
+    // takes time) goes on to the service.
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
+    }
+    set_grpc_timeout(request.headers_mut(), left);
     prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
     let limit = u64::from(member.message_bytes_max);
     let request = exchange.meter_request(request, limit);
@@ -684,7 +686,13 @@ impl Exchange {
     }
 
     fn request_too_large(&self) -> bool {
-        self.request.as_ref().is_some_and(|meter| meter.lock().is_ok_and(|meter| meter.exceeded))
+        self.exceeded_request_limit().is_some()
+    }
+
+    /// The limit a request message passed, if one did.
+    fn exceeded_request_limit(&self) -> Option<u64> {
+        let meter = self.request.as_ref()?.lock().ok()?;
+        meter.exceeded.then_some(meter.limit)
     }
 
     /// A refusal: the entry is written now.
@@ -985,9 +993,21 @@ impl http_body::Body for WatchedResponseBody {
                     }
                 },
                 Poll::Ready(Some(Err(error))) => {
-                    this.held = None;
-                    this.finish(tonic::Code::Unavailable as i32);
-                    Poll::Ready(Some(Err(error)))
+                    // The service's stream broke off after its headers (or
+                    // was reset because a request message passed the
+                    // limit): the client gets the reason in trailers, the
+                    // status its entry records, rather than a reset stream.
+                    let limit = this.exchange.as_ref().and_then(Exchange::exceeded_request_limit);
+                    let status = match limit {
+                        Some(limit) => Status::resource_exhausted(format!(
+                            "a request message is larger than the member's limit of {limit} bytes"
+                        )),
+                        None => {
+                            tracing::warn!(%error, "the service behind the gateway broke off a call");
+                            Status::unavailable("the service behind the gateway broke off the call")
+                        }
+                    };
+                    Poll::Ready(Some(Ok(this.cut_off(&status))))
                 }
                 Poll::Ready(None) => {
                     let last = this.end_after_held(None);

@@ -542,7 +542,7 @@ async fn a_server_stream_passes_through_message_by_message() {
     use esocial_proto::external::bank::v1 as bank;
 
     let gateway = TestGateway::spawn().await;
-    let (mut client, open, closed) = bank_through_gateway(&gateway).await;
+    let (mut client, open, closed) = bank_through_gateway(&gateway, None).await;
     let payment = |id: &str, adult: &esocial_external::SandboxAdult| bank::Payment {
         payment_id: id.to_owned(),
         iban: adult.iban.to_string(),
@@ -590,7 +590,7 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
     use esocial_proto::external::bank::v1 as bank;
 
     let gateway = TestGateway::spawn().await;
-    let (mut client, open, closed) = bank_through_gateway(&gateway).await;
+    let (mut client, open, closed) = bank_through_gateway(&gateway, None).await;
     let ask = |adult: &esocial_external::SandboxAdult| bank::VerifyAccountRequest {
         iban: adult.iban.to_string(),
         holder_rnokpp: adult.rnokpp.to_string(),
@@ -652,16 +652,55 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
     assert_eq!(entries[1].2, 2 + 5, "one answer before the refusal");
 }
 
+#[tokio::test]
+async fn a_request_message_over_the_limit_in_an_open_two_way_stream_ends_it_with_resource_exhausted() {
+    use esocial_proto::external::bank::v1 as bank;
+
+    let gateway = TestGateway::spawn().await;
+    let limits = pb::Limits { requests_per_second: 0, burst: 0, message_bytes_max: 1024 };
+    let (mut client, open, _) = bank_through_gateway(&gateway, Some(limits)).await;
+    let (requests, outgoing) = request_stream();
+    let mut answers = client.verify_accounts(outgoing).await.expect("call opened").into_inner();
+    requests
+        .send(bank::VerifyAccountRequest { iban: open.iban.to_string(), holder_rnokpp: open.rnokpp.to_string() })
+        .expect("request sent");
+    assert!(answers.message().await.expect("first answer").is_some());
+    // The service has answered with its headers already: the limit ends
+    // the call in its trailers, not with a reset stream.
+    requests
+        .send(bank::VerifyAccountRequest { iban: "U".repeat(2000), holder_rnokpp: open.rnokpp.to_string() })
+        .expect("request sent");
+    let refused = tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("the call ends")
+        .expect_err("over the limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("1024 bytes"), "{}", refused.message());
+    let logged: i32 = eventually(Duration::from_secs(10), || async {
+        let logged: Option<i32> = sqlx::query_scalar(
+            "SELECT status_code FROM gateway.message_log
+             WHERE method = '/esocial.external.bank.v1.BankService/VerifyAccounts'",
+        )
+        .fetch_optional(&gateway.pool)
+        .await
+        .expect("entry");
+        logged.ok_or("no entry yet".to_owned())
+    })
+    .await;
+    assert_eq!(logged, Code::ResourceExhausted as i32, "the entry says what the client got");
+}
+
 /// The bank simulator through the gateway, as a member with a right to all
 /// of the bank's methods, and an open and a closed sandbox account.
 async fn bank_through_gateway(
     gateway: &TestGateway,
+    limits: Option<pb::Limits>,
 ) -> (
     esocial_proto::external::bank::v1::bank_service_client::BankServiceClient<Intercepted>,
     &'static esocial_external::SandboxAdult,
     &'static esocial_external::SandboxAdult,
 ) {
-    gateway.register_member(DIIA, "esocial-process", None, &["/esocial.external.bank.v1.BankService/*"]).await;
+    gateway.register_member(DIIA, "esocial-process", limits, &["/esocial.external.bank.v1.BankService/*"]).await;
     let client = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
         gateway.channel().await,
         BearerToken(Some(gateway.system_token("esocial-process").await)),
