@@ -3,10 +3,11 @@
 //! change (this replica's at once; other replicas through `LISTEN`, with a
 //! periodic reload as a safety net).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use esocial_kit::rate::TokenBucket;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -32,7 +33,8 @@ pub struct MemberEntry {
     pub member: Member,
     methods: HashSet<String>,
     services: HashSet<String>,
-    pub event_types: BTreeSet<String>,
+    /// The event types it may subscribe to, each with when it was given.
+    pub event_types: BTreeMap<String, DateTime<Utc>>,
     /// The member's limits for the whole deployment (this replica applies
     /// its share).
     pub requests_per_second: u32,
@@ -115,9 +117,9 @@ impl Directory {
         for right in rows.rights {
             rights.entry(right.member_id).or_default().push(right.right);
         }
-        let mut event_types: HashMap<MemberId, BTreeSet<String>> = HashMap::new();
-        for (member_id, event_type) in rows.entitlements {
-            event_types.entry(member_id).or_default().insert(event_type.as_str().to_owned());
+        let mut event_types: HashMap<MemberId, BTreeMap<String, DateTime<Utc>>> = HashMap::new();
+        for (member_id, event_type, granted_at) in rows.entitlements {
+            event_types.entry(member_id).or_default().insert(event_type.as_str().to_owned(), granted_at);
         }
         let mut snapshot = Snapshot::default();
         for member in rows.members {
@@ -222,7 +224,7 @@ pub(crate) mod tests {
             },
             methods: HashSet::new(),
             services: HashSet::new(),
-            event_types: BTreeSet::new(),
+            event_types: BTreeMap::new(),
             requests_per_second: 10,
             burst: 10,
             message_bytes_max: 1024,

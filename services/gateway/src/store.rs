@@ -14,7 +14,8 @@ use crate::domain::{AccessRight, EventTypeName, Limits, LogMode, Member, MemberI
 pub struct DirectoryRows {
     pub members: Vec<Member>,
     pub rights: Vec<AccessRight>,
-    pub entitlements: Vec<(MemberId, EventTypeName)>,
+    /// With the time each was given.
+    pub entitlements: Vec<(MemberId, EventTypeName, DateTime<Utc>)>,
 }
 
 fn as_u32(value: i32) -> u32 {
@@ -98,11 +99,15 @@ pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
         })
         .collect();
     let mut entitlements = Vec::new();
-    for row in sqlx::query("SELECT member_id, event_type FROM event_entitlements").fetch_all(&mut *transaction).await? {
+    for row in sqlx::query("SELECT member_id, event_type, granted_at FROM event_entitlements")
+        .fetch_all(&mut *transaction)
+        .await?
+    {
         let member_id: String = row.try_get("member_id")?;
         let event_type: String = row.try_get("event_type")?;
+        let granted_at: DateTime<Utc> = row.try_get("granted_at")?;
         if let (Ok(member_id), Ok(event_type)) = (MemberId::parse(&member_id), EventTypeName::parse(&event_type)) {
-            entitlements.push((member_id, event_type));
+            entitlements.push((member_id, event_type, granted_at));
         }
     }
     transaction.commit().await?;
@@ -244,16 +249,20 @@ pub async fn set_entitlements(
     member_id: &MemberId,
     event_types: &[EventTypeName],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM event_entitlements WHERE member_id = $1")
-        .bind(member_id.as_str())
-        .execute(&mut *connection)
-        .await?;
+    // Types kept keep the time they were given.
     let names: Vec<&str> = event_types.iter().map(EventTypeName::as_str).collect();
-    sqlx::query("INSERT INTO event_entitlements (member_id, event_type) SELECT $1, unnest($2::text[])")
+    sqlx::query("DELETE FROM event_entitlements WHERE member_id = $1 AND event_type <> ALL($2::text[])")
         .bind(member_id.as_str())
         .bind(&names)
-        .execute(connection)
+        .execute(&mut *connection)
         .await?;
+    sqlx::query(
+        "INSERT INTO event_entitlements (member_id, event_type) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(member_id.as_str())
+    .bind(&names)
+    .execute(connection)
+    .await?;
     Ok(())
 }
 

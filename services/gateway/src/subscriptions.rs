@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, Utc};
 use esocial_kit::config::EventSettings;
 use esocial_proto::gateway::v1 as pb;
 use futures_util::StreamExt as _;
@@ -283,10 +284,20 @@ impl Subscriptions {
                             let _ = message.ack_with(jetstream::AckKind::Term).await;
                             continue;
                         };
-                        if let Err(refusal) = this.still_entitled(&member_id, &event.event_type) {
-                            delivered.push_back(event.ack_token.clone());
-                            let _ = sender.send(Err(refusal)).await;
-                            break;
+                        match this.still_entitled(&member_id, &event.event_type) {
+                            Err(refusal) => {
+                                delivered.push_back(event.ack_token.clone());
+                                let _ = sender.send(Err(refusal)).await;
+                                break;
+                            }
+                            // It occurred while the member was not entitled
+                            // (before an entitlement taken away was given
+                            // again): not for this member, ever.
+                            Ok(granted_at) if occurred_at(&event).is_some_and(|time| time < granted_at) => {
+                                let _ = message.ack_with(jetstream::AckKind::Term).await;
+                                continue;
+                            }
+                            Ok(_) => {}
                         }
                         delivered.push_back(event.ack_token.clone());
                         event.ack_token = this.ack_token(subscription_id, &event.ack_token);
@@ -347,9 +358,16 @@ impl Subscriptions {
 }
 
 impl Subscriptions {
-    fn still_entitled(&self, member_id: &MemberId, event_type: &str) -> Result<(), Status> {
+    /// When the member was given `event_type`, if it still holds it and is
+    /// active.
+    fn still_entitled(&self, member_id: &MemberId, event_type: &str) -> Result<DateTime<Utc>, Status> {
         match self.directory.by_member(member_id) {
-            Some(member) if member.is_active() && member.event_types.contains(event_type) => Ok(()),
+            Some(ref member)
+                if member.is_active()
+                    && let Some(granted_at) = member.event_types.get(event_type) =>
+            {
+                Ok(*granted_at)
+            }
             Some(member) if !member.is_active() => {
                 Err(Status::permission_denied(format!("member {member_id} is suspended")))
             }
@@ -525,6 +543,12 @@ fn batches(
 }
 
 /// The event in a message; its `ack_token` is still the bare subject.
+/// When an event occurred, as its CloudEvent `time` says.
+fn occurred_at(event: &pb::SubscribedEvent) -> Option<DateTime<Utc>> {
+    let time = event.time.as_ref()?;
+    DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?)
+}
+
 fn to_event(message: &jetstream::Message, prefix: &str) -> Option<pb::SubscribedEvent> {
     let received = esocial_events::ReceivedEvent::from_message(&message.message).ok()?;
     let info = message.info().ok()?;

@@ -41,7 +41,7 @@ fn subscription_id(violations: &mut Violations, text: &str) -> Uuid {
 
 /// Refuses an event type the member is not (or no longer) entitled to.
 fn require_entitlement(member: &MemberEntry, event_type: &EventTypeName) -> Result<(), Status> {
-    if member.event_types.contains(event_type.as_str()) {
+    if member.event_types.contains_key(event_type.as_str()) {
         return Ok(());
     }
     Err(Status::permission_denied(format!(

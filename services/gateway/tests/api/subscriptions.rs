@@ -226,10 +226,27 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
         .expect_err("refused");
     assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
     let refused = subscriptions
-        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })
         .await
         .expect_err("no longer entitled");
     assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // Entitled again: what occurred in between does not come, what occurs
+    // from now on does.
+    admin.set_event_entitlements(entitle(vec![REGISTERED.to_owned()])).await.expect("entitled again");
+    registry.register_provider(provider("Орган 3", 3_285_592)).await.expect("provider");
+    let mut stream = eventually(Duration::from_secs(10), || {
+        let mut subscriptions = subscriptions.clone();
+        let id = id.clone();
+        async move {
+            let opened = subscriptions.subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 }).await;
+            opened.map(tonic::Response::into_inner).map_err(|status| format!("{status:?}"))
+        }
+    })
+    .await;
+    assert_eq!(provider_name(&next_events(&mut stream, 1).await[0]), "Орган 3");
+    let more = tokio::time::timeout(Duration::from_secs(3), stream.message()).await;
+    assert!(more.is_err(), "nothing else comes: {more:?}");
 }
 
 #[tokio::test]
