@@ -87,7 +87,15 @@ pub async fn register_member(
     if store::member(connection, &member.member_id, false).await?.is_some() {
         return Err(ApiError::AlreadyExists(format!("member {} is already registered", member.member_id)));
     }
-    store::insert_member(connection, member).await?;
+    // A registration of the same member or client that committed since the
+    // checks above is found by the unique keys.
+    store::insert_member(connection, member).await.map_err(|error| match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => ApiError::AlreadyExists(format!(
+            "member {} or system client {} was registered meanwhile",
+            member.member_id, member.client_id
+        )),
+        _ => ApiError::from(error),
+    })?;
     author
         .record(
             connection,

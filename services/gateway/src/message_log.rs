@@ -30,6 +30,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long the writer waits at shutdown for calls still running.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A batch takes no more entries once the bodies it keeps (full mode, up
+/// to [`crate::proxy::BODY_CAPTURE_BYTES_MAX`] each) reach this: one
+/// statement stays far below what PostgreSQL takes in one message (1 GiB).
+pub const BATCH_BODY_BYTES_MAX: usize = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -601,7 +605,7 @@ impl LogWriter {
                 // Gather for a moment: one commit for many entries costs
                 // the database far less than many commits.
                 let gather_until = tokio::time::Instant::now() + self.settings.batch_linger;
-                while columns.len() < self.settings.batch_size_max {
+                while !columns.is_full(self.settings.batch_size_max) {
                     match self.receiver.try_recv() {
                         Ok(entry) => columns.push(entry),
                         Err(_) if drain_until.is_some() => break,
@@ -910,6 +914,8 @@ struct BatchColumns {
     request_body: Vec<Option<Vec<u8>>>,
     response_body: Vec<Option<Vec<u8>>>,
     hash: Vec<Vec<u8>>,
+    /// The bytes of the bodies kept, together.
+    body_bytes: usize,
 }
 
 impl BatchColumns {
@@ -929,8 +935,16 @@ impl BatchColumns {
         self.sequence.len()
     }
 
+    /// Whether the batch takes no more entries: it holds `entries_max`, or
+    /// bodies of [`BATCH_BODY_BYTES_MAX`] together.
+    fn is_full(&self, entries_max: usize) -> bool {
+        self.len() >= entries_max || self.body_bytes >= BATCH_BODY_BYTES_MAX
+    }
+
     /// Takes an entry (its sequence number and hash come with the chain).
     fn push(&mut self, entry: LogEntry) {
+        self.body_bytes +=
+            entry.request_body.as_ref().map_or(0, Vec::len) + entry.response_body.as_ref().map_or(0, Vec::len);
         self.sequence.push(0);
         self.request_id.push(entry.request_id);
         self.member_id.push(entry.member_id);
@@ -973,6 +987,46 @@ mod tests {
             request_body_stored: false,
             response_body_stored: false,
         }
+    }
+
+    fn entry(request_body: Option<Vec<u8>>) -> LogEntry {
+        LogEntry {
+            request_id: "r-1".to_owned(),
+            member_id: "UA/GOV/32855961/diia".to_owned(),
+            caller: "client:diia".to_owned(),
+            method: "/esocial.registry.v1.IdpService/VerifyIdpCertificate".to_owned(),
+            direction: Direction::Inbound,
+            started_at: Utc::now(),
+            duration_us: 1,
+            status_code: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_sha256: vec![1; 32],
+            response_sha256: vec![2; 32],
+            request_body,
+            response_body: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_entries_or_at_the_bytes_of_the_bodies_it_keeps() {
+        let mut small = BatchColumns::with_capacity(3);
+        for _ in 0..2 {
+            small.push(entry(None));
+        }
+        assert!(!small.is_full(3));
+        small.push(entry(Some(vec![7; 10])));
+        assert!(small.is_full(3), "three entries");
+
+        // Bodies of a full-mode member, 1 MiB each: 64 of them fill a batch
+        // that could take 10,000 entries.
+        let mut large = BatchColumns::with_capacity(10_000);
+        for _ in 0..63 {
+            large.push(entry(Some(vec![7; 1 << 20])));
+        }
+        assert!(!large.is_full(10_000));
+        large.push(entry(Some(vec![7; 1 << 20])));
+        assert!(large.is_full(10_000), "{} body bytes", large.body_bytes);
     }
 
     fn key(byte: u8) -> MacKey {

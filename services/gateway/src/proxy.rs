@@ -50,6 +50,8 @@ pub const GATEWAY_NODE_HEADER: &str = "x-esocial-gateway-node";
 const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The gateway's own proto package: served here, not forwarded.
 pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
+/// The methods through which auditors read the message log.
+const LOG_SERVICE_PREFIX: &str = "/esocial.gateway.v1.MessageLogService/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Refusals of callers that are not active members (no valid token, not a
 /// member, suspended, without the member's client certificate) that get
@@ -404,7 +406,11 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         {
             return exchange.refuse(status);
         }
-        let request = exchange.meter_request(request, u64::MAX);
+        // What an auditor asks of the log (the filters of a search, the
+        // node to verify) is kept with the entry of the call, so that the
+        // log records what was read; the answer is not copied into it.
+        let keep = exchange.log_bodies || path.starts_with(LOG_SERVICE_PREFIX);
+        let request = exchange.meter_request(request, u64::MAX, keep);
         let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
         return exchange.watch_response(response, u64::MAX, None);
     }
@@ -452,7 +458,8 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     set_grpc_timeout(request.headers_mut(), left);
     prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
     let limit = u64::from(member.message_bytes_max);
-    let request = exchange.meter_request(request, limit);
+    let keep = exchange.log_bodies;
+    let request = exchange.meter_request(request, limit, keep);
     let forwarded = upstream.channel().oneshot(request);
     // The server's own timer covers the wait for the headers unless this
     // deadline is shorter.
@@ -674,9 +681,10 @@ struct Exchange {
 impl Exchange {
     /// Wraps the request body so its bytes are counted and digested as the
     /// service reads them, and cut off at a message longer than `limit`.
-    fn meter_request(&mut self, request: GrpcRequest, limit: u64) -> GrpcRequest {
+    /// The request body goes through a meter; `keep` keeps its bytes too.
+    fn meter_request(&mut self, request: GrpcRequest, limit: u64, keep: bool) -> GrpcRequest {
         let meter = Arc::new(Mutex::new(RequestMeter {
-            body: BodyMeter::new(self.log_bodies),
+            body: BodyMeter::new(keep),
             frames: FrameReader::default(),
             limit,
             exceeded: false,

@@ -5,6 +5,32 @@ use tonic::Code;
 use crate::harness::*;
 
 #[tokio::test]
+async fn registrations_of_one_member_at_once_give_one_member_and_already_exists_for_the_others() {
+    let gateway = TestGateway::spawn().await;
+    let admin = gateway.admin().await;
+    let register = |index: usize| pb::RegisterMemberRequest {
+        request_id: new_request_id(),
+        member_id: DIIA.to_owned(),
+        name: format!("Портал Дія {index}"),
+        client_id: "diia".to_owned(),
+        contact: "support@diia.gov.ua".to_owned(),
+        limits: None,
+        log_mode: pb::LogMode::Metadata.into(),
+        client_certificate_sha256: String::new(),
+    };
+    let calls = (0..6).map(|index| {
+        let mut admin = admin.clone();
+        let request = register(index);
+        async move { admin.register_member(request).await.map(|_| ()).map_err(|status| status.code()) }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let registered = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(registered, 1, "{results:?}");
+    assert!(results.iter().all(|result| result.is_ok() || *result == Err(Code::AlreadyExists)), "{results:?}");
+    assert_eq!(gateway.count("gateway.members").await, 1);
+}
+
+#[tokio::test]
 async fn members_and_rights_are_administered_with_every_change_recorded_and_published() {
     let gateway = TestGateway::spawn().await;
     let mut admin = gateway.admin().await;

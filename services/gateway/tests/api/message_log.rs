@@ -59,6 +59,9 @@ async fn log_in_full(gateway: &TestGateway, member: &str) {
         .expect("full logging");
 }
 
+/// The request and response bodies an entry keeps.
+type KeptBodies = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// An entry's hashed fields as stored (no bodies: metadata mode).
 type LogRow = (
     String,
@@ -227,6 +230,29 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
     )
     .await;
     assert!(none.is_empty());
+
+    // What an auditor asked of the log is kept with the entry of its call;
+    // what the log answered is not copied into it.
+    let searches: Vec<KeptBodies> = eventually(Duration::from_secs(10), || async {
+        let searches: Vec<KeptBodies> = sqlx::query_as(
+            "SELECT request_body, response_body FROM gateway.message_log
+             WHERE method = '/esocial.gateway.v1.MessageLogService/SearchMessageLog' ORDER BY sequence",
+        )
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("searches");
+        if searches.len() >= 4 { Ok(searches) } else { Err(format!("{} searches logged", searches.len())) }
+    })
+    .await;
+    let asked: Vec<pb::SearchMessageLogRequest> = searches
+        .iter()
+        .map(|(request, response)| {
+            assert!(response.is_none(), "the answer is not kept");
+            let request = request.as_deref().expect("the request is kept");
+            prost::Message::decode(&request[5..]).expect("a search request")
+        })
+        .collect();
+    assert!(asked.iter().any(|search| search.request_id == "audit-trail-1" && search.include_bodies), "{asked:?}");
 
     // The administrator's calls are exchanges too, with who made them.
     let admin_calls = search(
