@@ -64,6 +64,14 @@ const DRAIN_MAX: Duration = Duration::from_secs(8);
 pub const STREAMS_PER_MEMBER_MAX: usize = 20;
 /// When a member over that limit is told to try again.
 const STREAM_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often an open stream checks that its member may still have it.
+const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// A subscription's consumers start this long before it was created, so
+/// that the events of its first moments are not missed when the clock
+/// that stamped them (the stream's) runs behind the gateway's. What they
+/// bring from before is within the member's entitlement (checked against
+/// the time each type was given).
+const START_MARGIN: Duration = Duration::from_secs(5);
 
 /// Open streams by member.
 type OpenStreams = Arc<std::sync::Mutex<std::collections::HashMap<MemberId, usize>>>;
@@ -171,7 +179,8 @@ impl Subscriptions {
     pub async fn ensure_consumers(&self, subscription: &Subscription) -> anyhow::Result<Vec<consumer::PullConsumer>> {
         let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
         let stream = self.jetstream.get_stream(&stream.config.name).await?;
-        let nanos = subscription.created_at.timestamp_nanos_opt().unwrap_or(0);
+        let starts_at = subscription.created_at - START_MARGIN;
+        let nanos = starts_at.timestamp_nanos_opt().unwrap_or(0);
         let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))?;
         let mut consumers = Vec::with_capacity(subscription.event_types.len());
         for (index, event_type) in subscription.event_types.iter().enumerate() {
@@ -257,6 +266,8 @@ impl Subscriptions {
         let this = self.clone();
         let subscription_id = subscription.subscription_id;
         let member_id = subscription.member_id.clone();
+        let event_types: Vec<String> =
+            subscription.event_types.iter().map(|event_type| event_type.as_str().to_owned()).collect();
         // Reply subjects of what went out are kept up to this many; the
         // oldest beyond it are redelivered by JetStream after the ack wait
         // if unacknowledged.
@@ -272,10 +283,23 @@ impl Subscriptions {
                     .map(|consumer| batches(nats.clone(), this.jetstream.clone(), consumer, window, stopping.clone())),
             );
             let mut delivered: VecDeque<String> = VecDeque::new();
+            // A stream with nothing to deliver is checked too: a member
+            // suspended, or no longer entitled to a type it subscribed to,
+            // does not keep it (nor its place) open.
+            let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
                     next = merged.next() => next,
+                    _ = recheck.tick() => {
+                        if let Some(refusal) =
+                            event_types.iter().find_map(|event_type| this.still_entitled(&member_id, event_type).err())
+                        {
+                            let _ = sender.send(Err(refusal)).await;
+                            break;
+                        }
+                        continue;
+                    }
                 };
                 match next {
                     Some(Ok(message)) => {

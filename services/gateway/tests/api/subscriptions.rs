@@ -250,6 +250,35 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
 }
 
 #[tokio::test]
+async fn a_stream_with_nothing_to_deliver_ends_when_its_member_is_suspended() {
+    let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
+        .await
+        .expect("stream")
+        .into_inner();
+    gateway
+        .admin()
+        .await
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            status: pb::MemberStatus::Suspended.into(),
+            reason: "contract ended".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("suspended");
+    let ended = tokio::time::timeout(Duration::from_secs(15), stream.message())
+        .await
+        .expect("the stream ends without an event to deliver")
+        .expect_err("refused");
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    assert!(ended.message().contains("suspended"), "{}", ended.message());
+}
+
+#[tokio::test]
 async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
     let mut gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[]).await;
