@@ -418,6 +418,15 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         Ok(admitted) => admitted,
         Err(status) => return exchange.refuse(status),
     };
+    // The member's message size limit holds for what the service receives:
+    // a compressed message could pass it and then grow many times over.
+    if let Some(encoding) = request.headers().get("grpc-encoding")
+        && encoding != "identity"
+    {
+        return exchange.refuse(Status::unimplemented(format!(
+            "the gateway takes uncompressed messages only (grpc-encoding {encoding:?}), so that the member's size limit holds"
+        )));
+    }
     // A method the catalog does not know yet (added to its service since
     // the catalog last read it) is looked up now, waited for within the
     // call's deadline; one that stays unknown goes on as unary, and its
@@ -548,13 +557,7 @@ fn prepare_headers(
     request_id: &str,
     headers: &mut http::HeaderMap,
 ) {
-    let is_internal = |name: &HeaderName| name.as_str().starts_with(INTERNAL_METADATA_PREFIX);
-    if headers.keys().any(is_internal) {
-        let internal: Vec<HeaderName> = headers.keys().filter(|name| is_internal(name)).cloned().collect();
-        for name in internal {
-            headers.remove(name);
-        }
-    }
+    remove_internal(headers);
     match authorization {
         Some(authorization) => headers.insert(http::header::AUTHORIZATION, authorization),
         None => headers.remove(http::header::AUTHORIZATION),
@@ -565,6 +568,17 @@ fn prepare_headers(
         headers.insert(REQUEST_ID_HEADER, value);
     }
     esocial_kit::telemetry::inject_trace_context(headers);
+}
+
+/// Removes the metadata only the gateway may set.
+fn remove_internal(headers: &mut http::HeaderMap) {
+    let is_internal = |name: &HeaderName| name.as_str().starts_with(INTERNAL_METADATA_PREFIX);
+    if headers.keys().any(is_internal) {
+        let internal: Vec<HeaderName> = headers.keys().filter(|name| is_internal(name)).cloned().collect();
+        for name in internal {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Digest, size and (in full mode, up to [`BODY_CAPTURE_BYTES_MAX`]) the
@@ -797,7 +811,15 @@ impl http_body::Body for MeteredRequestBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(context);
+        let mut polled = Pin::new(&mut self.inner).poll_frame(context);
+        // Request trailers are metadata too: what only the gateway sets, and
+        // the member's token, do not go on in them either.
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+        {
+            remove_internal(trailers);
+            trailers.remove(http::header::AUTHORIZATION);
+        }
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
             && let Ok(mut meter) = self.meter.lock()
@@ -1234,6 +1256,33 @@ mod tests {
         let mut outbound = headers;
         prepare_headers(&door_node, &member, None, "req-2", &mut outbound);
         assert!(outbound.get("authorization").is_none(), "esocial's tokens stay inside");
+    }
+
+    #[tokio::test]
+    async fn request_trailers_lose_the_internal_metadata_and_the_token() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-esocial-member", HeaderValue::from_static("UA/GOV/00032129/forged"));
+        trailers.insert("x-esocial-other-bin", HeaderValue::from_static("AAAA"));
+        trailers.insert("authorization", HeaderValue::from_static("Bearer member-token"));
+        trailers.insert("x-custom", HeaderValue::from_static("kept"));
+        let frames = Frames([Frame::data(Bytes::from_static(&[0, 0, 0, 0, 1, 7])), Frame::trailers(trailers)].into());
+        let meter = Arc::new(Mutex::new(RequestMeter {
+            body: BodyMeter::new(false),
+            frames: FrameReader::default(),
+            limit: 100,
+            exceeded: false,
+        }));
+        let mut body = MeteredRequestBody { inner: tonic::body::Body::new(frames), meter };
+        let mut passed = Vec::new();
+        while let Some(frame) =
+            std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context)).await
+        {
+            passed.push(frame.expect("a frame"));
+        }
+        let trailers = passed.pop().and_then(|frame| frame.into_trailers().ok()).expect("trailers");
+        let names: Vec<&str> = trailers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-custom"]);
+        assert_eq!(passed.pop().and_then(|frame| frame.into_data().ok()).expect("data").len(), 6);
     }
 
     #[test]

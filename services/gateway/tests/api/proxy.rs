@@ -300,6 +300,37 @@ async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_excee
 }
 
 #[tokio::test]
+async fn a_compressed_request_is_refused_so_that_the_size_limit_holds() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let token = gateway.system_token("diia").await;
+    let stream = tokio::net::TcpStream::connect(gateway.address).await.expect("connects");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2");
+    tokio::spawn(connection);
+    let request =
+        http::Request::post(format!("http://{}/esocial.registry.v1.IdpService/VerifyIdpCertificate", gateway.address))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-encoding", "gzip")
+            .header("authorization", format!("Bearer {token}"))
+            .body(NeverEnds)
+            .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("answered before the body")
+        .expect("a response");
+    let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert_eq!(code, (Code::Unimplemented as i32).to_string(), "{:?}", response.headers());
+    let message = response.headers().get("grpc-message").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert!(message.contains("uncompressed"), "{message}");
+}
+
+#[tokio::test]
 async fn the_callers_trace_continues_through_the_gateway_into_the_service() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[REGISTER_PROVIDER]).await;
