@@ -11,7 +11,7 @@
 //! calls with UNAVAILABLE, unless configured to serve them unlogged.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound as _, Utc};
@@ -72,6 +72,85 @@ pub struct LogEntry {
     pub response_sha256: Vec<u8>,
     pub request_body: Option<Vec<u8>>,
     pub response_body: Option<Vec<u8>>,
+}
+
+/// An entry on its way to the writer, with the place its bodies hold in
+/// the [`BodyBudget`] until they are written.
+#[derive(Debug)]
+pub struct Queued {
+    entry: LogEntry,
+    kept: Reservation,
+}
+
+/// Bytes of bodies kept for full-mode entries that may wait in memory at
+/// once (in calls still running, the queue and the batch being written).
+pub const KEPT_BODY_BYTES_MAX: usize = 256 << 20;
+
+/// What the bodies kept for the log hold in memory, against a maximum: a
+/// body that would pass it keeps its size and digest only (as one longer
+/// than [`crate::proxy::BODY_CAPTURE_BYTES_MAX`] does), so that full-mode
+/// members with large messages cannot fill the gateway's memory while
+/// entries wait to be written.
+#[derive(Debug)]
+pub struct BodyBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl BodyBudget {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { used: AtomicUsize::new(0), max })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Adds `bytes` to `reservation` if they fit.
+    pub fn reserve(self: &Arc<Self>, reservation: &mut Reservation, bytes: usize) -> bool {
+        let taken = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            used.checked_add(bytes).filter(|total| *total <= self.max)
+        });
+        if taken.is_err() {
+            return false;
+        }
+        if reservation.budget.is_none() {
+            reservation.budget = Some(self.clone());
+        }
+        reservation.bytes += bytes;
+        true
+    }
+}
+
+/// Bytes held in a [`BodyBudget`], given back when dropped.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    budget: Option<Arc<BodyBudget>>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Takes over what `other` holds.
+    pub fn absorb(&mut self, mut other: Reservation) {
+        if self.budget.is_none() {
+            self.budget = other.budget.take();
+        }
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
+    /// Gives back what it holds now.
+    pub fn release(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.used.fetch_sub(std::mem::take(&mut self.bytes), Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 fn put_text(hasher: &mut Sha256, text: &str) {
@@ -282,11 +361,11 @@ impl std::str::FromStr for FailurePolicy {
 pub enum LogSlot {
     /// A place reserved in the queue before the call was served (unary
     /// calls): the entry always fits.
-    Reserved(mpsc::OwnedPermit<LogEntry>),
+    Reserved(mpsc::OwnedPermit<Queued>),
     /// A stream, which may last an hour, holds no place while it streams
     /// (else a member's streams could fill the queue); its entry waits for
     /// room when it ends.
-    AtEnd(mpsc::Sender<LogEntry>),
+    AtEnd(mpsc::Sender<Queued>),
     /// Served unlogged ([`FailurePolicy::Serve`]).
     Unlogged,
 }
@@ -302,7 +381,10 @@ impl LogSlot {
         }
     }
 
-    pub fn send(self, entry: LogEntry) {
+    /// Sends `entry`; `kept` is the place its bodies hold in the
+    /// [`BodyBudget`], given back once they are written.
+    pub fn send(self, entry: LogEntry, kept: Reservation) {
+        let entry = Queued { entry, kept };
         match self {
             LogSlot::Reserved(permit) => {
                 permit.send(entry);
@@ -328,10 +410,11 @@ impl LogSlot {
 /// The calls' side of the log.
 #[derive(Debug, Clone)]
 pub struct MessageLog {
-    sender: mpsc::Sender<LogEntry>,
+    sender: mpsc::Sender<Queued>,
     writable: Arc<AtomicBool>,
     policy: FailurePolicy,
     unlogged: Arc<AtomicU64>,
+    bodies: Arc<BodyBudget>,
 }
 
 /// The log cannot take an entry and the policy is to refuse.
@@ -340,6 +423,11 @@ pub struct MessageLog {
 pub struct LogUnavailable;
 
 impl MessageLog {
+    /// What the bodies kept for entries hold in memory.
+    pub fn body_budget(&self) -> &Arc<BodyBudget> {
+        &self.bodies
+    }
+
     /// Whether a call would be served now: the log takes entries (the
     /// writer writes and the queue has room), or the policy is to serve
     /// unlogged. The gateway's health follows it.
@@ -418,7 +506,7 @@ pub struct WriterSettings {
 /// The writer of one node's chain.
 #[derive(Debug)]
 pub struct LogWriter {
-    receiver: mpsc::Receiver<LogEntry>,
+    receiver: mpsc::Receiver<Queued>,
     options: PgConnectOptions,
     settings: WriterSettings,
     key: Arc<CheckpointKey>,
@@ -436,7 +524,13 @@ pub fn message_log(
     let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
     // Not writable until the writer has its connection and the chain head.
     let writable = Arc::new(AtomicBool::new(false));
-    let log = MessageLog { sender, writable: writable.clone(), policy, unlogged: Arc::new(AtomicU64::new(0)) };
+    let log = MessageLog {
+        sender,
+        writable: writable.clone(),
+        policy,
+        unlogged: Arc::new(AtomicU64::new(0)),
+        bodies: BodyBudget::new(KEPT_BODY_BYTES_MAX),
+    };
     let chain_key = key.chain_key();
     (log, LogWriter { receiver, options, settings, key, chain_key, writable })
 }
@@ -916,6 +1010,9 @@ struct BatchColumns {
     hash: Vec<Vec<u8>>,
     /// The bytes of the bodies kept, together.
     body_bytes: usize,
+    /// Their place in the budget, given back when the batch is dropped
+    /// (written, or given up at shutdown).
+    kept: Reservation,
 }
 
 impl BatchColumns {
@@ -942,7 +1039,9 @@ impl BatchColumns {
     }
 
     /// Takes an entry (its sequence number and hash come with the chain).
-    fn push(&mut self, entry: LogEntry) {
+    fn push(&mut self, queued: Queued) {
+        let Queued { entry, kept } = queued;
+        self.kept.absorb(kept);
         self.body_bytes +=
             entry.request_body.as_ref().map_or(0, Vec::len) + entry.response_body.as_ref().map_or(0, Vec::len);
         self.sequence.push(0);
@@ -989,7 +1088,11 @@ mod tests {
         }
     }
 
-    fn entry(request_body: Option<Vec<u8>>) -> LogEntry {
+    fn entry(request_body: Option<Vec<u8>>) -> Queued {
+        Queued { entry: log_entry(request_body), kept: Reservation::default() }
+    }
+
+    fn log_entry(request_body: Option<Vec<u8>>) -> LogEntry {
         LogEntry {
             request_id: "r-1".to_owned(),
             member_id: "UA/GOV/32855961/diia".to_owned(),
@@ -1027,6 +1130,36 @@ mod tests {
         assert!(!large.is_full(10_000));
         large.push(entry(Some(vec![7; 1 << 20])));
         assert!(large.is_full(10_000), "{} body bytes", large.body_bytes);
+    }
+
+    #[test]
+    fn kept_bodies_hold_their_place_in_the_budget_until_their_batch_is_dropped() {
+        let budget = BodyBudget::new(100);
+        let mut request = Reservation::default();
+        assert!(budget.reserve(&mut request, 60));
+        let mut response = Reservation::default();
+        assert!(!budget.reserve(&mut response, 41), "over the maximum");
+        assert!(budget.reserve(&mut response, 40));
+        assert_eq!(budget.used(), 100);
+        assert!(!budget.reserve(&mut response, 1));
+
+        // One entry's two bodies go to a batch together; the batch gives
+        // their place back when it is dropped.
+        request.absorb(response);
+        assert_eq!(budget.used(), 100, "absorbing moves, it does not give back");
+        let mut batch = BatchColumns::with_capacity(2);
+        batch.push(Queued { entry: log_entry(Some(vec![1; 60])), kept: request });
+        assert_eq!(budget.used(), 100);
+        drop(batch);
+        assert_eq!(budget.used(), 0);
+
+        let mut given_up = Reservation::default();
+        assert!(budget.reserve(&mut given_up, 30));
+        given_up.release();
+        assert_eq!(budget.used(), 0);
+        assert!(budget.reserve(&mut given_up, 30));
+        drop(given_up);
+        assert_eq!(budget.used(), 0);
     }
 
     fn key(byte: u8) -> MacKey {

@@ -38,7 +38,7 @@ use crate::catalog::Catalog;
 use crate::directory::{Directory, MemberEntry};
 use crate::domain::MethodPath;
 use crate::internal_tokens::InternalTokens;
-use crate::message_log::{Direction, LogEntry, LogSlot, MessageLog};
+use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
 use crate::reflection::Reflection;
 
 /// Metadata only the gateway sets; a caller's values are removed.
@@ -389,6 +389,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         method: path.clone(),
         direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
         log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
+        body_budget: door.log.body_budget().clone(),
         request: None,
     };
 
@@ -588,27 +589,43 @@ struct BodyMeter {
     digest: Sha256,
     bytes: u64,
     captured: Option<Vec<u8>>,
+    /// What the bytes kept are counted against (when keeping them).
+    budget: Option<Arc<BodyBudget>>,
+    kept: Reservation,
 }
 
 impl BodyMeter {
-    fn new(capture: bool) -> Self {
-        Self { digest: Sha256::new(), bytes: 0, captured: capture.then(Vec::new) }
+    /// A meter that keeps the bytes too when given the budget to count
+    /// them against.
+    fn new(keep: Option<&Arc<BodyBudget>>) -> Self {
+        Self {
+            digest: Sha256::new(),
+            bytes: 0,
+            captured: keep.map(|_| Vec::new()),
+            budget: keep.cloned(),
+            kept: Reservation::default(),
+        }
     }
 
     fn add(&mut self, data: &Bytes) {
         self.digest.update(data);
         self.bytes += u64::try_from(data.len()).unwrap_or(u64::MAX);
         if let Some(captured) = &mut self.captured {
-            if captured.len() + data.len() > BODY_CAPTURE_BYTES_MAX {
-                self.captured = None;
-            } else {
+            let fits = captured.len() + data.len() <= BODY_CAPTURE_BYTES_MAX
+                && self.budget.as_ref().is_some_and(|budget| budget.reserve(&mut self.kept, data.len()));
+            if fits {
                 captured.extend_from_slice(data);
+            } else {
+                // Too long, or no room left: size and digest only.
+                self.captured = None;
+                self.kept.release();
             }
         }
     }
 
-    fn finish(self) -> (u64, Vec<u8>, Option<Vec<u8>>) {
-        (self.bytes, self.digest.finalize().to_vec(), self.captured)
+    /// Size, digest, the bytes kept, and their place in the budget.
+    fn finish(self) -> (u64, Vec<u8>, Option<Vec<u8>>, Reservation) {
+        (self.bytes, self.digest.finalize().to_vec(), self.captured, self.kept)
     }
 }
 
@@ -689,6 +706,8 @@ struct Exchange {
     method: String,
     direction: Direction,
     log_bodies: bool,
+    /// What kept bodies are counted against.
+    body_budget: Arc<BodyBudget>,
     request: Option<Arc<Mutex<RequestMeter>>>,
 }
 
@@ -698,7 +717,7 @@ impl Exchange {
     /// The request body goes through a meter; `keep` keeps its bytes too.
     fn meter_request(&mut self, request: GrpcRequest, limit: u64, keep: bool) -> GrpcRequest {
         let meter = Arc::new(Mutex::new(RequestMeter {
-            body: BodyMeter::new(keep),
+            body: BodyMeter::new(keep.then_some(&self.body_budget)),
             frames: FrameReader::default(),
             limit,
             exceeded: false,
@@ -730,11 +749,11 @@ impl Exchange {
     /// streams last as long as they stream).
     fn watch_response(self, response: GrpcResponse, limit: u64, deadline: Option<Instant>) -> GrpcResponse {
         let header_status = grpc_status(response.headers());
-        let capture = self.log_bodies;
+        let meter = BodyMeter::new(self.log_bodies.then_some(&self.body_budget));
         response.map(|body| {
             tonic::body::Body::new(WatchedResponseBody {
                 inner: body,
-                meter: Some(BodyMeter::new(capture)),
+                meter: Some(meter),
                 status: header_status,
                 exchange: Some(self),
                 frames: FrameReader::default(),
@@ -752,35 +771,43 @@ impl Exchange {
         let Some(slot) = self.slot.take() else { return };
         // What the request body gave so far: all of it, unless the client
         // was still streaming when the exchange ended.
-        let (request_bytes, request_sha256, request_body, exceeded) = match self.request.take() {
+        let (request_bytes, request_sha256, request_body, mut kept, exceeded) = match self.request.take() {
             Some(meter) => match meter.lock() {
                 Ok(mut meter) => {
-                    let (bytes, digest, body) = std::mem::replace(&mut meter.body, BodyMeter::new(false)).finish();
-                    (bytes, digest, body, meter.exceeded)
+                    let (bytes, digest, body, kept) = std::mem::replace(&mut meter.body, BodyMeter::new(None)).finish();
+                    (bytes, digest, body, kept, meter.exceeded)
                 }
-                Err(_) => (0, Vec::new(), None, false),
+                Err(_) => (0, Vec::new(), None, Reservation::default(), false),
             },
-            None => (0, Vec::new(), None, false),
+            None => (0, Vec::new(), None, Reservation::default(), false),
         };
-        let (response_bytes, response_sha256, response_body) =
-            response.map_or((0, Vec::new(), None), BodyMeter::finish);
+        let (response_bytes, response_sha256, response_body) = match response.map(BodyMeter::finish) {
+            Some((bytes, digest, body, response_kept)) => {
+                kept.absorb(response_kept);
+                (bytes, digest, body)
+            }
+            None => (0, Vec::new(), None),
+        };
         let status_code = if exceeded { tonic::Code::ResourceExhausted as i32 } else { status_code };
-        slot.send(LogEntry {
-            request_id: std::mem::take(&mut self.request_id),
-            member_id: std::mem::take(&mut self.member_id),
-            caller: std::mem::take(&mut self.caller),
-            method: std::mem::take(&mut self.method),
-            direction: self.direction,
-            started_at: self.started_at,
-            duration_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            status_code,
-            request_bytes,
-            response_bytes,
-            request_sha256,
-            response_sha256,
-            request_body,
-            response_body,
-        });
+        slot.send(
+            LogEntry {
+                request_id: std::mem::take(&mut self.request_id),
+                member_id: std::mem::take(&mut self.member_id),
+                caller: std::mem::take(&mut self.caller),
+                method: std::mem::take(&mut self.method),
+                direction: self.direction,
+                started_at: self.started_at,
+                duration_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                status_code,
+                request_bytes,
+                response_bytes,
+                request_sha256,
+                response_sha256,
+                request_body,
+                response_body,
+            },
+            kept,
+        );
     }
 }
 
@@ -1139,7 +1166,7 @@ mod tests {
         frames.extend(code.map(trailers));
         let mut body = WatchedResponseBody {
             inner: tonic::body::Body::new(Frames(frames)),
-            meter: Some(BodyMeter::new(false)),
+            meter: Some(BodyMeter::new(None)),
             status: None,
             exchange: None,
             frames: FrameReader::default(),
@@ -1267,7 +1294,7 @@ mod tests {
         trailers.insert("x-custom", HeaderValue::from_static("kept"));
         let frames = Frames([Frame::data(Bytes::from_static(&[0, 0, 0, 0, 1, 7])), Frame::trailers(trailers)].into());
         let meter = Arc::new(Mutex::new(RequestMeter {
-            body: BodyMeter::new(false),
+            body: BodyMeter::new(None),
             frames: FrameReader::default(),
             limit: 100,
             exceeded: false,
@@ -1283,6 +1310,32 @@ mod tests {
         let names: Vec<&str> = trailers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-custom"]);
         assert_eq!(passed.pop().and_then(|frame| frame.into_data().ok()).expect("data").len(), 6);
+    }
+
+    #[test]
+    fn a_body_keeps_its_bytes_only_while_the_budget_has_room_and_gives_them_back_when_it_stops() {
+        let budget = BodyBudget::new(10);
+        let mut first = BodyMeter::new(Some(&budget));
+        first.add(&Bytes::from_static(&[1; 6]));
+        let mut second = BodyMeter::new(Some(&budget));
+        second.add(&Bytes::from_static(&[2; 3]));
+        second.add(&Bytes::from_static(&[2; 3]));
+        assert_eq!(budget.used(), 6, "the second body no longer fits");
+        let (bytes, digest, kept, _) = second.finish();
+        assert_eq!((bytes, kept), (6, None), "size and digest only");
+        assert_eq!(digest, Sha256::digest([2; 6]).to_vec());
+        let (_, _, kept, reservation) = first.finish();
+        assert_eq!(kept, Some(vec![1; 6]));
+        drop(reservation);
+        assert_eq!(budget.used(), 0);
+
+        // A body over the capture limit gives back what it held.
+        let mut long = BodyMeter::new(Some(&BodyBudget::new(usize::MAX)));
+        long.add(&Bytes::from(vec![3; BODY_CAPTURE_BYTES_MAX]));
+        assert_eq!(long.budget.as_ref().map(|budget| budget.used()), Some(BODY_CAPTURE_BYTES_MAX));
+        long.add(&Bytes::from_static(&[3]));
+        assert_eq!(long.budget.as_ref().map(|budget| budget.used()), Some(0));
+        assert!(long.captured.is_none());
     }
 
     #[test]
