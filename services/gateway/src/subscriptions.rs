@@ -66,12 +66,13 @@ pub const STREAMS_PER_MEMBER_MAX: usize = 20;
 const STREAM_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often an open stream checks that its member may still have it.
 const RECHECK_EVERY: Duration = Duration::from_secs(5);
-/// A subscription's consumers start this long before it was created, so
-/// that the events of its first moments are not missed when the clock
-/// that stamped them (the stream's) runs behind the gateway's. What they
-/// bring from before is within the member's entitlement (checked against
-/// the time each type was given).
-const START_MARGIN: Duration = Duration::from_secs(5);
+/// How far apart the clocks that stamp events (the stream's, the
+/// services' databases) and the gateway's may be without an event being
+/// missed: a subscription's consumers start this long before it was
+/// created, and an event is withheld as older than its type's entitlement
+/// only if it occurred more than this long before it was given (so the
+/// last moments before an entitlement is given again may still come).
+const CLOCK_TOLERANCE: Duration = Duration::from_secs(5);
 
 /// Open streams by member.
 type OpenStreams = Arc<std::sync::Mutex<std::collections::HashMap<MemberId, usize>>>;
@@ -179,7 +180,7 @@ impl Subscriptions {
     pub async fn ensure_consumers(&self, subscription: &Subscription) -> anyhow::Result<Vec<consumer::PullConsumer>> {
         let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
         let stream = self.jetstream.get_stream(&stream.config.name).await?;
-        let starts_at = subscription.created_at - START_MARGIN;
+        let starts_at = subscription.created_at - CLOCK_TOLERANCE;
         let nanos = starts_at.timestamp_nanos_opt().unwrap_or(0);
         let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))?;
         let mut consumers = Vec::with_capacity(subscription.event_types.len());
@@ -317,7 +318,9 @@ impl Subscriptions {
                             // It occurred while the member was not entitled
                             // (before an entitlement taken away was given
                             // again): not for this member, ever.
-                            Ok(granted_at) if occurred_at(&event).is_some_and(|time| time < granted_at) => {
+                            Ok(granted_at)
+                                if occurred_at(&event).is_some_and(|time| time + CLOCK_TOLERANCE < granted_at) =>
+                            {
                                 let _ = message.ack_with(jetstream::AckKind::Term).await;
                                 continue;
                             }
@@ -566,13 +569,13 @@ fn batches(
     .boxed()
 }
 
-/// The event in a message; its `ack_token` is still the bare subject.
 /// When an event occurred, as its CloudEvent `time` says.
 fn occurred_at(event: &pb::SubscribedEvent) -> Option<DateTime<Utc>> {
     let time = event.time.as_ref()?;
     DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?)
 }
 
+/// The event in a message; its `ack_token` is still the bare subject.
 fn to_event(message: &jetstream::Message, prefix: &str) -> Option<pb::SubscribedEvent> {
     let received = esocial_events::ReceivedEvent::from_message(&message.message).ok()?;
     let info = message.info().ok()?;

@@ -398,18 +398,18 @@ impl TestGateway {
             .expect("count")
     }
 
-    /// Waits until the message log holds at least `entries` entries.
     /// Where the test's event stream keeps the copies of the checkpoints.
     pub async fn checkpoint_copies(&self) -> esocial_gateway::verify::CheckpointCopies {
         let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
         esocial_gateway::verify::CheckpointCopies::new(nats, self.events.settings.clone())
     }
 
-    /// The newest checkpoint of each node the test's event stream holds.
+    /// Every checkpoint the test's event stream holds, by node.
     pub async fn witness(&self) -> esocial_gateway::verify::Witness {
         self.checkpoint_copies().await.read(&self.log_keys).await.expect("the event stream's checkpoints")
     }
 
+    /// Waits until the message log holds at least `entries` entries.
     pub async fn wait_for_log_entries(&self, entries: i64) {
         eventually(Duration::from_secs(20), || async move {
             let stored = self.count("gateway.message_log").await;

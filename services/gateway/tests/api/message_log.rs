@@ -584,17 +584,25 @@ async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_ol
     let report = verify_chain(&gateway).await;
     assert!(report.is_intact(), "{report:?}");
 
-    // What a gateway started again on a database cut back to three entries
-    // before that checkpoint would leave: other entries under the same
-    // numbers and one more, chained and signed with its own key.
+    // What a gateway started again on a database cut back to before that
+    // checkpoint (three entries, or to the stream's checkpoint before it)
+    // would leave: other entries under the same numbers and one more,
+    // chained and signed with its own key.
+    let earlier = gateway
+        .witness()
+        .await
+        .get(&report.node)
+        .and_then(|checkpoints| checkpoints.range(..cut_at).next_back().map(|(sequence, _)| *sequence))
+        .unwrap_or(0);
+    let kept = earlier.max(cut_at - 3);
     let key = gateway.signing_key();
     sqlx::query("DELETE FROM gateway.log_checkpoints WHERE sequence > $1")
-        .bind(cut_at - 3)
+        .bind(kept)
         .execute(&gateway.pool)
         .await
         .expect("checkpoints cut");
     sqlx::query("UPDATE gateway.message_log SET status_code = 14, duration_us = duration_us + 1 WHERE sequence > $1")
-        .bind(cut_at - 3)
+        .bind(kept)
         .execute(&gateway.pool)
         .await
         .expect("entries replaced");
@@ -610,9 +618,9 @@ async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_ol
     .execute(&gateway.pool)
     .await
     .expect("one more entry");
-    let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 > cut_at - 3).collect();
+    let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 > kept).collect();
     let before: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = $1")
-        .bind(cut_at - 3)
+        .bind(kept)
         .fetch_one(&gateway.pool)
         .await
         .expect("hash before the cut")
