@@ -390,6 +390,21 @@ impl TestGateway {
         }
     }
 
+    /// Suspends a member, as its administrator does.
+    pub async fn suspend(&self, member_id: &str) {
+        self.admin()
+            .await
+            .update_member(pb::UpdateMemberRequest {
+                request_id: new_request_id(),
+                member_id: member_id.to_owned(),
+                status: pb::MemberStatus::Suspended.into(),
+                reason: "contract ended".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("suspended");
+    }
+
     /// Rows in a table of a schema.
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))

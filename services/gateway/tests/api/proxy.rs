@@ -76,17 +76,7 @@ async fn callers_that_are_not_active_members_are_unauthenticated() {
     let answer = diia.verify_idp_certificate(verify.clone()).await.expect("member with the right").into_inner();
     assert!(!answer.valid, "an unknown code is not valid");
 
-    let mut admin = gateway.admin().await;
-    admin
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            status: pb::MemberStatus::Suspended.into(),
-            reason: "contract ended".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("suspended");
+    gateway.suspend(DIIA).await;
     let suspended = diia.verify_idp_certificate(verify).await.expect_err("suspended member");
     assert_eq!(suspended.code(), Code::Unauthenticated);
     assert!(suspended.message().contains("suspended"), "{}", suspended.message());
@@ -254,14 +244,15 @@ impl http_body::Body for NeverEnds {
     }
 }
 
-#[tokio::test]
-async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_exceeded() {
-    let gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &["/esocial.registry.v1.RegistryService/*"]).await;
-    let token = gateway.system_token("diia").await;
-    // An import whose stream never ends: the registry cannot answer. The
-    // client only states its deadline (`grpc-timeout`, as a client in
-    // another language may) and does not keep it itself; the gateway does.
+/// A call as a client in another language may make it, over a plain
+/// HTTP/2 connection: `method` with the member's `token` and `headers`,
+/// and a request body that never ends. The gateway must answer within 5 s.
+async fn call_without_end(
+    gateway: &TestGateway,
+    method: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) -> http::Response<hyper::body::Incoming> {
     let stream = tokio::net::TcpStream::connect(gateway.address).await.expect("connects");
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -270,19 +261,35 @@ async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_excee
     .await
     .expect("HTTP/2");
     tokio::spawn(connection);
-    let request =
-        http::Request::post(format!("http://{}/esocial.registry.v1.RegistryService/ImportPersons", gateway.address))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("grpc-timeout", "300m")
-            .header("authorization", format!("Bearer {token}"))
-            .body(NeverEnds)
-            .expect("request");
-    let started = Instant::now();
-    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+    let mut request = http::Request::post(format!("http://{}{method}", gateway.address))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    tokio::time::timeout(Duration::from_secs(5), sender.send_request(request.body(NeverEnds).expect("request")))
         .await
         .expect("the gateway answers, not the client's patience")
-        .expect("a response");
+        .expect("a response")
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_exceeded() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &["/esocial.registry.v1.RegistryService/*"]).await;
+    let token = gateway.system_token("diia").await;
+    // An import whose stream never ends: the registry cannot answer. The
+    // client only states its deadline (`grpc-timeout`, as a client in
+    // another language may) and does not keep it itself; the gateway does.
+    let started = Instant::now();
+    let response = call_without_end(
+        &gateway,
+        "/esocial.registry.v1.RegistryService/ImportPersons",
+        &token,
+        &[("grpc-timeout", "300m")],
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
     assert_eq!(code, (Code::DeadlineExceeded as i32).to_string(), "{:?}", response.headers());
@@ -304,26 +311,7 @@ async fn a_compressed_request_is_refused_so_that_the_size_limit_holds() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
     let token = gateway.system_token("diia").await;
-    let stream = tokio::net::TcpStream::connect(gateway.address).await.expect("connects");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("HTTP/2");
-    tokio::spawn(connection);
-    let request =
-        http::Request::post(format!("http://{}/esocial.registry.v1.IdpService/VerifyIdpCertificate", gateway.address))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("grpc-encoding", "gzip")
-            .header("authorization", format!("Bearer {token}"))
-            .body(NeverEnds)
-            .expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
-        .await
-        .expect("answered before the body")
-        .expect("a response");
+    let response = call_without_end(&gateway, VERIFY_CERTIFICATE, &token, &[("grpc-encoding", "gzip")]).await;
     let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
     assert_eq!(code, (Code::Unimplemented as i32).to_string(), "{:?}", response.headers());
     let message = response.headers().get("grpc-message").and_then(|value| value.to_str().ok()).unwrap_or_default();

@@ -254,24 +254,8 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
 #[tokio::test]
 async fn a_stream_with_nothing_to_deliver_ends_when_its_member_is_suspended() {
     let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
-    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
-    let mut stream = subscriptions
-        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
-        .await
-        .expect("stream")
-        .into_inner();
-    gateway
-        .admin()
-        .await
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            status: pb::MemberStatus::Suspended.into(),
-            reason: "contract ended".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("suspended");
+    let mut stream = stream_of_registrations(&mut subscriptions).await;
+    gateway.suspend(DIIA).await;
     let ended = tokio::time::timeout(Duration::from_secs(15), stream.message())
         .await
         .expect("the stream ends without an event to deliver")
@@ -282,25 +266,8 @@ async fn a_stream_with_nothing_to_deliver_ends_when_its_member_is_suspended() {
 
 #[tokio::test]
 async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
-    let mut gateway = TestGateway::spawn().await;
-    gateway.register_member(DIIA, "diia", None, &[]).await;
-    gateway
-        .admin()
-        .await
-        .set_event_entitlements(pb::SetEventEntitlementsRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("entitled");
-    let mut subscriptions = gateway.subscriptions(Some(gateway.system_token("diia").await)).await;
-    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
-    let mut stream = subscriptions
-        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
-        .await
-        .expect("stream")
-        .into_inner();
+    let (mut gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let mut stream = stream_of_registrations(&mut subscriptions).await;
 
     // The stream ends with the server's grace period, after the server
     // stopped taking calls; its entry is written all the same.
@@ -316,6 +283,16 @@ async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
             .await
             .expect("count");
     assert_eq!(logged, 1, "the stream's entry");
+}
+
+/// The stream of a new subscription to provider registrations.
+async fn stream_of_registrations(subscriptions: &mut Subscriptions) -> tonic::Streaming<pb::SubscribedEvent> {
+    let id = subscribe_to_registrations(subscriptions).await.subscription_id;
+    subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
+        .await
+        .expect("stream")
+        .into_inner()
 }
 
 /// A new subscription to provider registrations.
