@@ -914,12 +914,15 @@ impl std::fmt::Display for LogCursor {
     }
 }
 
-/// Entries matching `filter`, oldest first.
+/// Entries matching `filter`, oldest first, at most `limit`; with bodies,
+/// only those whose bodies before them come to at most `body_bytes_max`
+/// (the first two always).
 pub async fn search(
     pool: &sqlx::PgPool,
     filter: &LogFilter,
     after: Option<&LogCursor>,
     limit: i64,
+    body_bytes_max: usize,
 ) -> Result<Vec<StoredEntry>, sqlx::Error> {
     let (method_exact, method_prefix) = match &filter.method {
         Some(method) if method.ends_with('/') => {
@@ -933,19 +936,34 @@ pub async fn search(
     } else {
         "NULL::bytea AS request_body, NULL::bytea AS response_body"
     };
+    // With bodies, only the entries whose bodies before them stay within
+    // `body_bytes_max` (so one past it, and the second when the first
+    // passes it alone: a page holds at least one and says whether more
+    // follow) leave the database; the sizes are read from the stored
+    // values without reading the bodies.
     let query = format!(
-        "SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
-                request_bytes, response_bytes, request_sha256, response_sha256, {bodies}, hash
-         FROM message_log
-         WHERE ($1::text IS NULL OR member_id = $1)
-           AND ($2::text IS NULL OR method = $2)
-           AND ($3::text IS NULL OR method LIKE $3)
-           AND ($4::timestamptz IS NULL OR started_at >= $4)
-           AND ($5::timestamptz IS NULL OR started_at < $5)
-           AND ($6::text IS NULL OR request_id = $6)
-           AND ($7::timestamptz IS NULL OR (started_at, node, sequence) > ($7, $8, $9))
-         ORDER BY started_at, node, sequence
-         LIMIT $10"
+        "SELECT * FROM (
+             SELECT *, sum(own_bytes) OVER (ORDER BY started_at, node, sequence ROWS UNBOUNDED PRECEDING) - own_bytes
+                       AS bytes_before,
+                    row_number() OVER (ORDER BY started_at, node, sequence) AS position
+             FROM (
+                 SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
+                        status_code, request_bytes, response_bytes, request_sha256, response_sha256, {bodies}, hash,
+                        coalesce(octet_length(request_body), 0) + coalesce(octet_length(response_body), 0) AS own_bytes
+                 FROM message_log
+                 WHERE ($1::text IS NULL OR member_id = $1)
+                   AND ($2::text IS NULL OR method = $2)
+                   AND ($3::text IS NULL OR method LIKE $3)
+                   AND ($4::timestamptz IS NULL OR started_at >= $4)
+                   AND ($5::timestamptz IS NULL OR started_at < $5)
+                   AND ($6::text IS NULL OR request_id = $6)
+                   AND ($7::timestamptz IS NULL OR (started_at, node, sequence) > ($7, $8, $9))
+                 ORDER BY started_at, node, sequence
+                 LIMIT $10
+             ) matching
+         ) page
+         WHERE $11::bigint IS NULL OR bytes_before <= $11 OR position <= 2
+         ORDER BY started_at, node, sequence"
     );
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
     let rows = sqlx::query(sqlx::AssertSqlSafe(query))
@@ -959,6 +977,7 @@ pub async fn search(
         .bind(after.map(|cursor| cursor.node.clone()).unwrap_or_default())
         .bind(after.map_or(0, |cursor| cursor.sequence))
         .bind(limit)
+        .bind(filter.include_bodies.then(|| i64::try_from(body_bytes_max).unwrap_or(i64::MAX)))
         .fetch_all(pool)
         .await?;
     rows.iter()

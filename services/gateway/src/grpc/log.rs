@@ -77,9 +77,15 @@ impl MessageLogService for LogApi {
             request_id: optional(&request.request_id),
             include_bodies: request.include_bodies,
         };
-        let mut entries = message_log::search(&self.0.pool, &filter, after.as_ref(), page.fetch_limit())
-            .await
-            .map_err(ApiError::from)?;
+        let mut entries = message_log::search(
+            &self.0.pool,
+            &filter,
+            after.as_ref(),
+            page.fetch_limit(),
+            self.0.search_body_bytes_max,
+        )
+        .await
+        .map_err(ApiError::from)?;
         let mut page = page;
         if filter.include_bodies {
             // A page with bodies ends, after at least one entry, before they

@@ -758,6 +758,11 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
     for _ in 0..8 {
         idp.verify_idp_certificate(long.clone()).await.expect_err("not a certificate code");
     }
+    // Then two of 40 kB: each passes the bodies' share of a page alone.
+    let longer = registry_pb::VerifyIdpCertificateRequest { code: "1".repeat(40_000) };
+    for _ in 0..2 {
+        idp.verify_idp_certificate(longer.clone()).await.expect_err("not a certificate code");
+    }
     let pool = gateway.pool.clone();
     eventually(Duration::from_secs(20), || {
         let pool = pool.clone();
@@ -767,7 +772,7 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
                 .fetch_one(&pool)
                 .await
                 .expect("log");
-            (logged == 8).then_some(()).ok_or(format!("{logged} of 8 logged"))
+            (logged == 10).then_some(()).ok_or(format!("{logged} of 10 logged"))
         }
     })
     .await;
@@ -793,11 +798,12 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
         }
     }
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
-    assert_eq!(sizes, [3, 3, 2], "about 30 kB of bodies a page");
+    assert_eq!(sizes, [3, 3, 2, 1, 1], "about 30 kB of bodies a page, and one that passes it alone");
     let entries: Vec<pb::LogEntry> = pages.into_iter().flatten().collect();
-    let frame = grpc_frame(&long);
+    let (frame, longer_frame) = (grpc_frame(&long), grpc_frame(&longer));
     for (position, entry) in entries.iter().enumerate() {
-        assert_eq!(entry.request_body, frame, "entry {position}");
+        let expected = if position < 8 { &frame } else { &longer_frame };
+        assert_eq!(&entry.request_body, expected, "entry {position}");
         assert_eq!(hex(&Sha256::digest(&entry.response_body)), entry.response_sha256, "entry {position}");
     }
     let sequences: Vec<i64> = entries.iter().map(|entry| entry.sequence).collect();
