@@ -107,23 +107,14 @@ impl BodyBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Adds `bytes` to `reservation` if they fit.
-    pub fn reserve(self: &Arc<Self>, reservation: &mut Reservation, bytes: usize) -> bool {
-        let taken = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-            used.checked_add(bytes).filter(|total| *total <= self.max)
-        });
-        if taken.is_err() {
-            return false;
-        }
-        if reservation.budget.is_none() {
-            reservation.budget = Some(self.clone());
-        }
-        reservation.bytes += bytes;
-        true
+    /// An empty place in this budget.
+    pub fn reservation(self: &Arc<Self>) -> Reservation {
+        Reservation { budget: Some(self.clone()), bytes: 0 }
     }
 }
 
-/// Bytes held in a [`BodyBudget`], given back when dropped.
+/// Bytes held in a [`BodyBudget`], given back when dropped. The default
+/// belongs to no budget and holds nothing.
 #[derive(Debug, Default)]
 pub struct Reservation {
     budget: Option<Arc<BodyBudget>>,
@@ -131,6 +122,18 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// Holds `bytes` more if they fit in its budget.
+    pub fn grow(&mut self, bytes: usize) -> bool {
+        let Some(budget) = &self.budget else { return false };
+        let taken = budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            used.checked_add(bytes).filter(|total| *total <= budget.max)
+        });
+        if taken.is_ok() {
+            self.bytes += bytes;
+        }
+        taken.is_ok()
+    }
+
     /// Takes over what `other` holds.
     pub fn absorb(&mut self, mut other: Reservation) {
         if self.budget.is_none() {
@@ -389,19 +392,20 @@ impl LogSlot {
             LogSlot::Reserved(permit) => {
                 permit.send(entry);
             }
-            LogSlot::AtEnd(sender) => match sender.try_send(entry) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(entry)) => {
-                    tokio::spawn(async move {
-                        if sender.send(entry).await.is_err() {
-                            tracing::error!("a stream's message log entry came after the writer stopped; it is lost");
-                        }
-                    });
+            LogSlot::AtEnd(sender) => {
+                let lost = || tracing::error!("a stream's message log entry came after the writer stopped; it is lost");
+                match sender.try_send(entry) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(entry)) => {
+                        tokio::spawn(async move {
+                            if sender.send(entry).await.is_err() {
+                                lost();
+                            }
+                        });
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => lost(),
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    tracing::error!("a stream's message log entry came after the writer stopped; it is lost");
-                }
-            },
+            }
             LogSlot::Unlogged => {}
         }
     }
@@ -1154,13 +1158,13 @@ mod tests {
     #[test]
     fn kept_bodies_hold_their_place_in_the_budget_until_their_batch_is_dropped() {
         let budget = BodyBudget::new(100);
-        let mut request = Reservation::default();
-        assert!(budget.reserve(&mut request, 60));
-        let mut response = Reservation::default();
-        assert!(!budget.reserve(&mut response, 41), "over the maximum");
-        assert!(budget.reserve(&mut response, 40));
+        let mut request = budget.reservation();
+        assert!(request.grow(60));
+        let mut response = budget.reservation();
+        assert!(!response.grow(41), "over the maximum");
+        assert!(response.grow(40));
         assert_eq!(budget.used(), 100);
-        assert!(!budget.reserve(&mut response, 1));
+        assert!(!response.grow(1));
 
         // One entry's two bodies go to a batch together; the batch gives
         // their place back when it is dropped.
@@ -1172,11 +1176,11 @@ mod tests {
         drop(batch);
         assert_eq!(budget.used(), 0);
 
-        let mut given_up = Reservation::default();
-        assert!(budget.reserve(&mut given_up, 30));
+        let mut given_up = budget.reservation();
+        assert!(given_up.grow(30));
         given_up.release();
         assert_eq!(budget.used(), 0);
-        assert!(budget.reserve(&mut given_up, 30));
+        assert!(given_up.grow(30));
         drop(given_up);
         assert_eq!(budget.used(), 0);
     }

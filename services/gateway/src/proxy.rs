@@ -389,7 +389,6 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         method: path.clone(),
         direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
         log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
-        body_budget: door.log.body_budget().clone(),
         request: None,
     };
 
@@ -410,10 +409,11 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         // What an auditor asks of the log (the filters of a search, the
         // node to verify) is kept with the entry of the call, so that the
         // log records what was read; the answer is not copied into it.
-        let keep = exchange.log_bodies || path.starts_with(LOG_SERVICE_PREFIX);
-        let request = exchange.meter_request(request, u64::MAX, keep);
+        let bodies = exchange.log_bodies.then_some(door.log.body_budget());
+        let asked = if path.starts_with(LOG_SERVICE_PREFIX) { Some(door.log.body_budget()) } else { bodies };
+        let request = exchange.meter_request(request, u64::MAX, asked);
         let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
-        return exchange.watch_response(response, u64::MAX, None);
+        return exchange.watch_response(response, u64::MAX, None, bodies);
     }
     let (member, upstream) = match admit(&door, &identified, parsed, &path) {
         Ok(admitted) => admitted,
@@ -468,8 +468,8 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     set_grpc_timeout(request.headers_mut(), left);
     prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
     let limit = u64::from(member.message_bytes_max);
-    let keep = exchange.log_bodies;
-    let request = exchange.meter_request(request, limit, keep);
+    let bodies = exchange.log_bodies.then_some(door.log.body_budget());
+    let request = exchange.meter_request(request, limit, bodies);
     let forwarded = upstream.channel().oneshot(request);
     // The server's own timer covers the wait for the headers unless this
     // deadline is shorter.
@@ -486,10 +486,10 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         forwarded.await
     };
     match answered {
-        Ok(response) => exchange.watch_response(response, limit, Some(deadline)),
+        Ok(response) => exchange.watch_response(response, limit, Some(deadline), bodies),
         Err(error) => {
-            let status = if exchange.request_too_large() {
-                Status::resource_exhausted(format!("a request message is larger than {limit} bytes"))
+            let status = if let Some(too_large) = exchange.request_too_large() {
+                too_large
             } else if is_timeout(&error) {
                 Status::deadline_exceeded("the service behind the gateway did not answer within the deadline")
             } else {
@@ -589,8 +589,7 @@ struct BodyMeter {
     digest: Sha256,
     bytes: u64,
     captured: Option<Vec<u8>>,
-    /// What the bytes kept are counted against (when keeping them).
-    budget: Option<Arc<BodyBudget>>,
+    /// The place the bytes kept hold in the budget.
     kept: Reservation,
 }
 
@@ -602,8 +601,7 @@ impl BodyMeter {
             digest: Sha256::new(),
             bytes: 0,
             captured: keep.map(|_| Vec::new()),
-            budget: keep.cloned(),
-            kept: Reservation::default(),
+            kept: keep.map_or_else(Reservation::default, BodyBudget::reservation),
         }
     }
 
@@ -611,8 +609,7 @@ impl BodyMeter {
         self.digest.update(data);
         self.bytes += u64::try_from(data.len()).unwrap_or(u64::MAX);
         if let Some(captured) = &mut self.captured {
-            let fits = captured.len() + data.len() <= BODY_CAPTURE_BYTES_MAX
-                && self.budget.as_ref().is_some_and(|budget| budget.reserve(&mut self.kept, data.len()));
+            let fits = captured.len() + data.len() <= BODY_CAPTURE_BYTES_MAX && self.kept.grow(data.len());
             if fits {
                 captured.extend_from_slice(data);
             } else {
@@ -706,18 +703,16 @@ struct Exchange {
     method: String,
     direction: Direction,
     log_bodies: bool,
-    /// What kept bodies are counted against.
-    body_budget: Arc<BodyBudget>,
     request: Option<Arc<Mutex<RequestMeter>>>,
 }
 
 impl Exchange {
     /// Wraps the request body so its bytes are counted and digested as the
     /// service reads them, and cut off at a message longer than `limit`.
-    /// The request body goes through a meter; `keep` keeps its bytes too.
-    fn meter_request(&mut self, request: GrpcRequest, limit: u64, keep: bool) -> GrpcRequest {
+    /// Given the budget to count them against, it keeps the bytes too.
+    fn meter_request(&mut self, request: GrpcRequest, limit: u64, keep: Option<&Arc<BodyBudget>>) -> GrpcRequest {
         let meter = Arc::new(Mutex::new(RequestMeter {
-            body: BodyMeter::new(keep.then_some(&self.body_budget)),
+            body: BodyMeter::new(keep),
             frames: FrameReader::default(),
             limit,
             exceeded: false,
@@ -726,14 +721,16 @@ impl Exchange {
         request.map(|body| tonic::body::Body::new(MeteredRequestBody { inner: body, meter }))
     }
 
-    fn request_too_large(&self) -> bool {
-        self.exceeded_request_limit().is_some()
-    }
-
-    /// The limit a request message passed, if one did.
-    fn exceeded_request_limit(&self) -> Option<u64> {
+    /// What the client is told when a request message passed the
+    /// member's limit (the service's stream was reset for it), if one did.
+    fn request_too_large(&self) -> Option<Status> {
         let meter = self.request.as_ref()?.lock().ok()?;
-        meter.exceeded.then_some(meter.limit)
+        meter.exceeded.then(|| {
+            Status::resource_exhausted(format!(
+                "a request message is larger than the member's limit of {} bytes",
+                meter.limit
+            ))
+        })
     }
 
     /// A refusal: the entry is written now.
@@ -747,9 +744,15 @@ impl Exchange {
     /// holds each message to `limit`, and a forwarded call to its
     /// `deadline` after the service's headers too (the gateway's own
     /// streams last as long as they stream).
-    fn watch_response(self, response: GrpcResponse, limit: u64, deadline: Option<Instant>) -> GrpcResponse {
+    fn watch_response(
+        self,
+        response: GrpcResponse,
+        limit: u64,
+        deadline: Option<Instant>,
+        keep: Option<&Arc<BodyBudget>>,
+    ) -> GrpcResponse {
         let header_status = grpc_status(response.headers());
-        let meter = BodyMeter::new(self.log_bodies.then_some(&self.body_budget));
+        let meter = BodyMeter::new(keep);
         response.map(|body| {
             tonic::body::Body::new(WatchedResponseBody {
                 inner: body,
@@ -1054,16 +1057,10 @@ impl http_body::Body for WatchedResponseBody {
                     // was reset because a request message passed the
                     // limit): the client gets the reason in trailers, the
                     // status its entry records, rather than a reset stream.
-                    let limit = this.exchange.as_ref().and_then(Exchange::exceeded_request_limit);
-                    let status = match limit {
-                        Some(limit) => Status::resource_exhausted(format!(
-                            "a request message is larger than the member's limit of {limit} bytes"
-                        )),
-                        None => {
-                            tracing::warn!(%error, "the service behind the gateway broke off a call");
-                            Status::unavailable("the service behind the gateway broke off the call")
-                        }
-                    };
+                    let status = this.exchange.as_ref().and_then(Exchange::request_too_large).unwrap_or_else(|| {
+                        tracing::warn!(%error, "the service behind the gateway broke off a call");
+                        Status::unavailable("the service behind the gateway broke off the call")
+                    });
                     Poll::Ready(Some(Ok(this.cut_off(&status))))
                 }
                 Poll::Ready(None) => {
@@ -1330,11 +1327,12 @@ mod tests {
         assert_eq!(budget.used(), 0);
 
         // A body over the capture limit gives back what it held.
-        let mut long = BodyMeter::new(Some(&BodyBudget::new(usize::MAX)));
+        let unbounded = BodyBudget::new(usize::MAX);
+        let mut long = BodyMeter::new(Some(&unbounded));
         long.add(&Bytes::from(vec![3; BODY_CAPTURE_BYTES_MAX]));
-        assert_eq!(long.budget.as_ref().map(|budget| budget.used()), Some(BODY_CAPTURE_BYTES_MAX));
+        assert_eq!(unbounded.used(), BODY_CAPTURE_BYTES_MAX);
         long.add(&Bytes::from_static(&[3]));
-        assert_eq!(long.budget.as_ref().map(|budget| budget.used()), Some(0));
+        assert_eq!(unbounded.used(), 0);
         assert!(long.captured.is_none());
     }
 
