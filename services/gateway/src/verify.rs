@@ -274,7 +274,7 @@ async fn verify_node(
         checkpoints: i64::try_from(stored.len()).unwrap_or(i64::MAX),
         broken: None,
         signed_through: 0,
-        witnessed_through: 0,
+        witnessed_through: witnessed.and_then(|copies| copies.keys().next_back().copied()).unwrap_or(0),
     };
     // What the chain must match, and what is wrong apart from the entries
     // themselves, by entry: reported only if no entry before it is broken.
@@ -285,28 +285,18 @@ async fn verify_node(
     // entries) each is checked as if it were there.
     for (sequence, copies) in witnessed.into_iter().flatten() {
         for copy in copies {
-            match stored.get(sequence) {
-                Some(checkpoint) if checkpoint == copy => {}
-                Some(_) => {
-                    note(
-                        &mut problems,
-                        *sequence,
-                        format!("the checkpoint stored at entry {sequence} is not the one the event stream holds"),
-                    );
-                    signed
-                        .entry(*sequence)
-                        .or_default()
-                        .push(SignedHead { hash: copy.hash.clone(), witnessed_only: true });
+            if let Some(checkpoint) = stored.get(sequence) {
+                if checkpoint == copy {
+                    continue;
                 }
-                None => {
-                    signed
-                        .entry(*sequence)
-                        .or_default()
-                        .push(SignedHead { hash: copy.hash.clone(), witnessed_only: true });
-                }
+                note(
+                    &mut problems,
+                    *sequence,
+                    format!("the checkpoint stored at entry {sequence} is not the one the event stream holds"),
+                );
             }
+            signed.entry(*sequence).or_default().push(SignedHead { hash: copy.hash.clone(), witnessed_only: true });
         }
-        report.witnessed_through = report.witnessed_through.max(*sequence);
     }
 
     // A forged checkpoint proves nothing.
