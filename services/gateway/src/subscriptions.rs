@@ -267,8 +267,7 @@ impl Subscriptions {
         let this = self.clone();
         let subscription_id = subscription.subscription_id;
         let member_id = subscription.member_id.clone();
-        let event_types: Vec<String> =
-            subscription.event_types.iter().map(|event_type| event_type.as_str().to_owned()).collect();
+        let event_types = subscription.event_types.clone();
         // Reply subjects of what went out are kept up to this many; the
         // oldest beyond it are redelivered by JetStream after the ack wait
         // if unacknowledged.
@@ -294,7 +293,7 @@ impl Subscriptions {
                     next = merged.next() => next,
                     _ = recheck.tick() => {
                         if let Some(refusal) =
-                            event_types.iter().find_map(|event_type| this.still_entitled(&member_id, event_type).err())
+                            event_types.iter().find_map(|event_type| this.still_entitled(&member_id, event_type.as_str()).err())
                         {
                             let _ = sender.send(Err(refusal)).await;
                             break;
@@ -304,7 +303,7 @@ impl Subscriptions {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        let Some(mut event) = to_event(&message, &prefix) else {
+                        let Some((mut event, occurred_at)) = to_event(&message, &prefix) else {
                             // Not a CloudEvent: nobody can use it; drop it for good.
                             let _ = message.ack_with(jetstream::AckKind::Term).await;
                             continue;
@@ -318,9 +317,7 @@ impl Subscriptions {
                             // It occurred while the member was not entitled
                             // (before an entitlement taken away was given
                             // again): not for this member, ever.
-                            Ok(granted_at)
-                                if occurred_at(&event).is_some_and(|time| time + CLOCK_TOLERANCE < granted_at) =>
-                            {
+                            Ok(granted_at) if occurred_at + CLOCK_TOLERANCE < granted_at => {
                                 let _ = message.ack_with(jetstream::AckKind::Term).await;
                                 continue;
                             }
@@ -388,18 +385,13 @@ impl Subscriptions {
     /// When the member was given `event_type`, if it still holds it and is
     /// active.
     fn still_entitled(&self, member_id: &MemberId, event_type: &str) -> Result<DateTime<Utc>, Status> {
-        match self.directory.by_member(member_id) {
-            Some(ref member)
-                if member.is_active()
-                    && let Some(granted_at) = member.event_types.get(event_type) =>
-            {
-                Ok(*granted_at)
-            }
-            Some(member) if !member.is_active() => {
-                Err(Status::permission_denied(format!("member {member_id} is suspended")))
-            }
-            _ => Err(Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))),
+        let member = self.directory.by_member(member_id);
+        if member.as_ref().is_some_and(|member| !member.is_active()) {
+            return Err(Status::permission_denied(format!("member {member_id} is suspended")));
         }
+        member.and_then(|member| member.event_types.get(event_type).copied()).ok_or_else(|| {
+            Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))
+        })
     }
 }
 
@@ -569,37 +561,31 @@ fn batches(
     .boxed()
 }
 
-/// When an event occurred, as its CloudEvent `time` says.
-fn occurred_at(event: &pb::SubscribedEvent) -> Option<DateTime<Utc>> {
-    let time = event.time.as_ref()?;
-    DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?)
-}
-
-/// The event in a message; its `ack_token` is still the bare subject.
-fn to_event(message: &jetstream::Message, prefix: &str) -> Option<pb::SubscribedEvent> {
+/// The event in a message (its `ack_token` still the bare subject), and
+/// when it occurred (its CloudEvent `time`).
+fn to_event(message: &jetstream::Message, prefix: &str) -> Option<(pb::SubscribedEvent, DateTime<Utc>)> {
     let received = esocial_events::ReceivedEvent::from_message(&message.message).ok()?;
     let info = message.info().ok()?;
     let ack_token = message.reply.as_ref()?.to_string();
     let header = |name: &str| {
         message.headers.as_ref().and_then(|headers| headers.get(name)).map(|value| value.as_str().to_owned())
     };
-    Some(pb::SubscribedEvent {
+    let occurred_at = received.time;
+    let event = pb::SubscribedEvent {
         event_id: received.id.to_string(),
         ce_type: received.event_type.clone(),
         event_type: received.nats_subject.strip_prefix(prefix).unwrap_or(&received.nats_subject).to_owned(),
         source: received.source.clone(),
         subject: received.subject.clone().unwrap_or_default(),
-        time: Some(prost_types::Timestamp {
-            seconds: received.time.timestamp(),
-            nanos: i32::try_from(received.time.timestamp_subsec_nanos()).unwrap_or(0),
-        }),
+        time: Some(crate::grpc::timestamp(occurred_at)),
         data_content_type: header(esocial_events::cloudevent::header::CONTENT_TYPE).unwrap_or_default(),
         data_schema: header(esocial_events::cloudevent::header::DATA_SCHEMA).unwrap_or_default(),
         data: received.payload,
         position: info.stream_sequence,
         ack_token,
         delivery_count: u64::try_from(info.delivered).unwrap_or(0),
-    })
+    };
+    Some((event, occurred_at))
 }
 
 #[cfg(test)]
