@@ -947,9 +947,7 @@ pub async fn search(
     // values without reading the bodies.
     let query = format!(
         "SELECT * FROM (
-             SELECT *, sum(own_bytes) OVER (ORDER BY started_at, node, sequence ROWS UNBOUNDED PRECEDING) - own_bytes
-                       AS bytes_before,
-                    row_number() OVER (ORDER BY started_at, node, sequence) AS position
+             SELECT *, sum(own_bytes) OVER running - own_bytes AS bytes_before, row_number() OVER running AS position
              FROM (
                  SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
                         status_code, request_bytes, response_bytes, request_sha256, response_sha256, {bodies}, hash,
@@ -965,6 +963,7 @@ pub async fn search(
                  ORDER BY started_at, node, sequence
                  LIMIT $10
              ) matching
+             WINDOW running AS (ORDER BY started_at, node, sequence ROWS UNBOUNDED PRECEDING)
          ) page
          WHERE $11::bigint IS NULL OR bytes_before <= $11 OR position <= 2
          ORDER BY started_at, node, sequence"
