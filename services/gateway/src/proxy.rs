@@ -357,9 +357,14 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
     let deadline = request.extensions().get::<Deadline>().map(|deadline| deadline.0);
     let peer = peer_certificates(&request);
-    let identified = door.identify(request.headers(), peer.as_ref()).await;
     let parsed = MethodPath::parse(&path);
     let package = parsed.map(|method| method.package).unwrap_or_default();
+    // Identifying the caller may wait (for the identity service's keys);
+    // a call given up meanwhile still gets its entry.
+    let arriving =
+        Arriving { door: Some(&door), started, started_at, deadline, request_id: &request_id, method: &path };
+    let identified = door.identify(request.headers(), peer.as_ref()).await;
+    arriving.identified();
     // Callers the door turns away (without a valid token; with one, but
     // not an active member, or without the member's client certificate)
     // have no rate of their own: their refusals are logged within one
@@ -498,6 +503,53 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
             };
             exchange.refuse(status)
         }
+    }
+}
+
+/// A call whose caller the door is still identifying. Dropped before it is
+/// told the caller (the client gave up, the deadline passed), it writes the
+/// call's entry, without a member, within the allowance of callers the
+/// door did not identify.
+struct Arriving<'call> {
+    /// `None` once the caller is identified.
+    door: Option<&'call Door>,
+    started: Instant,
+    started_at: chrono::DateTime<Utc>,
+    deadline: Option<Instant>,
+    request_id: &'call str,
+    method: &'call str,
+}
+
+impl Arriving<'_> {
+    /// The caller is known: what follows writes the call's entry.
+    fn identified(mut self) {
+        self.door = None;
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        let Some(door) = self.door else { return };
+        if !door.door_refusals.admit() {
+            return;
+        }
+        let Ok(slot) = door.log.slot(false) else { return };
+        let package = MethodPath::parse(self.method).map(|method| method.package).unwrap_or_default();
+        // The exchange records the call as cancelled, or as past its
+        // deadline, as it is dropped.
+        drop(Exchange {
+            slot: Some(slot),
+            started: self.started,
+            started_at: self.started_at,
+            deadline: self.deadline,
+            request_id: self.request_id.to_owned(),
+            member_id: String::new(),
+            caller: String::new(),
+            method: self.method.to_owned(),
+            direction: door.upstreams.get(package).map_or(Direction::Inbound, |upstream| upstream.direction),
+            log_bodies: false,
+            request: None,
+        });
     }
 }
 

@@ -77,6 +77,16 @@ impl TestGateway {
     /// With the event stream and NATS server of `events` (a test that
     /// starts a NATS server of its own).
     pub async fn spawn_on(events: TestEvents, extra: &[(&str, &str)]) -> Self {
+        Self::spawn_full(events, extra, &[]).await
+    }
+
+    /// With configuration that only the gateway gets (`gateway_only`), on
+    /// top of `extra`, which every service gets.
+    pub async fn spawn_with_gateway(extra: &[(&str, &str)], gateway_only: &[(&str, &str)]) -> Self {
+        Self::spawn_full(TestEvents::default(), extra, gateway_only).await
+    }
+
+    async fn spawn_full(events: TestEvents, extra: &[(&str, &str)], gateway_only: &[(&str, &str)]) -> Self {
         esocial_testkit::init_telemetry("esocial-gateway-tests");
         let database = TestDatabase::create().await.expect("test database");
         let files = TempDir::new("gateway-test").expect("temporary directory");
@@ -132,6 +142,11 @@ impl TestGateway {
             pairs.retain(|(known, _)| known != name);
             pairs.push(((*name).to_owned(), (*value).to_owned()));
         }
+        let mut gateway_pairs = pairs.clone();
+        for (name, value) in gateway_only {
+            gateway_pairs.retain(|(known, _)| known != name);
+            gateway_pairs.push(((*name).to_owned(), (*value).to_owned()));
+        }
         let env = Env::from_pairs(pairs);
 
         // Identity first: the others verify tokens with its keys, and the
@@ -170,8 +185,9 @@ impl TestGateway {
         let registry_state = registry.registry().clone();
         tasks.push(tokio::spawn(registry.run(registry_listener, shutdown.wait())));
 
-        let gateway =
-            Gateway::build(Settings::from_env(&env).expect("gateway settings")).await.expect("gateway builds");
+        let gateway = Gateway::build(Settings::from_env(&Env::from_pairs(gateway_pairs)).expect("gateway settings"))
+            .await
+            .expect("gateway builds");
         let log_keys = gateway.log_keys();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let address = listener.local_addr().expect("address");

@@ -307,6 +307,36 @@ async fn a_service_that_does_not_answer_within_the_deadline_gives_deadline_excee
 }
 
 #[tokio::test]
+async fn a_call_given_up_while_the_door_waits_for_token_keys_still_gets_its_entry() {
+    // The identity service the gateway asks for its token keys takes the
+    // connection and never answers; the other services reach it as usual.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let silent_url = format!("http://{}", silent.local_addr().expect("address"));
+    let gateway = TestGateway::spawn_with_gateway(&[], &[("ESOCIAL_IDENTITY_URL", &silent_url)]).await;
+    let token = gateway.system_token("diia").await;
+    // The gateway has no keys yet: the door waits for them until the
+    // call's deadline passes.
+    let started = Instant::now();
+    let response = call_without_end(&gateway, VERIFY_CERTIFICATE, &token, &[("grpc-timeout", "300m")]).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert_eq!(code, (Code::DeadlineExceeded as i32).to_string(), "{:?}", response.headers());
+    let entries: Vec<(String, String, i32)> = eventually(Duration::from_secs(20), || async {
+        let entries: Vec<(String, String, i32)> =
+            sqlx::query_as("SELECT member_id, caller, status_code FROM gateway.message_log WHERE method = $1")
+                .bind(VERIFY_CERTIFICATE)
+                .fetch_all(&gateway.pool)
+                .await
+                .expect("log");
+        if entries.is_empty() { Err("no entry".to_owned()) } else { Ok(entries) }
+    })
+    .await;
+    // Not identified: no member and no caller.
+    assert_eq!(entries, [(String::new(), String::new(), Code::DeadlineExceeded as i32)]);
+    drop(silent);
+}
+
+#[tokio::test]
 async fn a_compressed_request_is_refused_so_that_the_size_limit_holds() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
