@@ -51,6 +51,8 @@ impl TokenBucket {
 #[derive(Debug)]
 pub struct Allowance {
     what: &'static str,
+    /// Whose allowance it is, for the log; empty: the service's.
+    whom: String,
     bucket: Mutex<TokenBucket>,
     beyond: AtomicU64,
 }
@@ -58,7 +60,12 @@ pub struct Allowance {
 impl Allowance {
     /// `what` names the things allowed, for the log.
     pub fn new(what: &'static str, per_second: u32, burst: u32) -> Self {
-        Self { what, bucket: Mutex::new(TokenBucket::new(per_second, burst)), beyond: AtomicU64::new(0) }
+        Self::of_bucket(what, String::new(), TokenBucket::new(per_second, burst))
+    }
+
+    /// The allowance of `whom` (named in the log), within `bucket`.
+    pub fn of_bucket(what: &'static str, whom: String, bucket: TokenBucket) -> Self {
+        Self { what, whom, bucket: Mutex::new(bucket), beyond: AtomicU64::new(0) }
     }
 
     /// Whether one more is allowed now.
@@ -67,7 +74,7 @@ impl Allowance {
         if !within {
             let beyond = self.beyond.fetch_add(1, Ordering::Relaxed) + 1;
             if beyond.is_power_of_two() {
-                tracing::warn!(beyond, what = self.what, "beyond the allowed rate");
+                tracing::warn!(beyond, what = self.what, whom = self.whom, "beyond the allowed rate");
             }
         }
         within

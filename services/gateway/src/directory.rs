@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use esocial_kit::rate::TokenBucket;
+use esocial_kit::rate::{Allowance, TokenBucket};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
@@ -43,6 +43,10 @@ pub struct MemberEntry {
     /// The member id as forwarded metadata.
     pub member_header: http::HeaderValue,
     bucket: Arc<Mutex<TokenBucket>>,
+    /// Refusals for the member's rate that get a log entry: as many again
+    /// as its limits let through, so that a member's flood cannot fill the
+    /// log every member's calls wait on.
+    pub refusals_logged: Arc<Allowance>,
 }
 
 impl MemberEntry {
@@ -128,11 +132,21 @@ impl Directory {
             let burst = or_default(member.limits.burst, self.defaults.burst);
             let message_bytes_max = or_default(member.limits.message_bytes_max, self.defaults.message_bytes_max);
             let fresh = TokenBucket::share(requests_per_second, burst, self.replicas);
-            let bucket = previous
+            let kept = previous
                 .by_member
                 .get(&member.member_id)
-                .filter(|entry| entry.bucket.lock().is_ok_and(|bucket| bucket.same_limits(&fresh)))
-                .map_or_else(|| Arc::new(Mutex::new(fresh)), |entry| entry.bucket.clone());
+                .filter(|entry| entry.bucket.lock().is_ok_and(|bucket| bucket.same_limits(&fresh)));
+            let (bucket, refusals_logged) = match kept {
+                Some(entry) => (entry.bucket.clone(), entry.refusals_logged.clone()),
+                None => (
+                    Arc::new(Mutex::new(fresh)),
+                    Arc::new(Allowance::of_bucket(
+                        "refusals of a member over its rate logged",
+                        member.member_id.to_string(),
+                        TokenBucket::share(requests_per_second, burst, self.replicas),
+                    )),
+                ),
+            };
             let mut methods = HashSet::new();
             let mut services = HashSet::new();
             for right in rights.remove(&member.member_id).unwrap_or_default() {
@@ -151,6 +165,7 @@ impl Directory {
                 burst,
                 message_bytes_max,
                 bucket,
+                refusals_logged,
                 member,
             });
             snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
@@ -229,6 +244,7 @@ pub(crate) mod tests {
             burst: 10,
             message_bytes_max: 1024,
             bucket: Arc::new(Mutex::new(TokenBucket::new(10, 10))),
+            refusals_logged: Arc::new(Allowance::new("tests", 10, 10)),
         }
     }
 }

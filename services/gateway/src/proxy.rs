@@ -7,8 +7,9 @@
 //! needs no change here. For a forwarded call the gateway authenticates the
 //! member, applies its rate limit, checks its access right, replaces the
 //! internal metadata, passes the time left of the deadline on, and relays
-//! bodies and status unchanged. Every call (refused ones too, within a rate
-//! for callers that are not active members) gets a message log entry with the
+//! bodies and status unchanged. Every call (refused ones too: those of
+//! callers that are not active members within one allowance, those over a
+//! member's rate within as many again as its limits) gets a message log entry with the
 //! SHA-256 digests and sizes of both bodies, computed as the bytes pass; a
 //! call that ends early (the client cancels, the deadline passes) gets one
 //! too.
@@ -409,7 +410,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         if let Some(member) = &identified.member
             && let Err(status) = rate_limited(member)
         {
-            return exchange.refuse(status);
+            return exchange.refuse_over_rate(member, status);
         }
         // What an auditor asks of the log (the filters of a search, the
         // node to verify) is kept with the entry of the call, so that the
@@ -420,8 +421,15 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
         return exchange.watch_response(response, u64::MAX, None, bodies);
     }
-    let (member, upstream) = match admit(&door, &identified, parsed, &path) {
-        Ok(admitted) => admitted,
+    let member = match identified_member(&identified) {
+        Ok(member) => member,
+        Err(status) => return exchange.refuse(status),
+    };
+    if let Err(status) = rate_limited(&member) {
+        return exchange.refuse_over_rate(&member, status);
+    }
+    let upstream = match route(&door, &member, parsed, &path) {
+        Ok(upstream) => upstream,
         Err(status) => return exchange.refuse(status),
     };
     // The member's message size limit holds for what the service receives:
@@ -572,31 +580,31 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
     }
 }
 
-/// The checks before a call is forwarded, in order: a member, within its
-/// rate, with a right to the method, and a service that serves it.
-fn admit<'door>(
-    door: &'door Door,
-    identified: &Identified,
-    parsed: Option<MethodPath<'_>>,
-    path: &str,
-) -> Result<(Arc<MemberEntry>, &'door Upstream), Status> {
+/// The first check before a call is forwarded: an active member.
+fn identified_member(identified: &Identified) -> Result<Arc<MemberEntry>, Status> {
     if let Some(refusal) = &identified.refusal {
         return Err(refusal.clone());
     }
-    let Some(member) = identified.member.clone() else {
-        return Err(Status::unauthenticated("a bearer token of a member system is required"));
-    };
-    rate_limited(&member)?;
+    identified.member.clone().ok_or_else(|| Status::unauthenticated("a bearer token of a member system is required"))
+}
+
+/// The checks after the member's rate: a right to the method, and a
+/// service that serves it.
+fn route<'door>(
+    door: &'door Door,
+    member: &MemberEntry,
+    parsed: Option<MethodPath<'_>>,
+    path: &str,
+) -> Result<&'door Upstream, Status> {
     let Some(method) = parsed else {
         return Err(Status::unimplemented(format!("{path} is not a gRPC method path")));
     };
     if !member.may_call(&method, path) {
         return Err(Status::permission_denied(format!("member {} may not call {path}", member.member.member_id)));
     }
-    let Some(upstream) = door.upstreams.get(method.package) else {
-        return Err(Status::unimplemented(format!("no service behind the gateway serves {}", method.package)));
-    };
-    Ok((member, upstream))
+    door.upstreams
+        .get(method.package)
+        .ok_or_else(|| Status::unimplemented(format!("no service behind the gateway serves {}", method.package)))
 }
 
 /// Removes what only the gateway may set, then sets it: the member, the
@@ -788,6 +796,16 @@ impl Exchange {
     /// A refusal: the entry is written now.
     fn refuse(mut self, status: Status) -> GrpcResponse {
         self.record(status.code() as i32, None);
+        status.into_http()
+    }
+
+    /// A refusal for the member's rate: written within the member's
+    /// allowance of such entries, and beyond it only counted.
+    fn refuse_over_rate(mut self, member: &MemberEntry, status: Status) -> GrpcResponse {
+        if member.refusals_logged.admit() {
+            return self.refuse(status);
+        }
+        self.slot = None;
         status.into_http()
     }
 

@@ -215,6 +215,56 @@ async fn a_member_over_its_rate_gets_resource_exhausted_with_retry_information()
 }
 
 #[tokio::test]
+async fn a_member_s_refusals_for_its_rate_are_logged_within_as_many_again_as_its_limits() {
+    let gateway = TestGateway::spawn().await;
+    let limits = pb::Limits { requests_per_second: 2, burst: 5, message_bytes_max: 0 };
+    let (diia, verify) = limited_member_after(&gateway, limits, 0).await;
+    // A flood far over the member's rate.
+    let calls = 400;
+    let started = Instant::now();
+    let codes: Vec<Code> = futures_util::stream::iter(0..calls)
+        .map(|_| {
+            let mut diia = diia.clone();
+            let verify = verify.clone();
+            async move { diia.verify_idp_certificate(verify).await.map_or_else(|status| status.code(), |_| Code::Ok) }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let served = codes.iter().filter(|code| **code == Code::Ok).count();
+    let refused = codes.iter().filter(|code| **code == Code::ResourceExhausted).count();
+    assert_eq!(served + refused, calls, "{codes:?}");
+    // Another member's call after the flood is served and logged after
+    // every entry of the flood.
+    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
+    bank.verify_idp_certificate(verify).await.expect("another member is served");
+    let (ok, exhausted): (i64, i64) = eventually(Duration::from_secs(20), || async {
+        let (ok, exhausted, bank): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE member_id = $1 AND status_code = 0),
+                    count(*) FILTER (WHERE member_id = $1 AND status_code = 8),
+                    count(*) FILTER (WHERE member_id = $2)
+             FROM gateway.message_log",
+        )
+        .bind(DIIA)
+        .bind(BANK)
+        .fetch_one(&gateway.pool)
+        .await
+        .expect("log");
+        // The warm-up call and the one after the flood.
+        (bank == 2).then_some((ok, exhausted)).ok_or(format!("the other member's call is not logged yet ({bank})"))
+    })
+    .await;
+    assert_eq!(ok, i64::try_from(served).expect("count"), "every served call is logged");
+    // The burst of 5, then 2 a second, for the refusals logged as for the
+    // calls served.
+    let allowed = 5 + i64::try_from((2 * elapsed.as_millis()).div_ceil(1000)).expect("a short run");
+    assert!(exhausted >= 5, "the allowance's burst is logged: {exhausted}");
+    assert!(exhausted <= allowed, "{exhausted} refusals logged in {elapsed:?}, at most {allowed} allowed");
+    assert!(exhausted < i64::try_from(refused).expect("count"), "{exhausted} of {refused} refusals logged");
+}
+
+#[tokio::test]
 async fn each_of_several_replicas_holds_a_member_to_its_share_of_the_limits() {
     // Four replicas share the calls: this one lets through a quarter of the
     // burst of 8, and refills at a quarter of 4 a second (alone it would
