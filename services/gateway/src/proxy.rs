@@ -362,10 +362,19 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let package = parsed.map(|method| method.package).unwrap_or_default();
     // Identifying the caller may wait (for the identity service's keys);
     // a call given up meanwhile still gets its entry.
-    let arriving =
-        Arriving { door: Some(&door), started, started_at, deadline, request_id: &request_id, method: &path };
+    let arriving = Arriving {
+        door: Some(&door),
+        call: Call {
+            started,
+            started_at,
+            deadline,
+            request_id,
+            method: path.clone(),
+            direction: door.upstreams.get(package).map_or(Direction::Inbound, |upstream| upstream.direction),
+        },
+    };
     let identified = door.identify(request.headers(), peer.as_ref()).await;
-    arriving.identified();
+    let call = arriving.identified();
     // Callers the door turns away (without a valid token; with one, but
     // not an active member, or without the member's client certificate)
     // have no rate of their own: their refusals are logged within one
@@ -378,25 +387,17 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     {
         return refusal.clone().into_http();
     }
-    let upstream = door.upstreams.get(package);
     let known_to_stream = door.catalog.streams(&path);
     let slot = match door.log.slot(known_to_stream.unwrap_or(false)) {
         Ok(slot) => slot,
         Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
     };
-    let mut exchange = Exchange {
-        slot: Some(slot),
-        started,
-        started_at,
-        deadline,
-        request_id,
-        member_id: identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
-        caller: identified.caller.clone(),
-        method: path.clone(),
-        direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
-        log_bodies: identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
-        request: None,
-    };
+    let mut exchange = call.exchange(
+        slot,
+        identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
+        identified.caller.clone(),
+        identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
+    );
 
     if package == OWN_PACKAGE {
         // The gateway's own methods: the auth layer and handlers decide;
@@ -514,24 +515,58 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     }
 }
 
+/// What the log records of a call before its caller is known.
+struct Call {
+    started: Instant,
+    started_at: chrono::DateTime<Utc>,
+    deadline: Option<Instant>,
+    request_id: String,
+    method: String,
+    direction: Direction,
+}
+
+impl Call {
+    /// Moves the call out, leaving its texts empty.
+    fn take(&mut self) -> Self {
+        Self { request_id: std::mem::take(&mut self.request_id), method: std::mem::take(&mut self.method), ..*self }
+    }
+
+    /// The call's exchange, of `member_id` (empty: none) and `caller` (the
+    /// token's subject; empty: none), whose entry is written when it is
+    /// refused, when it ends, or when it is dropped.
+    fn exchange(self, slot: LogSlot, member_id: String, caller: String, log_bodies: bool) -> Exchange {
+        Exchange {
+            slot: Some(slot),
+            started: self.started,
+            started_at: self.started_at,
+            deadline: self.deadline,
+            request_id: self.request_id,
+            member_id,
+            caller,
+            method: self.method,
+            direction: self.direction,
+            log_bodies,
+            request: None,
+        }
+    }
+}
+
 /// A call whose caller the door is still identifying. Dropped before it is
 /// told the caller (the client gave up, the deadline passed), it writes the
 /// call's entry, without a member, within the allowance of callers the
 /// door did not identify.
-struct Arriving<'call> {
+struct Arriving<'door> {
     /// `None` once the caller is identified.
-    door: Option<&'call Door>,
-    started: Instant,
-    started_at: chrono::DateTime<Utc>,
-    deadline: Option<Instant>,
-    request_id: &'call str,
-    method: &'call str,
+    door: Option<&'door Door>,
+    call: Call,
 }
 
 impl Arriving<'_> {
-    /// The caller is known: what follows writes the call's entry.
-    fn identified(mut self) {
+    /// The caller is known: the call goes on, and what follows writes its
+    /// entry.
+    fn identified(mut self) -> Call {
         self.door = None;
+        self.call.take()
     }
 }
 
@@ -542,22 +577,8 @@ impl Drop for Arriving<'_> {
             return;
         }
         let Ok(slot) = door.log.slot(false) else { return };
-        let package = MethodPath::parse(self.method).map(|method| method.package).unwrap_or_default();
-        // The exchange records the call as cancelled, or as past its
-        // deadline, as it is dropped.
-        drop(Exchange {
-            slot: Some(slot),
-            started: self.started,
-            started_at: self.started_at,
-            deadline: self.deadline,
-            request_id: self.request_id.to_owned(),
-            member_id: String::new(),
-            caller: String::new(),
-            method: self.method.to_owned(),
-            direction: door.upstreams.get(package).map_or(Direction::Inbound, |upstream| upstream.direction),
-            log_bodies: false,
-            request: None,
-        });
+        // Recorded as cancelled, or as past its deadline, as it is dropped.
+        drop(self.call.take().exchange(slot, String::new(), String::new(), false));
     }
 }
 
