@@ -86,11 +86,18 @@ pub struct Checkpoint {
 /// The checkpoints the event stream holds, by node and entry. A gateway
 /// signs an entry once; two different signed copies of one entry (kept
 /// both) mean its chain was rewritten.
-pub type Witness = BTreeMap<String, BTreeMap<i64, Vec<Checkpoint>>>;
+pub type Witness = BTreeMap<String, NodeWitness>;
+
+/// The event stream's checkpoints of one node, by entry.
+pub type NodeWitness = BTreeMap<i64, Vec<Checkpoint>>;
 
 /// The newest entry of `node` a checkpoint in the event stream covers.
 pub fn newest_witnessed(witness: &Witness, node: &str) -> Option<i64> {
-    witness.get(node).and_then(|checkpoints| checkpoints.keys().next_back().copied())
+    witness.get(node).and_then(newest)
+}
+
+fn newest(checkpoints: &NodeWitness) -> Option<i64> {
+    checkpoints.keys().next_back().copied()
 }
 
 /// How long reading the witness may wait for the stream (to start, or for
@@ -250,7 +257,7 @@ async fn verify_node(
     pool: &PgPool,
     keys: &LogKeys,
     node: &str,
-    witnessed: Option<&BTreeMap<i64, Vec<Checkpoint>>>,
+    witnessed: Option<&NodeWitness>,
 ) -> Result<ChainReport, sqlx::Error> {
     let mut stored: BTreeMap<i64, Checkpoint> = BTreeMap::new();
     for row in sqlx::query("SELECT sequence, hash, signed_at, key_id, signature FROM log_checkpoints WHERE node = $1")
@@ -274,7 +281,7 @@ async fn verify_node(
         checkpoints: i64::try_from(stored.len()).unwrap_or(i64::MAX),
         broken: None,
         signed_through: 0,
-        witnessed_through: witnessed.and_then(|copies| copies.keys().next_back().copied()).unwrap_or(0),
+        witnessed_through: witnessed.and_then(newest).unwrap_or(0),
     };
     // What the chain must match, and what is wrong apart from the entries
     // themselves, by entry: reported only if no entry before it is broken.
