@@ -422,6 +422,17 @@ impl TestGateway {
     }
 
     /// Rows in a table of a schema.
+    /// Changes what the gateway stored behind its back, as someone with
+    /// write access to its database could: `sql` with `sequences` bound as
+    /// `$1`, `$2`, ….
+    pub async fn tamper(&self, sql: &'static str, sequences: &[i64]) {
+        let mut query = sqlx::query(sql);
+        for sequence in sequences {
+            query = query.bind(*sequence);
+        }
+        query.execute(&self.pool).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&self.pool)

@@ -146,13 +146,8 @@ async fn witnessed_head(gateway: &TestGateway) -> i64 {
             .fetch_one(&gateway.pool)
             .await
             .expect("head");
-        let witnessed = gateway
-            .witness()
-            .await
-            .values()
-            .filter_map(|checkpoints| checkpoints.keys().next_back().copied())
-            .max()
-            .unwrap_or(0);
+        let witness = gateway.witness().await;
+        let witnessed = witness.keys().filter_map(|node| verify::newest_witnessed(&witness, node)).max().unwrap_or(0);
         if head >= 8 && witnessed == head {
             Ok(head)
         } else {
@@ -316,34 +311,27 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     verify_chain(&gateway).await;
 
     // One byte of one entry changed.
-    let pool = gateway.pool.clone();
-    let change = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(sql).execute(&pool).await.expect("tampering");
-        }
-    };
-    change("UPDATE gateway.message_log SET status_code = 13 WHERE sequence = 5").await;
+    const FLIP_REQUEST_DIGEST_BIT: &str =
+        "UPDATE gateway.message_log SET request_sha256 = set_byte(request_sha256, 0, get_byte(request_sha256, 0) # 1)
+         WHERE sequence = 8";
+    gateway.tamper("UPDATE gateway.message_log SET status_code = 13 WHERE sequence = 5", &[]).await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, 5, &["altered"]);
-    change("UPDATE gateway.message_log SET status_code = 0 WHERE sequence = 5").await;
+    gateway.tamper("UPDATE gateway.message_log SET status_code = 0 WHERE sequence = 5", &[]).await;
     assert!(verify_chain(&gateway).await.is_intact());
 
-    change("UPDATE gateway.message_log SET request_sha256 = set_byte(request_sha256, 0, get_byte(request_sha256, 0) # 1) WHERE sequence = 8").await;
+    gateway.tamper(FLIP_REQUEST_DIGEST_BIT, &[]).await;
     assert_eq!(verify_chain(&gateway).await.broken.map(|(sequence, _)| sequence), Some(8));
-    change("UPDATE gateway.message_log SET request_sha256 = set_byte(request_sha256, 0, get_byte(request_sha256, 0) # 1) WHERE sequence = 8").await;
+    gateway.tamper(FLIP_REQUEST_DIGEST_BIT, &[]).await;
     assert!(verify_chain(&gateway).await.is_intact());
 
     // One entry removed.
-    change("DELETE FROM gateway.message_log WHERE sequence = 7").await;
+    gateway.tamper("DELETE FROM gateway.message_log WHERE sequence = 7", &[]).await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, 7, &["missing"]);
 
     // The signed tail removed: the checkpoint tells.
-    sqlx::query("DELETE FROM gateway.message_log WHERE sequence >= 7")
-        .execute(&gateway.pool)
-        .await
-        .expect("truncating");
+    gateway.tamper("DELETE FROM gateway.message_log WHERE sequence >= 7", &[]).await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, 7, &["removed"]);
 }
@@ -495,13 +483,13 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
     // Someone with write access to the database but not the gateway's key
     // turns entry 4 into a success and rewrites every hash from there on,
     // with a key of their own, after the last checkpoint too.
-    sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
-    sqlx::query(
-        "UPDATE gateway.message_log SET status_code = 0, member_id = 'UA/GOV/00032129/other' WHERE sequence = 4",
-    )
-    .execute(&gateway.pool)
-    .await
-    .expect("entry changed");
+    gateway.tamper("DELETE FROM gateway.log_checkpoints", &[]).await;
+    gateway
+        .tamper(
+            "UPDATE gateway.message_log SET status_code = 0, member_id = 'UA/GOV/00032129/other' WHERE sequence = 4",
+            &[],
+        )
+        .await;
     let forger = MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[42; 32]), CHAIN_KEY_PURPOSE);
     let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 >= 4).collect();
     let after: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 3")
@@ -553,22 +541,19 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
 
     // A stored checkpoint the stream's copy disagrees with is reported
     // where it was signed.
-    sqlx::query("UPDATE gateway.log_checkpoints SET signed_at = signed_at + interval '1 second' WHERE sequence = $1")
-        .bind(head)
-        .execute(&gateway.pool)
-        .await
-        .expect("checkpoint changed");
+    gateway
+        .tamper(
+            "UPDATE gateway.log_checkpoints SET signed_at = signed_at + interval '1 second' WHERE sequence = $1",
+            &[head],
+        )
+        .await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, head, &["not the one"]);
 
     // Someone with write access to the database removes the last three
     // entries and every checkpoint: what is left is a whole chain.
-    sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
-    sqlx::query("DELETE FROM gateway.message_log WHERE sequence > $1")
-        .bind(head - 3)
-        .execute(&gateway.pool)
-        .await
-        .expect("end of the chain gone");
+    gateway.tamper("DELETE FROM gateway.log_checkpoints", &[]).await;
+    gateway.tamper("DELETE FROM gateway.message_log WHERE sequence > $1", &[head - 3]).await;
     let pool = gateway.gateway_pool().await;
     let alone = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
     assert!(alone[0].is_intact(), "the database alone cannot tell: {alone:?}");
@@ -600,28 +585,24 @@ async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_ol
         .unwrap_or(0);
     let kept = earlier.max(cut_at - 3);
     let key = gateway.signing_key();
-    sqlx::query("DELETE FROM gateway.log_checkpoints WHERE sequence > $1")
-        .bind(kept)
-        .execute(&gateway.pool)
-        .await
-        .expect("checkpoints cut");
-    sqlx::query("UPDATE gateway.message_log SET status_code = 14, duration_us = duration_us + 1 WHERE sequence > $1")
-        .bind(kept)
-        .execute(&gateway.pool)
-        .await
-        .expect("entries replaced");
-    sqlx::query(
-        "INSERT INTO gateway.message_log (node, sequence, request_id, member_id, caller, method, direction, started_at,
-                                          duration_us, status_code, request_bytes, response_bytes, request_sha256,
-                                          response_sha256, hash)
-         SELECT node, sequence + 1, request_id, member_id, caller, method, direction, started_at, duration_us,
-                status_code, request_bytes, response_bytes, request_sha256, response_sha256, hash
-         FROM gateway.message_log WHERE sequence = $1",
-    )
-    .bind(cut_at)
-    .execute(&gateway.pool)
-    .await
-    .expect("one more entry");
+    gateway.tamper("DELETE FROM gateway.log_checkpoints WHERE sequence > $1", &[kept]).await;
+    gateway
+        .tamper(
+            "UPDATE gateway.message_log SET status_code = 14, duration_us = duration_us + 1 WHERE sequence > $1",
+            &[kept],
+        )
+        .await;
+    gateway
+        .tamper(
+            "INSERT INTO gateway.message_log (node, sequence, request_id, member_id, caller, method, direction,
+                                              started_at, duration_us, status_code, request_bytes, response_bytes,
+                                              request_sha256, response_sha256, hash)
+             SELECT node, sequence + 1, request_id, member_id, caller, method, direction, started_at, duration_us,
+                    status_code, request_bytes, response_bytes, request_sha256, response_sha256, hash
+             FROM gateway.message_log WHERE sequence = $1",
+            &[cut_at],
+        )
+        .await;
     let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 > kept).collect();
     let before: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = $1")
         .bind(kept)
@@ -682,22 +663,19 @@ async fn of_several_things_wrong_the_one_at_the_lowest_entry_is_reported() {
     let gateway = gateway_after_calls(6).await;
     gateway.wait_for_log_entries(8).await;
     // A checkpoint far beyond the chain, signed with no key the gateway has.
-    sqlx::query(
-        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
-         SELECT node, 1000000000, hash, now(), 'forged', decode(repeat('00', 64), 'hex') FROM gateway.message_log
-         WHERE sequence = 1",
-    )
-    .execute(&gateway.pool)
-    .await
-    .expect("forged checkpoint");
+    gateway
+        .tamper(
+            "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
+             SELECT node, 1000000000, hash, now(), 'forged', decode(repeat('00', 64), 'hex') FROM gateway.message_log
+             WHERE sequence = 1",
+            &[],
+        )
+        .await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, 1_000_000_000, &["unknown key"]);
 
     // An entry changed before it is what is reported.
-    sqlx::query("UPDATE gateway.message_log SET duration_us = duration_us + 1 WHERE sequence = 4")
-        .execute(&gateway.pool)
-        .await
-        .expect("entry changed");
+    gateway.tamper("UPDATE gateway.message_log SET duration_us = duration_us + 1 WHERE sequence = 4", &[]).await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, 4, &["altered"]);
 }
@@ -709,16 +687,8 @@ async fn entries_removed_while_the_writer_reconnects_leave_a_gap_and_are_not_num
     let head = newest(&gateway.pool, "message_log").await;
     // Someone with write access to the database removes the last three
     // entries (and any checkpoint of them) and ends the writer's connection.
-    sqlx::query("DELETE FROM gateway.log_checkpoints WHERE sequence > $1")
-        .bind(head - 3)
-        .execute(&gateway.pool)
-        .await
-        .expect("checkpoints gone");
-    sqlx::query("DELETE FROM gateway.message_log WHERE sequence > $1")
-        .bind(head - 3)
-        .execute(&gateway.pool)
-        .await
-        .expect("entries gone");
+    gateway.tamper("DELETE FROM gateway.log_checkpoints WHERE sequence > $1", &[head - 3]).await;
+    gateway.tamper("DELETE FROM gateway.message_log WHERE sequence > $1", &[head - 3]).await;
     let ended: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
          WHERE application_name = 'esocial-gateway-log' AND datname = current_database()",
@@ -839,11 +809,7 @@ async fn a_stored_body_removed_is_found_at_its_entry() {
     assert!(verify_chain(&gateway).await.is_intact());
 
     // The digest stays, so only the removal of the evidence itself shows.
-    sqlx::query("UPDATE gateway.message_log SET response_body = NULL WHERE sequence = $1")
-        .bind(with_bodies[1])
-        .execute(&gateway.pool)
-        .await
-        .expect("body removed");
+    gateway.tamper("UPDATE gateway.message_log SET response_body = NULL WHERE sequence = $1", &[with_bodies[1]]).await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, with_bodies[1], &["altered"]);
 }
@@ -856,7 +822,7 @@ async fn entries_written_in_the_earlier_hash_form_still_verify_and_an_altered_on
     gateway.wait_for_log_entries(5).await;
     // The chain as a gateway wrote it before 2026-12-04: the same key, the
     // hash without whether bodies are stored (none are here).
-    sqlx::query("DELETE FROM gateway.log_checkpoints").execute(&gateway.pool).await.expect("checkpoints gone");
+    gateway.tamper("DELETE FROM gateway.log_checkpoints", &[]).await;
     let rows = log_rows(&gateway.pool).await;
     let key = &gateway.log_keys.chain_key;
     rechain(&gateway.pool, &rows, GENESIS, |previous, fields| entry_hash_v1(key, previous, fields)).await;
@@ -869,10 +835,7 @@ async fn entries_written_in_the_earlier_hash_form_still_verify_and_an_altered_on
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.entries, i64::try_from(rows.len()).expect("count"));
 
-    sqlx::query("UPDATE gateway.message_log SET status_code = 7 WHERE sequence = 2")
-        .execute(&gateway.pool)
-        .await
-        .expect("entry changed");
+    gateway.tamper("UPDATE gateway.message_log SET status_code = 7 WHERE sequence = 2", &[]).await;
     let report = verify_without_witness().await;
     assert_broken_at(&report, 2, &[]);
 }
