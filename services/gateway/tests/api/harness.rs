@@ -433,6 +433,18 @@ impl TestGateway {
         query.execute(&self.pool).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
     }
 
+    /// Publishes a checkpoint event to the stream the gateway keeps its
+    /// copies in, as whoever may publish there could.
+    pub async fn publish_checkpoint(&self, event: &pb::LogCheckpointed) {
+        let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
+        async_nats::jetstream::new(nats)
+            .publish(self.checkpoint_copies().await.subject(), prost::Message::encode_to_vec(event).into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&self.pool)

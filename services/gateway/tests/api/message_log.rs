@@ -520,13 +520,7 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
         &gateway.log_keys.checkpoint_keys[0].key_id,
         &ed25519_dalek::Signature::from_bytes(&[0; 64]),
     );
-    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
-    async_nats::jetstream::new(nats)
-        .publish(gateway.checkpoint_copies().await.subject(), prost::Message::encode_to_vec(&forged).into())
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
+    gateway.publish_checkpoint(&forged).await;
     let witness = gateway.witness().await;
     assert_eq!(verify::newest_witnessed(&witness, &report.node), Some(head), "the forged event is skipped");
     // The reader of the copies leaves no consumer behind.
@@ -638,13 +632,7 @@ async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_ol
     .await
     .expect("checkpoint stored");
     let event = checkpoint_event(&node, head, &hash, signed_at, &key.key_id, &signature);
-    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("nats");
-    async_nats::jetstream::new(nats)
-        .publish(gateway.checkpoint_copies().await.subject(), prost::Message::encode_to_vec(&event).into())
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
+    gateway.publish_checkpoint(&event).await;
 
     // The database alone, and the stream's newest checkpoint, agree with it.
     let pool = gateway.gateway_pool().await;
