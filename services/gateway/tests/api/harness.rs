@@ -77,21 +77,39 @@ impl TestGateway {
     /// With the event stream and NATS server of `events` (a test that
     /// starts a NATS server of its own).
     pub async fn spawn_on(events: TestEvents, extra: &[(&str, &str)]) -> Self {
-        Self::spawn_full(events, extra, &[]).await
+        Self::spawn_full(events, extra, &[], None).await
     }
 
     /// With configuration that only the gateway gets (`gateway_only`), on
     /// top of `extra`, which every service gets.
     pub async fn spawn_with_gateway(extra: &[(&str, &str)], gateway_only: &[(&str, &str)]) -> Self {
-        Self::spawn_full(TestEvents::default(), extra, gateway_only).await
+        Self::spawn_full(TestEvents::default(), extra, gateway_only, None).await
     }
 
-    async fn spawn_full(events: TestEvents, extra: &[(&str, &str)], gateway_only: &[(&str, &str)]) -> Self {
+    /// With identity serving on `identity_listener`, so that the test
+    /// knows its address before the gateway starts, and with
+    /// configuration that only the gateway gets.
+    pub async fn spawn_with_identity_on(
+        identity_listener: tokio::net::TcpListener,
+        gateway_only: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_full(TestEvents::default(), &[], gateway_only, Some(identity_listener)).await
+    }
+
+    async fn spawn_full(
+        events: TestEvents,
+        extra: &[(&str, &str)],
+        gateway_only: &[(&str, &str)],
+        identity_listener: Option<tokio::net::TcpListener>,
+    ) -> Self {
         esocial_testkit::init_telemetry("esocial-gateway-tests");
         let database = TestDatabase::create().await.expect("test database");
         let files = TempDir::new("gateway-test").expect("temporary directory");
         esocial_identity::sandbox::ensure_files(files.path()).expect("CA and master key");
-        let identity_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let identity_listener = match identity_listener {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port"),
+        };
         let identity_http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let identity_url = format!("http://{}", identity_listener.local_addr().expect("address"));
         let registry_key = files.path().join("registry-signing-key.pem");

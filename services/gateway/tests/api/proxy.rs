@@ -1,9 +1,11 @@
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use esocial_auth::Role;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
 use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -382,6 +384,108 @@ async fn a_call_given_up_while_the_door_waits_for_token_keys_still_gets_its_entr
     // Not identified: no member and no caller.
     assert_eq!(entries, [(String::new(), String::new(), Code::DeadlineExceeded as i32)]);
     drop(silent);
+}
+
+/// A service of the test's own behind the gateway: it records the path and
+/// the `grpc-timeout` of every call it gets, and answers each with
+/// `NOT_FOUND` at once (trailers only, so no message is needed).
+async fn recording_upstream() -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&calls);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let calls = Arc::clone(&calls);
+            let answer = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let timeout = request.headers().get("grpc-timeout").and_then(|value| value.to_str().ok());
+                calls.lock().expect("calls").push((request.uri().path().to_owned(), timeout.map(str::to_owned)));
+                let response = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", (Code::NotFound as i32).to_string())
+                    .header("grpc-message", "recorded")
+                    .body(String::new());
+                async move { response }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), answer),
+            );
+        }
+    });
+    (url, recorded)
+}
+
+/// A way to `to` that holds every chunk the client sends for `delay`
+/// before passing it on; the answers come back at once.
+async fn slow_way_to(to: std::net::SocketAddr, delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(to).await.expect("the service");
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+            tokio::spawn(async move {
+                let mut chunk = vec![0_u8; 64 * 1024];
+                while let Ok(read @ 1..) = from_client.read(&mut chunk).await {
+                    tokio::time::sleep(delay).await;
+                    if to_server.write_all(&chunk[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
+    // The gateway reaches identity through a way that holds every chunk
+    // for 700 ms, so a token exchange takes at least that; the registry's
+    // package goes to a service that records the deadline it was given.
+    let delay = Duration::from_millis(700);
+    let (upstream_url, calls) = recording_upstream().await;
+    let identity = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let slow_identity = slow_way_to(identity.local_addr().expect("address"), delay).await;
+    let routes = format!("esocial.registry.v1={upstream_url}");
+    let gateway = TestGateway::spawn_with_identity_on(
+        identity,
+        &[("ESOCIAL_IDENTITY_URL", &slow_identity), ("ESOCIAL_GATEWAY_ROUTES", &routes)],
+    )
+    .await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+
+    // The first call brings the gateway identity's keys, so that the
+    // second waits only for its own token's exchange.
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    let status = idp.verify_idp_certificate(verify.clone()).await.expect_err("the test's service answers NOT_FOUND");
+    assert_eq!((status.code(), status.message()), (Code::NotFound, "recorded"));
+
+    // A new token (a new id) is exchanged afresh.
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    let mut request = tonic::Request::new(verify);
+    request.set_timeout(Duration::from_secs(10));
+    let started = Instant::now();
+    let status = idp.verify_idp_certificate(request).await.expect_err("the test's service answers NOT_FOUND");
+    let took = started.elapsed();
+    assert_eq!((status.code(), status.message()), (Code::NotFound, "recorded"), "passed on unchanged");
+
+    let calls = calls.lock().expect("calls").clone();
+    let verifies: Vec<&Option<String>> =
+        calls.iter().filter(|(path, _)| path == VERIFY_CERTIFICATE).map(|(_, timeout)| timeout).collect();
+    assert_eq!(verifies.len(), 2, "{calls:?}");
+    let given = verifies[1].as_deref().expect("a grpc-timeout");
+    let milliseconds: u64 = given.strip_suffix('m').and_then(|number| number.parse().ok()).expect("milliseconds");
+    // At least the exchange's wait was taken off the caller's 10 s…
+    let at_most = 10_000 - u64::try_from(delay.as_millis()).expect("ms");
+    assert!(milliseconds <= at_most, "{given} passed on after an exchange of at least {delay:?}");
+    // …and no more than the whole call took (rounded down to the millisecond).
+    let took = u64::try_from(took.as_millis()).expect("ms");
+    assert!(milliseconds + took + 1 >= 10_000, "{given} passed on, the call took {took} ms");
 }
 
 #[tokio::test]
