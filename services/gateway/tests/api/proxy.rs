@@ -444,9 +444,9 @@ async fn slow_way_to(to: std::net::SocketAddr, delay: Duration) -> String {
 #[tokio::test]
 async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     // The gateway reaches identity through a way that holds every chunk
-    // for 700 ms, so a token exchange takes at least that; the registry's
+    // for 300 ms, so a token exchange takes at least that; the registry's
     // package goes to a service that records the deadline it was given.
-    let delay = Duration::from_millis(700);
+    let delay = Duration::from_millis(300);
     let (upstream_url, calls) = recording_upstream().await;
     let identity = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let slow_identity = slow_way_to(identity.local_addr().expect("address"), delay).await;
