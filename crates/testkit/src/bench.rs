@@ -3,7 +3,8 @@
 //! servers, proxies, PostgreSQL; steadier from run to run than requests per
 //! second when they all share the cores) and PostgreSQL's share of it, and
 //! the CPU time the hypervisor stole while it ran (on a shared virtual
-//! machine that share says how far to trust the figures).
+//! machine that share says how far to trust the figures), and the share it
+//! stood idle (every part waiting on another, though calls were in flight).
 
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
@@ -50,10 +51,20 @@ impl CpuTimes {
 
     /// The stolen share of a span of CPU time, as `12%`.
     fn steal_share(self) -> String {
+        self.share(self.steal)
+    }
+
+    /// The share of a span of CPU time that was idle or waiting for I/O,
+    /// as `12%`.
+    fn idle_share(self) -> String {
+        self.share(self.total - self.busy - self.steal)
+    }
+
+    fn share(self, part: u64) -> String {
         if self.total == 0 {
             return "n/a".to_owned();
         }
-        format!("{:.0}%", 100.0 * self.steal as f64 / self.total as f64)
+        format!("{:.0}%", 100.0 * part as f64 / self.total as f64)
     }
 }
 
@@ -151,17 +162,19 @@ pub struct Measured {
     /// Of that, PostgreSQL's server processes'.
     pub postgres_us_per_call: Option<f64>,
     pub steal: String,
+    /// The machine's idle share while the runs went.
+    pub idle: String,
 }
 
 impl Measured {
     /// A Markdown table row: label, requests, per second, p50, p99, CPU per
-    /// call (the machine's, and PostgreSQL's), errors, steal.
+    /// call (the machine's, and PostgreSQL's), errors, steal, idle.
     pub fn row(&self, label: &str) -> String {
         let micros = |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0}"));
         let (cpu, postgres) = (micros(self.cpu_us_per_call), micros(self.postgres_us_per_call));
         format!(
-            "| {label:<50} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {postgres:>14} | {:>6} | {:>5} |",
-            self.requests, self.per_second, self.p50_ms, self.p99_ms, self.errors, self.steal
+            "| {label:<50} | {:>9} | {:>9.0} | {:>7.2} | {:>7.2} | {cpu:>11} | {postgres:>14} | {:>6} | {:>5} | {:>4} |",
+            self.requests, self.per_second, self.p50_ms, self.p99_ms, self.errors, self.steal, self.idle
         )
     }
 
@@ -176,7 +189,7 @@ impl Measured {
 }
 
 /// The columns of [`Measured::row`], with their widths.
-const COLUMNS: [(&str, usize); 9] = [
+const COLUMNS: [(&str, usize); 10] = [
     ("workload", 50),
     ("requests", 9),
     ("req/s", 9),
@@ -186,6 +199,7 @@ const COLUMNS: [(&str, usize); 9] = [
     ("of which PG µs", 14),
     ("errors", 6),
     ("steal", 5),
+    ("idle", 4),
 ];
 
 /// What load runs of one workload gathered; several runs (of one path,
@@ -244,6 +258,7 @@ impl Samples {
             cpu_us_per_call: self.cpu.and_then(|cpu| per_call(cpu.busy)),
             postgres_us_per_call: self.postgres_ticks.and_then(per_call),
             steal: self.cpu.map_or_else(|| "n/a".to_owned(), CpuTimes::steal_share),
+            idle: self.cpu.map_or_else(|| "n/a".to_owned(), CpuTimes::idle_share),
         }
     }
 }
