@@ -5,7 +5,6 @@ use esocial_auth::Role;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
 use futures_util::StreamExt as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -416,31 +415,6 @@ async fn recording_upstream() -> (String, Arc<Mutex<Vec<(String, Option<String>)
     (url, recorded)
 }
 
-/// A way to `to` that holds every chunk the client sends for `delay`
-/// before passing it on; the answers come back at once.
-async fn slow_way_to(to: std::net::SocketAddr, delay: Duration) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let server = tokio::net::TcpStream::connect(to).await.expect("the service");
-            let (mut from_client, mut to_client) = client.into_split();
-            let (mut from_server, mut to_server) = server.into_split();
-            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
-            tokio::spawn(async move {
-                let mut chunk = vec![0_u8; 64 * 1024];
-                while let Ok(read @ 1..) = from_client.read(&mut chunk).await {
-                    tokio::time::sleep(delay).await;
-                    if to_server.write_all(&chunk[..read]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test]
 async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     // The gateway reaches identity through a way that holds every chunk
@@ -449,11 +423,14 @@ async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     let delay = Duration::from_millis(300);
     let (upstream_url, calls) = recording_upstream().await;
     let identity = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let slow_identity = slow_way_to(identity.local_addr().expect("address"), delay).await;
+    let slow_identity = esocial_testkit::TcpProxy::start_slow(identity.local_addr().expect("address"), delay)
+        .await
+        .expect("a slow way to identity");
+    let slow_identity_url = format!("http://{}", slow_identity.address());
     let routes = format!("esocial.registry.v1={upstream_url}");
     let gateway = TestGateway::spawn_with_identity_on(
         identity,
-        &[("ESOCIAL_IDENTITY_URL", &slow_identity), ("ESOCIAL_GATEWAY_ROUTES", &routes)],
+        &[("ESOCIAL_IDENTITY_URL", &slow_identity_url), ("ESOCIAL_GATEWAY_ROUTES", &routes)],
     )
     .await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
