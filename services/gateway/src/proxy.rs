@@ -360,6 +360,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let peer = peer_certificates(&request);
     let parsed = MethodPath::parse(&path);
     let package = parsed.map(|method| method.package).unwrap_or_default();
+    let upstream = door.upstreams.get(package);
     // Identifying the caller may wait (for the identity service's keys);
     // a call given up meanwhile still gets its entry.
     let arriving = Arriving {
@@ -370,7 +371,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
             deadline,
             request_id,
             method: path.clone(),
-            direction: door.upstreams.get(package).map_or(Direction::Inbound, |upstream| upstream.direction),
+            direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
         },
     };
     let identified = door.identify(request.headers(), peer.as_ref()).await;
@@ -429,7 +430,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     if let Err(status) = rate_limited(&member) {
         return exchange.refuse_over_rate(&member, status);
     }
-    let upstream = match route(&door, &member, parsed, &path) {
+    let upstream = match route(&member, parsed, &path, upstream) {
         Ok(upstream) => upstream,
         Err(status) => return exchange.refuse(status),
     };
@@ -610,12 +611,12 @@ fn identified_member(identified: &Identified) -> Result<Arc<MemberEntry>, Status
 }
 
 /// The checks after the member's rate: a right to the method, and a
-/// service that serves it.
+/// service that serves it (`upstream`, the one routed its package).
 fn route<'door>(
-    door: &'door Door,
     member: &MemberEntry,
     parsed: Option<MethodPath<'_>>,
     path: &str,
+    upstream: Option<&'door Upstream>,
 ) -> Result<&'door Upstream, Status> {
     let Some(method) = parsed else {
         return Err(Status::unimplemented(format!("{path} is not a gRPC method path")));
@@ -623,9 +624,7 @@ fn route<'door>(
     if !member.may_call(&method, path) {
         return Err(Status::permission_denied(format!("member {} may not call {path}", member.member.member_id)));
     }
-    door.upstreams
-        .get(method.package)
-        .ok_or_else(|| Status::unimplemented(format!("no service behind the gateway serves {}", method.package)))
+    upstream.ok_or_else(|| Status::unimplemented(format!("no service behind the gateway serves {}", method.package)))
 }
 
 /// Removes what only the gateway may set, then sets it: the member, the
