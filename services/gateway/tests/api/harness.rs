@@ -156,15 +156,9 @@ impl TestGateway {
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
         pairs.push(("ESOCIAL_IDENTITY_URL".to_owned(), identity_url.clone()));
-        for (name, value) in extra {
-            pairs.retain(|(known, _)| known != name);
-            pairs.push(((*name).to_owned(), (*value).to_owned()));
-        }
+        overridden(&mut pairs, extra);
         let mut gateway_pairs = pairs.clone();
-        for (name, value) in gateway_only {
-            gateway_pairs.retain(|(known, _)| known != name);
-            gateway_pairs.push(((*name).to_owned(), (*value).to_owned()));
-        }
+        overridden(&mut gateway_pairs, gateway_only);
         let env = Env::from_pairs(pairs);
 
         // Identity first: the others verify tokens with its keys, and the
@@ -439,7 +433,6 @@ impl TestGateway {
             .expect("suspended");
     }
 
-    /// Rows in a table of a schema.
     /// Changes what the gateway stored behind its back, as someone with
     /// write access to its database could: `sql` with `sequences` bound as
     /// `$1`, `$2`, ….
@@ -455,14 +448,17 @@ impl TestGateway {
     /// copies in, as whoever may publish there could.
     pub async fn publish_checkpoint(&self, event: &pb::LogCheckpointed) {
         let nats = async_nats::connect(&self.events.nats_url).await.expect("nats");
+        let subject =
+            esocial_gateway::verify::CheckpointCopies::new(nats.clone(), self.events.settings.clone()).subject();
         async_nats::jetstream::new(nats)
-            .publish(self.checkpoint_copies().await.subject(), prost::Message::encode_to_vec(event).into())
+            .publish(subject, prost::Message::encode_to_vec(event).into())
             .await
             .expect("published")
             .await
             .expect("stored");
     }
 
+    /// Rows in a table of a schema.
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&self.pool)
@@ -506,6 +502,14 @@ impl Drop for TestGateway {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+/// `pairs` with each of `overrides` in place of the pair of its name.
+fn overridden(pairs: &mut Vec<(String, String)>, overrides: &[(&str, &str)]) {
+    for (name, value) in overrides {
+        pairs.retain(|(known, _)| known != name);
+        pairs.push(((*name).to_owned(), (*value).to_owned()));
     }
 }
 
