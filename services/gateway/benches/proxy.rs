@@ -1,9 +1,11 @@
-//! The same registry calls four ways, side by side in one run: straight to
+//! The same registry calls five ways, side by side in one run: straight to
 //! the registry, through the exchange gateway (member authentication, access
-//! check, rate limit, message log entry with SHA-256 digests), and twice
-//! through Debian's nginx with `grpc_pass` as the reference proxy: once as
-//! the target has it (no access log), once writing its access log to a file
-//! as Debian configures it, for the cost of a record of each exchange.
+//! check, rate limit, message log entry with SHA-256 digests), through a
+//! bare forwarder made of the HTTP/2 server and client the gateway is built
+//! on and nothing else (the floor under the gateway), and twice through
+//! Debian's nginx with `grpc_pass` as the reference proxy: once as the
+//! target has it (no access log), once writing its access log to a file as
+//! Debian configures it, for the cost of a record of each exchange.
 //!
 //! ```text
 //! cargo bench -p esocial-gateway --bench proxy
@@ -17,13 +19,14 @@
 //! processes in a temporary directory. A call through the gateway carries
 //! the member's token (good at the gateway only), which the gateway exchanges
 //! at identity once for a token good at the registry; the direct and nginx
-//! calls carry a registry token of a system with the same role. The registry
+//! calls (and the bare forwarder's) carry a registry token of a system with
+//! the same role. The registry
 //! verifies a token whichever way the call came. Client,
 //! proxies, registry and PostgreSQL share the machine's cores: a proxy's
 //! own CPU use is taken from the others, which is what the ratios show.
 //! Each proxy's own CPU time per call is also read off its threads and
 //! processes: the gateway's serving threads and its message log writer's
-//! PostgreSQL backend, nginx's workers.
+//! PostgreSQL backend, the bare forwarder's threads, nginx's workers.
 
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
@@ -80,6 +83,67 @@ enum Proxy {
     Gateway,
     /// The workers of the nginx master with this pid.
     Nginx(u32),
+    /// The bare forwarder's threads.
+    Bare,
+}
+
+/// The path through the bare forwarder.
+const BARE: &str = "bare hyper forwarder";
+
+/// The floor under the gateway: hyper's HTTP/2 server and client, which the
+/// gateway is built on, and nothing else. Each call goes on to `upstream` as
+/// it came (headers, body and trailers) and its answer comes back the same
+/// way. Like the gateway, it serves on two threads of its own
+/// (`bare-serve-N`), each with one HTTP/2 connection to the upstream. It
+/// checks nothing and records nothing, so what the gateway spends beyond it
+/// is the cost of the gateway's own work and of the layers it runs in.
+fn start_bare_forwarder(upstream: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    for thread in 0..2 {
+        let listener = listener.try_clone()?;
+        std::thread::Builder::new().name(format!("bare-serve-{thread}")).spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(serve_bare(listener, upstream)));
+            if let Err(error) = served {
+                eprintln!("the bare forwarder's thread {thread} stopped: {error:#}");
+            }
+        })?;
+    }
+    Ok(address)
+}
+
+async fn serve_bare(listener: std::net::TcpListener, upstream: SocketAddr) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let stream = tokio::net::TcpStream::connect(upstream).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let sender = sender.clone();
+        let forward = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let mut sender = sender.clone();
+            async move {
+                let (mut parts, body) = request.into_parts();
+                let path = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+                parts.uri =
+                    http::Uri::builder().scheme("http").authority(upstream.to_string()).path_and_query(path).build()?;
+                anyhow::Ok(sender.send_request(http::Request::from_parts(parts, body)).await?)
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), forward),
+        );
+    }
 }
 
 /// A proxy's own CPU time, in clock ticks, summed over a path's turns;
@@ -114,6 +178,7 @@ fn own_now(proxy: Proxy, log_backend: Option<u32>) -> (Option<u64>, Option<u64>)
         Proxy::None => (None, None),
         Proxy::Gateway => (bench::thread_ticks("gateway-serve-"), log_backend.and_then(bench::pid_ticks)),
         Proxy::Nginx(master) => (bench::children_ticks(master), None),
+        Proxy::Bare => (bench::thread_ticks("bare-serve-"), None),
     }
 }
 
@@ -308,6 +373,10 @@ fn main() -> anyhow::Result<()> {
         if wanted("BENCH_PATHS", "gateway") {
             paths.push(("gateway", channels(gateway.address, connections).await?, &member_token, Proxy::Gateway));
         }
+        if wanted("BENCH_PATHS", "bare") {
+            let bare = start_bare_forwarder(gateway.registry_address)?;
+            paths.push((BARE, channels(bare, connections).await?, &registry_token, Proxy::Bare));
+        }
         for (label, nginx) in &nginxes {
             paths.push((label, channels(nginx.address, connections).await?, &registry_token, Proxy::Nginx(nginx.child.id())));
         }
@@ -365,7 +434,7 @@ fn main() -> anyhow::Result<()> {
                 results.iter().find(|(path, _)| *path == wanted).map(|(_, measured)| measured.per_second)
             };
             for (of, against) in
-                [("direct", "direct"), ("nginx", NGINX_PLAIN), ("nginx with its access log", NGINX_LOGGING)]
+                [("direct", "direct"), ("the bare forwarder", BARE), ("nginx", NGINX_PLAIN), ("nginx with its access log", NGINX_LOGGING)]
             {
                 if let (Some(through), Some(other)) = (per_second("gateway"), per_second(against)) {
                     let spread = turns_of("gateway")
@@ -382,7 +451,7 @@ fn main() -> anyhow::Result<()> {
                     .and_then(|(_, measured)| Some((measured.cpu_us_per_call?, measured.postgres_us_per_call?)))
             };
             if let Some((direct, direct_postgres)) = cpu("direct") {
-                for proxy in ["gateway", NGINX_PLAIN, NGINX_LOGGING] {
+                for proxy in ["gateway", BARE, NGINX_PLAIN, NGINX_LOGGING] {
                     if let Some((through, postgres)) = cpu(proxy) {
                         ratios.push(format!(
                             "{label}: {proxy} adds {:.0} µs of the machine's CPU per call ({through:.0} against {direct:.0}), \
@@ -408,6 +477,7 @@ fn main() -> anyhow::Result<()> {
                         ));
                     }
                     (Proxy::Nginx(_), Some(workers)) => own_parts.push(format!("{path}'s workers {workers:.0} µs")),
+                    (Proxy::Bare, Some(threads)) => own_parts.push(format!("the {path}'s threads {threads:.0} µs")),
                     _ => {}
                 }
             }
