@@ -54,6 +54,9 @@ pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
 /// The methods through which auditors read the message log.
 const LOG_SERVICE_PREFIX: &str = "/esocial.gateway.v1.MessageLogService/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 pings to an upstream, and how long one may go unanswered.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refusals of callers that are not active members (no valid token, not a
 /// member, suspended, without the member's client certificate) that get
 /// their own log entry; beyond this rate they are only counted (a flood
@@ -69,8 +72,10 @@ pub const BODY_CAPTURE_BYTES_MAX: usize = 1 << 20;
 pub struct Upstream {
     /// Shared by the calls of a multi-threaded runtime.
     channel: Channel,
-    /// What a single-threaded runtime connects with (see [`Upstream::channel`]).
-    endpoint: Endpoint,
+    /// The scheme and address a single-threaded runtime connects to itself
+    /// (see [`Upstream::send`]); none for an upstream that is not plain
+    /// `http`, whose calls always take the shared channel.
+    origin: Option<http::uri::Authority>,
     pub url: String,
     pub direction: Direction,
     /// The audience of the esocial service behind an inbound route (the
@@ -79,39 +84,125 @@ pub struct Upstream {
 }
 
 thread_local! {
-    /// The channels of the single-threaded runtimes on this thread: by
+    /// The connections of the single-threaded runtimes on this thread: by
     /// runtime, then by upstream address.
-    static RUNTIME_CHANNELS: RefCell<HashMap<tokio::runtime::Id, HashMap<String, Channel>>> =
+    static RUNTIME_CONNECTIONS: RefCell<HashMap<tokio::runtime::Id, HashMap<String, Arc<ThreadConnection>>>> =
         RefCell::new(HashMap::new());
 }
 
+/// The error of a forwarded call that got no answer.
+type SendError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Upstream {
-    /// The channel for a call made on the current runtime. A
-    /// single-threaded runtime (each of the gateway's serving threads) gets
-    /// one of its own, connected on first use, so that the connection is
-    /// driven by the thread that makes the calls: handing each call over to
-    /// another thread and back costs a proxy more than all it does itself.
-    /// Elsewhere it is the shared channel, balanced over
+    /// Sends a call on and waits for the answer's headers. On a
+    /// single-threaded runtime (each of the gateway's serving threads) the
+    /// call goes over an HTTP/2 connection of that runtime's own, made on
+    /// first use and again once it has closed, and driven by the thread that
+    /// makes the calls: handing each call over to another thread and back,
+    /// or to a balancing task, costs a proxy more than all it does itself.
+    /// Elsewhere it takes the shared channel, balanced over
     /// `ESOCIAL_GATEWAY_UPSTREAM_CONNECTIONS` connections. A runtime's
-    /// channels stay with its thread (a thread that runs many runtimes one
-    /// after another, as a test runner may, keeps an entry for each).
-    pub fn channel(&self) -> Channel {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.channel.clone();
-        };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-            return self.channel.clone();
+    /// connections stay with its thread (a thread that runs many runtimes
+    /// one after another, as a test runner may, keeps an entry for each).
+    pub async fn send(&self, request: GrpcRequest) -> Result<GrpcResponse, SendError> {
+        match self.own_connection() {
+            Some(connection) => connection.send(request).await,
+            None => Ok(self.channel.clone().oneshot(request).await?),
         }
-        RUNTIME_CHANNELS.with(|channels| {
-            let mut channels = channels.borrow_mut();
-            let own = channels.entry(runtime.id()).or_default();
-            if let Some(channel) = own.get(&self.url) {
-                return channel.clone();
+    }
+
+    fn own_connection(&self) -> Option<Arc<ThreadConnection>> {
+        let origin = self.origin.as_ref()?;
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return None;
+        }
+        Some(RUNTIME_CONNECTIONS.with(|connections| {
+            let mut connections = connections.borrow_mut();
+            let own = connections.entry(runtime.id()).or_default();
+            Arc::clone(
+                own.entry(self.url.clone())
+                    .or_insert_with(|| Arc::new(ThreadConnection { origin: origin.clone(), held: Default::default() })),
+            )
+        }))
+    }
+}
+
+/// A single-threaded runtime's HTTP/2 connection to one upstream.
+#[derive(Debug)]
+struct ThreadConnection {
+    origin: http::uri::Authority,
+    /// The connection's handle; it is made again, by one call while the
+    /// others wait, once the connection has closed.
+    held: tokio::sync::Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    sender: Option<hyper::client::conn::http2::SendRequest<tonic::body::Body>>,
+    /// When the last attempt to connect failed, and why: the calls that
+    /// waited for that attempt fail with it rather than try again one by one.
+    failed: Option<(Instant, String)>,
+}
+
+impl ThreadConnection {
+    async fn send(&self, mut request: GrpcRequest) -> Result<GrpcResponse, SendError> {
+        let asked = Instant::now();
+        let mut sender = {
+            let mut held = self.held.lock().await;
+            match (&held.sender, &held.failed) {
+                (Some(sender), _) if !sender.is_closed() => sender.clone(),
+                (_, Some((at, why))) if *at >= asked => return Err(why.clone().into()),
+                _ => {
+                    held.sender = None;
+                    match self.connect().await {
+                        Ok(sender) => {
+                            *held = Held { sender: Some(sender.clone()), failed: None };
+                            sender
+                        }
+                        Err(error) => {
+                            held.failed = Some((Instant::now(), error.to_string()));
+                            return Err(error);
+                        }
+                    }
+                }
             }
-            let channel = self.endpoint.connect_lazy();
-            own.insert(self.url.clone(), channel.clone());
-            channel
-        })
+        };
+        let path = request.uri().path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+        *request.uri_mut() = http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.origin.clone())
+            .path_and_query(path)
+            .build()?;
+        let response = sender.send_request(request).await?;
+        Ok(response.map(tonic::body::Body::new))
+    }
+
+    /// Connects within [`CONNECT_TIMEOUT`], with the keepalive the shared
+    /// channel has.
+    async fn connect(&self) -> Result<hyper::client::conn::http2::SendRequest<tonic::body::Body>, SendError> {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        let connecting = async {
+            let stream = tokio::net::TcpStream::connect(self.origin.as_str()).await?;
+            stream.set_nodelay(true)?;
+            let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+                .handshake(TokioIo::new(stream))
+                .await?;
+            let origin = self.origin.clone();
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %origin, "a serving thread's upstream connection ended");
+                }
+            });
+            Ok::<_, SendError>(sender)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| format!("no connection to {} within {} ms", self.origin, CONNECT_TIMEOUT.as_millis()))?
     }
 }
 
@@ -131,31 +222,35 @@ impl Upstreams {
         connections: usize,
     ) -> Result<Self, tonic::transport::Error> {
         let mut by_package = HashMap::new();
-        let mut channels: HashMap<String, (Endpoint, Channel)> = HashMap::new();
+        let mut channels: HashMap<String, Channel> = HashMap::new();
         for (routes, direction) in [(inbound, Direction::Inbound), (outbound, Direction::Outbound)] {
             for (package, url) in routes {
-                let (endpoint, channel) = match channels.get(url) {
+                let channel = match channels.get(url) {
                     Some(known) => known.clone(),
                     None => {
                         let endpoint = Endpoint::from_shared(url.clone())?
                             .connect_timeout(CONNECT_TIMEOUT)
                             .tcp_nodelay(true)
-                            .http2_keep_alive_interval(Duration::from_secs(30))
-                            .keep_alive_timeout(Duration::from_secs(10))
+                            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
                             .keep_alive_while_idle(true);
                         let channel = if connections <= 1 {
                             endpoint.connect_lazy()
                         } else {
                             Channel::balance_list(std::iter::repeat_n(endpoint.clone(), connections))
                         };
-                        channels.insert(url.clone(), (endpoint.clone(), channel.clone()));
-                        (endpoint, channel)
+                        channels.insert(url.clone(), channel.clone());
+                        channel
                     }
                 };
                 let audience = (direction == Direction::Inbound)
                     .then(|| Arc::from(crate::internal_tokens::audience_of_package(package)));
-                by_package
-                    .insert(package.clone(), Upstream { channel, endpoint, url: url.clone(), direction, audience });
+                let origin = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .filter(|uri| uri.scheme() == Some(&http::uri::Scheme::HTTP))
+                    .and_then(|uri| uri.authority().cloned());
+                by_package.insert(package.clone(), Upstream { channel, origin, url: url.clone(), direction, audience });
             }
         }
         Ok(Self { by_package })
@@ -485,7 +580,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
     let limit = u64::from(member.message_bytes_max);
     let bodies = exchange.log_bodies.then_some(door.log.body_budget());
     let request = exchange.meter_request(request, limit, bodies);
-    let forwarded = upstream.channel().oneshot(request);
+    let forwarded = upstream.send(request);
     // The server's own timer covers the wait for the headers unless this
     // deadline is shorter.
     let answered = if deadline < server_deadline {
@@ -505,7 +600,7 @@ async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequ
         Err(error) => {
             let status = if let Some(too_large) = exchange.request_too_large() {
                 too_large
-            } else if is_timeout(&error) {
+            } else if is_timeout(error.as_ref()) {
                 Status::deadline_exceeded("the service behind the gateway did not answer within the deadline")
             } else {
                 tracing::warn!(%error, upstream = %upstream.url, method = %path, "upstream unavailable");

@@ -415,6 +415,59 @@ async fn recording_upstream() -> (String, Arc<Mutex<Vec<(String, Option<String>)
     (url, recorded)
 }
 
+/// A service of the test's own on `listener` that answers every call
+/// `NOT_FOUND` with `answer`; aborting its task closes the listener and
+/// every connection.
+fn answering_upstream(listener: tokio::net::TcpListener, answer: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let service =
+                hyper::service::service_fn(move |_request: http::Request<hyper::body::Incoming>| async move {
+                    http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", (Code::NotFound as i32).to_string())
+                        .header("grpc-message", answer)
+                        .body(String::new())
+                });
+            connections.spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_service_that_restarts_is_reached_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let address = listener.local_addr().expect("address");
+    let first = answering_upstream(listener, "first");
+    let routes = format!("esocial.registry.v1=http://{address}");
+    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_ROUTES", &routes)]).await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    let status = idp.verify_idp_certificate(verify.clone()).await.expect_err("the test's service answers NOT_FOUND");
+    assert_eq!((status.code(), status.message()), (Code::NotFound, "first"));
+
+    // The service stops, and its connections with it: a call finds no one.
+    first.abort();
+    let _ = first.await;
+    let status = idp.verify_idp_certificate(verify.clone()).await.expect_err("no service");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    // It starts again on the same port; the gateway connects again.
+    let listener = tokio::net::TcpListener::bind(address).await.expect("the same port again");
+    let second = answering_upstream(listener, "second");
+    for _ in 0..3 {
+        let status =
+            idp.verify_idp_certificate(verify.clone()).await.expect_err("the test's service answers NOT_FOUND");
+        assert_eq!((status.code(), status.message()), (Code::NotFound, "second"));
+    }
+    second.abort();
+}
+
 #[tokio::test]
 async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     // The gateway reaches identity through a way that holds every chunk
