@@ -72,9 +72,9 @@ pub const BODY_CAPTURE_BYTES_MAX: usize = 1 << 20;
 pub struct Upstream {
     /// Shared by the calls of a multi-threaded runtime.
     channel: Channel,
-    /// The scheme and address a single-threaded runtime connects to itself
-    /// (see [`Upstream::send`]); none for an upstream that is not plain
-    /// `http`, whose calls always take the shared channel.
+    /// The address a single-threaded runtime connects to itself (see
+    /// [`Upstream::send`]); none for an upstream that is not plain `http`,
+    /// whose calls always take the shared channel.
     origin: Option<http::uri::Authority>,
     pub url: String,
     pub direction: Direction,
