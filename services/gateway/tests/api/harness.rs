@@ -222,7 +222,32 @@ impl TestGateway {
             tls: None,
         };
         gateway.wait_for_territories().await;
+        // A gateway that serves TLS is waited for once its clients know how
+        // to reach it (`spawn_with_tls`).
+        let serves_tls =
+            extra.iter().chain(gateway_only).any(|(name, _)| *name == "ESOCIAL_GATEWAY_TLS_CERTIFICATE_FILE");
+        if !serves_tls {
+            gateway.wait_until_serving().await;
+        }
         gateway
+    }
+
+    /// The gateway reports itself serving once its message log takes
+    /// entries (until then it refuses calls, as it should): a test's first
+    /// call must not race the log writer's start.
+    async fn wait_until_serving(&self) {
+        let health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
+        eventually(Duration::from_secs(30), || {
+            let mut health = health.clone();
+            async move {
+                let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+                let status = answer.map_err(|error| error.to_string())?.into_inner().status;
+                (status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                    .then_some(())
+                    .ok_or(format!("the gateway's health is {status}"))
+            }
+        })
+        .await;
     }
 
     /// The registry knows every territorial unit once the classifier's
@@ -292,6 +317,7 @@ impl TestGateway {
                 .domain_name("localhost"),
         );
         drop(files);
+        gateway.wait_until_serving().await;
         gateway
     }
 
