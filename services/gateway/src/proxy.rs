@@ -120,10 +120,13 @@ impl Upstream {
         Some(RUNTIME_CONNECTIONS.with(|connections| {
             let mut connections = connections.borrow_mut();
             let own = connections.entry(runtime.id()).or_default();
-            Arc::clone(
-                own.entry(self.url.clone())
-                    .or_insert_with(|| Arc::new(ThreadConnection { origin: origin.clone(), held: Default::default() })),
-            )
+            // Looked up before anything is made: this runs for every call.
+            if let Some(connection) = own.get(&self.url) {
+                return Arc::clone(connection);
+            }
+            let connection = Arc::new(ThreadConnection { origin: origin.clone(), held: Default::default() });
+            own.insert(self.url.clone(), Arc::clone(&connection));
+            connection
         }))
     }
 }
