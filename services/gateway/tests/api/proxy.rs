@@ -385,64 +385,47 @@ async fn a_call_given_up_while_the_door_waits_for_token_keys_still_gets_its_entr
     drop(silent);
 }
 
-/// A service of the test's own behind the gateway: it records the path and
-/// the `grpc-timeout` of every call it gets, and answers each with
-/// `NOT_FOUND` at once (trailers only, so no message is needed).
-async fn recording_upstream() -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let calls = Arc::new(Mutex::new(Vec::new()));
+/// The path and `grpc-timeout` of each call a test's own service got.
+type Recorded = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// A service of the test's own on `listener`: it records the path and the
+/// `grpc-timeout` of every call it gets, and answers each with `NOT_FOUND`
+/// and `answer` at once (trailers only, so no message is needed). Aborting
+/// its task closes the listener and every connection.
+fn answering_upstream(
+    listener: tokio::net::TcpListener,
+    answer: &'static str,
+) -> (tokio::task::JoinHandle<()>, Recorded) {
+    let calls: Recorded = Arc::new(Mutex::new(Vec::new()));
     let recorded = Arc::clone(&calls);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             let calls = Arc::clone(&calls);
-            let answer = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                 let timeout = request.headers().get("grpc-timeout").and_then(|value| value.to_str().ok());
                 calls.lock().expect("calls").push((request.uri().path().to_owned(), timeout.map(str::to_owned)));
                 let response = http::Response::builder()
                     .header("content-type", "application/grpc")
                     .header("grpc-status", (Code::NotFound as i32).to_string())
-                    .header("grpc-message", "recorded")
+                    .header("grpc-message", answer)
                     .body(String::new());
                 async move { response }
             });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), answer),
-            );
-        }
-    });
-    (url, recorded)
-}
-
-/// A service of the test's own on `listener` that answers every call
-/// `NOT_FOUND` with `answer`; aborting its task closes the listener and
-/// every connection.
-fn answering_upstream(listener: tokio::net::TcpListener, answer: &'static str) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            let service =
-                hyper::service::service_fn(move |_request: http::Request<hyper::body::Incoming>| async move {
-                    http::Response::builder()
-                        .header("content-type", "application/grpc")
-                        .header("grpc-status", (Code::NotFound as i32).to_string())
-                        .header("grpc-message", answer)
-                        .body(String::new())
-                });
             connections.spawn(
                 hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
             );
         }
-    })
+    });
+    (task, recorded)
 }
 
 #[tokio::test]
 async fn a_service_that_restarts_is_reached_again() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let address = listener.local_addr().expect("address");
-    let first = answering_upstream(listener, "first");
+    let (first, _) = answering_upstream(listener, "first");
     let routes = format!("esocial.registry.v1=http://{address}");
     let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_ROUTES", &routes)]).await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
@@ -459,7 +442,7 @@ async fn a_service_that_restarts_is_reached_again() {
 
     // It starts again on the same port; the gateway connects again.
     let listener = tokio::net::TcpListener::bind(address).await.expect("the same port again");
-    let second = answering_upstream(listener, "second");
+    let (second, _) = answering_upstream(listener, "second");
     for _ in 0..3 {
         let status =
             idp.verify_idp_certificate(verify.clone()).await.expect_err("the test's service answers NOT_FOUND");
@@ -474,7 +457,9 @@ async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     // for 300 ms, so a token exchange takes at least that; the registry's
     // package goes to a service that records the deadline it was given.
     let delay = Duration::from_millis(300);
-    let (upstream_url, calls) = recording_upstream().await;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let upstream_url = format!("http://{}", upstream.local_addr().expect("address"));
+    let (_upstream, calls) = answering_upstream(upstream, "recorded");
     let identity = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let slow_identity = esocial_testkit::TcpProxy::start_slow(identity.local_addr().expect("address"), delay)
         .await
