@@ -77,13 +77,13 @@ impl TestGateway {
     /// With the event stream and NATS server of `events` (a test that
     /// starts a NATS server of its own).
     pub async fn spawn_on(events: TestEvents, extra: &[(&str, &str)]) -> Self {
-        Self::spawn_full(events, extra, &[], None).await
+        Self::spawn_full(events, extra, &[], None, None).await
     }
 
     /// With configuration that only the gateway gets (`gateway_only`), on
     /// top of `extra`, which every service gets.
     pub async fn spawn_with_gateway(extra: &[(&str, &str)], gateway_only: &[(&str, &str)]) -> Self {
-        Self::spawn_full(TestEvents::default(), extra, gateway_only, None).await
+        Self::spawn_full(TestEvents::default(), extra, gateway_only, None, None).await
     }
 
     /// With identity serving on `identity_listener`, so that the test
@@ -93,7 +93,7 @@ impl TestGateway {
         identity_listener: tokio::net::TcpListener,
         gateway_only: &[(&str, &str)],
     ) -> Self {
-        Self::spawn_full(TestEvents::default(), &[], gateway_only, Some(identity_listener)).await
+        Self::spawn_full(TestEvents::default(), &[], gateway_only, Some(identity_listener), None).await
     }
 
     async fn spawn_full(
@@ -101,6 +101,7 @@ impl TestGateway {
         extra: &[(&str, &str)],
         gateway_only: &[(&str, &str)],
         identity_listener: Option<tokio::net::TcpListener>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
         esocial_testkit::init_telemetry("esocial-gateway-tests");
         let database = TestDatabase::create().await.expect("test database");
@@ -219,16 +220,10 @@ impl TestGateway {
             shutdown,
             tasks,
             _files: files,
-            tls: None,
+            tls,
         };
         gateway.wait_for_territories().await;
-        // A gateway that serves TLS is waited for once its clients know how
-        // to reach it (`spawn_with_tls`).
-        let serves_tls =
-            extra.iter().chain(gateway_only).any(|(name, _)| *name == "ESOCIAL_GATEWAY_TLS_CERTIFICATE_FILE");
-        if !serves_tls {
-            gateway.wait_until_serving().await;
-        }
+        gateway.wait_until_serving().await;
         gateway
     }
 
@@ -305,19 +300,22 @@ impl TestGateway {
         };
         let (certificate, key, client_ca) =
             (write("server.pem", server.0), write("server-key.pem", server.1), write("client-ca.pem", client_ca));
-        let mut gateway = Self::spawn_with(&[
-            ("ESOCIAL_GATEWAY_TLS_CERTIFICATE_FILE", &certificate),
-            ("ESOCIAL_GATEWAY_TLS_KEY_FILE", &key),
-            ("ESOCIAL_GATEWAY_TLS_CLIENT_CA_FILE", &client_ca),
-        ])
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(server_ca))
+            .domain_name("localhost");
+        let gateway = Self::spawn_full(
+            TestEvents::default(),
+            &[
+                ("ESOCIAL_GATEWAY_TLS_CERTIFICATE_FILE", &certificate),
+                ("ESOCIAL_GATEWAY_TLS_KEY_FILE", &key),
+                ("ESOCIAL_GATEWAY_TLS_CLIENT_CA_FILE", &client_ca),
+            ],
+            &[],
+            None,
+            Some(tls),
+        )
         .await;
-        gateway.tls = Some(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(server_ca))
-                .domain_name("localhost"),
-        );
         drop(files);
-        gateway.wait_until_serving().await;
         gateway
     }
 
