@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug)]
 pub struct Arguments {
     pub positional: Vec<String>,
-    options: HashMap<String, String>,
+    /// Every value given, in order: an option may be given more than once.
+    options: HashMap<String, Vec<String>>,
     flags: HashSet<String>,
     usage: &'static str,
 }
@@ -29,7 +30,7 @@ impl Arguments {
                 }
                 Some(name) => {
                     let value = remaining.next().ok_or_else(|| anyhow::anyhow!("{argument} needs a value\n{usage}"))?;
-                    parsed.options.insert(name.to_owned(), value.clone());
+                    parsed.options.entry(name.to_owned()).or_default().push(value.clone());
                 }
                 None => parsed.positional.push(argument.clone()),
             }
@@ -47,8 +48,14 @@ impl Arguments {
         self.positional.first().map(String::as_str)
     }
 
+    /// The value of an option; the last, when given more than once.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.options.get(name).map(String::as_str)
+        self.options.get(name).and_then(|values| values.last()).map(String::as_str)
+    }
+
+    /// Every value of an option given more than once, in order.
+    pub fn all(&self, name: &str) -> &[String] {
+        self.options.get(name).map_or(&[], Vec::as_slice)
     }
 
     pub fn required(&self, name: &str) -> anyhow::Result<&str> {
@@ -97,5 +104,15 @@ mod tests {
         assert_eq!(arguments.positional, ["verify-log"]);
         let arguments = Arguments::parse(&words("verify-log --node gateway-2"), "u").expect("parse");
         assert!(!arguments.flag("no-witness"));
+    }
+
+    #[test]
+    fn an_option_given_twice_keeps_both_values_in_order() {
+        let arguments =
+            Arguments::parse(&words("verify-log --earlier-key a.pem --node gateway-1 --earlier-key b.pem"), "u")
+                .expect("parse");
+        assert_eq!(arguments.all("earlier-key"), ["a.pem", "b.pem"]);
+        assert_eq!(arguments.get("earlier-key"), Some("b.pem"), "the last one");
+        assert!(arguments.all("node-key").is_empty());
     }
 }

@@ -10,9 +10,11 @@ pub const USAGE: &str = "usage: esocial gateway <command>
 
   esocial gateway signing-key [--out FILE]
       create the key that signs message log checkpoints (default: ESOCIAL_GATEWAY_SIGNING_KEY_FILE) unless it exists
-  esocial gateway verify-log [--node NODE] [--no-witness]
+  esocial gateway verify-log [--node NODE] [--no-witness] [--earlier-key FILE]...
       recompute every message log chain (or one node's) from its first entry, check the stored bodies
-      against their digests and every signed checkpoint against the signing key, and check that each
+      against their digests and every signed checkpoint against the signing key (and the earlier
+      signing keys given: a new key starts a new chain under a new node name, and the chains of the
+      nodes before it verify with the keys they were written with), and check that each
       chain reaches the newest checkpoint the event stream holds and matches every one it holds (a
       copy outside the database, so the end of a chain removed with its checkpoints is found;
       --no-witness skips it when NATS is not reachable); print the first broken entry of each
@@ -29,8 +31,14 @@ pub async fn run(settings: &ProcessSettings, arguments: &[String]) -> anyhow::Re
         }
         Some("verify-log") => {
             let with_witness = !arguments.flag("no-witness");
-            let reports =
-                esocial_gateway::verify_stored_log(&settings.gateway, arguments.get("node"), with_witness).await?;
+            let earlier_keys: Vec<PathBuf> = arguments.all("earlier-key").iter().map(PathBuf::from).collect();
+            let reports = esocial_gateway::verify_stored_log(
+                &settings.gateway,
+                arguments.get("node"),
+                with_witness,
+                &earlier_keys,
+            )
+            .await?;
             if !with_witness {
                 println!("not compared with the event stream's checkpoints: removed ends of chains may go unnoticed");
             }

@@ -299,6 +299,33 @@ async fn a_person_signs_in_from_the_command_line_and_calls_the_classifier() {
         .expect("status");
     assert!(exit.success(), "a clean exit after SIGTERM: {exit:?}");
 
+    // The gateway's signing key replaced: the chain written so far verifies
+    // only with the key it was written with given as an earlier key.
+    let replacing = data.path().join("replacing-gateway-signing-key.pem");
+    let created =
+        Command::new(BINARY).args(["gateway", "signing-key", "--out"]).arg(&replacing).envs(env.clone()).output();
+    let created = created.await.expect("signing-key runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let verify_log = async |earlier: &[&std::path::Path]| {
+        let mut command = Command::new(BINARY);
+        command.args(["gateway", "verify-log"]).envs(env.clone()).env("ESOCIAL_GATEWAY_SIGNING_KEY_FILE", &replacing);
+        for path in earlier {
+            command.arg("--earlier-key").arg(path);
+        }
+        command.output().await
+    };
+    let alone = verify_log(&[]).await.expect("verify-log runs");
+    assert!(!alone.status.success(), "{}", String::from_utf8_lossy(&alone.stdout));
+    assert!(String::from_utf8_lossy(&alone.stdout).contains("gateway-1: BROKEN at entry 1"), "{alone:?}");
+    let replaced = data.path().join(esocial_gateway::SIGNING_KEY_FILE_NAME);
+    let both = verify_log(&[&replaced]).await.expect("verify-log runs");
+    assert!(both.status.success(), "{}", String::from_utf8_lossy(&both.stderr));
+    assert!(String::from_utf8_lossy(&both.stdout).contains("gateway-1: intact"), "{both:?}");
+    let missing = verify_log(&[&data.path().join("no-such-key.pem")]).await.expect("verify-log runs");
+    assert!(!missing.status.success());
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(said.contains("earlier signing key") && said.contains("no-such-key.pem"), "{said}");
+
     // ESOCIAL_LOG_FORMAT=json: every log line is one JSON object.
     let logs = logs.await.expect("logs");
     assert!(logs.iter().any(|line| line.contains("received SIGTERM")), "{logs:?}");

@@ -81,6 +81,11 @@ pub const SIGNING_KEY_FILE: Variable = Variable {
     default: "<data dir>/gateway-signing-key.pem",
     meaning: "Ed25519 private key (PKCS#8 PEM) that signs message log checkpoints; `esocial gateway signing-key` makes one",
 };
+pub const EARLIER_SIGNING_KEY_FILES: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES",
+    default: "",
+    meaning: "comma-separated key files that ESOCIAL_GATEWAY_SIGNING_KEY_FILE replaced: the message log chains written with them (each under its own node name) still verify, in `VerifyMessageLog` and `esocial gateway verify-log`",
+};
 pub const LOG_QUEUE_MAX: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_QUEUE_MAX",
     default: "10000",
@@ -178,6 +183,7 @@ pub const VARIABLES: &[Variable] = &[
     OUTBOUND_ROUTES,
     NODE,
     SIGNING_KEY_FILE,
+    EARLIER_SIGNING_KEY_FILES,
     LOG_QUEUE_MAX,
     LOG_BATCH_MAX,
     LOG_LINGER_MS,
@@ -285,6 +291,9 @@ pub struct Settings {
     pub outbound_routes: Vec<(String, String)>,
     pub node: String,
     pub signing_key_file: PathBuf,
+    /// Signing keys `signing_key_file` replaced, still trusted to verify
+    /// the chains they keyed.
+    pub earlier_signing_key_files: Vec<PathBuf>,
     pub client_id: String,
     pub client_key_file: PathBuf,
     pub tls: Option<TlsFiles>,
@@ -378,6 +387,10 @@ impl Settings {
             Some(path) => PathBuf::from(path),
             None => common.data_dir.join(SIGNING_KEY_FILE_NAME),
         };
+        let earlier_signing_key_files = env
+            .get(EARLIER_SIGNING_KEY_FILES.name)
+            .map(|files| files.split(',').map(str::trim).filter(|file| !file.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
         let client_key_file = match env.get(CLIENT_KEY_FILE.name) {
             Some(path) => PathBuf::from(path),
             None => common.data_dir.join("systems").join(&client_id).join("private-key.pem"),
@@ -403,6 +416,7 @@ impl Settings {
             outbound_routes,
             node,
             signing_key_file,
+            earlier_signing_key_files,
             client_id,
             client_key_file,
             log_queue_max,
@@ -438,17 +452,34 @@ pub fn read_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
     CheckpointKey::from_pem(&pem).map_err(|error| anyhow::anyhow!("signing key {}: {error}", path.display()))
 }
 
+/// Reads a signing key the current one replaced, for verification.
+fn read_earlier_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
+    let pem = std::fs::read_to_string(path).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot read the gateway's earlier signing key {} ({} or --earlier-key): {error}",
+            path.display(),
+            EARLIER_SIGNING_KEY_FILES.name
+        )
+    })?;
+    CheckpointKey::from_pem(&pem).map_err(|error| anyhow::anyhow!("earlier signing key {}: {error}", path.display()))
+}
+
 /// Verifies the stored message log of `node` (every node when `None`) with
-/// the key in the configured signing key file (`esocial gateway verify-log`),
+/// the key in the configured signing key file and the earlier keys it
+/// replaced (configured, and `earlier_keys`; `esocial gateway verify-log`),
 /// and unless `with_witness` is false against the checkpoints the event
 /// stream holds (NATS must then be reachable).
 pub async fn verify_stored_log(
     settings: &Settings,
     node: Option<&str>,
     with_witness: bool,
+    earlier_keys: &[PathBuf],
 ) -> anyhow::Result<Vec<verify::ChainReport>> {
-    let key = read_signing_key(&settings.signing_key_file)?;
-    let keys = LogKeys::of(&key);
+    let mut trusted = vec![read_signing_key(&settings.signing_key_file)?];
+    for path in settings.earlier_signing_key_files.iter().chain(earlier_keys) {
+        trusted.push(read_earlier_signing_key(path)?);
+    }
+    let keys = LogKeys::of_all(&trusted);
     let witness = if with_witness {
         let nats =
             esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway-verify").await.map_err(|error| {
@@ -472,6 +503,8 @@ pub struct Gateway {
     nats: async_nats::Client,
     verifier: Arc<TokenVerifier>,
     key: Arc<CheckpointKey>,
+    /// The checkpoint key's and the earlier keys'.
+    log_keys: LogKeys,
     directory: Arc<Directory>,
     upstreams: Upstreams,
     internal_tokens: InternalTokens,
@@ -481,6 +514,10 @@ pub struct Gateway {
 impl Gateway {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let key = Arc::new(read_signing_key(&settings.signing_key_file)?);
+        let mut log_keys = LogKeys::of(&key);
+        for path in &settings.earlier_signing_key_files {
+            log_keys = log_keys.trusting(&read_earlier_signing_key(path)?);
+        }
         let pool = esocial_kit::db::pool(
             &settings.common.database_url,
             NAME,
@@ -515,17 +552,17 @@ impl Gateway {
         )?;
         let internal_tokens = InternalTokens::new(&auth.identity_url, credentials)?;
         let tls = settings.tls.as_ref().map(TlsFiles::server_config).transpose()?;
-        Ok(Self { settings, pool, nats, verifier, key, directory, upstreams, internal_tokens, tls })
+        Ok(Self { settings, pool, nats, verifier, key, log_keys, directory, upstreams, internal_tokens, tls })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// What verifies this gateway's message log: the checkpoint key and
-    /// the chain's secret.
+    /// What verifies the message log: the checkpoint key and the chain's
+    /// secret, and those of the earlier keys configured.
     pub fn log_keys(&self) -> LogKeys {
-        LogKeys::of(&self.key)
+        self.log_keys.clone()
     }
 
     pub async fn run(

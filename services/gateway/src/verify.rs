@@ -36,20 +36,36 @@ pub struct TrustedKey {
 }
 
 /// What verification needs: the keys checkpoints may be signed with, and
-/// the secret the chain is keyed with.
+/// the secrets chains may be keyed with. A gateway signs with one key and
+/// a new key starts a new chain under a new node name, so after a key is
+/// replaced the older nodes' chains verify only with the keys they were
+/// written with.
 #[derive(Debug, Clone)]
 pub struct LogKeys {
     pub checkpoint_keys: Vec<TrustedKey>,
-    pub chain_key: MacKey,
+    /// The current key's first.
+    pub chain_keys: Vec<MacKey>,
 }
 
 impl LogKeys {
     /// The keys of a gateway signing key.
     pub fn of(key: &crate::message_log::CheckpointKey) -> Self {
-        Self {
-            checkpoint_keys: vec![TrustedKey { key_id: key.key_id.clone(), key: key.verifying_key() }],
-            chain_key: key.chain_key(),
-        }
+        Self::of_all(std::slice::from_ref(key))
+    }
+
+    /// The keys of several gateway signing keys: the current one first,
+    /// then those it replaced.
+    pub fn of_all(keys: &[crate::message_log::CheckpointKey]) -> Self {
+        keys.iter().fold(Self { checkpoint_keys: Vec::new(), chain_keys: Vec::new() }, Self::trusting)
+    }
+
+    /// These keys and those of `earlier` (a key the current one replaced),
+    /// after them.
+    #[must_use]
+    pub fn trusting(mut self, earlier: &crate::message_log::CheckpointKey) -> Self {
+        self.checkpoint_keys.push(TrustedKey { key_id: earlier.key_id.clone(), key: earlier.verifying_key() });
+        self.chain_keys.push(earlier.chain_key());
+        self
     }
 }
 
@@ -318,6 +334,11 @@ async fn verify_node(
     }
     let mut previous: Digest = GENESIS;
     let mut expected: i64 = 1;
+    // The key the chain is keyed with: the one its first entry verifies
+    // with. Nobody without a trusted key can make an entry that verifies
+    // with one, so the first entry decides, and every later one must
+    // verify with the same key.
+    let mut chain_key: Option<&MacKey> = None;
     // The bodies stay in the database: their digests are compared there.
     loop {
         let rows = sqlx::query(
@@ -373,14 +394,20 @@ async fn verify_node(
                 response_body_stored: row.try_get("response_body_stored")?,
             };
             let stored_hash: Vec<u8> = row.try_get("hash")?;
-            let computed = [entry_hash, entry_hash_v1]
-                .into_iter()
-                .map(|hash| hash(&keys.chain_key, &previous, &fields))
-                .find(|computed| stored_hash.as_slice() == computed.as_slice());
-            let Some(computed) = computed else {
-                note(&mut problems, sequence, format!("entry {sequence} does not match its hash (altered)"));
+            let candidates = chain_key.map_or(keys.chain_keys.as_slice(), std::slice::from_ref);
+            let computed = candidates.iter().find_map(|key| {
+                [entry_hash, entry_hash_v1]
+                    .into_iter()
+                    .map(|hash| hash(key, &previous, &fields))
+                    .find(|computed| stored_hash.as_slice() == computed.as_slice())
+                    .map(|computed| (key, computed))
+            });
+            let Some((key, computed)) = computed else {
+                let which = if chain_key.is_none() && keys.chain_keys.len() > 1 { " with any trusted key" } else { "" };
+                note(&mut problems, sequence, format!("entry {sequence} does not match its hash{which} (altered)"));
                 return Ok(first_problem(report, problems));
             };
+            chain_key = Some(key);
             for side in ["request", "response"] {
                 if !row.try_get::<bool, _>(format!("{side}_body_matches").as_str())? {
                     note(

@@ -129,8 +129,9 @@ async fn rechain(
             response_body_stored: false,
         };
         previous = hash(&previous, &fields);
-        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE sequence = $2")
+        sqlx::query("UPDATE gateway.message_log SET hash = $1 WHERE node = $2 AND sequence = $3")
             .bind(previous.as_slice())
+            .bind(&row.0)
             .bind(row.1)
             .execute(pool)
             .await
@@ -812,7 +813,7 @@ async fn entries_written_in_the_earlier_hash_form_still_verify_and_an_altered_on
     // hash without whether bodies are stored (none are here).
     gateway.tamper("DELETE FROM gateway.log_checkpoints", &[]).await;
     let rows = log_rows(&gateway.pool).await;
-    let key = &gateway.log_keys.chain_key;
+    let key = &gateway.log_keys.chain_keys[0];
     rechain(&gateway.pool, &rows, GENESIS, |previous, fields| entry_hash_v1(key, previous, fields)).await;
     let pool = gateway.gateway_pool().await;
     let verify_without_witness = async || {
@@ -826,4 +827,142 @@ async fn entries_written_in_the_earlier_hash_form_still_verify_and_an_altered_on
     gateway.tamper("UPDATE gateway.message_log SET status_code = 7 WHERE sequence = 2", &[]).await;
     let report = verify_without_witness().await;
     assert_broken_at(&report, 2, &[]);
+}
+
+#[tokio::test]
+async fn a_chain_written_with_a_replaced_key_verifies_with_that_key_trusted_and_does_not_go_on_with_another() {
+    use esocial_gateway::message_log::entry_hash;
+
+    let gateway = gateway_after_calls(6).await;
+    let head = witnessed_head(&gateway).await;
+    // The gateway's key is replaced (a new one starts a new chain under a
+    // new node name): the chain written so far was keyed with the old one.
+    let files = esocial_testkit::TempDir::new("replacing-key").expect("temporary directory");
+    let path = files.path().join("new-signing-key.pem");
+    assert!(esocial_gateway::ensure_signing_key(&path).expect("a new key"), "a new key file");
+    let current = esocial_gateway::read_signing_key(&path).expect("the new key");
+    let current_chain_key = current.chain_key();
+    let pool = gateway.gateway_pool().await;
+    let copies = gateway.checkpoint_copies().await;
+    let verify_with = async |keys: &verify::LogKeys, witnessed: bool| {
+        let witness = if witnessed { Some(copies.read(keys).await.expect("the stream's checkpoints")) } else { None };
+        let reports = verify::verify(&pool, keys, None, witness.as_ref()).await.expect("verification runs");
+        assert_eq!(reports.len(), 1, "one node, one chain: {reports:?}");
+        reports.into_iter().next().expect("one chain")
+    };
+
+    // With the new key alone, nothing of the chain verifies.
+    let report = verify_with(&verify::LogKeys::of(&current), true).await;
+    assert_broken_at(&report, 1, &["altered"]);
+
+    // With the key it replaced trusted too (after it, as `verify-log
+    // --earlier-key` puts it), the chain verifies through the stream's
+    // newest checkpoint.
+    let both = verify::LogKeys::of_all(&[current, gateway.signing_key()]);
+    let report = verify_with(&both, true).await;
+    assert!(report.is_intact(), "{report:?}");
+    assert!(report.signed_through >= head && report.witnessed_through >= head, "{report:?}");
+
+    // Whoever holds the new key cannot rewrite the old chain with it: the
+    // first entry decides the key, and the second does not verify with it.
+    // (Without the checkpoints, the database holds nothing else to tell.)
+    gateway.tamper("DELETE FROM gateway.log_checkpoints", &[]).await;
+    let first: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 1")
+        .fetch_one(&gateway.pool)
+        .await
+        .expect("the first entry's hash")
+        .try_into()
+        .expect("32 bytes");
+    let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 >= 2).collect();
+    rechain(&gateway.pool, &rows, first, |previous, fields| entry_hash(&current_chain_key, previous, fields)).await;
+    let report = verify_with(&both, false).await;
+    assert_broken_at(&report, 2, &["altered"]);
+}
+
+#[tokio::test]
+async fn the_auditors_verification_trusts_the_earlier_keys_configured_for_the_chains_they_wrote() {
+    use ed25519_dalek::Signer as _;
+    use esocial_gateway::message_log::{GENESIS, checkpoint_message, entry_hash};
+
+    // A key this gateway's key replaced; the node that used it was
+    // gateway-0.
+    let files = esocial_testkit::TempDir::new("earlier-key").expect("temporary directory");
+    let earlier_path = files.path().join("earlier-signing-key.pem");
+    esocial_gateway::ensure_signing_key(&earlier_path).expect("an earlier key");
+    let earlier = esocial_gateway::read_signing_key(&earlier_path).expect("the earlier key");
+    let gateway = TestGateway::spawn_with_gateway(
+        &[],
+        &[("ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES", &format!(" {}, ", earlier_path.display()))],
+    )
+    .await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    for _ in 0..3 {
+        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
+    }
+    gateway.wait_for_log_entries(4).await;
+
+    // gateway-0's chain: four entries keyed with the earlier key, the last
+    // signed with it.
+    gateway
+        .tamper(
+            "INSERT INTO gateway.message_log (node, sequence, request_id, member_id, caller, method, direction,
+                                              started_at, duration_us, status_code, request_bytes, response_bytes,
+                                              request_sha256, response_sha256, hash)
+             SELECT 'gateway-0', sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
+                    status_code, request_bytes, response_bytes, request_sha256, response_sha256, hash
+             FROM gateway.message_log WHERE node = 'gateway-1' AND sequence <= $1",
+            &[4],
+        )
+        .await;
+    let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.0 == "gateway-0").collect();
+    assert_eq!(rows.len(), 4);
+    let chain_key = earlier.chain_key();
+    rechain(&gateway.pool, &rows, GENESIS, |previous, fields| entry_hash(&chain_key, previous, fields)).await;
+    let head: Digest = sqlx::query_scalar::<_, Vec<u8>>(
+        "SELECT hash FROM gateway.message_log WHERE node = 'gateway-0' AND sequence = 4",
+    )
+    .fetch_one(&gateway.pool)
+    .await
+    .expect("gateway-0's head")
+    .try_into()
+    .expect("32 bytes");
+    let signed_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).expect("now");
+    let signature = earlier.key.sign(&checkpoint_message("gateway-0", 4, &head, signed_at));
+    sqlx::query(
+        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
+         VALUES ('gateway-0', 4, $1, $2, $3, $4)",
+    )
+    .bind(head.as_slice())
+    .bind(signed_at)
+    .bind(&earlier.key_id)
+    .bind(signature.to_bytes().as_slice())
+    .execute(&gateway.pool)
+    .await
+    .expect("gateway-0's checkpoint");
+
+    // The auditor's verification finds both chains intact.
+    let chains = gateway
+        .auditor()
+        .await
+        .verify_message_log(pb::VerifyMessageLogRequest::default())
+        .await
+        .expect("verify")
+        .into_inner()
+        .chains;
+    let by_node: std::collections::BTreeMap<&str, &pb::ChainReport> =
+        chains.iter().map(|chain| (chain.node.as_str(), chain)).collect();
+    assert_eq!(by_node.keys().copied().collect::<Vec<_>>(), ["gateway-0", "gateway-1"], "{chains:?}");
+    let earlier_chain = by_node["gateway-0"];
+    assert!(
+        earlier_chain.intact && earlier_chain.entries == 4 && earlier_chain.signed_through_sequence == 4,
+        "{chains:?}"
+    );
+    assert!(by_node["gateway-1"].intact, "{chains:?}");
+
+    // Trusting the current key alone, gateway-0's chain is not one of ours.
+    let pool = gateway.gateway_pool().await;
+    let current = verify::LogKeys::of(&gateway.signing_key());
+    let reports = verify::verify(&pool, &current, Some("gateway-0"), None).await.expect("verification runs");
+    assert_broken_at(&reports[0], 1, &["altered"]);
 }
