@@ -45,7 +45,12 @@ fn verify_request() -> registry_pb::VerifyIdpCertificateRequest {
 
 /// A gateway through which a member made `calls` calls.
 async fn gateway_after_calls(calls: usize) -> TestGateway {
-    let gateway = TestGateway::spawn().await;
+    gateway_after_calls_with(&[], calls).await
+}
+
+/// As [`gateway_after_calls`], with these settings of the gateway's.
+async fn gateway_after_calls_with(gateway_only: &[(&str, &str)], calls: usize) -> TestGateway {
+    let gateway = TestGateway::spawn_with_gateway(&[], gateway_only).await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
     let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
     for _ in 0..calls {
@@ -137,6 +142,47 @@ async fn rechain(
             .await
             .expect("hash rewritten");
     }
+}
+
+/// The hash stored with entry `sequence` of `node`'s chain.
+async fn stored_hash(pool: &sqlx::PgPool, node: &str, sequence: i64) -> Digest {
+    sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE node = $1 AND sequence = $2")
+        .bind(node)
+        .bind(sequence)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|error| panic!("the hash of {node}'s entry {sequence}: {error}"))
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// Signs `hash` as the head of `node`'s chain at entry `sequence` with
+/// `key`, now, and stores the checkpoint; returns its time and signature.
+async fn store_checkpoint(
+    pool: &sqlx::PgPool,
+    key: &esocial_gateway::message_log::CheckpointKey,
+    node: &str,
+    sequence: i64,
+    hash: &Digest,
+) -> (chrono::DateTime<chrono::Utc>, ed25519_dalek::Signature) {
+    use ed25519_dalek::Signer as _;
+
+    let signed_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).expect("now");
+    let signature = key.key.sign(&esocial_gateway::message_log::checkpoint_message(node, sequence, hash, signed_at));
+    sqlx::query(
+        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(node)
+    .bind(sequence)
+    .bind(hash.as_slice())
+    .bind(signed_at)
+    .bind(&key.key_id)
+    .bind(signature.to_bytes().as_slice())
+    .execute(pool)
+    .await
+    .expect("checkpoint stored");
+    (signed_at, signature)
 }
 
 /// Waits until the last entry is signed and the event stream holds that
@@ -493,12 +539,7 @@ async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_t
         .await;
     let forger = MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[42; 32]), CHAIN_KEY_PURPOSE);
     let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 >= 4).collect();
-    let after: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 3")
-        .fetch_one(&gateway.pool)
-        .await
-        .expect("hash 3")
-        .try_into()
-        .expect("32 bytes");
+    let after = stored_hash(&gateway.pool, "gateway-1", 3).await;
     rechain(&gateway.pool, &rows, after, |previous, fields| entry_hash(&forger, previous, fields)).await;
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, 4, &[]);
@@ -560,8 +601,7 @@ async fn the_end_of_a_chain_removed_with_its_checkpoints_is_found_with_the_event
 
 #[tokio::test]
 async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_older_checkpoint() {
-    use ed25519_dalek::Signer as _;
-    use esocial_gateway::message_log::{checkpoint_message, entry_hash};
+    use esocial_gateway::message_log::entry_hash;
 
     let gateway = gateway_after_calls(6).await;
     let cut_at = witnessed_head(&gateway).await;
@@ -599,39 +639,13 @@ async fn a_chain_cut_back_and_continued_with_the_key_is_found_at_the_stream_s_ol
         )
         .await;
     let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 > kept).collect();
-    let before: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = $1")
-        .bind(kept)
-        .fetch_one(&gateway.pool)
-        .await
-        .expect("hash before the cut")
-        .try_into()
-        .expect("32 bytes");
+    let before = stored_hash(&gateway.pool, "gateway-1", kept).await;
     let chain_key = key.chain_key();
     rechain(&gateway.pool, &rows, before, |previous, fields| entry_hash(&chain_key, previous, fields)).await;
     let head = cut_at + 1;
-    let hash: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = $1")
-        .bind(head)
-        .fetch_one(&gateway.pool)
-        .await
-        .expect("new head")
-        .try_into()
-        .expect("32 bytes");
+    let hash = stored_hash(&gateway.pool, "gateway-1", head).await;
     let node = report.node.clone();
-    let signed_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).expect("now");
-    let signature = key.key.sign(&checkpoint_message(&node, head, &hash, signed_at));
-    sqlx::query(
-        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&node)
-    .bind(head)
-    .bind(hash.as_slice())
-    .bind(signed_at)
-    .bind(&key.key_id)
-    .bind(signature.to_bytes().as_slice())
-    .execute(&gateway.pool)
-    .await
-    .expect("checkpoint stored");
+    let (signed_at, signature) = store_checkpoint(&gateway.pool, &key, &node, head, &hash).await;
     let event = checkpoint_event(&node, head, &hash, signed_at, &key.key_id, &signature);
     gateway.publish_checkpoint(&event).await;
 
@@ -867,12 +881,7 @@ async fn a_chain_written_with_a_replaced_key_verifies_with_that_key_trusted_and_
     // first entry decides the key, and the second does not verify with it.
     // (Without the checkpoints, the database holds nothing else to tell.)
     gateway.tamper("DELETE FROM gateway.log_checkpoints", &[]).await;
-    let first: Digest = sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM gateway.message_log WHERE sequence = 1")
-        .fetch_one(&gateway.pool)
-        .await
-        .expect("the first entry's hash")
-        .try_into()
-        .expect("32 bytes");
+    let first = stored_hash(&gateway.pool, "gateway-1", 1).await;
     let rows: Vec<LogRow> = log_rows(&gateway.pool).await.into_iter().filter(|row| row.1 >= 2).collect();
     rechain(&gateway.pool, &rows, first, |previous, fields| entry_hash(&current_chain_key, previous, fields)).await;
     let report = verify_with(&both, false).await;
@@ -881,8 +890,7 @@ async fn a_chain_written_with_a_replaced_key_verifies_with_that_key_trusted_and_
 
 #[tokio::test]
 async fn the_auditors_verification_trusts_the_earlier_keys_configured_for_the_chains_they_wrote() {
-    use ed25519_dalek::Signer as _;
-    use esocial_gateway::message_log::{GENESIS, checkpoint_message, entry_hash};
+    use esocial_gateway::message_log::{GENESIS, entry_hash};
 
     // A key this gateway's key replaced; the node that used it was
     // gateway-0.
@@ -890,16 +898,9 @@ async fn the_auditors_verification_trusts_the_earlier_keys_configured_for_the_ch
     let earlier_path = files.path().join("earlier-signing-key.pem");
     esocial_gateway::ensure_signing_key(&earlier_path).expect("an earlier key");
     let earlier = esocial_gateway::read_signing_key(&earlier_path).expect("the earlier key");
-    let gateway = TestGateway::spawn_with_gateway(
-        &[],
-        &[("ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES", &format!(" {}, ", earlier_path.display()))],
-    )
-    .await;
-    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
-    for _ in 0..3 {
-        idp.verify_idp_certificate(verify_request()).await.expect("forwarded");
-    }
+    let earlier_files = format!(" {}, ", earlier_path.display());
+    let gateway =
+        gateway_after_calls_with(&[("ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES", earlier_files.as_str())], 3).await;
     gateway.wait_for_log_entries(4).await;
 
     // gateway-0's chain: four entries keyed with the earlier key, the last
@@ -919,27 +920,8 @@ async fn the_auditors_verification_trusts_the_earlier_keys_configured_for_the_ch
     assert_eq!(rows.len(), 4);
     let chain_key = earlier.chain_key();
     rechain(&gateway.pool, &rows, GENESIS, |previous, fields| entry_hash(&chain_key, previous, fields)).await;
-    let head: Digest = sqlx::query_scalar::<_, Vec<u8>>(
-        "SELECT hash FROM gateway.message_log WHERE node = 'gateway-0' AND sequence = 4",
-    )
-    .fetch_one(&gateway.pool)
-    .await
-    .expect("gateway-0's head")
-    .try_into()
-    .expect("32 bytes");
-    let signed_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).expect("now");
-    let signature = earlier.key.sign(&checkpoint_message("gateway-0", 4, &head, signed_at));
-    sqlx::query(
-        "INSERT INTO gateway.log_checkpoints (node, sequence, hash, signed_at, key_id, signature)
-         VALUES ('gateway-0', 4, $1, $2, $3, $4)",
-    )
-    .bind(head.as_slice())
-    .bind(signed_at)
-    .bind(&earlier.key_id)
-    .bind(signature.to_bytes().as_slice())
-    .execute(&gateway.pool)
-    .await
-    .expect("gateway-0's checkpoint");
+    let head = stored_hash(&gateway.pool, "gateway-0", 4).await;
+    store_checkpoint(&gateway.pool, &earlier, "gateway-0", 4, &head).await;
 
     // The auditor's verification finds both chains intact.
     let chains = gateway
