@@ -53,7 +53,7 @@ impl Arguments {
         self.options.get(name).and_then(|values| values.last()).map(String::as_str)
     }
 
-    /// Every value of an option given more than once, in order.
+    /// Every value given for an option, in order (none when not given).
     pub fn all(&self, name: &str) -> &[String] {
         self.options.get(name).map_or(&[], Vec::as_slice)
     }
