@@ -236,15 +236,24 @@ fn with_own_ids<T>(span: &tracing::Span, with: impl FnOnce(&mut SpanContext) -> 
     .flatten()
 }
 
-/// Writes `ids` as W3C trace context headers.
-fn write_trace_context(ids: &SpanContext, mut set: impl FnMut(&'static str, String)) {
-    if !ids.is_valid() {
-        return;
-    }
-    set("traceparent", format!("00-{}-{}-{:02x}", ids.trace_id(), ids.span_id(), ids.trace_flags().to_u8()));
-    let state = ids.trace_state().header();
-    if !state.is_empty() {
-        set("tracestate", state);
+/// Writes the current span's W3C trace context (`traceparent`, maybe
+/// `tracestate`) into `carrier`: the ids the kit's layer gave it, or else
+/// the OpenTelemetry layer's.
+fn inject_current(carrier: &mut dyn Injector) {
+    let span = tracing::Span::current();
+    let own = with_own_ids(&span, |ids| {
+        if !ids.is_valid() {
+            return;
+        }
+        carrier
+            .set("traceparent", format!("00-{}-{}-{:02x}", ids.trace_id(), ids.span_id(), ids.trace_flags().to_u8()));
+        let state = ids.trace_state().header();
+        if !state.is_empty() {
+            carrier.set("tracestate", state);
+        }
+    });
+    if own.is_none() {
+        TraceContextPropagator::new().inject_context(&span.context(), carrier);
     }
 }
 
@@ -252,15 +261,7 @@ fn write_trace_context(ids: &SpanContext, mut set: impl FnMut(&'static str, Stri
 /// current span.
 pub fn current_trace_context() -> HashMap<String, String> {
     let mut carrier = HashMap::new();
-    let span = tracing::Span::current();
-    let own = with_own_ids(&span, |ids| {
-        write_trace_context(ids, |key, value| {
-            carrier.insert(key.to_owned(), value);
-        });
-    });
-    if own.is_none() {
-        TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-    }
+    inject_current(&mut carrier);
     carrier
 }
 
@@ -269,13 +270,7 @@ pub fn current_trace_context() -> HashMap<String, String> {
 pub fn inject_trace_context(headers: &mut http::HeaderMap) {
     headers.remove("traceparent");
     headers.remove("tracestate");
-    let span = tracing::Span::current();
-    let own = with_own_ids(&span, |ids| {
-        write_trace_context(ids, |key, value| HeaderInjector(headers).set(key, value));
-    });
-    if own.is_none() {
-        TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
-    }
+    inject_current(&mut HeaderInjector(headers));
 }
 
 /// Makes `span` a child of the trace context found in `carrier`, if any.
