@@ -120,6 +120,7 @@ fn start_bare_forwarder(upstream: SocketAddr) -> anyhow::Result<SocketAddr> {
 async fn serve_bare(listener: std::net::TcpListener, upstream: SocketAddr) -> anyhow::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    let authority: http::uri::Authority = upstream.to_string().parse()?;
     let stream = tokio::net::TcpStream::connect(upstream).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) =
@@ -128,14 +129,17 @@ async fn serve_bare(listener: std::net::TcpListener, upstream: SocketAddr) -> an
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        let sender = sender.clone();
+        let (sender, authority) = (sender.clone(), authority.clone());
         let forward = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let mut sender = sender.clone();
+            let (mut sender, authority) = (sender.clone(), authority.clone());
             async move {
                 let (mut parts, body) = request.into_parts();
                 let path = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
-                parts.uri =
-                    http::Uri::builder().scheme("http").authority(upstream.to_string()).path_and_query(path).build()?;
+                parts.uri = http::Uri::builder()
+                    .scheme(http::uri::Scheme::HTTP)
+                    .authority(authority)
+                    .path_and_query(path)
+                    .build()?;
                 anyhow::Ok(sender.send_request(http::Request::from_parts(parts, body)).await?)
             }
         });
