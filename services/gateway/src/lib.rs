@@ -464,6 +464,16 @@ fn read_earlier_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
     CheckpointKey::from_pem(&pem).map_err(|error| anyhow::anyhow!("earlier signing key {}: {error}", path.display()))
 }
 
+/// The keys that verify the message log: `current`'s, then those of the
+/// earlier keys configured, then those of the files in `more`.
+fn log_keys_of(settings: &Settings, current: &CheckpointKey, more: &[PathBuf]) -> anyhow::Result<LogKeys> {
+    settings
+        .earlier_signing_key_files
+        .iter()
+        .chain(more)
+        .try_fold(LogKeys::of(current), |keys, path| Ok(keys.trusting(&read_earlier_signing_key(path)?)))
+}
+
 /// Verifies the stored message log of `node` (every node when `None`) with
 /// the key in the configured signing key file and the earlier keys it
 /// replaced (configured, and `earlier_keys`; `esocial gateway verify-log`),
@@ -475,11 +485,7 @@ pub async fn verify_stored_log(
     with_witness: bool,
     earlier_keys: &[PathBuf],
 ) -> anyhow::Result<Vec<verify::ChainReport>> {
-    let mut trusted = vec![read_signing_key(&settings.signing_key_file)?];
-    for path in settings.earlier_signing_key_files.iter().chain(earlier_keys) {
-        trusted.push(read_earlier_signing_key(path)?);
-    }
-    let keys = LogKeys::of_all(&trusted);
+    let keys = log_keys_of(settings, &read_signing_key(&settings.signing_key_file)?, earlier_keys)?;
     let witness = if with_witness {
         let nats =
             esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway-verify").await.map_err(|error| {
@@ -514,10 +520,7 @@ pub struct Gateway {
 impl Gateway {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let key = Arc::new(read_signing_key(&settings.signing_key_file)?);
-        let mut log_keys = LogKeys::of(&key);
-        for path in &settings.earlier_signing_key_files {
-            log_keys = log_keys.trusting(&read_earlier_signing_key(path)?);
-        }
+        let log_keys = log_keys_of(&settings, &key, &[])?;
         let pool = esocial_kit::db::pool(
             &settings.common.database_url,
             NAME,
