@@ -637,7 +637,11 @@ where
         };
         Box::pin(
             async move {
-                let mut response = match tokio::time::timeout(deadline, future).await {
+                // From the call's arrival (the `Deadline` the call carries),
+                // not from this block's first poll, which a busy thread may
+                // reach later than tonic's own `grpc-timeout` timer starts
+                // (that one answers CANCELLED, "Timeout expired").
+                let mut response = match tokio::time::timeout_at((started + deadline).into(), future).await {
                     Ok(response) => response?,
                     Err(_) => tonic::Status::deadline_exceeded(format!(
                         "the call did not finish within {} ms",
