@@ -150,7 +150,10 @@ impl TokenVerifier {
             return Ok(claims);
         }
         let generation = self.key_generation.load(std::sync::atomic::Ordering::SeqCst);
-        let (claims, key_id) = self.verify_signature_and_claims(token).await?;
+        // Boxed: the full check may fetch the key set, and its future, held
+        // inline, would make every call's future (a token remembered too)
+        // that much larger to allocate and move.
+        let (claims, key_id) = Box::pin(self.verify_signature_and_claims(token)).await?;
         if let Ok(mut verified) = self.verified.lock()
             && self.key_generation.load(std::sync::atomic::Ordering::SeqCst) == generation
         {

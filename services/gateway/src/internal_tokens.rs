@@ -84,7 +84,9 @@ impl InternalTokens {
         audience: &Arc<str>,
     ) -> Result<HeaderValue, Status> {
         let slot = self.slot(token_id, audience);
-        let exchanged = slot.get_or_try_init(|| self.exchange(member_token, audience)).await?;
+        // Boxed: the exchange is a call to identity, whose future, held
+        // inline, would make every forwarded call's future that much larger.
+        let exchanged = slot.get_or_try_init(|| Box::pin(self.exchange(member_token, audience))).await?;
         Ok(exchanged.authorization.clone())
     }
 

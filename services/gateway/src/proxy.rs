@@ -28,6 +28,7 @@ use esocial_auth::{TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
 use esocial_kit::rate::Allowance;
 use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
+use futures_util::FutureExt as _;
 use http::{HeaderName, HeaderValue};
 use http_body::Frame;
 use sha2::{Digest as _, Sha256};
@@ -93,6 +94,9 @@ thread_local! {
 /// The error of a forwarded call that got no answer.
 type SendError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A forwarded call waiting for its answer's headers.
+pub type Sending = Pin<Box<dyn Future<Output = Result<GrpcResponse, SendError>> + Send>>;
+
 impl Upstream {
     /// Sends a call on and waits for the answer's headers. On a
     /// single-threaded runtime (each of the gateway's serving threads) the
@@ -104,10 +108,20 @@ impl Upstream {
     /// `ESOCIAL_GATEWAY_UPSTREAM_CONNECTIONS` connections. A runtime's
     /// connections stay with its thread (a thread that runs many runtimes
     /// one after another, as a test runner may, keeps an entry for each).
-    pub async fn send(&self, request: GrpcRequest) -> Result<GrpcResponse, SendError> {
-        match self.own_connection() {
-            Some(connection) => connection.send(request).await,
-            None => Ok(self.channel.clone().oneshot(request).await?),
+    ///
+    /// In the usual case (the runtime's connection is open) the call is
+    /// handed to the connection at once, and the future returned holds the
+    /// wait for the answer alone.
+    pub fn send(&self, request: GrpcRequest) -> Sending {
+        let Some(connection) = self.own_connection() else {
+            return Box::pin(self.channel.clone().oneshot(request).map(|answered| Ok(answered?)));
+        };
+        match connection.open_sender() {
+            Some(sender) => match connection.dispatch(sender, request) {
+                Ok(answer) => Box::pin(answer.map(|answered| Ok(answered?.map(tonic::body::Body::new)))),
+                Err(error) => Box::pin(std::future::ready(Err(error))),
+            },
+            None => Box::pin(async move { connection.send(request).await }),
         }
     }
 
@@ -149,9 +163,34 @@ struct Held {
 }
 
 impl ThreadConnection {
-    async fn send(&self, mut request: GrpcRequest) -> Result<GrpcResponse, SendError> {
+    /// The connection's handle, when it is open and no call is making it
+    /// again.
+    fn open_sender(&self) -> Option<hyper::client::conn::http2::SendRequest<tonic::body::Body>> {
+        let held = self.held.try_lock().ok()?;
+        held.sender.as_ref().filter(|sender| !sender.is_closed()).cloned()
+    }
+
+    /// Hands the call to the connection (addressed to the upstream) and
+    /// returns the wait for its answer.
+    fn dispatch(
+        &self,
+        mut sender: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+        mut request: GrpcRequest,
+    ) -> Result<impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + use<>, SendError> {
+        let path = request.uri().path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+        *request.uri_mut() = http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.origin.clone())
+            .path_and_query(path)
+            .build()?;
+        Ok(sender.send_request(request))
+    }
+
+    /// Sends a call once the connection is open: it waits while another
+    /// call makes it again, or makes it itself.
+    async fn send(&self, request: GrpcRequest) -> Result<GrpcResponse, SendError> {
         let asked = Instant::now();
-        let mut sender = {
+        let sender = {
             let mut held = self.held.lock().await;
             match (&held.sender, &held.failed) {
                 (Some(sender), _) if !sender.is_closed() => sender.clone(),
@@ -171,14 +210,7 @@ impl ThreadConnection {
                 }
             }
         };
-        let path = request.uri().path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
-        *request.uri_mut() = http::Uri::builder()
-            .scheme(http::uri::Scheme::HTTP)
-            .authority(self.origin.clone())
-            .path_and_query(path)
-            .build()?;
-        let response = sender.send_request(request).await?;
-        Ok(response.map(tonic::body::Body::new))
+        Ok(self.dispatch(sender, request)?.await?.map(tonic::body::Body::new))
     }
 
     /// Connects within [`CONNECT_TIMEOUT`], with the keepalive the shared
@@ -426,9 +458,10 @@ impl tower_service::Service<GrpcRequest> for DoorService {
     }
 
     fn call(&mut self, request: GrpcRequest) -> Self::Future {
-        let own_routes = self.own_routes.clone();
-        let door = self.door.clone();
-        Box::pin(async move { Ok(pass(door, own_routes, request).await) })
+        // Not in an `async` block: one would hold the call's future twice,
+        // before and while it is awaited.
+        let passing = pass(self.door.clone(), self.own_routes.clone(), request);
+        Box::pin(passing.map(Ok))
     }
 }
 
@@ -445,171 +478,188 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
     })
 }
 
-async fn pass(door: Arc<Door>, own_routes: BoxGrpcService, mut request: GrpcRequest) -> GrpcResponse {
-    let path = request.uri().path().to_owned();
-    if is_infrastructure(&path) {
-        let answering = door.reflection.service_for(&path).unwrap_or(own_routes);
-        return answering.oneshot(request).await.unwrap_or_else(|never| match never {});
-    }
-    let started = Instant::now();
-    let started_at = Utc::now();
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
-    let deadline = request.extensions().get::<Deadline>().map(|deadline| deadline.0);
-    let peer = peer_certificates(&request);
-    let parsed = MethodPath::parse(&path);
-    let package = parsed.map(|method| method.package).unwrap_or_default();
-    let upstream = door.upstreams.get(package);
-    // Identifying the caller may wait (for the identity service's keys);
-    // a call given up meanwhile still gets its entry.
-    let arriving = Arriving {
-        door: Some(&door),
-        call: Call {
-            started,
-            started_at,
-            deadline,
-            request_id,
-            method: path.clone(),
-            direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
-        },
-    };
-    let identified = door.identify(request.headers(), peer.as_ref()).await;
-    let call = arriving.identified();
-    // Callers the door turns away (without a valid token; with one, but
-    // not an active member, or without the member's client certificate)
-    // have no rate of their own: their refusals are logged within one
-    // allowance, so that a flood of them cannot fill the log. Valid
-    // non-member callers of the gateway's own methods (its administrators)
-    // go on to the auth layer.
-    if let Some(refusal) = &identified.refusal
-        && (identified.caller.is_empty() || package != OWN_PACKAGE || identified.certificate_missing)
-        && !door.door_refusals.admit()
-    {
-        return refusal.clone().into_http();
-    }
-    let known_to_stream = door.catalog.streams(&path);
-    let slot = match door.log.slot(known_to_stream.unwrap_or(false)) {
-        Ok(slot) => slot,
-        Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
-    };
-    let mut exchange = call.exchange(
-        slot,
-        identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
-        identified.caller.clone(),
-        identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
-    );
+/// A call's way through the door. (Not an `async fn`: one keeps its
+/// arguments twice in its future, once as passed and once as bound.)
+#[expect(clippy::manual_async_fn, reason = "an `async fn` would hold its arguments twice")]
+fn pass(
+    door: Arc<Door>,
+    own_routes: BoxGrpcService,
+    mut request: GrpcRequest,
+) -> impl Future<Output = GrpcResponse> + Send + 'static {
+    async move {
+        let path = request.uri().path().to_owned();
+        if is_infrastructure(&path) {
+            let answering = door.reflection.service_for(&path).unwrap_or(own_routes);
+            return answering.oneshot(request).await.unwrap_or_else(|never| match never {});
+        }
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
+        let deadline = request.extensions().get::<Deadline>().map(|deadline| deadline.0);
+        let peer = peer_certificates(&request);
+        let parsed = MethodPath::parse(&path);
+        let package = parsed.map(|method| method.package).unwrap_or_default();
+        let upstream = door.upstreams.get(package);
+        // Identifying the caller may wait (for the identity service's keys);
+        // a call given up meanwhile still gets its entry.
+        let arriving = Arriving {
+            door: Some(&door),
+            call: Call {
+                started,
+                started_at,
+                deadline,
+                request_id,
+                method: path.clone(),
+                direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
+            },
+        };
+        // Boxed, as is the wait for the service's answer below: this call's
+        // future is allocated, and moved, with room for the largest thing it
+        // waits for. Kept near a kilobyte (1,008 bytes in a release build;
+        // `-Zprint-type-sizes` shows it, see the benchmark notes), it comes
+        // from the allocator's per-thread cache instead of the heap's bins.
+        let identified = Box::pin(door.identify(request.headers(), peer.as_ref())).await;
+        let call = arriving.identified();
+        // Callers the door turns away (without a valid token; with one, but
+        // not an active member, or without the member's client certificate)
+        // have no rate of their own: their refusals are logged within one
+        // allowance, so that a flood of them cannot fill the log. Valid
+        // non-member callers of the gateway's own methods (its administrators)
+        // go on to the auth layer.
+        if let Some(refusal) = &identified.refusal
+            && (identified.caller.is_empty() || package != OWN_PACKAGE || identified.certificate_missing)
+            && !door.door_refusals.admit()
+        {
+            return refusal.clone().into_http();
+        }
+        let known_to_stream = door.catalog.streams(&path);
+        let slot = match door.log.slot(known_to_stream.unwrap_or(false)) {
+            Ok(slot) => slot,
+            Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
+        };
+        let mut exchange = call.exchange(
+            slot,
+            identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
+            identified.caller.clone(),
+            identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
+        );
 
-    if package == OWN_PACKAGE {
-        // The gateway's own methods: the auth layer and handlers decide;
-        // a member bound to a client certificate must still present it,
-        // and a member's calls count against its rate like any other.
-        if identified.certificate_missing
-            && let Some(refusal) = &identified.refusal
-        {
-            return exchange.refuse(refusal.clone());
+        if package == OWN_PACKAGE {
+            // The gateway's own methods: the auth layer and handlers decide;
+            // a member bound to a client certificate must still present it,
+            // and a member's calls count against its rate like any other.
+            if identified.certificate_missing
+                && let Some(refusal) = &identified.refusal
+            {
+                return exchange.refuse(refusal.clone());
+            }
+            if let Some(member) = &identified.member
+                && let Err(status) = rate_limited(member)
+            {
+                return exchange.refuse_over_rate(member, status);
+            }
+            // What an auditor asks of the log (the filters of a search, the
+            // node to verify) is kept with the entry of the call, so that the
+            // log records what was read; the answer is not copied into it.
+            let bodies = exchange.log_bodies.then_some(door.log.body_budget());
+            let asked = if path.starts_with(LOG_SERVICE_PREFIX) { Some(door.log.body_budget()) } else { bodies };
+            let request = exchange.meter_request(request, u64::MAX, asked);
+            let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
+            return exchange.watch_response(response, u64::MAX, None, bodies);
         }
-        if let Some(member) = &identified.member
-            && let Err(status) = rate_limited(member)
-        {
-            return exchange.refuse_over_rate(member, status);
+        let member = match identified_member(&identified) {
+            Ok(member) => member,
+            Err(status) => return exchange.refuse(status),
+        };
+        if let Err(status) = rate_limited(&member) {
+            return exchange.refuse_over_rate(&member, status);
         }
-        // What an auditor asks of the log (the filters of a search, the
-        // node to verify) is kept with the entry of the call, so that the
-        // log records what was read; the answer is not copied into it.
+        let upstream = match route(&member, parsed, &path, upstream) {
+            Ok(upstream) => upstream,
+            Err(status) => return exchange.refuse(status),
+        };
+        // The member's message size limit holds for what the service receives:
+        // a compressed message could pass it and then grow many times over.
+        if let Some(encoding) = request.headers().get("grpc-encoding")
+            && encoding != "identity"
+        {
+            return exchange.refuse(Status::unimplemented(format!(
+                "the gateway takes uncompressed messages only (grpc-encoding {encoding:?}), so that the member's size limit holds"
+            )));
+        }
+        // A method the catalog does not know yet (added to its service since
+        // the catalog last read it) is looked up now, waited for within the
+        // call's deadline; one that stays unknown goes on as unary, and its
+        // service answers for it.
+        let streams = match (known_to_stream, deadline) {
+            (Some(streams), _) => streams,
+            // (Boxed: rare, and held inline it would grow every call's future.)
+            (None, Some(deadline)) => {
+                Box::pin(tokio::time::timeout_at(deadline.into(), door.catalog.learn_method(&path)))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false)
+            }
+            (None, None) => Box::pin(door.catalog.learn_method(&path)).await.unwrap_or(false),
+        };
+        if streams {
+            exchange.slot = exchange.slot.take().map(LogSlot::streaming);
+        }
+        // The server's deadline (the caller's, or the longest a call may take)
+        // holds a unary call to the configured timeout when the server did
+        // not know the method to be unary.
+        let server_deadline = deadline.unwrap_or_else(|| started + esocial_kit::server::LONG_CALL_TIMEOUT);
+        let deadline = if streams { server_deadline } else { server_deadline.min(started + door.unary_timeout) };
+        exchange.deadline = Some(deadline);
+        let authorization = match (&upstream.audience, bearer_token(request.headers())) {
+            (Some(audience), Some(token)) => {
+                match door.internal_tokens.authorization(token, &identified.token_id, audience).await {
+                    Ok(authorization) => Some(authorization),
+                    Err(status) => return exchange.refuse(status),
+                }
+            }
+            _ => None,
+        };
+        // What is left once the token is at hand (an exchange at identity
+        // takes time) goes on to the service.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
+        }
+        set_grpc_timeout(request.headers_mut(), left);
+        prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
+        let limit = u64::from(member.message_bytes_max);
         let bodies = exchange.log_bodies.then_some(door.log.body_budget());
-        let asked = if path.starts_with(LOG_SERVICE_PREFIX) { Some(door.log.body_budget()) } else { bodies };
-        let request = exchange.meter_request(request, u64::MAX, asked);
-        let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
-        return exchange.watch_response(response, u64::MAX, None, bodies);
-    }
-    let member = match identified_member(&identified) {
-        Ok(member) => member,
-        Err(status) => return exchange.refuse(status),
-    };
-    if let Err(status) = rate_limited(&member) {
-        return exchange.refuse_over_rate(&member, status);
-    }
-    let upstream = match route(&member, parsed, &path, upstream) {
-        Ok(upstream) => upstream,
-        Err(status) => return exchange.refuse(status),
-    };
-    // The member's message size limit holds for what the service receives:
-    // a compressed message could pass it and then grow many times over.
-    if let Some(encoding) = request.headers().get("grpc-encoding")
-        && encoding != "identity"
-    {
-        return exchange.refuse(Status::unimplemented(format!(
-            "the gateway takes uncompressed messages only (grpc-encoding {encoding:?}), so that the member's size limit holds"
-        )));
-    }
-    // A method the catalog does not know yet (added to its service since
-    // the catalog last read it) is looked up now, waited for within the
-    // call's deadline; one that stays unknown goes on as unary, and its
-    // service answers for it.
-    let streams = match (known_to_stream, deadline) {
-        (Some(streams), _) => streams,
-        (None, Some(deadline)) => tokio::time::timeout_at(deadline.into(), door.catalog.learn_method(&path))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(false),
-        (None, None) => door.catalog.learn_method(&path).await.unwrap_or(false),
-    };
-    if streams {
-        exchange.slot = exchange.slot.take().map(LogSlot::streaming);
-    }
-    // The server's deadline (the caller's, or the longest a call may take)
-    // holds a unary call to the configured timeout when the server did
-    // not know the method to be unary.
-    let server_deadline = deadline.unwrap_or_else(|| started + esocial_kit::server::LONG_CALL_TIMEOUT);
-    let deadline = if streams { server_deadline } else { server_deadline.min(started + door.unary_timeout) };
-    exchange.deadline = Some(deadline);
-    let authorization = match (&upstream.audience, bearer_token(request.headers())) {
-        (Some(audience), Some(token)) => {
-            match door.internal_tokens.authorization(token, &identified.token_id, audience).await {
-                Ok(authorization) => Some(authorization),
-                Err(status) => return exchange.refuse(status),
+        let request = exchange.meter_request(request, limit, bodies);
+        let forwarded = upstream.send(request);
+        // The server's own timer covers the wait for the headers unless this
+        // deadline is shorter.
+        let answered = if deadline < server_deadline {
+            match tokio::time::timeout_at(deadline.into(), forwarded).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    return exchange.refuse(Status::deadline_exceeded(
+                        "the service behind the gateway did not answer within the deadline",
+                    ));
+                }
             }
-        }
-        _ => None,
-    };
-    // What is left once the token is at hand (an exchange at identity
-    // takes time) goes on to the service.
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
-    }
-    set_grpc_timeout(request.headers_mut(), left);
-    prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
-    let limit = u64::from(member.message_bytes_max);
-    let bodies = exchange.log_bodies.then_some(door.log.body_budget());
-    let request = exchange.meter_request(request, limit, bodies);
-    let forwarded = upstream.send(request);
-    // The server's own timer covers the wait for the headers unless this
-    // deadline is shorter.
-    let answered = if deadline < server_deadline {
-        match tokio::time::timeout_at(deadline.into(), forwarded).await {
-            Ok(answered) => answered,
-            Err(_) => {
-                return exchange.refuse(Status::deadline_exceeded(
-                    "the service behind the gateway did not answer within the deadline",
-                ));
+        } else {
+            forwarded.await
+        };
+        match answered {
+            Ok(response) => exchange.watch_response(response, limit, Some(deadline), bodies),
+            Err(error) => {
+                let status = if let Some(too_large) = exchange.request_too_large() {
+                    too_large
+                } else if is_timeout(error.as_ref()) {
+                    Status::deadline_exceeded("the service behind the gateway did not answer within the deadline")
+                } else {
+                    tracing::warn!(%error, upstream = %upstream.url, method = %path, "upstream unavailable");
+                    Status::unavailable(format!("the service behind the gateway for {package} is unavailable"))
+                };
+                exchange.refuse(status)
             }
-        }
-    } else {
-        forwarded.await
-    };
-    match answered {
-        Ok(response) => exchange.watch_response(response, limit, Some(deadline), bodies),
-        Err(error) => {
-            let status = if let Some(too_large) = exchange.request_too_large() {
-                too_large
-            } else if is_timeout(error.as_ref()) {
-                Status::deadline_exceeded("the service behind the gateway did not answer within the deadline")
-            } else {
-                tracing::warn!(%error, upstream = %upstream.url, method = %path, "upstream unavailable");
-                Status::unavailable(format!("the service behind the gateway for {package} is unavailable"))
-            };
-            exchange.refuse(status)
         }
     }
 }
