@@ -612,18 +612,20 @@ impl Gateway {
         let log_stop = Shutdown::new();
         let writer_task = tokio::spawn(writer.run(log_stop.wait()));
 
+        let subscriptions = Arc::new(subscriptions::Subscriptions::new(
+            self.nats.clone(),
+            events.clone(),
+            self.settings.ack_wait,
+            self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
+            self.directory.clone(),
+        ));
+        let sweep_task = tokio::spawn(subscriptions.clone().sweep_orphaned_consumers(self.pool.clone(), stop.wait()));
         let state = Arc::new(grpc::GatewayState {
             pool: self.pool.clone(),
             directory: self.directory.clone(),
             upstreams: self.upstreams.clone(),
             catalog: catalog.clone(),
-            subscriptions: subscriptions::Subscriptions::new(
-                self.nats.clone(),
-                events.clone(),
-                self.settings.ack_wait,
-                self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
-                self.directory.clone(),
-            ),
+            subscriptions: subscriptions.clone(),
             log_keys: self.log_keys(),
             checkpoint_copies: verify::CheckpointCopies::new(self.nats.clone(), events.clone()),
             search_body_bytes_max: self.settings.common.grpc.message_bytes_max / 2,
@@ -696,6 +698,7 @@ impl Gateway {
         directory_task.abort();
         catalog_task.abort();
         housekeeping_task.abort();
+        sweep_task.abort();
         self.pool.close().await;
         result
     }

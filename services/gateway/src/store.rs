@@ -402,6 +402,17 @@ pub async fn subscription(pool: &PgPool, subscription_id: Uuid) -> Result<Option
     .transpose()
 }
 
+/// Which of `ids` are subscriptions not deleted.
+pub async fn live_subscriptions(pool: &PgPool, ids: &[Uuid]) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let live: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT subscription_id FROM subscriptions WHERE subscription_id = ANY($1) AND deleted_at IS NULL",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(live.into_iter().collect())
+}
+
 pub async fn subscriptions_of(pool: &PgPool, member_id: &MemberId) -> Result<Vec<Subscription>, sqlx::Error> {
     sqlx::query(
         "SELECT subscription_id, member_id, event_types, created_at FROM subscriptions

@@ -116,6 +116,16 @@ pub fn consumer_name(subscription_id: Uuid, index: usize) -> String {
     format!("gw-{}-{index}", subscription_id.simple())
 }
 
+/// The subscription a consumer named by [`consumer_name`] belongs to.
+pub fn subscription_of_consumer(name: &str) -> Option<Uuid> {
+    let (id, index) = name.strip_prefix("gw-")?.rsplit_once('-')?;
+    index.parse::<usize>().ok()?;
+    (id.len() == 32).then(|| Uuid::try_parse(id).ok()).flatten()
+}
+
+/// How often the gateway looks for consumers left by deleted subscriptions.
+pub const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
 /// The stream and consumer an acknowledgement subject names, if it is one:
 /// `$JS.ACK.<stream>.<consumer>.<7 numbers…>` (ADR-15 v1) or
 /// `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<…>` (v2).
@@ -199,6 +209,71 @@ impl Subscriptions {
             consumers.push(stream.get_or_create_consumer(&name, config).await?);
         }
         Ok(consumers)
+    }
+
+    /// Like [`Subscriptions::ensure_consumers`], for a subscription read a
+    /// moment ago: `None` when it was deleted meanwhile, with the consumers
+    /// this call may have made again removed. (A delete removes the
+    /// consumers after its commit, and this reads the subscription after
+    /// making them, so one of the two removes them.)
+    pub async fn ensure_live_consumers(
+        &self,
+        pool: &sqlx::PgPool,
+        subscription: &Subscription,
+    ) -> anyhow::Result<Option<Vec<consumer::PullConsumer>>> {
+        let consumers = self.ensure_consumers(subscription).await?;
+        if crate::store::subscription(pool, subscription.subscription_id).await?.is_some() {
+            return Ok(Some(consumers));
+        }
+        self.delete_consumers(subscription).await?;
+        Ok(None)
+    }
+
+    /// Removes the event stream's consumers whose subscriptions are not
+    /// live: those a delete could not remove (NATS was down, the gateway
+    /// stopped between the commit and the removal) and those a Subscribe
+    /// made again while a delete ran. The consumers are listed before
+    /// their subscriptions are read, so the consumers of a subscription
+    /// being created are seen with its row. Returns how many it removed.
+    pub async fn remove_orphaned_consumers(&self, pool: &sqlx::PgPool) -> anyhow::Result<usize> {
+        use futures_util::TryStreamExt as _;
+        let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
+        let stream = self.jetstream.get_stream(&stream.config.name).await?;
+        let names: Vec<String> = stream.consumer_names().try_collect().await?;
+        let owned: Vec<(String, Uuid)> =
+            names.into_iter().filter_map(|name| subscription_of_consumer(&name).map(|id| (name, id))).collect();
+        if owned.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = owned.iter().map(|(_, id)| *id).collect();
+        let live = crate::store::live_subscriptions(pool, &ids).await?;
+        let mut removed = 0;
+        for (name, id) in owned.iter().filter(|(_, id)| !live.contains(id)) {
+            match self.jetstream.delete_consumer_from_stream(name, &self.events.stream_name).await {
+                Ok(_) => {
+                    removed += 1;
+                    tracing::info!(consumer = %name, subscription = %id, "removed the consumer of a deleted subscription");
+                }
+                Err(error) if error.to_string().contains("not found") => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`Subscriptions::remove_orphaned_consumers`] now and every
+    /// [`ORPHAN_SWEEP_INTERVAL`] until `shutdown`.
+    pub async fn sweep_orphaned_consumers(self: Arc<Self>, pool: sqlx::PgPool, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            if let Err(error) = self.remove_orphaned_consumers(&pool).await {
+                tracing::warn!(%error, "cannot look for the consumers of deleted subscriptions");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(ORPHAN_SWEEP_INTERVAL) => {}
+            }
+        }
     }
 
     pub async fn delete_consumers(&self, subscription: &Subscription) -> anyhow::Result<()> {
@@ -591,6 +666,25 @@ fn to_event(message: &jetstream::Message, prefix: &str) -> Option<(pb::Subscribe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consumer_name_gives_back_its_subscription_and_other_names_none() {
+        let id = Uuid::now_v7();
+        for index in [0, 1, 17] {
+            assert_eq!(subscription_of_consumer(&consumer_name(id, index)), Some(id));
+        }
+        for other in [
+            "gw-",
+            "gw-0-0",
+            &format!("gw-{}", id.simple()),
+            &format!("gw-{}-x", id.simple()),
+            &format!("gw-{}-0", id.hyphenated()),
+            &format!("registry-{}-0", id.simple()),
+            "esocial-gateway-events",
+        ] {
+            assert_eq!(subscription_of_consumer(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn acknowledgement_subjects_of_both_formats_name_their_stream_and_consumer() {

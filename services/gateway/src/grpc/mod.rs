@@ -35,7 +35,7 @@ pub struct GatewayState {
     pub directory: Arc<Directory>,
     pub upstreams: Upstreams,
     pub catalog: Arc<crate::catalog::Catalog>,
-    pub subscriptions: crate::subscriptions::Subscriptions,
+    pub subscriptions: Arc<crate::subscriptions::Subscriptions>,
     pub log_keys: LogKeys,
     pub checkpoint_copies: crate::verify::CheckpointCopies,
     /// The bodies a page of `SearchMessageLog` may carry: half the

@@ -117,7 +117,7 @@ impl SubscriptionService for SubscriptionApi {
         if let Some(created) = &response.subscription
             && let Ok(id) = created.subscription_id.parse::<Uuid>()
             && let Ok(Some(stored)) = store::subscription(&self.0.pool, id).await
-            && let Err(error) = self.0.subscriptions.ensure_consumers(&stored).await
+            && let Err(error) = self.0.subscriptions.ensure_live_consumers(&self.0.pool, &stored).await
         {
             tracing::warn!(%error, subscription = %id, "consumers not created yet; the first Subscribe will");
         }
@@ -190,10 +190,18 @@ impl SubscriptionService for SubscriptionApi {
             require_entitlement(&member, event_type)?;
         }
         let place = self.0.subscriptions.stream_place(&member.member.member_id)?;
-        let consumers = self.0.subscriptions.ensure_consumers(&subscription).await.map_err(|error| {
-            tracing::warn!(%error, subscription = %id, "cannot open a subscription's consumers");
-            Status::unavailable("the event stream is unavailable; retry")
-        })?;
+        // Deleted since it was read above: its consumers, made again here,
+        // are removed, and the member is told as if it had been gone.
+        let consumers = self
+            .0
+            .subscriptions
+            .ensure_live_consumers(&self.0.pool, &subscription)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, subscription = %id, "cannot open a subscription's consumers");
+                Status::unavailable("the event stream is unavailable; retry")
+            })?
+            .ok_or_else(|| Status::not_found(format!("no subscription {id} of member {}", member.member.member_id)))?;
         Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(&subscription, consumers, window, place))))
     }
 

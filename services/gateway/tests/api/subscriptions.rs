@@ -692,3 +692,100 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
     drop(logging);
     tracing::info!(waited = ?waited, again = ?delivered.elapsed(), "drain limit and hand-back");
 }
+
+/// The gateway's subscriptions, as a second gateway node would hold them
+/// (same events, same database).
+async fn second_node(gateway: &TestGateway) -> esocial_gateway::subscriptions::Subscriptions {
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let limits =
+        esocial_gateway::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
+    esocial_gateway::subscriptions::Subscriptions::new(
+        nats,
+        gateway.events.settings.clone(),
+        Duration::from_secs(30),
+        esocial_gateway::message_log::MacKey::derive(&key, "test"),
+        std::sync::Arc::new(esocial_gateway::directory::Directory::new(gateway.gateway_pool().await, limits, 1)),
+    )
+}
+
+/// The event stream's consumers: the gateway's subscriptions' (`gw-…`),
+/// then the others (the services' own).
+async fn consumers(gateway: &TestGateway) -> (Vec<String>, Vec<String>) {
+    use futures_util::TryStreamExt as _;
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
+    let stream =
+        async_nats::jetstream::new(nats).get_stream(&gateway.events.settings.stream_name).await.expect("the stream");
+    let mut names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
+    names.sort();
+    names.into_iter().partition(|name| name.starts_with("gw-"))
+}
+
+async fn consumer_names(gateway: &TestGateway) -> Vec<String> {
+    consumers(gateway).await.0
+}
+
+/// A Subscribe that read its subscription just before a delete removed it
+/// makes the consumers again after the delete removed them: they are
+/// removed again at once, and the member is told the subscription is gone.
+/// Consumers left behind otherwise (a delete that could not reach NATS) are
+/// removed by the gateway's sweep; a live subscription's stay.
+#[tokio::test]
+async fn consumers_of_a_deleted_subscription_are_not_left_behind() {
+    let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let kept = subscribe_to_registrations(&mut subscriptions).await;
+    let deleted = subscribe_to_registrations(&mut subscriptions).await;
+    let kept_id: uuid::Uuid = kept.subscription_id.parse().expect("id");
+    let deleted_id: uuid::Uuid = deleted.subscription_id.parse().expect("id");
+    let kept_consumer = esocial_gateway::subscriptions::consumer_name(kept_id, 0);
+    let deleted_consumer = esocial_gateway::subscriptions::consumer_name(deleted_id, 0);
+    assert_eq!(consumer_names(&gateway).await, sorted([kept_consumer.clone(), deleted_consumer.clone()]));
+
+    // Read before the delete, as the racing Subscribe read it.
+    let node = second_node(&gateway).await;
+    let pool = gateway.gateway_pool().await;
+    let read = |id| {
+        let pool = pool.clone();
+        async move { esocial_gateway::subscriptions::subscription(&pool, id).await.expect("read").expect("live") }
+    };
+    let stale = read(deleted_id).await;
+    subscriptions
+        .delete_subscription(pb::DeleteSubscriptionRequest { subscription_id: deleted.subscription_id.clone() })
+        .await
+        .expect("deleted");
+    assert_eq!(consumer_names(&gateway).await, std::slice::from_ref(&kept_consumer));
+
+    // Making them without looking again leaves them behind (the race)...
+    node.ensure_consumers(&stale).await.expect("consumers made");
+    assert_eq!(consumer_names(&gateway).await, sorted([kept_consumer.clone(), deleted_consumer.clone()]));
+    // ...which the sweep finds and removes, and only those: the live
+    // subscription's and the services' own consumers stay.
+    let (_, services_own) = consumers(&gateway).await;
+    assert!(!services_own.is_empty(), "the registry follows the classifier on this stream");
+    assert_eq!(node.remove_orphaned_consumers(&pool).await.expect("swept"), 1);
+    assert_eq!(consumers(&gateway).await, (vec![kept_consumer.clone()], services_own));
+    assert_eq!(node.remove_orphaned_consumers(&pool).await.expect("swept"), 0);
+
+    // What Subscribe does: it looks again after making them.
+    let opened = node.ensure_live_consumers(&pool, &stale).await.expect("looked");
+    assert!(opened.is_none(), "a deleted subscription's consumers are not handed out");
+    assert_eq!(consumer_names(&gateway).await, std::slice::from_ref(&kept_consumer));
+    let kept_stored = read(kept_id).await;
+    assert_eq!(
+        node.ensure_live_consumers(&pool, &kept_stored).await.expect("looked").map(|found| found.len()),
+        Some(1)
+    );
+
+    // Through the API, a deleted subscription is gone for Subscribe too.
+    let refused = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: deleted.subscription_id.clone(), window: 10 })
+        .await
+        .expect_err("deleted");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    assert_eq!(consumer_names(&gateway).await, [kept_consumer]);
+}
+
+fn sorted<const N: usize>(mut names: [String; N]) -> [String; N] {
+    names.sort();
+    names
+}
