@@ -186,10 +186,24 @@ impl Subscriptions {
         format!("{}.{event_type}", self.events.subject_prefix)
     }
 
+    /// The event stream the subscriptions' consumers read (made if missing).
+    async fn event_stream(&self) -> anyhow::Result<jetstream::stream::Stream> {
+        let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
+        Ok(self.jetstream.get_stream(&stream.config.name).await?)
+    }
+
+    /// Removes a consumer from the event stream; false when it was not there.
+    async fn delete_consumer(&self, name: &str) -> anyhow::Result<bool> {
+        match self.jetstream.delete_consumer_from_stream(name, &self.events.stream_name).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.to_string().contains("not found") => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Creates the subscription's consumers, or finds them.
     pub async fn ensure_consumers(&self, subscription: &Subscription) -> anyhow::Result<Vec<consumer::PullConsumer>> {
-        let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
-        let stream = self.jetstream.get_stream(&stream.config.name).await?;
+        let stream = self.event_stream().await?;
         let starts_at = subscription.created_at - CLOCK_TOLERANCE;
         let nanos = starts_at.timestamp_nanos_opt().unwrap_or(0);
         let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))?;
@@ -237,9 +251,7 @@ impl Subscriptions {
     /// being created are seen with its row. Returns how many it removed.
     pub async fn remove_orphaned_consumers(&self, pool: &sqlx::PgPool) -> anyhow::Result<usize> {
         use futures_util::TryStreamExt as _;
-        let stream = esocial_events::stream::ensure_stream(&self.jetstream, &self.events).await?;
-        let stream = self.jetstream.get_stream(&stream.config.name).await?;
-        let names: Vec<String> = stream.consumer_names().try_collect().await?;
+        let names: Vec<String> = self.event_stream().await?.consumer_names().try_collect().await?;
         let owned: Vec<(String, Uuid)> =
             names.into_iter().filter_map(|name| subscription_of_consumer(&name).map(|id| (name, id))).collect();
         if owned.is_empty() {
@@ -249,13 +261,9 @@ impl Subscriptions {
         let live = crate::store::live_subscriptions(pool, &ids).await?;
         let mut removed = 0;
         for (name, id) in owned.iter().filter(|(_, id)| !live.contains(id)) {
-            match self.jetstream.delete_consumer_from_stream(name, &self.events.stream_name).await {
-                Ok(_) => {
-                    removed += 1;
-                    tracing::info!(consumer = %name, subscription = %id, "removed the consumer of a deleted subscription");
-                }
-                Err(error) if error.to_string().contains("not found") => {}
-                Err(error) => return Err(error.into()),
+            if self.delete_consumer(name).await? {
+                removed += 1;
+                tracing::info!(consumer = %name, subscription = %id, "removed the consumer of a deleted subscription");
             }
         }
         Ok(removed)
@@ -278,12 +286,7 @@ impl Subscriptions {
 
     pub async fn delete_consumers(&self, subscription: &Subscription) -> anyhow::Result<()> {
         for index in 0..subscription.event_types.len() {
-            let name = consumer_name(subscription.subscription_id, index);
-            match self.jetstream.delete_consumer_from_stream(&name, &self.events.stream_name).await {
-                Ok(_) => {}
-                Err(error) if error.to_string().contains("not found") => {}
-                Err(error) => return Err(error.into()),
-            }
+            self.delete_consumer(&consumer_name(subscription.subscription_id, index)).await?;
         }
         Ok(())
     }
