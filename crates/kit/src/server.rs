@@ -630,7 +630,8 @@ where
         let allowed = if (self.long_running.0)(&method) { LONG_CALL_TIMEOUT } else { self.timeout };
         let deadline = client_deadline(request.headers()).map_or(allowed, |client| client.min(allowed));
         let started = Instant::now();
-        request.extensions_mut().insert(Deadline(started + deadline));
+        let deadline_at = started + deadline;
+        request.extensions_mut().insert(Deadline(deadline_at));
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
@@ -641,7 +642,7 @@ where
                 // not from this block's first poll, which a busy thread may
                 // reach later than tonic's own `grpc-timeout` timer starts
                 // (that one answers CANCELLED, "Timeout expired").
-                let mut response = match tokio::time::timeout_at((started + deadline).into(), future).await {
+                let mut response = match tokio::time::timeout_at(deadline_at.into(), future).await {
                     Ok(response) => response?,
                     Err(_) => tonic::Status::deadline_exceeded(format!(
                         "the call did not finish within {} ms",
