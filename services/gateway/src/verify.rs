@@ -48,15 +48,10 @@ pub struct LogKeys {
 }
 
 impl LogKeys {
-    /// The keys of a gateway signing key.
+    /// The keys of a gateway signing key (add those it replaced with
+    /// [`LogKeys::trusting`]).
     pub fn of(key: &crate::message_log::CheckpointKey) -> Self {
-        Self::of_all(std::slice::from_ref(key))
-    }
-
-    /// The keys of several gateway signing keys: the current one first,
-    /// then those it replaced.
-    pub fn of_all(keys: &[crate::message_log::CheckpointKey]) -> Self {
-        keys.iter().fold(Self { checkpoint_keys: Vec::new(), chain_keys: Vec::new() }, Self::trusting)
+        Self { checkpoint_keys: Vec::new(), chain_keys: Vec::new() }.trusting(key)
     }
 
     /// These keys and those of `earlier` (a key the current one replaced),

@@ -872,7 +872,7 @@ async fn a_chain_written_with_a_replaced_key_verifies_with_that_key_trusted_and_
     // With the key it replaced trusted too (after it, as `verify-log
     // --earlier-key` puts it), the chain verifies through the stream's
     // newest checkpoint.
-    let both = verify::LogKeys::of_all(&[current, gateway.signing_key()]);
+    let both = verify::LogKeys::of(&current).trusting(&gateway.signing_key());
     let report = verify_with(&both, true).await;
     assert!(report.is_intact(), "{report:?}");
     assert!(report.signed_through >= head && report.witnessed_through >= head, "{report:?}");
