@@ -124,19 +124,19 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn from_claims(claims: Claims) -> Self {
+    pub fn from_claims(claims: &Claims) -> Self {
         let mut roles: Vec<Role> = claims.roles.iter().filter_map(|name| Role::parse(name)).collect();
         roles.sort_by_key(|role| role.as_str());
         roles.dedup();
         Self {
-            subject: claims.sub,
+            subject: claims.sub.clone(),
             roles,
-            organization_edrpou: claims.org,
-            territories: claims.territories,
-            authentication_methods: claims.amr,
-            token_id: claims.jti,
-            session_id: claims.sid,
-            actor: claims.act.map(|actor| actor.sub),
+            organization_edrpou: claims.org.clone(),
+            territories: claims.territories.clone(),
+            authentication_methods: claims.amr.clone(),
+            token_id: claims.jti.clone(),
+            session_id: claims.sid.clone(),
+            actor: claims.act.as_ref().map(|actor| actor.sub.clone()),
         }
     }
 

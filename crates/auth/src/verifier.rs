@@ -91,8 +91,8 @@ pub struct TokenVerifier {
 }
 
 struct Remembered {
-    claims: Claims,
-    key_id: String,
+    claims: Arc<Claims>,
+    key_id: Arc<str>,
 }
 
 /// Verified tokens remembered at most; when full, the memory starts over.
@@ -141,8 +141,9 @@ impl TokenVerifier {
         &self.settings
     }
 
-    /// Verifies a compact JWS and returns its claims.
-    pub async fn verify(&self, token: &str) -> Result<Claims, VerificationError> {
+    /// Verifies a compact JWS and returns its claims. (Shared: a token seen
+    /// before answers with the claims remembered, without copying them.)
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, VerificationError> {
         if token.len() > TOKEN_LENGTH_MAX {
             return Err(VerificationError::Malformed);
         }
@@ -154,13 +155,14 @@ impl TokenVerifier {
         // inline, would make every call's future (a token remembered too)
         // that much larger to allocate and move.
         let (claims, key_id) = Box::pin(self.verify_signature_and_claims(token)).await?;
+        let claims = Arc::new(claims);
         if let Ok(mut verified) = self.verified.lock()
             && self.key_generation.load(std::sync::atomic::Ordering::SeqCst) == generation
         {
             if verified.len() >= VERIFIED_TOKENS_MAX {
                 verified.clear();
             }
-            verified.insert(token.to_owned(), Remembered { claims: claims.clone(), key_id });
+            verified.insert(token.to_owned(), Remembered { claims: claims.clone(), key_id: key_id.into() });
         }
         Ok(claims)
     }
@@ -169,10 +171,10 @@ impl TokenVerifier {
     /// validity (with the same leeway as a full check) and its key is still in
     /// a key set younger than `max_key_age`; otherwise the token goes through
     /// a full verification, which fetches the key set when it is old.
-    async fn remembered(&self, token: &str) -> Option<Claims> {
+    async fn remembered(&self, token: &str) -> Option<Arc<Claims>> {
         let now = unix_now();
         let leeway = self.settings.leeway.as_secs();
-        // Only the claims are copied out, and only those of a current token.
+        // Only the claims of a current token are handed out.
         let (claims, key_id) = {
             let mut verified = self.verified.lock().ok()?;
             let remembered = verified.get(token)?;
@@ -187,7 +189,7 @@ impl TokenVerifier {
         };
         let cache = self.cache.read().await;
         let keys_fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < self.settings.max_key_age);
-        (keys_fresh && cache.keys.contains_key(&key_id)).then_some(claims)
+        (keys_fresh && cache.keys.contains_key(&*key_id)).then_some(claims)
     }
 
     async fn verify_signature_and_claims(&self, token: &str) -> Result<(Claims, String), VerificationError> {

@@ -48,7 +48,7 @@ async fn a_token_signed_by_a_trusted_key_verifies_with_its_claims() {
     let key = SigningKey::generate();
     let token = key.sign(&claims()).expect("signs");
     let verified = verifier_trusting(&[&key]).verify(&token).await.expect("valid token");
-    assert_eq!(verified, claims());
+    assert_eq!(*verified, claims());
 }
 
 #[tokio::test]

@@ -120,7 +120,7 @@ async fn only_the_gateway_exchanges_and_only_live_system_tokens_for_known_servic
     let person = app.admin_token().await;
     let refused = identity.exchange_token(exchange(&person, REGISTRY)).await.expect_err("a person");
     assert_eq!(reason(&refused), "INVALID_SUBJECT_TOKEN");
-    let mut forged_claims = verifier(&app, GATEWAY).verify(&member_token).await.expect("claims");
+    let mut forged_claims = (*verifier(&app, GATEWAY).verify(&member_token).await.expect("claims")).clone();
     forged_claims.sub = "client:registry".to_owned();
     let forged = SigningKey::generate().sign(&forged_claims).expect("signs");
     let refused = identity.exchange_token(exchange(&forged, REGISTRY)).await.expect_err("forged");
