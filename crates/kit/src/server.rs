@@ -564,6 +564,8 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Made once: a name given as a `&str` is copied at each insert.
+const REQUEST_ID_NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// An id for a call that came without one: a version 7 UUID (the time
 /// first, so ids sort roughly by arrival).
@@ -608,7 +610,8 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let request_id = client_request_id(request.headers()).unwrap_or_else(new_request_id);
-        let method = request.uri().path().to_owned();
+        // Shared with the duration's attributes without another copy.
+        let method: Arc<str> = Arc::from(request.uri().path());
         let span = if crate::telemetry::exporting() {
             tracing::info_span!(
                 "grpc",
@@ -651,7 +654,7 @@ where
                     .into_http(),
                 };
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
-                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                    response.headers_mut().insert(REQUEST_ID_NAME, value);
                 }
                 // Errors come as trailers-only responses with the status in the
                 // headers; a success puts it in trailers, after the body.
@@ -667,7 +670,7 @@ where
                 duration_histogram().record(
                     elapsed_ms,
                     &[
-                        KeyValue::new("rpc.method", method.clone()),
+                        KeyValue::new("rpc.method", Arc::clone(&method)),
                         KeyValue::new("rpc.grpc.status_code", i64::from(status)),
                     ],
                 );
