@@ -166,13 +166,24 @@ impl EventConsumer {
                 return Outcome::Terminated;
             }
         };
-        let span = tracing::info_span!(
-            "event",
-            otel.name = %event.event_type,
-            otel.kind = "consumer",
-            event_id = %event.id,
-            consumer = %self.settings.durable_name,
-        );
+        let span = if esocial_kit::telemetry::exporting() {
+            tracing::info_span!(
+                "event",
+                otel.name = %event.event_type,
+                otel.kind = "consumer",
+                event_id = %event.id,
+                consumer = %self.settings.durable_name,
+            )
+        } else {
+            // The exported span's name and kind mean nothing in a log line
+            // (as in the kit's server layer): the logs get the event's type.
+            tracing::info_span!(
+                "event",
+                event_type = %event.event_type,
+                event_id = %event.id,
+                consumer = %self.settings.durable_name,
+            )
+        };
         esocial_kit::telemetry::set_parent_from(&span, &EventTraceContext(&event));
         let outcome = self.handle(handler, &event).instrument(span.clone()).await;
         let _entered = span.enter();
