@@ -50,6 +50,13 @@ pub const MEMBER_HEADER: &str = "x-esocial-member";
 /// The gateway node that forwarded the call.
 pub const GATEWAY_NODE_HEADER: &str = "x-esocial-gateway-node";
 const REQUEST_ID_HEADER: &str = "x-request-id";
+// The names the gateway sets on every forwarded call, made once: a name
+// given as a `&str` is copied into a new `HeaderName` at each insert.
+const MEMBER_NAME: HeaderName = HeaderName::from_static(MEMBER_HEADER);
+const GATEWAY_NODE_NAME: HeaderName = HeaderName::from_static(GATEWAY_NODE_HEADER);
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static("grpc-timeout");
+const TRACEPARENT_NAME: HeaderName = HeaderName::from_static("traceparent");
 /// The gateway's own proto package: served here, not forwarded.
 pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
 /// The methods through which auditors read the message log.
@@ -425,7 +432,7 @@ impl Door {
             ))),
             Some(_) => None,
         };
-        Identified { caller: claims.sub, token_id: claims.jti, certificate_missing, member, refusal }
+        Identified { caller: claims.sub.clone(), token_id: claims.jti.clone(), certificate_missing, member, refusal }
     }
 }
 
@@ -745,8 +752,21 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 /// `grpc-timeout` in milliseconds (at most 8 digits, as the protocol wants).
 fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
     let milliseconds = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).clamp(1, 99_999_999);
-    if let Ok(value) = HeaderValue::from_str(&format!("{milliseconds}m")) {
-        headers.insert("grpc-timeout", value);
+    // At most eight digits and the unit, written without a `String` between.
+    let mut text = [0_u8; 9];
+    let mut start = text.len() - 1;
+    text[start] = b'm';
+    let mut rest = milliseconds;
+    loop {
+        start -= 1;
+        text[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&text[start..]) {
+        headers.insert(GRPC_TIMEOUT_NAME, value);
     }
 }
 
@@ -779,6 +799,12 @@ fn route<'door>(
 /// request id, this node, and the trace context of the gateway's span. The
 /// member's token never goes on: a call to an esocial service carries the
 /// token exchanged for it (`authorization`), a call to another system none.
+///
+/// Trace context goes on when the caller sent some (the caller's trace
+/// continues) or when the gateway exports its spans. A call that came
+/// without it to a gateway that exports nothing gets none: the service
+/// starts the trace, instead of holding as parent a span of the gateway's
+/// that no one will ever see (the request id ties the logs together).
 fn prepare_headers(
     node: &HeaderValue,
     member: &MemberEntry,
@@ -791,12 +817,16 @@ fn prepare_headers(
         Some(authorization) => headers.insert(http::header::AUTHORIZATION, authorization),
         None => headers.remove(http::header::AUTHORIZATION),
     };
-    headers.insert(MEMBER_HEADER, member.member_header.clone());
-    headers.insert(GATEWAY_NODE_HEADER, node.clone());
+    headers.insert(MEMBER_NAME, member.member_header.clone());
+    headers.insert(GATEWAY_NODE_NAME, node.clone());
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID_HEADER, value);
+        headers.insert(REQUEST_ID_NAME, value);
     }
-    esocial_kit::telemetry::inject_trace_context(headers);
+    if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT_NAME) {
+        esocial_kit::telemetry::inject_trace_context(headers);
+    } else {
+        headers.remove("tracestate");
+    }
 }
 
 /// Removes the metadata only the gateway may set.
@@ -1518,6 +1548,16 @@ mod tests {
         let mut outbound = headers;
         prepare_headers(&door_node, &member, None, "req-2", &mut outbound);
         assert!(outbound.get("authorization").is_none(), "esocial's tokens stay inside");
+
+        // Without trace context from the caller, and with nothing exported
+        // (as in these tests), none goes on: the service starts the trace.
+        assert!(!esocial_kit::telemetry::exporting());
+        let mut untraced = http::HeaderMap::new();
+        untraced.insert("tracestate", HeaderValue::from_static("vendor=orphan"));
+        prepare_headers(&door_node, &member, None, "req-3", &mut untraced);
+        assert!(untraced.get("traceparent").is_none());
+        assert!(untraced.get("tracestate").is_none(), "no trace state without a trace");
+        assert_eq!(untraced.get("x-request-id").expect("request id"), "req-3");
     }
 
     #[tokio::test]
@@ -1581,5 +1621,10 @@ mod tests {
         assert_eq!(headers.get("grpc-timeout").expect("timeout"), "1500m");
         set_grpc_timeout(&mut headers, Duration::from_secs(10 * 86_400));
         assert_eq!(headers.get("grpc-timeout").expect("timeout"), "99999999m");
+        set_grpc_timeout(&mut headers, Duration::from_micros(300));
+        assert_eq!(headers.get("grpc-timeout").expect("timeout"), "1m", "never zero");
+        set_grpc_timeout(&mut headers, Duration::from_millis(10));
+        assert_eq!(headers.get("grpc-timeout").expect("timeout"), "10m");
+        assert_eq!(headers.get_all("grpc-timeout").iter().count(), 1, "replaced, not added");
     }
 }
