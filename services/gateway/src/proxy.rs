@@ -467,7 +467,13 @@ impl tower_service::Service<GrpcRequest> for DoorService {
     fn call(&mut self, request: GrpcRequest) -> Self::Future {
         // Not in an `async` block: one would hold the call's future twice,
         // before and while it is awaited.
-        let passing = pass(self.door.clone(), self.own_routes.clone(), request);
+        // The gateway's own routes are a stack of boxed services: cloned
+        // only for a call they answer, not for every call forwarded.
+        let path = request.uri().path();
+        let answered_here =
+            is_infrastructure(path) || MethodPath::parse(path).is_some_and(|method| method.package == OWN_PACKAGE);
+        let own_routes = answered_here.then(|| self.own_routes.clone());
+        let passing = pass(self.door.clone(), own_routes, request);
         Box::pin(passing.map(Ok))
     }
 }
@@ -490,13 +496,15 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
 #[expect(clippy::manual_async_fn, reason = "an `async fn` would hold its arguments twice")]
 fn pass(
     door: Arc<Door>,
-    own_routes: BoxGrpcService,
+    own_routes: Option<BoxGrpcService>,
     mut request: GrpcRequest,
 ) -> impl Future<Output = GrpcResponse> + Send + 'static {
     async move {
         let path = request.uri().path().to_owned();
         if is_infrastructure(&path) {
-            let answering = door.reflection.service_for(&path).unwrap_or(own_routes);
+            let Some(answering) = door.reflection.service_for(&path).or(own_routes) else {
+                return Status::internal("the gateway's own routes were not given this call").into_http();
+            };
             return answering.oneshot(request).await.unwrap_or_else(|never| match never {});
         }
         let started = Instant::now();
@@ -525,7 +533,7 @@ fn pass(
         // waits for. Kept near a kilobyte (1,008 bytes in a release build;
         // `-Zprint-type-sizes` shows it, see the benchmark notes), it comes
         // from the allocator's per-thread cache instead of the heap's bins.
-        let identified = Box::pin(door.identify(request.headers(), peer.as_ref())).await;
+        let mut identified = Box::pin(door.identify(request.headers(), peer.as_ref())).await;
         let call = arriving.identified();
         // Callers the door turns away (without a valid token; with one, but
         // not an active member, or without the member's client certificate)
@@ -547,7 +555,7 @@ fn pass(
         let mut exchange = call.exchange(
             slot,
             identified.member.as_ref().map(|entry| entry.member.member_id.to_string()).unwrap_or_default(),
-            identified.caller.clone(),
+            std::mem::take(&mut identified.caller),
             identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
         );
 
@@ -570,6 +578,9 @@ fn pass(
             // log records what was read; the answer is not copied into it.
             let bodies = exchange.log_bodies.then_some(door.log.body_budget());
             let asked = if path.starts_with(LOG_SERVICE_PREFIX) { Some(door.log.body_budget()) } else { bodies };
+            let Some(own_routes) = own_routes else {
+                return exchange.refuse(Status::internal("the gateway's own routes were not given this call"));
+            };
             let request = exchange.meter_request(request, u64::MAX, asked);
             let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
             return exchange.watch_response(response, u64::MAX, None, bodies);
