@@ -563,9 +563,10 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Made once: a name given as a `&str` is copied at each insert.
-const REQUEST_ID_NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
+/// The header that carries a call's request id, in and out (and on, at
+/// the gateway). A `HeaderName` made once: a name given as a `&str` is
+/// copied at each insert.
+pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// An id for a call that came without one: a version 7 UUID (the time
 /// first, so ids sort roughly by arrival).
@@ -654,7 +655,7 @@ where
                     .into_http(),
                 };
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
-                    response.headers_mut().insert(REQUEST_ID_NAME, value);
+                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
                 }
                 // Errors come as trailers-only responses with the status in the
                 // headers; a success puts it in trailers, after the body.

@@ -49,12 +49,10 @@ pub const INTERNAL_METADATA_PREFIX: &str = "x-esocial-";
 pub const MEMBER_HEADER: &str = "x-esocial-member";
 /// The gateway node that forwarded the call.
 pub const GATEWAY_NODE_HEADER: &str = "x-esocial-gateway-node";
-const REQUEST_ID_HEADER: &str = "x-request-id";
 // The names the gateway sets on every forwarded call, made once: a name
 // given as a `&str` is copied into a new `HeaderName` at each insert.
 const MEMBER_NAME: HeaderName = HeaderName::from_static(MEMBER_HEADER);
 const GATEWAY_NODE_NAME: HeaderName = HeaderName::from_static(GATEWAY_NODE_HEADER);
-const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static("grpc-timeout");
 const TRACEPARENT_NAME: HeaderName = HeaderName::from_static("traceparent");
 /// The gateway's own proto package: served here, not forwarded.
@@ -831,7 +829,7 @@ fn prepare_headers(
     headers.insert(MEMBER_NAME, member.member_header.clone());
     headers.insert(GATEWAY_NODE_NAME, node.clone());
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID_NAME, value);
+        headers.insert(esocial_kit::server::REQUEST_ID_HEADER, value);
     }
     if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT_NAME) {
         esocial_kit::telemetry::inject_trace_context(headers);
