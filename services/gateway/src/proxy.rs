@@ -463,16 +463,21 @@ impl tower_service::Service<GrpcRequest> for DoorService {
     }
 
     fn call(&mut self, request: GrpcRequest) -> Self::Future {
+        let path = request.uri().path();
+        // Health and reflection: answered at once, not logged.
+        if is_infrastructure(path) {
+            let answering = self.door.reflection.service_for(path).unwrap_or_else(|| self.own_routes.clone());
+            return Box::pin(answering.oneshot(request));
+        }
+        // The gateway's own routes are a stack of boxed services: cloned
+        // only for a call to one of its own methods, not for every call
+        // forwarded.
+        let own_routes = MethodPath::parse(path)
+            .is_some_and(|method| method.package == OWN_PACKAGE)
+            .then(|| self.own_routes.clone());
         // Not in an `async` block: one would hold the call's future twice,
         // before and while it is awaited.
-        // The gateway's own routes are a stack of boxed services: cloned
-        // only for a call they answer, not for every call forwarded.
-        let path = request.uri().path();
-        let answered_here =
-            is_infrastructure(path) || MethodPath::parse(path).is_some_and(|method| method.package == OWN_PACKAGE);
-        let own_routes = answered_here.then(|| self.own_routes.clone());
-        let passing = pass(self.door.clone(), own_routes, request);
-        Box::pin(passing.map(Ok))
+        Box::pin(pass(self.door.clone(), own_routes, request).map(Ok))
     }
 }
 
@@ -489,8 +494,10 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
     })
 }
 
-/// A call's way through the door. (Not an `async fn`: one keeps its
-/// arguments twice in its future, once as passed and once as bound.)
+/// A logged call's way through the door: to the gateway's own routes
+/// (`own_routes`, given for a method of [`OWN_PACKAGE`]) or on to a
+/// service. (Not an `async fn`: one keeps its arguments twice in its
+/// future, once as passed and once as bound.)
 #[expect(clippy::manual_async_fn, reason = "an `async fn` would hold its arguments twice")]
 fn pass(
     door: Arc<Door>,
@@ -499,12 +506,6 @@ fn pass(
 ) -> impl Future<Output = GrpcResponse> + Send + 'static {
     async move {
         let path = request.uri().path().to_owned();
-        if is_infrastructure(&path) {
-            let Some(answering) = door.reflection.service_for(&path).or(own_routes) else {
-                return Status::internal("the gateway's own routes were not given this call").into_http();
-            };
-            return answering.oneshot(request).await.unwrap_or_else(|never| match never {});
-        }
         let started = Instant::now();
         let started_at = Utc::now();
         let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
@@ -557,7 +558,7 @@ fn pass(
             identified.member.as_ref().is_some_and(|entry| entry.logs_bodies()),
         );
 
-        if package == OWN_PACKAGE {
+        if let Some(own_routes) = own_routes {
             // The gateway's own methods: the auth layer and handlers decide;
             // a member bound to a client certificate must still present it,
             // and a member's calls count against its rate like any other.
@@ -576,9 +577,6 @@ fn pass(
             // log records what was read; the answer is not copied into it.
             let bodies = exchange.log_bodies.then_some(door.log.body_budget());
             let asked = if path.starts_with(LOG_SERVICE_PREFIX) { Some(door.log.body_budget()) } else { bodies };
-            let Some(own_routes) = own_routes else {
-                return exchange.refuse(Status::internal("the gateway's own routes were not given this call"));
-            };
             let request = exchange.meter_request(request, u64::MAX, asked);
             let response = own_routes.oneshot(request).await.unwrap_or_else(|never| match never {});
             return exchange.watch_response(response, u64::MAX, None, bodies);
