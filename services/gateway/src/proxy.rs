@@ -758,21 +758,18 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// `grpc-timeout` in milliseconds (at most 8 digits, as the protocol wants).
 fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
+    use std::io::Write as _;
+    // At most eight digits and the unit, written on the stack: no `String`
+    // between them and the header value.
+    const LENGTH_MAX: usize = 9;
     let milliseconds = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).clamp(1, 99_999_999);
-    // At most eight digits and the unit, written without a `String` between.
-    let mut text = [0_u8; 9];
-    let mut start = text.len() - 1;
-    text[start] = b'm';
-    let mut rest = milliseconds;
-    loop {
-        start -= 1;
-        text[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    let mut text = [0_u8; LENGTH_MAX];
+    let mut rest = &mut text[..];
+    if write!(rest, "{milliseconds}m").is_err() {
+        return;
     }
-    if let Ok(value) = HeaderValue::from_bytes(&text[start..]) {
+    let written = LENGTH_MAX - rest.len();
+    if let Ok(value) = HeaderValue::from_bytes(&text[..written]) {
         headers.insert(GRPC_TIMEOUT_NAME, value);
     }
 }
