@@ -46,6 +46,39 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
 }
 
+/// Where the gateway puts the token it exchanged for a member's (the bare
+/// token, without a scheme) on a call it forwards to a service.
+///
+/// Not `authorization`: HTTP/2 libraries (h2, nghttp2) never add an
+/// `authorization` value to a connection's header table (HPACK), so a token
+/// in it is Huffman-coded in full on every call and decoded in full at the
+/// other end. The gateway sends a member's exchanged token on every one of
+/// its calls over the same connection; in a header of its own it goes in
+/// full once and is then referred to by its place in the table. That gives
+/// nothing away: HPACK matches whole values only, so a peer sharing the
+/// connection learns nothing of a token it cannot guess whole (a signed
+/// JWT). Callers cannot set it through the gateway, which removes every
+/// `x-esocial-*` header a caller sends.
+pub const FORWARDED_TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static("x-esocial-token");
+
+/// A call that carries two tokens: a bearer token in `authorization` and
+/// one in [`FORWARDED_TOKEN_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwoTokens;
+
+/// The token a call to a service carries: a bearer token in
+/// `authorization`, or one the gateway forwarded in
+/// [`FORWARDED_TOKEN_HEADER`]. Both are verified alike; a call with both is
+/// refused, so that no call presents two identities.
+pub fn call_token(headers: &http::HeaderMap) -> Result<Option<&str>, TwoTokens> {
+    let mut forwarded = headers.get_all(FORWARDED_TOKEN_HEADER).iter();
+    let Some(token) = forwarded.next() else { return Ok(bearer_token(headers)) };
+    if forwarded.next().is_some() || headers.contains_key(http::header::AUTHORIZATION) {
+        return Err(TwoTokens);
+    }
+    Ok(token.to_str().ok().map(str::trim).filter(|token| !token.is_empty()))
+}
+
 impl<S, B, ResBody> tower_service::Service<Request<B>> for AuthService<S>
 where
     S: tower_service::Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -76,8 +109,15 @@ where
             if access == Access::Public {
                 return inner.call(request).await;
             }
-            let Some(token) = bearer_token(request.headers()) else {
-                return Ok(Status::unauthenticated("a bearer token is required").into_http());
+            let token = match call_token(request.headers()) {
+                Ok(Some(token)) => token,
+                Ok(None) => return Ok(Status::unauthenticated("a bearer token is required").into_http()),
+                Err(TwoTokens) => {
+                    return Ok(Status::unauthenticated(format!(
+                        "a call carries one token: in authorization or in {FORWARDED_TOKEN_HEADER}, not both"
+                    ))
+                    .into_http());
+                }
             };
             let claims = match verifier.verify(token).await {
                 Ok(claims) => claims,
@@ -99,5 +139,43 @@ where
             request.extensions_mut().insert(caller);
             inner.call(request).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_call_token_comes_from_authorization_or_from_the_gateway_header() {
+        assert_eq!(call_token(&headers(&[("authorization", "Bearer abc")])), Ok(Some("abc")));
+        assert_eq!(call_token(&headers(&[("x-esocial-token", "def")])), Ok(Some("def")));
+        assert_eq!(call_token(&headers(&[("authorization", "Basic abc")])), Ok(None), "not a bearer token");
+        assert_eq!(call_token(&headers(&[("x-esocial-token", " ")])), Ok(None), "an empty token");
+        assert_eq!(call_token(&headers(&[])), Ok(None));
+    }
+
+    #[test]
+    fn a_call_with_two_tokens_has_them_refused() {
+        assert_eq!(
+            call_token(&headers(&[("authorization", "Bearer abc"), ("x-esocial-token", "def")])),
+            Err(TwoTokens)
+        );
+        assert_eq!(
+            call_token(&headers(&[("authorization", "Basic abc"), ("x-esocial-token", "def")])),
+            Err(TwoTokens),
+            "a malformed authorization beside a forwarded token",
+        );
+        assert_eq!(call_token(&headers(&[("x-esocial-token", "abc"), ("x-esocial-token", "def")])), Err(TwoTokens));
     }
 }

@@ -19,7 +19,7 @@ mod verifier;
 
 pub use claims::{Actor, Audience, Caller, Claims, Role};
 pub use jwks::{JwksSource, StaticJwks};
-pub use layer::{AuthLayer, AuthService, bearer_token};
+pub use layer::{AuthLayer, AuthService, FORWARDED_TOKEN_HEADER, TwoTokens, bearer_token, call_token};
 pub use policy::{Access, AccessPolicy};
 pub use signing::{SigningError, SigningKey};
 pub use verifier::{TokenVerifier, VerificationError, VerifierSettings};

@@ -46,10 +46,11 @@ pub fn audience_of_package(package: &str) -> &str {
     }
 }
 
-/// A token exchanged, as the `authorization` value a forwarded call carries.
+/// A token exchanged, as the value of [`esocial_auth::FORWARDED_TOKEN_HEADER`]
+/// a forwarded call carries.
 #[derive(Debug, Clone)]
 struct Exchanged {
-    authorization: HeaderValue,
+    token: HeaderValue,
     renew_at: Instant,
 }
 
@@ -74,20 +75,15 @@ impl InternalTokens {
         Ok(Self { identity: IdentityServiceClient::new(channel), credentials, remembered: Mutex::default() })
     }
 
-    /// The `authorization` value for a call of the member whose verified
-    /// token is `member_token` (with id `token_id`) to the service of
-    /// `audience`.
-    pub async fn authorization(
-        &self,
-        member_token: &str,
-        token_id: &str,
-        audience: &Arc<str>,
-    ) -> Result<HeaderValue, Status> {
+    /// The token (the value of [`esocial_auth::FORWARDED_TOKEN_HEADER`]) for
+    /// a call of the member whose verified token is `member_token` (with id
+    /// `token_id`) to the service of `audience`.
+    pub async fn token(&self, member_token: &str, token_id: &str, audience: &Arc<str>) -> Result<HeaderValue, Status> {
         let slot = self.slot(token_id, audience);
         // Boxed: the exchange is a call to identity, whose future, held
         // inline, would make every forwarded call's future that much larger.
         let exchanged = slot.get_or_try_init(|| Box::pin(self.exchange(member_token, audience))).await?;
-        Ok(exchanged.authorization.clone())
+        Ok(exchanged.token.clone())
     }
 
     /// The slot of a member token and audience: a current one, or a new
@@ -134,12 +130,12 @@ impl InternalTokens {
                 return Err(Status::unavailable("the gateway cannot obtain a token for the service behind it"));
             }
         };
-        let authorization = HeaderValue::try_from(format!("Bearer {}", response.access_token))
+        let token = HeaderValue::try_from(response.access_token)
             .map_err(|_| Status::internal("identity returned a token that is not a header value"))?;
         let lifetime = Duration::from_secs(u64::from(response.expires_in_seconds));
         let renew_in = lifetime.saturating_sub(RENEW_BEFORE_EXPIRY).max(lifetime / 2);
         tracing::debug!(audience, elapsed_ms = started.elapsed().as_millis(), "member token exchanged");
-        Ok(Exchanged { authorization, renew_at: Instant::now() + renew_in })
+        Ok(Exchanged { token, renew_at: Instant::now() + renew_in })
     }
 }
 

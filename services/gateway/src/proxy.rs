@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use esocial_auth::{TokenVerifier, bearer_token};
+use esocial_auth::{FORWARDED_TOKEN_HEADER, TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
 use esocial_kit::rate::Allowance;
 use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
@@ -626,10 +626,10 @@ fn pass(
         let server_deadline = deadline.unwrap_or_else(|| started + esocial_kit::server::LONG_CALL_TIMEOUT);
         let deadline = if streams { server_deadline } else { server_deadline.min(started + door.unary_timeout) };
         exchange.deadline = Some(deadline);
-        let authorization = match (&upstream.audience, bearer_token(request.headers())) {
+        let exchanged = match (&upstream.audience, bearer_token(request.headers())) {
             (Some(audience), Some(token)) => {
-                match door.internal_tokens.authorization(token, &identified.token_id, audience).await {
-                    Ok(authorization) => Some(authorization),
+                match door.internal_tokens.token(token, &identified.token_id, audience).await {
+                    Ok(exchanged) => Some(exchanged),
                     Err(status) => return exchange.refuse(status),
                 }
             }
@@ -642,7 +642,7 @@ fn pass(
             return exchange.refuse(Status::deadline_exceeded("the deadline passed before the call was forwarded"));
         }
         set_grpc_timeout(request.headers_mut(), left);
-        prepare_headers(&door.node, &member, authorization, &exchange.request_id, request.headers_mut());
+        prepare_headers(&door.node, &member, exchanged, &exchange.request_id, request.headers_mut());
         let limit = u64::from(member.message_bytes_max);
         let bodies = exchange.log_bodies.then_some(door.log.body_budget());
         let request = exchange.meter_request(request, limit, bodies);
@@ -769,7 +769,10 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
         return;
     }
     let written = LENGTH_MAX - rest.len();
-    if let Ok(value) = HeaderValue::from_bytes(&text[..written]) {
+    if let Ok(mut value) = HeaderValue::from_bytes(&text[..written]) {
+        // New on nearly every call: kept out of the header table (see
+        // `prepare_headers`).
+        value.set_sensitive(true);
         headers.insert(GRPC_TIMEOUT_NAME, value);
     }
 }
@@ -802,7 +805,14 @@ fn route<'door>(
 /// Removes what only the gateway may set, then sets it: the member, the
 /// request id, this node, and the trace context of the gateway's span. The
 /// member's token never goes on: a call to an esocial service carries the
-/// token exchanged for it (`authorization`), a call to another system none.
+/// token exchanged for it (in [`FORWARDED_TOKEN_HEADER`], where HTTP/2 sends
+/// it once per connection, not on every call as it would `authorization`), a
+/// call to another system none.
+///
+/// The request id is new on every call, so it goes as a value never indexed:
+/// in the connection's header table it would only push out the entries that
+/// every call reuses, the forwarded token among them. So does `grpc-timeout`
+/// ([`set_grpc_timeout`]).
 ///
 /// Trace context goes on when the caller sent some (the caller's trace
 /// continues) or when the gateway exports its spans. A call that came
@@ -812,18 +822,19 @@ fn route<'door>(
 fn prepare_headers(
     node: &HeaderValue,
     member: &MemberEntry,
-    authorization: Option<HeaderValue>,
+    exchanged_token: Option<HeaderValue>,
     request_id: &str,
     headers: &mut http::HeaderMap,
 ) {
     remove_internal(headers);
-    match authorization {
-        Some(authorization) => headers.insert(http::header::AUTHORIZATION, authorization),
-        None => headers.remove(http::header::AUTHORIZATION),
-    };
+    headers.remove(http::header::AUTHORIZATION);
+    if let Some(token) = exchanged_token {
+        headers.insert(FORWARDED_TOKEN_HEADER, token);
+    }
     headers.insert(MEMBER_NAME, member.member_header.clone());
     headers.insert(GATEWAY_NODE_NAME, node.clone());
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    if let Ok(mut value) = HeaderValue::from_str(request_id) {
+        value.set_sensitive(true);
         headers.insert(esocial_kit::server::REQUEST_ID_HEADER, value);
     }
     if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT_NAME) {
@@ -1530,18 +1541,26 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-esocial-member", HeaderValue::from_static("UA/GOV/00032129/forged"));
         headers.insert("X-Esocial-Anything", HeaderValue::from_static("smuggled"));
+        headers.insert("x-esocial-token", HeaderValue::from_static("forged"));
         headers.insert("authorization", HeaderValue::from_static("Bearer abc"));
         headers.insert("grpc-timeout", HeaderValue::from_static("5S"));
         headers
             .insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         let mut inbound = headers.clone();
-        let exchanged = HeaderValue::from_static("Bearer exchanged");
+        let exchanged = HeaderValue::from_static("exchanged");
         prepare_headers(&door_node, &member, Some(exchanged), "req-1", &mut inbound);
         assert_eq!(inbound.get(MEMBER_HEADER).expect("member"), "UA/GOV/32855961/diia");
         assert_eq!(inbound.get(GATEWAY_NODE_HEADER).expect("node"), "gateway-7");
         assert_eq!(inbound.get("x-request-id").expect("request id"), "req-1");
         assert!(inbound.get("x-esocial-anything").is_none());
-        assert_eq!(inbound.get("authorization").expect("token"), "Bearer exchanged", "the exchanged token");
+        assert_eq!(inbound.get("x-esocial-token").expect("token"), "exchanged", "the exchanged token");
+        assert!(inbound.get("authorization").is_none(), "the member's token stays at the gateway");
+        assert_eq!(
+            esocial_auth::call_token(&inbound),
+            Ok(Some("exchanged")),
+            "the service finds the exchanged token, and only it"
+        );
+        assert!(inbound.get("x-request-id").expect("request id").is_sensitive(), "never indexed");
         assert_eq!(inbound.get("grpc-timeout").expect("deadline"), "5S");
         let traceparent = inbound.get("traceparent").map(|value| value.to_str().expect("ascii").to_owned());
         assert_ne!(
@@ -1552,6 +1571,7 @@ mod tests {
         let mut outbound = headers;
         prepare_headers(&door_node, &member, None, "req-2", &mut outbound);
         assert!(outbound.get("authorization").is_none(), "esocial's tokens stay inside");
+        assert!(outbound.get("x-esocial-token").is_none(), "esocial's tokens stay inside");
 
         // Without trace context from the caller, and with nothing exported
         // (as in these tests), none goes on: the service starts the trace.
@@ -1630,5 +1650,6 @@ mod tests {
         set_grpc_timeout(&mut headers, Duration::from_millis(10));
         assert_eq!(headers.get("grpc-timeout").expect("timeout"), "10m");
         assert_eq!(headers.get_all("grpc-timeout").iter().count(), 1, "replaced, not added");
+        assert!(headers.get("grpc-timeout").expect("timeout").is_sensitive(), "never indexed");
     }
 }

@@ -46,6 +46,38 @@ async fn a_member_without_the_right_is_denied_and_the_service_is_not_called() {
     assert_eq!(gateway.count("registry.providers").await, 2);
 }
 
+/// A service takes the token a forwarded call carries in `x-esocial-token`
+/// as it takes one in `authorization`, and refuses a call that carries both.
+#[tokio::test]
+async fn a_service_takes_the_forwarded_token_header_and_refuses_two_tokens() {
+    let gateway = TestGateway::spawn().await;
+    let token = gateway.service_token("registry-writer").await;
+    let with_headers = |pairs: Vec<(&'static str, String)>| {
+        move |mut request: tonic::Request<()>| {
+            for (name, value) in &pairs {
+                request.metadata_mut().insert(*name, value.parse().expect("ascii"));
+            }
+            Ok(request)
+        }
+    };
+    let channel = TestGateway::channel_to(gateway.registry_address).await;
+    let mut forwarded = registry_pb::provider_service_client::ProviderServiceClient::with_interceptor(
+        channel.clone(),
+        with_headers(vec![("x-esocial-token", token.clone())]),
+    );
+    forwarded.register_provider(provider("УСЗН 1", 3_285_596)).await.expect("the forwarded token is verified");
+    assert_eq!(gateway.count("registry.providers").await, 1);
+
+    let mut both = registry_pb::provider_service_client::ProviderServiceClient::with_interceptor(
+        channel,
+        with_headers(vec![("authorization", format!("Bearer {token}")), ("x-esocial-token", token)]),
+    );
+    let refused = both.register_provider(provider("УСЗН 2", 3_285_597)).await.expect_err("two tokens");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("not both"), "{}", refused.message());
+    assert_eq!(gateway.count("registry.providers").await, 1, "nothing written");
+}
+
 #[tokio::test]
 async fn callers_that_are_not_active_members_are_unauthenticated() {
     let gateway = TestGateway::spawn().await;
