@@ -568,6 +568,18 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 /// copied at each insert.
 pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// A request id as the value of [`REQUEST_ID_HEADER`], marked never to be
+/// indexed: an id is new on every call, so in an HTTP/2 connection's header
+/// table (HPACK) it would only push out the entries that every call reuses
+/// (a forwarded token among them, at the gateway). None for an id that is
+/// not a header value.
+#[must_use]
+pub fn request_id_value(request_id: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(request_id).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// An id for a call that came without one: a version 7 UUID (the time
 /// first, so ids sort roughly by arrival).
 fn new_request_id() -> String {
@@ -654,7 +666,7 @@ where
                     ))
                     .into_http(),
                 };
-                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                if let Some(value) = request_id_value(&request_id) {
                     response.headers_mut().insert(REQUEST_ID_HEADER, value);
                 }
                 // Errors come as trailers-only responses with the status in the
@@ -709,6 +721,14 @@ mod tests {
         assert_eq!(deadline("123456789S"), None, "at most eight digits");
         assert_eq!(deadline("10x"), None);
         assert_eq!(deadline("-1S"), None);
+    }
+
+    #[test]
+    fn a_request_id_goes_as_a_value_never_indexed() {
+        let value = request_id_value("0193a1b2-req").expect("a header value");
+        assert_eq!(value, "0193a1b2-req");
+        assert!(value.is_sensitive(), "kept out of the HPACK table");
+        assert!(request_id_value("line\nbreak").is_none());
     }
 
     #[test]

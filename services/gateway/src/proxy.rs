@@ -770,8 +770,8 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
     }
     let written = LENGTH_MAX - rest.len();
     if let Ok(mut value) = HeaderValue::from_bytes(&text[..written]) {
-        // New on nearly every call: kept out of the header table (see
-        // `prepare_headers`).
+        // New on nearly every call: kept out of the header table, as the
+        // request id is (`esocial_kit::server::request_id_value`).
         value.set_sensitive(true);
         headers.insert(GRPC_TIMEOUT_NAME, value);
     }
@@ -809,10 +809,9 @@ fn route<'door>(
 /// it once per connection, not on every call as it would `authorization`), a
 /// call to another system none.
 ///
-/// The request id is new on every call, so it goes as a value never indexed:
-/// in the connection's header table it would only push out the entries that
-/// every call reuses, the forwarded token among them. So does `grpc-timeout`
-/// ([`set_grpc_timeout`]).
+/// The request id goes as a value never indexed
+/// ([`esocial_kit::server::request_id_value`]), and so does `grpc-timeout`
+/// ([`set_grpc_timeout`]): both are new on every call.
 ///
 /// Trace context goes on when the caller sent some (the caller's trace
 /// continues) or when the gateway exports its spans. A call that came
@@ -833,8 +832,7 @@ fn prepare_headers(
     }
     headers.insert(MEMBER_NAME, member.member_header.clone());
     headers.insert(GATEWAY_NODE_NAME, node.clone());
-    if let Ok(mut value) = HeaderValue::from_str(request_id) {
-        value.set_sensitive(true);
+    if let Some(value) = esocial_kit::server::request_id_value(request_id) {
         headers.insert(esocial_kit::server::REQUEST_ID_HEADER, value);
     }
     if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT_NAME) {
