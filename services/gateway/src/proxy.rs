@@ -394,8 +394,9 @@ struct Identified {
 }
 
 impl Door {
-    async fn identify(&self, headers: &http::HeaderMap, peer: Option<&PeerCertificates>) -> Identified {
-        let Some(token) = bearer_token(headers) else {
+    /// Who presents `token` (the member's bearer token, if the call has one).
+    async fn identify(&self, token: Option<&str>, peer: Option<&PeerCertificates>) -> Identified {
+        let Some(token) = token else {
             return Identified {
                 caller: String::new(),
                 token_id: String::new(),
@@ -532,7 +533,9 @@ fn pass(
         // waits for. Kept near a kilobyte (1,008 bytes in a release build;
         // `-Zprint-type-sizes` shows it, see the benchmark notes), it comes
         // from the allocator's per-thread cache instead of the heap's bins.
-        let mut identified = Box::pin(door.identify(request.headers(), peer.as_ref())).await;
+        // The member's token, read once: identified now, exchanged below.
+        let member_token = bearer_token(request.headers());
+        let mut identified = Box::pin(door.identify(member_token, peer.as_ref())).await;
         let call = arriving.identified();
         // Callers the door turns away (without a valid token; with one, but
         // not an active member, or without the member's client certificate)
@@ -626,7 +629,7 @@ fn pass(
         let server_deadline = deadline.unwrap_or_else(|| started + esocial_kit::server::LONG_CALL_TIMEOUT);
         let deadline = if streams { server_deadline } else { server_deadline.min(started + door.unary_timeout) };
         exchange.deadline = Some(deadline);
-        let exchanged = match (&upstream.audience, bearer_token(request.headers())) {
+        let exchanged = match (&upstream.audience, member_token) {
             (Some(audience), Some(token)) => {
                 match door.internal_tokens.token(token, &identified.token_id, audience).await {
                     Ok(exchanged) => Some(exchanged),
