@@ -575,6 +575,11 @@ fn pass(
             {
                 return exchange.refuse_over_rate(member, status);
             }
+            // What only the gateway sets is no caller's to send here either:
+            // the auth layer would otherwise take a token from
+            // `x-esocial-token`, which the door did not identify the caller by
+            // (and the log entry would name no caller).
+            remove_internal(request.headers_mut());
             // What an auditor asks of the log (the filters of a search, the
             // node to verify) is kept with the entry of the call, so that the
             // log records what was read; the answer is not copied into it.

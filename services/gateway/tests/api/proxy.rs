@@ -78,6 +78,25 @@ async fn a_service_takes_the_forwarded_token_header_and_refuses_two_tokens() {
     assert_eq!(gateway.count("registry.providers").await, 1, "nothing written");
 }
 
+/// The gateway's own methods do not take a token from `x-esocial-token`:
+/// the door identifies callers by `authorization` alone, and the message log
+/// names the caller it identified.
+#[tokio::test]
+async fn the_gateways_own_methods_take_no_token_from_the_forwarded_token_header() {
+    let gateway = TestGateway::spawn().await;
+    let token = gateway.person_token(&[Role::SecurityAdmin]).await;
+    let mut admin = pb::gateway_admin_service_client::GatewayAdminServiceClient::with_interceptor(
+        gateway.channel().await,
+        move |mut request: tonic::Request<()>| {
+            request.metadata_mut().insert("x-esocial-token", token.parse().expect("ascii"));
+            Ok(request)
+        },
+    );
+    let refused = admin.list_members(pb::ListMembersRequest::default()).await.expect_err("no bearer token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    gateway.admin().await.list_members(pb::ListMembersRequest::default()).await.expect("with authorization");
+}
+
 #[tokio::test]
 async fn callers_that_are_not_active_members_are_unauthenticated() {
     let gateway = TestGateway::spawn().await;
