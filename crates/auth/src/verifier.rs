@@ -18,9 +18,13 @@ pub struct VerifierSettings {
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
-    /// Minimum time between two key set fetches caused by unknown key ids.
+    /// Minimum time between two key set fetches (caused by unknown key ids
+    /// or by an old key set), whether the last one worked or not, while any
+    /// keys are held.
     pub min_refresh_interval: Duration,
-    /// Age after which the cached key set is fetched again before use.
+    /// Age after which the cached key set is fetched again before use (at
+    /// most once per `min_refresh_interval`; until a fetch works, the keys
+    /// held are used).
     pub max_key_age: Duration,
 }
 
@@ -228,21 +232,30 @@ impl TokenVerifier {
     }
 
     async fn key(&self, key_id: &str) -> Result<DecodingKey, VerificationError> {
-        {
+        let held = {
             let cache = self.cache.read().await;
             let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < self.settings.max_key_age);
-            if fresh && let Some(key) = cache.keys.get(key_id) {
-                return Ok(key.clone());
+            let held = cache.keys.get(key_id).cloned();
+            if fresh && let Some(key) = held {
+                return Ok(key);
             }
-        }
-        // Unknown key id or an old cache: fetch, at most once per interval.
-        let mut last_fetch = self.last_fetch.lock().await;
-        let cache_is_old =
-            self.cache.read().await.fetched_at.is_none_or(|at| at.elapsed() >= self.settings.max_key_age);
-        let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.settings.min_refresh_interval);
-        if (cache_is_old || may_fetch)
-            && let Err(error) = self.fetch_into_cache(&mut last_fetch).await
-        {
+            held
+        };
+        // Unknown key id or an old cache: fetch, at most once per interval,
+        // whether the last fetch worked or not. While the identity service
+        // does not answer, calls go on with the keys held: neither does each
+        // wait for a fetch of its own, one after another, nor does one that
+        // holds its key queue behind the fetch another call is making.
+        let mut last_fetch = match (self.last_fetch.try_lock(), held) {
+            (Ok(last_fetch), _) => last_fetch,
+            (Err(_), Some(key)) => return Ok(key),
+            (Err(_), None) => self.last_fetch.lock().await,
+        };
+        // With no keys at all nothing can be verified: a call fetches then,
+        // however soon after a fetch that failed.
+        let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.settings.min_refresh_interval)
+            || self.cache.read().await.keys.is_empty();
+        if may_fetch && let Err(error) = self.fetch_into_cache(&mut last_fetch).await {
             tracing::warn!(%error, "cannot refresh token verification keys");
             // Keep verifying with the keys we have rather than refuse all.
             if self.cache.read().await.keys.is_empty() {

@@ -208,6 +208,60 @@ async fn an_unknown_key_id_triggers_a_rate_limited_refresh() {
     assert!(verifier.verify(&new.sign(&claims()).expect("signs")).await.is_ok());
 }
 
+/// A source that answers once, then keeps callers waiting and fails (an
+/// identity service that has gone away); it counts the fetches.
+#[derive(Debug)]
+struct VanishingJwks {
+    set: JwkSet,
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl JwksSource for VanishingJwks {
+    fn fetch(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<JwkSet, String>> + Send + '_>> {
+        let first = self.fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        let set = self.set.clone();
+        Box::pin(async move {
+            if first {
+                return Ok(set);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err("identity does not answer".to_owned())
+        })
+    }
+}
+
+#[tokio::test]
+async fn with_the_key_set_old_and_identity_away_calls_go_on_with_the_keys_held_after_one_fetch() {
+    let key = SigningKey::generate();
+    let source = Arc::new(VanishingJwks { set: SigningKey::key_set([&key]), fetches: Default::default() });
+    let mut settings = VerifierSettings::new(ISSUER, AUDIENCE);
+    settings.max_key_age = Duration::from_millis(100);
+    settings.min_refresh_interval = Duration::from_secs(1);
+    let verifier = Arc::new(TokenVerifier::new(settings, source.clone()));
+    let token = key.sign(&claims()).expect("signs");
+    assert!(verifier.verify(&token).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    // The key set is old: many calls at once, while the fetch they cause
+    // waits for an identity service that does not answer.
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let verifier = verifier.clone();
+            let token = token.clone();
+            tokio::spawn(async move { verifier.verify(&token).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.expect("joins").is_ok(), "verified with the key held");
+    }
+    // One fetch for the old set, not one for each call, one after another.
+    assert_eq!(source.fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The failed fetch counts against the interval as one that worked
+    // would: a call right after it goes on with the key held.
+    assert!(verifier.verify(&token).await.is_ok());
+    assert_eq!(source.fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 #[test]
 fn a_stored_key_reads_back_with_the_same_key_id() {
     let key = SigningKey::generate();
