@@ -565,6 +565,10 @@ enum WriteError {
         "the message log of node {node:?} ends at entry {head} but a checkpoint signed entry {checkpointed}: signed entries were removed; run `esocial gateway verify-log`"
     )]
     Truncated { node: String, head: i64, checkpointed: i64 },
+    #[error(
+        "the message log of node {node:?} was signed with key {stored}, and this gateway's key is {current}: a new key starts a new chain under a new node name (ESOCIAL_GATEWAY_NODE)"
+    )]
+    OtherKey { node: String, stored: String, current: String },
 }
 
 impl LogWriter {
@@ -578,11 +582,25 @@ impl LogWriter {
             return Err(WriteError::NodeTaken(self.settings.node.clone()));
         }
         let head = Self::stored_head(&mut connection, &self.settings.node).await?;
-        let checkpointed: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(sequence), 0) FROM log_checkpoints WHERE node = $1")
-                .bind(&self.settings.node)
-                .fetch_one(&mut connection)
-                .await?;
+        let newest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT sequence, key_id FROM log_checkpoints WHERE node = $1 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(&self.settings.node)
+        .fetch_optional(&mut connection)
+        .await?;
+        let checkpointed = newest.as_ref().map_or(0, |(sequence, _)| *sequence);
+        // Entries keyed with this gateway's key after entries keyed with
+        // another would break the chain where the key changed, and
+        // `verify-log` would stop there: every entry after it unchecked.
+        if let Some((_, stored)) = newest
+            && stored != self.key.key_id
+        {
+            return Err(WriteError::OtherKey {
+                node: self.settings.node.clone(),
+                stored,
+                current: self.key.key_id.clone(),
+            });
+        }
         if head.sequence < checkpointed {
             // Signed entries are gone: the chain cannot go on from here
             // without hiding that. An operator must look.

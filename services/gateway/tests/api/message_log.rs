@@ -948,3 +948,53 @@ async fn the_auditors_verification_trusts_the_earlier_keys_configured_for_the_ch
     let reports = verify::verify(&pool, &current, Some("gateway-0"), None).await.expect("verification runs");
     assert_broken_at(&reports[0], 1, &["altered"]);
 }
+
+#[tokio::test]
+async fn a_writer_with_another_key_does_not_go_on_with_the_chain_of_its_node() {
+    use esocial_gateway::message_log::{FailurePolicy, WriterSettings, message_log};
+
+    let mut gateway = gateway_after_calls(6).await;
+    let head = witnessed_head(&gateway).await;
+    // The gateway stops: its writer lets go of the node, after a last
+    // checkpoint signed with its key.
+    gateway.stop().await;
+    let pool = gateway.gateway_pool().await;
+    let options = pool.connect_options().as_ref().clone();
+    let settings = WriterSettings {
+        node: "gateway-1".to_owned(),
+        queue_capacity: 16,
+        batch_size_max: 4,
+        batch_linger: Duration::from_millis(5),
+        checkpoint_interval: Duration::from_secs(60),
+        checkpoint_entries: 1_000,
+    };
+
+    // Started again with a new key but the same node name, the writer does
+    // not take entries (so calls are refused), rather than key the next
+    // entries with the new key and break the chain there.
+    let files = esocial_testkit::TempDir::new("other-key").expect("temporary directory");
+    let path = files.path().join("other-signing-key.pem");
+    assert!(esocial_gateway::ensure_signing_key(&path).expect("a new key"), "a new key file");
+    let other = esocial_gateway::read_signing_key(&path).expect("the new key");
+    let (log, writer) =
+        message_log(options.clone(), settings.clone(), std::sync::Arc::new(other), FailurePolicy::Refuse);
+    let writing = tokio::spawn(writer.run(std::future::pending()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!log.accepts_calls(), "a writer with another key took the chain on");
+    assert!(log.slot(false).is_err(), "a call would be served");
+    writing.abort();
+
+    // With the key the chain was written with, a writer goes on from it.
+    let (log, writer) =
+        message_log(options, settings, std::sync::Arc::new(gateway.signing_key()), FailurePolicy::Refuse);
+    let writing = tokio::spawn(writer.run(std::future::pending()));
+    eventually(Duration::from_secs(10), || async {
+        log.accepts_calls().then_some(()).ok_or_else(|| "the writer with the chain's key never took entries".to_owned())
+    })
+    .await;
+    writing.abort();
+    let reports = verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].is_intact(), "{reports:?}");
+    assert_eq!(reports[0].entries, head, "{reports:?}");
+}
