@@ -59,6 +59,28 @@ fn is_identifier(text: &str) -> bool {
         && text.chars().all(|character| character.is_ascii_alphanumeric() || character == '_')
 }
 
+/// The longest method path the gateway repeats whole, in a log entry or in
+/// a refusal. gRPC method paths are short (`/package.Service/Method`), but a
+/// caller may send any path: a longer one is shown cut, with its length, so
+/// that no log entry outgrows what the log's indexes take (PostgreSQL
+/// refuses a B-tree entry over 2,704 bytes, and a batch it refused would
+/// stop the log, and with it every call) and no refusal outgrows a header.
+pub const METHOD_SHOWN_MAX: usize = 256;
+
+/// `path` as the gateway records and repeats it: whole up to
+/// [`METHOD_SHOWN_MAX`] bytes, else cut there and marked with its length.
+#[must_use]
+pub fn method_shown(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= METHOD_SHOWN_MAX {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut cut = METHOD_SHOWN_MAX;
+    while !path.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &path[..cut], path.len()))
+}
+
 /// A gRPC method path `/package.Service/Method` split into its parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodPath<'a> {
@@ -262,6 +284,23 @@ mod tests {
         for text in refused {
             assert!(MemberId::parse(text).is_err(), "{text} must be refused");
         }
+    }
+
+    #[test]
+    fn a_method_path_is_shown_whole_up_to_its_limit_and_cut_with_its_length_beyond() {
+        let usual = "/esocial.registry.v1.RegistryService/GetPerson";
+        assert!(matches!(method_shown(usual), std::borrow::Cow::Borrowed(shown) if shown == usual));
+        let at_limit = format!("/a.B/{}", "c".repeat(METHOD_SHOWN_MAX - 5));
+        assert_eq!(method_shown(&at_limit), at_limit.as_str());
+        let long = format!("/a.B/{}", "c".repeat(10_000));
+        let shown = method_shown(&long);
+        assert_eq!(shown, format!("{}… (10005 bytes)", &long[..METHOD_SHOWN_MAX]));
+        assert!(shown.len() < METHOD_SHOWN_MAX + 20, "{}", shown.len());
+        // Cut at a character's boundary, never inside one.
+        let wide = format!("/a.B/{}", "ї".repeat(200));
+        let shown = method_shown(&wide);
+        let kept = shown.strip_suffix(&format!("… ({} bytes)", wide.len())).expect("marked");
+        assert!(wide.starts_with(kept) && kept.len() <= METHOD_SHOWN_MAX && kept.len() >= METHOD_SHOWN_MAX - 1);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use tower::ServiceExt as _;
 
 use crate::catalog::Catalog;
 use crate::directory::{Directory, MemberEntry};
-use crate::domain::MethodPath;
+use crate::domain::{MethodPath, method_shown};
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
 use crate::reflection::Reflection;
@@ -524,7 +524,7 @@ fn pass(
                 started_at,
                 deadline,
                 request_id,
-                method: path.clone(),
+                method: method_shown(&path).into_owned(),
                 direction: upstream.map_or(Direction::Inbound, |upstream| upstream.direction),
             },
         };
@@ -602,8 +602,10 @@ fn pass(
         };
         // The member's message size limit holds for what the service receives:
         // a compressed message could pass it and then grow many times over.
-        if let Some(encoding) = request.headers().get("grpc-encoding")
-            && encoding != "identity"
+        // Every value is looked at: services differ in which of two they
+        // take.
+        if let Some(encoding) =
+            request.headers().get_all("grpc-encoding").iter().find(|encoding| *encoding != "identity")
         {
             return exchange.refuse(Status::unimplemented(format!(
                 "the gateway takes uncompressed messages only (grpc-encoding {encoding:?}), so that the member's size limit holds"
@@ -802,12 +804,18 @@ fn route<'door>(
     upstream: Option<&'door Upstream>,
 ) -> Result<&'door Upstream, Status> {
     let Some(method) = parsed else {
-        return Err(Status::unimplemented(format!("{path} is not a gRPC method path")));
+        return Err(Status::unimplemented(format!("{} is not a gRPC method path", method_shown(path))));
     };
     if !member.may_call(&method, path) {
-        return Err(Status::permission_denied(format!("member {} may not call {path}", member.member.member_id)));
+        return Err(Status::permission_denied(format!(
+            "member {} may not call {}",
+            member.member.member_id,
+            method_shown(path)
+        )));
     }
-    upstream.ok_or_else(|| Status::unimplemented(format!("no service behind the gateway serves {}", method.package)))
+    upstream.ok_or_else(|| {
+        Status::unimplemented(format!("no service behind the gateway serves {}", method_shown(method.package)))
+    })
 }
 
 /// Removes what only the gateway may set, then sets it: the member, the

@@ -564,6 +564,103 @@ async fn a_compressed_request_is_refused_so_that_the_size_limit_holds() {
     assert_eq!(code, (Code::Unimplemented as i32).to_string(), "{:?}", response.headers());
     let message = response.headers().get("grpc-message").and_then(|value| value.to_str().ok()).unwrap_or_default();
     assert!(message.contains("uncompressed"), "{message}");
+
+    // A second encoding after `identity` is seen too: some services take
+    // the last of two.
+    let response = call_without_end(
+        &gateway,
+        VERIFY_CERTIFICATE,
+        &token,
+        &[("grpc-encoding", "identity"), ("grpc-encoding", "gzip")],
+    )
+    .await;
+    let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert_eq!(code, (Code::Unimplemented as i32).to_string(), "{:?}", response.headers());
+}
+
+#[tokio::test]
+async fn a_call_to_a_very_long_path_is_refused_and_logged_cut_and_the_log_goes_on() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let token = gateway.system_token("diia").await;
+    // Letters that do not repeat (xorshift), so that PostgreSQL could not
+    // compress them into an index entry of the log.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let name: String = (0..10_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + u8::try_from(state % 26).expect("a letter"))
+        })
+        .collect();
+    let path = format!("/esocial.registry.v1.IdpService/{name}");
+    let shown = format!("{}… ({} bytes)", &path[..esocial_gateway::domain::METHOD_SHOWN_MAX], path.len());
+
+    let response = call_without_end(&gateway, &path, &token, &[]).await;
+    let header =
+        |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("grpc-status"), (Code::PermissionDenied as i32).to_string(), "{:?}", response.headers());
+    let message = percent_decoded(&header("grpc-message"));
+    assert!(message.ends_with(&shown), "{message}");
+
+    // The refusal's entry is written, with the path cut: the whole path would
+    // not fit the log's index, and the writer would stop at it.
+    let members_entries = async || {
+        let entries: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT method, status_code FROM gateway.message_log WHERE member_id = $1 ORDER BY sequence",
+        )
+        .bind(DIIA)
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("the log");
+        entries
+    };
+    let logged = eventually(Duration::from_secs(20), || async {
+        let entries = members_entries().await;
+        (!entries.is_empty()).then_some(entries).ok_or_else(|| "the refusal is not logged".to_owned())
+    })
+    .await;
+    assert_eq!(logged, [(shown.clone(), Code::PermissionDenied as i32)]);
+
+    // The log goes on: a call after it is served and logged.
+    let mut diia = gateway.idp(Some(token)).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    diia.verify_idp_certificate(verify).await.expect("served after it");
+    let logged = eventually(Duration::from_secs(20), || async {
+        let entries = members_entries().await;
+        (entries.len() == 2).then_some(entries).ok_or_else(|| "the call after it is not logged".to_owned())
+    })
+    .await;
+    assert_eq!(logged[1], (VERIFY_CERTIFICATE.to_owned(), Code::Ok as i32));
+    let pool = gateway.gateway_pool().await;
+    let reports =
+        esocial_gateway::verify::verify(&pool, &gateway.log_keys, None, None).await.expect("verification runs");
+    assert!(!reports.is_empty() && reports.iter().all(esocial_gateway::verify::ChainReport::is_intact), "{reports:?}");
+}
+
+/// A `grpc-message` value as the client reads it (percent-encoded UTF-8).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).expect("UTF-8")
 }
 
 #[tokio::test]
