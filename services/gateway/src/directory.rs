@@ -4,6 +4,7 @@
 //! periodic reload as a safety net).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,32 @@ pub struct MemberEntry {
     /// as its limits let through, so that a member's flood cannot fill the
     /// log every member's calls wait on.
     pub refusals_logged: Arc<Allowance>,
+    /// The member's calls in flight (a unary call holds a place in the
+    /// message log's queue until its entry is sent); carried over when the
+    /// directory is read again.
+    calls_in_flight: Arc<AtomicUsize>,
+}
+
+/// One of a member's calls in flight, counted until it is dropped (when
+/// the call's exchange ends).
+#[derive(Debug)]
+pub struct CallInFlight(Arc<AtomicUsize>);
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl MemberEntry {
+    /// Counts a call of the member's in flight, unless `max` already are.
+    pub fn call_in_flight(&self, max: usize) -> Option<CallInFlight> {
+        self.calls_in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |calls| (calls < max).then_some(calls + 1))
+            .ok()?;
+        Some(CallInFlight(self.calls_in_flight.clone()))
+    }
+
     pub fn is_active(&self) -> bool {
         self.member.status == MemberStatus::Active
     }
@@ -147,6 +171,10 @@ impl Directory {
                     )),
                 ),
             };
+            let calls_in_flight = previous
+                .by_member
+                .get(&member.member_id)
+                .map_or_else(Arc::default, |entry| entry.calls_in_flight.clone());
             let mut methods = HashSet::new();
             let mut services = HashSet::new();
             for right in rights.remove(&member.member_id).unwrap_or_default() {
@@ -166,6 +194,7 @@ impl Directory {
                 message_bytes_max,
                 bucket,
                 refusals_logged,
+                calls_in_flight,
                 member,
             });
             snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
@@ -245,6 +274,7 @@ pub(crate) mod tests {
             message_bytes_max: 1024,
             bucket: Arc::new(Mutex::new(TokenBucket::new(10, 10))),
             refusals_logged: Arc::new(Allowance::new("tests", 10, 10)),
+            calls_in_flight: Arc::default(),
         }
     }
 }

@@ -89,7 +89,7 @@ pub const EARLIER_SIGNING_KEY_FILES: Variable = Variable {
 pub const LOG_QUEUE_MAX: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_QUEUE_MAX",
     default: "10000",
-    meaning: "message log entries (calls in flight included) that may wait for the writer",
+    meaning: "message log entries (calls in flight included) that may wait for the writer; one member's calls in flight may hold a quarter of them at most",
 };
 pub const LOG_BATCH_MAX: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_BATCH_MAX",

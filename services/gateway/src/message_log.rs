@@ -439,6 +439,14 @@ impl MessageLog {
         self.policy == FailurePolicy::Serve || (self.writable.load(Ordering::Relaxed) && self.sender.capacity() > 0)
     }
 
+    /// How many calls of one member may be in flight at once: a quarter of
+    /// the queue's places, which unary calls hold until their entries are
+    /// sent, so that one member's calls cannot take every place and shut
+    /// the others out.
+    pub fn member_calls_max(&self) -> usize {
+        (self.sender.max_capacity() / 4).max(1)
+    }
+
     /// Where the entry of a call about to be served will go.
     pub fn slot(&self, streaming: bool) -> Result<LogSlot, LogUnavailable> {
         let writable = self.writable.load(Ordering::Relaxed);

@@ -37,7 +37,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 
 use crate::catalog::Catalog;
-use crate::directory::{Directory, MemberEntry};
+use crate::directory::{CallInFlight, Directory, MemberEntry};
 use crate::domain::{MethodPath, method_shown};
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
@@ -495,6 +495,22 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
     })
 }
 
+/// Counts the member's call in flight, or refuses it when `max` of its
+/// calls are (their entries' places in the message log's queue would
+/// otherwise be one member's to take).
+fn in_flight(member: &MemberEntry, max: usize) -> Result<CallInFlight, Status> {
+    member.call_in_flight(max).ok_or_else(|| {
+        ApiError::ResourceExhausted {
+            message: format!(
+                "member {} has {max} calls in flight, as many as a member may have at once",
+                member.member.member_id
+            ),
+            retry_after: Duration::from_secs(1),
+        }
+        .into()
+    })
+}
+
 /// A logged call's way through the door: to the gateway's own routes
 /// (`own_routes`, given for a method of [`OWN_PACKAGE`]) or on to a
 /// service. (Not an `async fn`: one keeps its arguments twice in its
@@ -570,10 +586,14 @@ fn pass(
             {
                 return exchange.refuse(refusal.clone());
             }
-            if let Some(member) = &identified.member
-                && let Err(status) = rate_limited(member)
-            {
-                return exchange.refuse_over_rate(member, status);
+            if let Some(member) = &identified.member {
+                if let Err(status) = rate_limited(member) {
+                    return exchange.refuse_over_rate(member, status);
+                }
+                match in_flight(member, door.log.member_calls_max()) {
+                    Ok(call) => exchange.in_flight = Some(call),
+                    Err(status) => return exchange.refuse_over_rate(member, status),
+                }
             }
             // What only the gateway sets is no caller's to send here either:
             // the auth layer would otherwise take a token from
@@ -595,6 +615,10 @@ fn pass(
         };
         if let Err(status) = rate_limited(&member) {
             return exchange.refuse_over_rate(&member, status);
+        }
+        match in_flight(&member, door.log.member_calls_max()) {
+            Ok(call) => exchange.in_flight = Some(call),
+            Err(status) => return exchange.refuse_over_rate(&member, status),
         }
         let upstream = match route(&member, parsed, &path, upstream) {
             Ok(upstream) => upstream,
@@ -720,6 +744,7 @@ impl Call {
             direction: self.direction,
             log_bodies,
             request: None,
+            in_flight: None,
         }
     }
 }
@@ -991,6 +1016,8 @@ struct Exchange {
     direction: Direction,
     log_bodies: bool,
     request: Option<Arc<Mutex<RequestMeter>>>,
+    /// The member's call counted in flight until the exchange ends.
+    in_flight: Option<CallInFlight>,
 }
 
 impl Exchange {

@@ -1124,3 +1124,78 @@ async fn a_response_message_larger_than_the_members_limit_is_cut_off() {
     .await;
     assert_eq!(codes, [(BANK.to_owned(), Code::Ok as i32), (DIIA.to_owned(), Code::ResourceExhausted as i32)]);
 }
+
+#[tokio::test]
+async fn a_member_s_calls_in_flight_are_held_to_a_quarter_of_the_log_queue_and_others_are_still_served() {
+    use esocial_proto::external::tax::v1 as tax;
+    use esocial_proto::external::tax::v1::tax_register_service_client::TaxRegisterServiceClient;
+
+    // A system that takes calls and never answers; it counts the calls of
+    // its service.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let route = format!("esocial.external.tax.v1=http://{}", listener.local_addr().expect("address"));
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&arrived);
+    let silent = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                // (The gateway's catalog asks its reflection service too.)
+                if request.uri().path().starts_with("/esocial.external.tax.v1.") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
+            });
+            connections.spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    // A queue of 16 places: a member may have 4 calls in flight.
+    let gateway = TestGateway::spawn_with(&[
+        ("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"),
+        ("ESOCIAL_GATEWAY_OUTBOUND_ROUTES", route.as_str()),
+    ])
+    .await;
+    gateway.register_member(DIIA, "diia", None, &["/esocial.external.tax.v1.TaxRegisterService/*"]).await;
+    gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
+    let diia = TaxRegisterServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("diia").await)),
+    );
+    let hanging: Vec<_> = (0..4)
+        .map(|_| {
+            let mut diia = diia.clone();
+            tokio::spawn(async move { diia.get_taxpayer(tax::GetTaxpayerRequest::default()).await.map(|_| ()) })
+        })
+        .collect();
+    eventually(Duration::from_secs(10), || async {
+        let count = arrived.load(std::sync::atomic::Ordering::SeqCst);
+        (count == 4).then_some(()).ok_or_else(|| format!("{count} of 4 calls reached the system"))
+    })
+    .await;
+
+    // A fifth call of the member's is refused before it goes anywhere.
+    let refused = diia.clone().get_taxpayer(tax::GetTaxpayerRequest::default()).await.expect_err("a fifth call");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("4 calls in flight"), "{}", refused.message());
+    assert!(refused.get_details_retry_info().is_some(), "retry information");
+    assert_eq!(arrived.load(std::sync::atomic::Ordering::SeqCst), 4);
+
+    // Another member is served meanwhile.
+    let mut bank = gateway.idp(Some(gateway.system_token("bank").await)).await;
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    bank.verify_idp_certificate(verify).await.expect("another member is served");
+
+    // Once the system goes away the calls end, and their places are free
+    // again: the member's next call is not refused for calls in flight.
+    silent.abort();
+    for call in hanging {
+        let ended = call.await.expect("joins").expect_err("the system went away");
+        assert_ne!(ended.code(), Code::ResourceExhausted, "{ended:?}");
+    }
+    let after = diia.clone().get_taxpayer(tax::GetTaxpayerRequest::default()).await.expect_err("nothing answers");
+    assert_ne!(after.code(), Code::ResourceExhausted, "{after:?}");
+}
