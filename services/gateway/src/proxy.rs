@@ -495,14 +495,16 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
     })
 }
 
-/// Counts the member's call in flight, or refuses it when `max` of its
-/// calls are (their entries' places in the message log's queue would
-/// otherwise be one member's to take).
-fn in_flight(member: &MemberEntry, max: usize) -> Result<CallInFlight, Status> {
-    member.call_in_flight(max).ok_or_else(|| {
+/// The member's limits on a call: its rate, then its calls in flight (at
+/// most `calls_max`, or their entries' places in the message log's queue
+/// would be one member's to take). The call counted in flight, or the
+/// refusal.
+fn within_limits(member: &MemberEntry, calls_max: usize) -> Result<CallInFlight, Status> {
+    rate_limited(member)?;
+    member.call_in_flight(calls_max).ok_or_else(|| {
         ApiError::ResourceExhausted {
             message: format!(
-                "member {} has {max} calls in flight, as many as a member may have at once",
+                "member {} has {calls_max} calls in flight, as many as a member may have at once",
                 member.member.member_id
             ),
             retry_after: Duration::from_secs(1),
@@ -587,10 +589,7 @@ fn pass(
                 return exchange.refuse(refusal.clone());
             }
             if let Some(member) = &identified.member {
-                if let Err(status) = rate_limited(member) {
-                    return exchange.refuse_over_rate(member, status);
-                }
-                match in_flight(member, door.log.member_calls_max()) {
+                match within_limits(member, door.log.member_calls_max()) {
                     Ok(call) => exchange.in_flight = Some(call),
                     Err(status) => return exchange.refuse_over_rate(member, status),
                 }
@@ -613,10 +612,7 @@ fn pass(
             Ok(member) => member,
             Err(status) => return exchange.refuse(status),
         };
-        if let Err(status) = rate_limited(&member) {
-            return exchange.refuse_over_rate(&member, status);
-        }
-        match in_flight(&member, door.log.member_calls_max()) {
+        match within_limits(&member, door.log.member_calls_max()) {
             Ok(call) => exchange.in_flight = Some(call),
             Err(status) => return exchange.refuse_over_rate(&member, status),
         }
