@@ -30,6 +30,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long the writer waits at shutdown for calls still running.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the writer looks, at shutdown, whether streams' entries are
+/// still to come.
+const STREAM_END_POLL: Duration = Duration::from_millis(20);
 /// A batch takes no more entries once the bodies it keeps (full mode, up
 /// to [`crate::proxy::BODY_CAPTURE_BYTES_MAX`] each) reach this: one
 /// statement stays far below what PostgreSQL takes in one message (1 GiB).
@@ -368,18 +371,40 @@ pub enum LogSlot {
     /// A stream, which may last an hour, holds no place while it streams
     /// (else a member's streams could fill the queue); its entry waits for
     /// room when it ends.
-    AtEnd(mpsc::Sender<Queued>),
+    AtEnd(StreamEnd),
     /// Served unlogged ([`FailurePolicy::Serve`]).
     Unlogged,
+}
+
+/// The way of a stream's entry to the queue. While one exists, the writer
+/// does not close the queue at shutdown (until its drain time is over), so
+/// that the entry of a stream that ends then, or waits for room, is written.
+#[derive(Debug)]
+pub struct StreamEnd {
+    sender: mpsc::Sender<Queued>,
+    open: Arc<AtomicUsize>,
+}
+
+impl StreamEnd {
+    fn new(sender: mpsc::Sender<Queued>, open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::AcqRel);
+        Self { sender, open: open.clone() }
+    }
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LogSlot {
     /// The slot of a call found to stream after its slot was taken: it
     /// gives its reserved place back and waits for room at its end.
     #[must_use]
-    pub fn streaming(self) -> Self {
+    pub fn streaming(self, log: &MessageLog) -> Self {
         match self {
-            LogSlot::Reserved(permit) => LogSlot::AtEnd(permit.release()),
+            LogSlot::Reserved(permit) => LogSlot::AtEnd(StreamEnd::new(permit.release(), &log.streams)),
             other => other,
         }
     }
@@ -392,13 +417,14 @@ impl LogSlot {
             LogSlot::Reserved(permit) => {
                 permit.send(entry);
             }
-            LogSlot::AtEnd(sender) => {
+            LogSlot::AtEnd(end) => {
                 let lost = || tracing::error!("a stream's message log entry came after the writer stopped; it is lost");
-                match sender.try_send(entry) {
+                match end.sender.try_send(entry) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(entry)) => {
+                        // `end` goes with the entry: the writer waits for it.
                         tokio::spawn(async move {
-                            if sender.send(entry).await.is_err() {
+                            if end.sender.send(entry).await.is_err() {
                                 lost();
                             }
                         });
@@ -419,6 +445,8 @@ pub struct MessageLog {
     policy: FailurePolicy,
     unlogged: Arc<AtomicU64>,
     bodies: Arc<BodyBudget>,
+    /// Streams whose entries are still to come ([`StreamEnd`]).
+    streams: Arc<AtomicUsize>,
 }
 
 /// The log cannot take an entry and the policy is to refuse.
@@ -452,7 +480,9 @@ impl MessageLog {
         let writable = self.writable.load(Ordering::Relaxed);
         let slot = match (writable, streaming) {
             (true, false) => self.sender.clone().try_reserve_owned().ok().map(LogSlot::Reserved),
-            (true, true) => (self.sender.capacity() > 0).then(|| LogSlot::AtEnd(self.sender.clone())),
+            (true, true) => {
+                (self.sender.capacity() > 0).then(|| LogSlot::AtEnd(StreamEnd::new(self.sender.clone(), &self.streams)))
+            }
             (false, _) => None,
         };
         match (slot, self.policy) {
@@ -524,6 +554,8 @@ pub struct LogWriter {
     key: Arc<CheckpointKey>,
     chain_key: MacKey,
     writable: Arc<AtomicBool>,
+    /// Streams whose entries are still to come ([`StreamEnd`]).
+    streams: Arc<AtomicUsize>,
 }
 
 /// Creates both sides of a node's log.
@@ -542,9 +574,11 @@ pub fn message_log(
         policy,
         unlogged: Arc::new(AtomicU64::new(0)),
         bodies: BodyBudget::new(KEPT_BODY_BYTES_MAX),
+        streams: Arc::new(AtomicUsize::new(0)),
     };
     let chain_key = key.chain_key();
-    (log, LogWriter { receiver, options, settings, key, chain_key, writable })
+    let streams = log.streams.clone();
+    (log, LogWriter { receiver, options, settings, key, chain_key, writable, streams })
 }
 
 /// The last entry of a chain.
@@ -630,9 +664,10 @@ impl LogWriter {
         Ok(Head { sequence: row.try_get("sequence")?, hash })
     }
 
-    /// Writes entries until `shutdown`; then takes no more, writes what is
-    /// queued (waiting at most [`DRAIN_TIMEOUT`] for calls still running),
-    /// and signs a last checkpoint.
+    /// Writes entries until `shutdown`; then writes what is queued and what
+    /// is still to come (the entries of calls still running and of streams
+    /// ending, waiting at most [`DRAIN_TIMEOUT`] for them), and signs a last
+    /// checkpoint.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut drain_until: Option<Instant> = None;
@@ -681,13 +716,12 @@ impl LogWriter {
                         self.writable.store(false, Ordering::Relaxed);
                         tracing::error!(%error, retry_in_ms = backoff.as_millis(), "message log writer cannot start");
                         if drain_until.is_some_and(|until| Instant::now() >= until) {
-                            tracing::error!(lost = self.receiver.len(), "message log entries not written at shutdown");
+                            self.report_lost();
                             return;
                         }
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
                             () = &mut shutdown, if drain_until.is_none() => {
-                                self.receiver.close();
                                 drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
                             }
                         }
@@ -700,7 +734,7 @@ impl LogWriter {
             if pending.is_none() {
                 let until_checkpoint = self.settings.checkpoint_interval.saturating_sub(last_checkpoint.elapsed());
                 let received = match drain_until {
-                    Some(until) => tokio::time::timeout_at(until.into(), self.receiver.recv()).await.unwrap_or(None),
+                    Some(until) => self.next_at_shutdown(until).await,
                     None => tokio::select! {
                         received = self.receiver.recv() => received,
                         () = tokio::time::sleep(until_checkpoint) => {
@@ -708,7 +742,6 @@ impl LogWriter {
                             continue;
                         }
                         () = &mut shutdown => {
-                            self.receiver.close();
                             drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
                             continue;
                         }
@@ -716,10 +749,7 @@ impl LogWriter {
                 };
                 let Some(first) = received else {
                     // Closed and drained (or the drain timed out).
-                    let lost = self.receiver.len();
-                    if lost > 0 {
-                        tracing::error!(lost, "message log entries not written at shutdown");
-                    }
+                    self.report_lost();
                     last_checkpoint = Instant::now() - self.settings.checkpoint_interval;
                     self.checkpoint_if_due(&mut session, &mut last_checkpoint, &mut backoff).await;
                     return;
@@ -768,6 +798,37 @@ impl LogWriter {
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
+        }
+    }
+
+    /// The next entry once the writer is to stop, until `until`: `None`
+    /// when the queue is drained and closed, or the time is over. The queue
+    /// is closed (no new entries; calls still running keep their reserved
+    /// places) only once no stream's entry is still to come: one that ends
+    /// now, or waits for room in a full queue, is written too.
+    async fn next_at_shutdown(&mut self, until: Instant) -> Option<Queued> {
+        loop {
+            if self.streams.load(Ordering::Acquire) == 0 {
+                self.receiver.close();
+                return tokio::time::timeout_at(until.into(), self.receiver.recv()).await.unwrap_or(None);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return self.receiver.try_recv().ok();
+            }
+            let step = (now + STREAM_END_POLL).min(until);
+            if let Ok(received) = tokio::time::timeout_at(step.into(), self.receiver.recv()).await {
+                return received;
+            }
+        }
+    }
+
+    /// Says what was not written when the writer stops.
+    fn report_lost(&self) {
+        let queued = self.receiver.len();
+        let streams = self.streams.load(Ordering::Acquire);
+        if queued + streams > 0 {
+            tracing::error!(queued, streams, "message log entries not written at shutdown");
         }
     }
 
@@ -1036,6 +1097,7 @@ pub async fn search(
         })
         .collect()
 }
+
 
 /// A batch as column arrays, for one `INSERT … SELECT FROM unnest(…)`.
 #[derive(Default)]

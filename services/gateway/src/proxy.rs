@@ -648,7 +648,7 @@ fn pass(
             (None, None) => Box::pin(door.catalog.learn_method(&path)).await.unwrap_or(false),
         };
         if streams {
-            exchange.slot = exchange.slot.take().map(LogSlot::streaming);
+            exchange.slot = exchange.slot.take().map(|slot| slot.streaming(&door.log));
         }
         // The server's deadline (the caller's, or the longest a call may take)
         // holds a unary call to the configured timeout when the server did

@@ -998,3 +998,82 @@ async fn a_writer_with_another_key_does_not_go_on_with_the_chain_of_its_node() {
     assert!(reports[0].is_intact(), "{reports:?}");
     assert_eq!(reports[0].entries, head, "{reports:?}");
 }
+
+/// An entry as a test writes it straight into a writer's queue.
+fn test_entry(request_id: &str) -> esocial_gateway::message_log::LogEntry {
+    esocial_gateway::message_log::LogEntry {
+        request_id: request_id.to_owned(),
+        member_id: DIIA.to_owned(),
+        caller: "diia".to_owned(),
+        method: VERIFY_CERTIFICATE.to_owned(),
+        direction: esocial_gateway::message_log::Direction::Inbound,
+        started_at: chrono::Utc::now(),
+        duration_us: 1,
+        status_code: 0,
+        request_bytes: 0,
+        response_bytes: 0,
+        request_sha256: Sha256::digest(b"").to_vec(),
+        response_sha256: Sha256::digest(b"").to_vec(),
+        request_body: None,
+        response_body: None,
+    }
+}
+
+#[tokio::test]
+async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_written() {
+    use esocial_gateway::message_log::{DRAIN_TIMEOUT, FailurePolicy, Reservation, WriterSettings, message_log};
+
+    let gateway = TestGateway::spawn().await;
+    let pool = gateway.gateway_pool().await;
+    // A writer of a chain of its own, with a queue of one place.
+    let node = "streams-at-shutdown";
+    let settings = WriterSettings {
+        node: node.to_owned(),
+        queue_capacity: 1,
+        batch_size_max: 4,
+        batch_linger: Duration::from_millis(5),
+        checkpoint_interval: Duration::from_secs(60),
+        checkpoint_entries: 1_000,
+    };
+    let options = pool.connect_options().as_ref().clone();
+    let (log, writer) =
+        message_log(options, settings, std::sync::Arc::new(gateway.signing_key()), FailurePolicy::Refuse);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let writing = tokio::spawn(writer.run(async move {
+        let _ = stopped.await;
+    }));
+    eventually(Duration::from_secs(10), || async {
+        log.accepts_calls().then_some(()).ok_or_else(|| "the writer never took entries".to_owned())
+    })
+    .await;
+
+    // A stream starts (it holds no place while it streams), and a unary
+    // call takes the queue's one place.
+    let stream = log.slot(true).expect("a stream is served");
+    let call = log.slot(false).expect("a call is served");
+    // The stream ends with the queue full: its entry waits for room.
+    stream.send(test_entry("the stream"), Reservation::default());
+    // The gateway stops while the call still runs; the writer sees it
+    // before the call ends.
+    stop.send(()).expect("the writer waits for the stop");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.send(test_entry("the call"), Reservation::default());
+    tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), writing)
+        .await
+        .expect("the writer stops")
+        .expect("the writer ran to its end");
+
+    // Both entries are written, the stream's after the call's, which
+    // held the place it waited for; the last checkpoint signs both.
+    let written: Vec<String> =
+        sqlx::query_scalar("SELECT request_id FROM message_log WHERE node = $1 ORDER BY sequence")
+            .bind(node)
+            .fetch_all(&pool)
+            .await
+            .expect("entries read");
+    assert_eq!(written, ["the call", "the stream"]);
+    let reports = verify::verify(&pool, &gateway.log_keys, Some(node), None).await.expect("verification runs");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].is_intact(), "{reports:?}");
+    assert_eq!((reports[0].entries, reports[0].signed_through), (2, 2), "{reports:?}");
+}
