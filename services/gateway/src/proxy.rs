@@ -436,7 +436,7 @@ impl Door {
 }
 
 /// The client certificate chain the TLS handshake verified, leaf first.
-type PeerCertificates = Arc<Vec<tonic::transport::CertificateDer<'static>>>;
+pub type PeerCertificates = Arc<Vec<tonic::transport::CertificateDer<'static>>>;
 
 fn peer_certificates(request: &GrpcRequest) -> Option<PeerCertificates> {
     request
@@ -445,12 +445,17 @@ fn peer_certificates(request: &GrpcRequest) -> Option<PeerCertificates> {
         .and_then(tonic::transport::server::TlsConnectInfo::peer_certs)
 }
 
+/// The SHA-256 of the leaf of a verified client certificate chain: what a
+/// member's binding holds.
+pub fn leaf_fingerprint(chain: &PeerCertificates) -> Option<[u8; 32]> {
+    chain.first().map(|certificate| Sha256::digest(certificate.as_ref()).into())
+}
+
 /// Whether the member presented the client certificate it is bound to, or
 /// is bound to none.
 fn presented_certificate(member: &MemberEntry, peer: Option<&PeerCertificates>) -> bool {
     let Some(expected) = member.member.client_certificate else { return true };
-    peer.and_then(|chain| chain.first())
-        .is_some_and(|certificate| <[u8; 32]>::from(Sha256::digest(certificate.as_ref())) == expected)
+    peer.and_then(leaf_fingerprint) == Some(expected)
 }
 
 impl tower_service::Service<GrpcRequest> for DoorService {

@@ -331,13 +331,16 @@ impl Subscriptions {
     /// then hands back what was delivered but not acknowledged.
     /// Each event is checked against the directory as it goes: a member
     /// suspended, or no longer entitled to the event's type, gets
-    /// PERMISSION_DENIED and the stream ends.
+    /// PERMISSION_DENIED and the stream ends; one bound since to a client
+    /// certificate other than `presented` (the SHA-256 of the one its
+    /// connection presented, if any) gets UNAUTHENTICATED.
     pub fn stream(
         &self,
         subscription: &Subscription,
         consumers: Vec<consumer::PullConsumer>,
         window: usize,
         place: StreamPlace,
+        presented: Option<[u8; 32]>,
     ) -> mpsc::Receiver<Result<pb::SubscribedEvent, Status>> {
         let (sender, receiver) = mpsc::channel(window);
         let nats = self.nats.clone();
@@ -371,7 +374,7 @@ impl Subscriptions {
                     next = merged.next() => next,
                     _ = recheck.tick() => {
                         if let Some(refusal) =
-                            event_types.iter().find_map(|event_type| this.still_entitled(&member_id, event_type.as_str()).err())
+                            event_types.iter().find_map(|event_type| this.still_entitled(&member_id, presented, event_type.as_str()).err())
                         {
                             let _ = sender.send(Err(refusal)).await;
                             break;
@@ -386,7 +389,7 @@ impl Subscriptions {
                             let _ = message.ack_with(jetstream::AckKind::Term).await;
                             continue;
                         };
-                        match this.still_entitled(&member_id, &event.event_type) {
+                        match this.still_entitled(&member_id, presented, &event.event_type) {
                             Err(refusal) => {
                                 delivered.push_back(event.ack_token.clone());
                                 let _ = sender.send(Err(refusal)).await;
@@ -460,12 +463,27 @@ impl Subscriptions {
 }
 
 impl Subscriptions {
-    /// When the member was given `event_type`, if it still holds it and is
-    /// active.
-    fn still_entitled(&self, member_id: &MemberId, event_type: &str) -> Result<DateTime<Utc>, Status> {
+    /// When the member was given `event_type`, if it still holds it, is
+    /// active, and is bound to no client certificate or to the one it
+    /// `presented`.
+    fn still_entitled(
+        &self,
+        member_id: &MemberId,
+        presented: Option<[u8; 32]>,
+        event_type: &str,
+    ) -> Result<DateTime<Utc>, Status> {
         let member = self.directory.by_member(member_id);
         if member.as_ref().is_some_and(|member| !member.is_active()) {
             return Err(Status::permission_denied(format!("member {member_id} is suspended")));
+        }
+        if member
+            .as_ref()
+            .and_then(|member| member.member.client_certificate)
+            .is_some_and(|bound| presented != Some(bound))
+        {
+            return Err(Status::unauthenticated(format!(
+                "member {member_id} must present its registered client certificate (mutual TLS) with its token"
+            )));
         }
         member.and_then(|member| member.event_types.get(event_type).copied()).ok_or_else(|| {
             Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))

@@ -173,6 +173,9 @@ impl SubscriptionService for SubscriptionApi {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let member = self.0.member_of(&caller_of(&request)?)?;
+        // The door let the call in with the certificate the member is bound
+        // to, if any; the stream ends if it is bound to another later.
+        let presented = request.peer_certs().as_ref().and_then(crate::proxy::leaf_fingerprint);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = subscription_id(&mut violations, &request.subscription_id);
@@ -202,7 +205,13 @@ impl SubscriptionService for SubscriptionApi {
                 Status::unavailable("the event stream is unavailable; retry")
             })?
             .ok_or_else(|| Status::not_found(format!("no subscription {id} of member {}", member.member.member_id)))?;
-        Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(&subscription, consumers, window, place))))
+        Ok(Response::new(ReceiverStream::new(self.0.subscriptions.stream(
+            &subscription,
+            consumers,
+            window,
+            place,
+            presented,
+        ))))
     }
 
     async fn acknowledge_events(

@@ -1,6 +1,10 @@
-//! Mutual TLS: a member bound to a client certificate must present it.
+//! Mutual TLS: a member bound to a client certificate must present it,
+//! on new calls and on streams already open.
+
+use std::time::Duration;
 
 use esocial_proto::gateway::v1 as pb;
+use esocial_proto::gateway::v1::subscription_service_client::SubscriptionServiceClient;
 use esocial_proto::registry::v1 as registry_pb;
 use esocial_proto::registry::v1::idp_service_client::IdpServiceClient;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
@@ -11,6 +15,7 @@ use tonic::transport::{ClientTlsConfig, Identity};
 use crate::harness::*;
 
 const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
+const REGISTERED: &str = "registry.provider.registered";
 
 /// A certification authority for the test: its certificate (PEM) and key.
 struct Authority {
@@ -166,4 +171,90 @@ async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token()
         .await
         .expect("unbound");
     token_only.verify_idp_certificate(verify).await.expect("token only now");
+}
+
+async fn subscriptions(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Subscriptions {
+    SubscriptionServiceClient::with_interceptor(
+        gateway.tls_channel(tls).await.expect("connects over TLS"),
+        BearerToken(Some(token.to_owned())),
+    )
+}
+
+/// A new subscription to provider registrations, and its stream.
+async fn stream_of_registrations(subscriptions: &mut Subscriptions) -> tonic::Streaming<pb::SubscribedEvent> {
+    let subscription = subscriptions
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: new_request_id(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("subscribed")
+        .into_inner()
+        .subscription
+        .expect("subscription");
+    subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: subscription.subscription_id, window: 10 })
+        .await
+        .expect("stream")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn an_open_stream_ends_once_its_member_is_bound_to_a_certificate_its_connection_did_not_present() {
+    let servers = Authority::new("gateway server CA");
+    let members = Authority::new("member systems CA");
+    let server = servers.issue("gateway", true);
+    let gateway = TestGateway::spawn_with_tls(
+        (&server.certificate_pem, &server.key_pem),
+        &servers.certificate_pem,
+        &members.certificate_pem,
+    )
+    .await;
+    let diia_certificate = members.issue("Дія", false);
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    admin
+        .set_event_entitlements(pb::SetEventEntitlementsRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            event_types: vec![REGISTERED.to_owned()],
+        })
+        .await
+        .expect("entitled");
+    let token = gateway.system_token("diia").await;
+
+    // Bound to no certificate yet, the member opens two streams: one over a
+    // connection with its certificate, one without.
+    let mut with_certificate =
+        stream_of_registrations(&mut subscriptions(&gateway, presenting(&gateway, &diia_certificate), &token).await)
+            .await;
+    let mut token_only =
+        stream_of_registrations(&mut subscriptions(&gateway, gateway.client_tls(), &token).await).await;
+
+    admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            client_certificate_sha256: Some(diia_certificate.sha256.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("bound to its certificate");
+
+    // The stream without it ends, as a new call without it is refused; the
+    // other goes on and carries what occurs next.
+    let ended = tokio::time::timeout(Duration::from_secs(15), token_only.message())
+        .await
+        .expect("the stream without the certificate ends")
+        .expect_err("refused");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("client certificate"), "{}", ended.message());
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    registry.register_provider(provider("Орган 1", 3_285_590)).await.expect("provider");
+    let event = tokio::time::timeout(Duration::from_secs(15), with_certificate.message())
+        .await
+        .expect("an event on the stream with the certificate")
+        .expect("still open")
+        .expect("an event");
+    assert_eq!(event.event_type, REGISTERED);
 }

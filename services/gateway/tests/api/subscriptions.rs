@@ -529,7 +529,7 @@ async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
     let (streams, subscription) = streaming_below_grpc(&gateway, nats, &created, Duration::from_secs(30)).await;
     let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
     let place = streams.stream_place(&subscription.member_id).expect("a place");
-    let mut receiver = streams.stream(&subscription, consumers, WINDOW, place);
+    let mut receiver = streams.stream(&subscription, consumers, WINDOW, place, None);
     receiver.recv().await.expect("an event").expect("not an error");
     // The stream fills the window and pulls a batch more than it can send,
     // and holds it for longer than the pull request lives (2 s) and a
@@ -643,7 +643,7 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
     let place = streams.stream_place(&subscription.member_id).expect("a place");
     // A window larger than what there is: the pull request that brought
     // the three events is still out for the rest.
-    let mut receiver = streams.stream(&subscription, consumers, 10, place);
+    let mut receiver = streams.stream(&subscription, consumers, 10, place, None);
     let mut sent = Vec::new();
     for _ in names {
         let event = tokio::time::timeout(Duration::from_secs(15), receiver.recv()).await.expect("in time");
@@ -677,7 +677,7 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
     // Nothing was acknowledged: the three again, before the ack wait.
     let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
     let place = streams.stream_place(&subscription.member_id).expect("a place");
-    let mut receiver = streams.stream(&subscription, consumers, 10, place);
+    let mut receiver = streams.stream(&subscription, consumers, 10, place, None);
     let mut again = Vec::new();
     while again.len() < names.len() {
         let left = (ack_wait / 2).saturating_sub(delivered.elapsed());
