@@ -1098,6 +1098,91 @@ pub async fn search(
         .collect()
 }
 
+/// An answer of a search of the log, as recorded before it is sent.
+#[derive(Debug, Clone)]
+pub struct SearchRecord {
+    pub search_id: uuid::Uuid,
+    pub searched_at: DateTime<Utc>,
+    pub searched_by: String,
+    pub searched_by_edrpou: String,
+    pub filter: LogFilter,
+    /// The page token the search was asked with.
+    pub page_token: String,
+    /// The node and sequence of each entry the answer carried.
+    pub entries: Vec<(String, i64)>,
+}
+
+pub async fn record_search(pool: &sqlx::PgPool, record: &SearchRecord) -> Result<(), sqlx::Error> {
+    let (nodes, sequences): (Vec<&str>, Vec<i64>) =
+        record.entries.iter().map(|(node, sequence)| (node.as_str(), *sequence)).unzip();
+    let filter = &record.filter;
+    sqlx::query(
+        "INSERT INTO log_searches (search_id, searched_at, searched_by, searched_by_edrpou, member_id, method,
+                                   time_from, time_to, request_id, include_bodies, page_token, entry_nodes,
+                                   entry_sequences)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(record.search_id)
+    .bind(record.searched_at)
+    .bind(&record.searched_by)
+    .bind(&record.searched_by_edrpou)
+    .bind(filter.member_id.as_deref().unwrap_or_default())
+    .bind(filter.method.as_deref().unwrap_or_default())
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.request_id.as_deref().unwrap_or_default())
+    .bind(filter.include_bodies)
+    .bind(&record.page_token)
+    .bind(&nodes)
+    .bind(&sequences)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The searches recorded, oldest first, of `searched_by` (or everyone's).
+pub async fn searches(
+    pool: &sqlx::PgPool,
+    searched_by: Option<&str>,
+    after: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<Vec<SearchRecord>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT search_id, searched_at, searched_by, searched_by_edrpou, member_id, method, time_from, time_to,
+                request_id, include_bodies, page_token, entry_nodes, entry_sequences
+         FROM log_searches
+         WHERE ($1::text IS NULL OR searched_by = $1) AND ($2::uuid IS NULL OR search_id > $2)
+         ORDER BY search_id LIMIT $3",
+    )
+    .bind(searched_by)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let present = |text: String| Some(text).filter(|text| !text.is_empty());
+    rows.iter()
+        .map(|row| {
+            let nodes: Vec<String> = row.try_get("entry_nodes")?;
+            let sequences: Vec<i64> = row.try_get("entry_sequences")?;
+            Ok(SearchRecord {
+                search_id: row.try_get("search_id")?,
+                searched_at: row.try_get("searched_at")?,
+                searched_by: row.try_get("searched_by")?,
+                searched_by_edrpou: row.try_get("searched_by_edrpou")?,
+                filter: LogFilter {
+                    member_id: present(row.try_get("member_id")?),
+                    method: present(row.try_get("method")?),
+                    from: row.try_get("time_from")?,
+                    to: row.try_get("time_to")?,
+                    request_id: present(row.try_get("request_id")?),
+                    include_bodies: row.try_get("include_bodies")?,
+                },
+                page_token: row.try_get("page_token")?,
+                entries: nodes.into_iter().zip(sequences).collect(),
+            })
+        })
+        .collect()
+}
 
 /// A batch as column arrays, for one `INSERT … SELECT FROM unnest(…)`.
 #[derive(Default)]

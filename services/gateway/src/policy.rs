@@ -8,6 +8,7 @@ const ADMIN: Access = Access::AnyRole(&[Role::SecurityAdmin]);
 /// Member systems (the handler checks the caller is one).
 const MEMBER: Access = Access::Authenticated;
 const AUDIT: Access = Access::AnyRole(&[Role::RegistryAuditor]);
+/// Checking the log, and who searched it.
 const VERIFY: Access = Access::AnyRole(&[Role::RegistryAuditor, Role::SecurityAdmin]);
 
 pub const METHOD_ACCESS: &[(&str, Access)] = &[
@@ -24,6 +25,7 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/esocial.gateway.v1.MetaService/ListAllowedMethods", MEMBER),
     ("/esocial.gateway.v1.MessageLogService/SearchMessageLog", AUDIT),
     ("/esocial.gateway.v1.MessageLogService/VerifyMessageLog", VERIFY),
+    ("/esocial.gateway.v1.MessageLogService/ListLogSearches", VERIFY),
     ("/esocial.gateway.v1.SubscriptionService/CreateSubscription", MEMBER),
     ("/esocial.gateway.v1.SubscriptionService/ListSubscriptions", MEMBER),
     ("/esocial.gateway.v1.SubscriptionService/DeleteSubscription", MEMBER),

@@ -1,15 +1,19 @@
-//! `MessageLogService`: the auditors' search of the message log, and its
-//! verification.
+//! `MessageLogService`: the auditors' search of the message log (each
+//! answer recorded before it is sent), its verification, and the record of
+//! the searches.
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use esocial_kit::paging::{PageStart, finish_page, page_from_proto};
 use esocial_kit::{ApiError, Violations};
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::gateway::v1::message_log_service_server::MessageLogService;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
-use super::{GatewayState, from_timestamp, timestamp};
+use super::{GatewayState, caller_of, from_timestamp, timestamp};
+use crate::changes::Author;
 use crate::domain::{MemberId, MethodPath};
 use crate::message_log::{self, LogCursor, LogFilter, hex};
 use crate::verify;
@@ -41,6 +45,7 @@ impl MessageLogService for LogApi {
         &self,
         request: Request<pb::SearchMessageLogRequest>,
     ) -> Result<Response<pb::SearchMessageLogResponse>, Status> {
+        let caller = caller_of(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let member_id = optional(&request.member_id);
@@ -118,6 +123,21 @@ impl MessageLogService for LogApi {
                 .to_string(),
             )
         });
+        // Who read what is on record before anything is read out.
+        let author = Author::from(&caller);
+        let record = message_log::SearchRecord {
+            search_id: Uuid::now_v7(),
+            searched_at: Utc::now(),
+            searched_by: author.subject,
+            searched_by_edrpou: author.organization_edrpou,
+            filter,
+            page_token: request.page.map(|page| page.page_token).unwrap_or_default(),
+            entries: entries.iter().map(|stored| (stored.node.clone(), stored.sequence)).collect(),
+        };
+        message_log::record_search(&self.0.pool, &record).await.map_err(|error| {
+            tracing::error!(%error, "a search of the message log cannot be recorded; it is not answered");
+            Status::unavailable("the search cannot be recorded, so it is not answered; retry later")
+        })?;
         let entries = entries
             .into_iter()
             .map(|stored| {
@@ -144,6 +164,54 @@ impl MessageLogService for LogApi {
             })
             .collect();
         Ok(Response::new(pb::SearchMessageLogResponse { entries, page: Some(page) }))
+    }
+
+    async fn list_log_searches(
+        &self,
+        request: Request<pb::ListLogSearchesRequest>,
+    ) -> Result<Response<pb::ListLogSearchesResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let page = page_from_proto(&mut violations, request.page.as_ref());
+        let after = page.after::<Uuid>(&mut violations);
+        violations.finish()?;
+        let searched_by = optional(&request.searched_by);
+        let mut searches = message_log::searches(&self.0.pool, searched_by.as_deref(), after, page.fetch_limit())
+            .await
+            .map_err(ApiError::from)?;
+        let page = finish_page(&mut searches, &page, |last| PageStart::AfterKey(last.search_id.to_string()));
+        let searches = searches
+            .into_iter()
+            .map(|search| {
+                let filter = search.filter;
+                pb::LogSearch {
+                    search_id: search.search_id.to_string(),
+                    searched_at: Some(timestamp(search.searched_at)),
+                    searched_by: Some(esocial_proto::common::v1::Actor {
+                        subject: search.searched_by,
+                        organization_edrpou: search.searched_by_edrpou,
+                    }),
+                    request: Some(pb::SearchMessageLogRequest {
+                        member_id: filter.member_id.unwrap_or_default(),
+                        method: filter.method.unwrap_or_default(),
+                        from: filter.from.map(timestamp),
+                        to: filter.to.map(timestamp),
+                        request_id: filter.request_id.unwrap_or_default(),
+                        include_bodies: filter.include_bodies,
+                        page: Some(esocial_proto::common::v1::PageRequest {
+                            page_size: 0,
+                            page_token: search.page_token,
+                        }),
+                    }),
+                    entries: search
+                        .entries
+                        .into_iter()
+                        .map(|(node, sequence)| pb::LogEntryRef { node, sequence })
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListLogSearchesResponse { searches, page: Some(page) }))
     }
 
     async fn verify_message_log(

@@ -1077,3 +1077,87 @@ async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_wri
     assert!(reports[0].is_intact(), "{reports:?}");
     assert_eq!((reports[0].entries, reports[0].signed_through), (2, 2), "{reports:?}");
 }
+
+#[tokio::test]
+async fn each_answer_of_a_search_is_recorded_with_the_entries_it_carried_and_one_not_recorded_is_not_sent() {
+    use esocial_proto::common::v1::PageRequest;
+
+    let gateway = gateway_after_calls(3).await;
+    eventually(Duration::from_secs(10), || async {
+        let written: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1")
+            .bind(DIIA)
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("count");
+        (written >= 3).then_some(()).ok_or(format!("{written} of the member's 3 entries written"))
+    })
+    .await;
+    let mut log = gateway.auditor().await;
+    let asked = |page_token: String| pb::SearchMessageLogRequest {
+        member_id: DIIA.to_owned(),
+        page: Some(PageRequest { page_size: 2, page_token }),
+        ..Default::default()
+    };
+    let first = log.search_message_log(asked(String::new())).await.expect("first page").into_inner();
+    let next = first.page.as_ref().expect("page").next_page_token.clone();
+    assert!(!next.is_empty(), "a second page");
+    let second = log.search_message_log(asked(next.clone())).await.expect("second page").into_inner();
+    assert_eq!((first.entries.len(), second.entries.len()), (2, 1));
+
+    // Each answer is on record: who asked, what, and which entries it
+    // carried, in its order.
+    let carried = |entries: &[pb::LogEntry]| -> Vec<pb::LogEntryRef> {
+        entries.iter().map(|entry| pb::LogEntryRef { node: entry.node.clone(), sequence: entry.sequence }).collect()
+    };
+    let recorded = |log: &mut Log| {
+        let mut log = log.clone();
+        async move {
+            log.list_log_searches(pb::ListLogSearchesRequest { searched_by: PERSON_ACCOUNT.to_owned(), page: None })
+                .await
+                .expect("the searches")
+                .into_inner()
+                .searches
+        }
+    };
+    let searches = recorded(&mut log).await;
+    assert_eq!(searches.len(), 2, "{searches:?}");
+    for (search, (answer, page_token)) in searches.iter().zip([(&first, String::new()), (&second, next)]) {
+        let searched_by = search.searched_by.as_ref().expect("who searched");
+        assert_eq!(searched_by.subject, PERSON_ACCOUNT);
+        let request = search.request.as_ref().expect("what was asked");
+        assert_eq!(request.member_id, DIIA);
+        assert!(!request.include_bodies);
+        assert_eq!(request.page.as_ref().map(|page| page.page_token.clone()), Some(page_token));
+        assert_eq!(search.entries, carried(&answer.entries));
+        assert!(search.searched_at.is_some());
+    }
+
+    // Only auditors and security administrators read it; it is not changed.
+    let mut member_log =
+        esocial_proto::gateway::v1::message_log_service_client::MessageLogServiceClient::with_interceptor(
+            gateway.channel().await,
+            BearerToken(Some(gateway.system_token("diia").await)),
+        );
+    let refused = member_log
+        .list_log_searches(pb::ListLogSearchesRequest::default())
+        .await
+        .expect_err("a member system is not an auditor");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let changed =
+        sqlx::query("UPDATE gateway.log_searches SET searched_by = 'someone else'").execute(&gateway.pool).await;
+    assert!(changed.is_err(), "the record of searches is append-only");
+
+    // While no record can be written, a search is not answered.
+    sqlx::query("ALTER TABLE gateway.log_searches ADD CONSTRAINT refuse_every_row CHECK (false) NOT VALID")
+        .execute(&gateway.pool)
+        .await
+        .expect("records refused");
+    let unrecorded = log.search_message_log(asked(String::new())).await.expect_err("not recorded, not answered");
+    assert_eq!(unrecorded.code(), Code::Unavailable, "{unrecorded:?}");
+    sqlx::query("ALTER TABLE gateway.log_searches DROP CONSTRAINT refuse_every_row")
+        .execute(&gateway.pool)
+        .await
+        .expect("records taken again");
+    log.search_message_log(asked(String::new())).await.expect("answered once recorded");
+    assert_eq!(recorded(&mut log).await.len(), 3, "the refused search is not on record, the next is");
+}
