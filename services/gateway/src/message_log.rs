@@ -1116,6 +1116,8 @@ pub async fn record_search(pool: &sqlx::PgPool, record: &SearchRecord) -> Result
     let (nodes, sequences): (Vec<&str>, Vec<i64>) =
         record.entries.iter().map(|(node, sequence)| (node.as_str(), *sequence)).unzip();
     let filter = &record.filter;
+    let mut transaction = pool.begin().await?;
+    crate::store::in_commit_order(&mut transaction, "log_searches").await?;
     sqlx::query(
         "INSERT INTO log_searches (search_id, searched_at, searched_by, searched_by_edrpou, member_id, method,
                                    time_from, time_to, request_id, include_bodies, page_token, entry_nodes,
@@ -1135,24 +1137,25 @@ pub async fn record_search(pool: &sqlx::PgPool, record: &SearchRecord) -> Result
     .bind(&record.page_token)
     .bind(&nodes)
     .bind(&sequences)
-    .execute(pool)
+    .execute(&mut *transaction)
     .await?;
-    Ok(())
+    transaction.commit().await
 }
 
-/// The searches recorded, oldest first, of `searched_by` (or everyone's).
+/// The searches recorded of `searched_by` (or everyone's), in the order
+/// they were recorded, each with its place in it.
 pub async fn searches(
     pool: &sqlx::PgPool,
     searched_by: Option<&str>,
-    after: Option<uuid::Uuid>,
+    after: Option<i64>,
     limit: i64,
-) -> Result<Vec<SearchRecord>, sqlx::Error> {
+) -> Result<Vec<(i64, SearchRecord)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT search_id, searched_at, searched_by, searched_by_edrpou, member_id, method, time_from, time_to,
-                request_id, include_bodies, page_token, entry_nodes, entry_sequences
+        "SELECT position, search_id, searched_at, searched_by, searched_by_edrpou, member_id, method, time_from,
+                time_to, request_id, include_bodies, page_token, entry_nodes, entry_sequences
          FROM log_searches
-         WHERE ($1::text IS NULL OR searched_by = $1) AND ($2::uuid IS NULL OR search_id > $2)
-         ORDER BY search_id LIMIT $3",
+         WHERE ($1::text IS NULL OR searched_by = $1) AND ($2::bigint IS NULL OR position > $2)
+         ORDER BY position LIMIT $3",
     )
     .bind(searched_by)
     .bind(after)
@@ -1164,7 +1167,7 @@ pub async fn searches(
         .map(|row| {
             let nodes: Vec<String> = row.try_get("entry_nodes")?;
             let sequences: Vec<i64> = row.try_get("entry_sequences")?;
-            Ok(SearchRecord {
+            let record = SearchRecord {
                 search_id: row.try_get("search_id")?,
                 searched_at: row.try_get("searched_at")?,
                 searched_by: row.try_get("searched_by")?,
@@ -1179,7 +1182,8 @@ pub async fn searches(
                 },
                 page_token: row.try_get("page_token")?,
                 entries: nodes.into_iter().zip(sequences).collect(),
-            })
+            };
+            Ok((row.try_get("position")?, record))
         })
         .collect()
 }

@@ -285,7 +285,22 @@ pub struct AdminChange {
     pub details: serde_json::Value,
 }
 
+/// Waits for the turn of a record of `table` (a lock held to the end of the
+/// transaction), so that records of it take their `position` in the order
+/// they commit, and a reader paging by it never passes a record that
+/// commits later with a lower one.
+pub async fn in_commit_order(connection: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('esocial-gateway-commit-order:' || $1))")
+        .bind(table)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Records a change in the caller's transaction, which holds the turn of
+/// `admin_changes` from here to its end.
 pub async fn record_change(connection: &mut PgConnection, change: &AdminChange) -> Result<(), sqlx::Error> {
+    in_commit_order(connection, "admin_changes").await?;
     sqlx::query(
         "INSERT INTO admin_changes (change_id, changed_at, changed_by, changed_by_edrpou, action, member_id, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -302,17 +317,18 @@ pub async fn record_change(connection: &mut PgConnection, change: &AdminChange) 
     Ok(())
 }
 
+/// The changes in the order they committed, each with its place in it.
 pub async fn changes(
     pool: &PgPool,
     member_id: Option<&str>,
-    after: Option<Uuid>,
+    after: Option<i64>,
     limit: i64,
-) -> Result<Vec<AdminChange>, sqlx::Error> {
+) -> Result<Vec<(i64, AdminChange)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT change_id, changed_at, changed_by, changed_by_edrpou, action, member_id, details
+        "SELECT position, change_id, changed_at, changed_by, changed_by_edrpou, action, member_id, details
          FROM admin_changes
-         WHERE ($1::text IS NULL OR member_id = $1) AND ($2::uuid IS NULL OR change_id > $2)
-         ORDER BY change_id LIMIT $3",
+         WHERE ($1::text IS NULL OR member_id = $1) AND ($2::bigint IS NULL OR position > $2)
+         ORDER BY position LIMIT $3",
     )
     .bind(member_id)
     .bind(after)
@@ -322,7 +338,7 @@ pub async fn changes(
     rows.iter()
         .map(|row| {
             let details: sqlx::types::Json<serde_json::Value> = row.try_get("details")?;
-            Ok(AdminChange {
+            let change = AdminChange {
                 change_id: row.try_get("change_id")?,
                 changed_at: row.try_get("changed_at")?,
                 changed_by: row.try_get("changed_by")?,
@@ -330,7 +346,8 @@ pub async fn changes(
                 action: row.try_get("action")?,
                 member_id: row.try_get("member_id")?,
                 details: details.0,
-            })
+            };
+            Ok((row.try_get("position")?, change))
         })
         .collect()
 }

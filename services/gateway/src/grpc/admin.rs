@@ -11,7 +11,6 @@ use esocial_proto::gateway::v1 as pb;
 use esocial_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 use serde_json::json;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::{GatewayState, actor, caller_of, event_types, member_to_proto, request_id, timestamp, validated};
 use crate::catalog::{self, Catalog};
@@ -404,17 +403,17 @@ impl GatewayAdminService for AdminApi {
         let member_id =
             if request.member_id.trim().is_empty() { None } else { member_id(&mut violations, &request.member_id) };
         let page = page_from_proto(&mut violations, request.page.as_ref());
-        let after = page.after::<Uuid>(&mut violations);
+        let after = page.after::<i64>(&mut violations);
         violations.finish()?;
         let mut changes =
             store::changes(&self.0.pool, member_id.as_ref().map(MemberId::as_str), after, page.fetch_limit())
                 .await
                 .map_err(ApiError::from)?;
-        let page = finish_page(&mut changes, &page, |last| PageStart::AfterKey(last.change_id.to_string()));
+        let page = finish_page(&mut changes, &page, |(position, _)| PageStart::AfterKey(position.to_string()));
         Ok(Response::new(pb::ListAdminChangesResponse {
             changes: changes
                 .iter()
-                .map(|change| pb::AdminChange {
+                .map(|(_, change)| pb::AdminChange {
                     change_id: change.change_id.to_string(),
                     changed_at: Some(timestamp(change.changed_at)),
                     changed_by: Some(esocial_proto::common::v1::Actor {

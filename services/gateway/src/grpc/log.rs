@@ -173,16 +173,16 @@ impl MessageLogService for LogApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let page = page_from_proto(&mut violations, request.page.as_ref());
-        let after = page.after::<Uuid>(&mut violations);
+        let after = page.after::<i64>(&mut violations);
         violations.finish()?;
         let searched_by = optional(&request.searched_by);
         let mut searches = message_log::searches(&self.0.pool, searched_by.as_deref(), after, page.fetch_limit())
             .await
             .map_err(ApiError::from)?;
-        let page = finish_page(&mut searches, &page, |last| PageStart::AfterKey(last.search_id.to_string()));
+        let page = finish_page(&mut searches, &page, |(position, _)| PageStart::AfterKey(position.to_string()));
         let searches = searches
             .into_iter()
-            .map(|search| {
+            .map(|(_, search)| {
                 let filter = search.filter;
                 pb::LogSearch {
                     search_id: search.search_id.to_string(),

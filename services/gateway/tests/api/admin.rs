@@ -263,3 +263,86 @@ async fn a_member_lists_exactly_the_methods_it_may_call() {
     let status = person.list_services(pb::ListServicesRequest {}).await.expect_err("a person");
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+/// A reader pages through the administrative changes while three are made:
+/// one in a transaction still open when the other two are asked for. The
+/// two wait for it, so no page ever passes a change that commits later.
+#[tokio::test]
+async fn a_reader_paging_through_the_changes_never_passes_one_that_commits_later() {
+    use esocial_gateway::changes::{Author, grant_access};
+    use esocial_gateway::domain::{MemberId, MethodRight};
+
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    gateway.register_member(BANK, "bank", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    let all = |admin: &mut Admin| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .list_admin_changes(pb::ListAdminChangesRequest { member_id: String::new(), page: None })
+                .await
+                .expect("changes")
+                .into_inner()
+                .changes
+        }
+    };
+    let before = all(&mut admin).await.len();
+    let right = |service: &str| format!("/esocial.registry.v1.{service}/*");
+
+    // The first change, in a transaction left open.
+    let pool = gateway.gateway_pool().await;
+    let mut open = pool.begin().await.expect("a transaction");
+    let author = Author { subject: "an administrator's other session".to_owned(), organization_edrpou: String::new() };
+    let member = MemberId::parse(DIIA).expect("member id");
+    grant_access(&mut open, &author, &member, &MethodRight::parse(&right("IdpService")).expect("right"))
+        .await
+        .expect("granted, not committed");
+    // Two more through the API, one after the other, of another member
+    // (whose row the open transaction does not hold).
+    let later = tokio::spawn({
+        let mut admin = admin.clone();
+        async move {
+            for service in ["ProviderService", "RegistryService"] {
+                admin
+                    .grant_access(pb::GrantAccessRequest {
+                        request_id: new_request_id(),
+                        member_id: BANK.to_owned(),
+                        method: format!("/esocial.registry.v1.{service}/*"),
+                    })
+                    .await
+                    .expect("granted");
+            }
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(!later.is_finished(), "a change was committed while an earlier one is still open");
+
+    // A reader meanwhile finds what was there, and nothing after it.
+    let page = |size: usize, page_token: String| pb::ListAdminChangesRequest {
+        member_id: String::new(),
+        page: Some(esocial_proto::common::v1::PageRequest {
+            page_size: u32::try_from(size).expect("a page size"),
+            page_token,
+        }),
+    };
+    let first = admin.list_admin_changes(page(before, String::new())).await.expect("a page").into_inner();
+    assert_eq!(first.changes.len(), before);
+    assert_eq!(first.page.map(|page| page.next_page_token).unwrap_or_default(), "", "nothing after it yet");
+    open.commit().await.expect("committed");
+    later.await.expect("the later changes");
+
+    // Then the three, in the order they committed, on the page after.
+    let first = admin.list_admin_changes(page(before, String::new())).await.expect("a page").into_inner();
+    let token = first.page.expect("a next page").next_page_token;
+    let next = admin.list_admin_changes(page(10, token)).await.expect("the next page").into_inner().changes;
+    let granted: Vec<serde_json::Value> = next
+        .iter()
+        .map(|change| serde_json::from_str::<serde_json::Value>(&change.details).expect("details")["method"].clone())
+        .collect();
+    assert_eq!(
+        granted,
+        ["IdpService", "ProviderService", "RegistryService"].map(|service| serde_json::Value::from(right(service)))
+    );
+    assert_eq!(all(&mut admin).await.len(), before + 3);
+}
