@@ -84,7 +84,7 @@ pub const SIGNING_KEY_FILE: Variable = Variable {
 pub const EARLIER_SIGNING_KEY_FILES: Variable = Variable {
     name: "ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES",
     default: "",
-    meaning: "comma-separated key files that ESOCIAL_GATEWAY_SIGNING_KEY_FILE replaced: the message log chains written with them (each under its own node name) still verify, in `VerifyMessageLog` and `esocial gateway verify-log`",
+    meaning: "comma-separated key files that ESOCIAL_GATEWAY_SIGNING_KEY_FILE replaced: the message log chains written with them (each under its own node name) still verify, in `VerifyMessageLog` and `esocial gateway verify-log`, and the subscription acknowledgement tokens given out with them still acknowledge",
 };
 pub const LOG_QUEUE_MAX: Variable = Variable {
     name: "ESOCIAL_GATEWAY_LOG_QUEUE_MAX",
@@ -464,28 +464,30 @@ fn read_earlier_signing_key(path: &Path) -> anyhow::Result<CheckpointKey> {
     CheckpointKey::from_pem(&pem).map_err(|error| anyhow::anyhow!("earlier signing key {}: {error}", path.display()))
 }
 
-/// The keys that verify the message log: `current`'s, then those of the
-/// earlier keys configured, then those of the files in `more`.
-fn log_keys_of(settings: &Settings, current: &CheckpointKey, more: &[PathBuf]) -> anyhow::Result<LogKeys> {
-    settings
-        .earlier_signing_key_files
-        .iter()
-        .chain(more)
-        .try_fold(LogKeys::of(current), |keys, path| Ok(keys.trusting(&read_earlier_signing_key(path)?)))
+/// The signing keys the current one replaced: those configured, then
+/// those of the files in `more`.
+fn earlier_keys(settings: &Settings, more: &[PathBuf]) -> anyhow::Result<Vec<CheckpointKey>> {
+    settings.earlier_signing_key_files.iter().chain(more).map(|path| read_earlier_signing_key(path)).collect()
+}
+
+/// The keys that verify the message log: `current`'s, then `earlier`'s.
+fn log_keys_of(current: &CheckpointKey, earlier: &[CheckpointKey]) -> LogKeys {
+    earlier.iter().fold(LogKeys::of(current), LogKeys::trusting)
 }
 
 /// Verifies the stored message log of `node` (every node when `None`) with
 /// the key in the configured signing key file and the earlier keys it
-/// replaced (configured, and `earlier_keys`; `esocial gateway verify-log`),
-/// and unless `with_witness` is false against the checkpoints the event
-/// stream holds (NATS must then be reachable).
+/// replaced (configured, and `earlier_key_files`; `esocial gateway
+/// verify-log`), and unless `with_witness` is false against the checkpoints
+/// the event stream holds (NATS must then be reachable).
 pub async fn verify_stored_log(
     settings: &Settings,
     node: Option<&str>,
     with_witness: bool,
-    earlier_keys: &[PathBuf],
+    earlier_key_files: &[PathBuf],
 ) -> anyhow::Result<Vec<verify::ChainReport>> {
-    let keys = log_keys_of(settings, &read_signing_key(&settings.signing_key_file)?, earlier_keys)?;
+    let current = read_signing_key(&settings.signing_key_file)?;
+    let keys = log_keys_of(&current, &earlier_keys(settings, earlier_key_files)?);
     let witness = if with_witness {
         let nats =
             esocial_kit::nats::connect(&settings.common.nats_url, "esocial-gateway-verify").await.map_err(|error| {
@@ -511,6 +513,8 @@ pub struct Gateway {
     key: Arc<CheckpointKey>,
     /// The checkpoint key's and the earlier keys'.
     log_keys: LogKeys,
+    /// The signing keys the current one replaced.
+    earlier_keys: Arc<[CheckpointKey]>,
     directory: Arc<Directory>,
     upstreams: Upstreams,
     internal_tokens: InternalTokens,
@@ -520,7 +524,8 @@ pub struct Gateway {
 impl Gateway {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let key = Arc::new(read_signing_key(&settings.signing_key_file)?);
-        let log_keys = log_keys_of(&settings, &key, &[])?;
+        let earlier_keys: Arc<[CheckpointKey]> = earlier_keys(&settings, &[])?.into();
+        let log_keys = log_keys_of(&key, &earlier_keys);
         let pool = esocial_kit::db::pool(
             &settings.common.database_url,
             NAME,
@@ -555,7 +560,19 @@ impl Gateway {
         )?;
         let internal_tokens = InternalTokens::new(&auth.identity_url, credentials)?;
         let tls = settings.tls.as_ref().map(TlsFiles::server_config).transpose()?;
-        Ok(Self { settings, pool, nats, verifier, key, log_keys, directory, upstreams, internal_tokens, tls })
+        Ok(Self {
+            settings,
+            pool,
+            nats,
+            verifier,
+            key,
+            log_keys,
+            earlier_keys,
+            directory,
+            upstreams,
+            internal_tokens,
+            tls,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -612,12 +629,16 @@ impl Gateway {
         let log_stop = Shutdown::new();
         let writer_task = tokio::spawn(writer.run(log_stop.wait()));
 
-        let subscriptions = Arc::new(subscriptions::Subscriptions::new(
-            self.nats.clone(),
-            events.clone(),
-            self.settings.ack_wait,
-            self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
-            self.directory.clone(),
+        // Tokens given out before a key rotation still acknowledge.
+        let subscriptions = Arc::new(self.earlier_keys.iter().fold(
+            subscriptions::Subscriptions::new(
+                self.nats.clone(),
+                events.clone(),
+                self.settings.ack_wait,
+                self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
+                self.directory.clone(),
+            ),
+            |taking, earlier| taking.accepting(earlier.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE)),
         ));
         let sweep_task = tokio::spawn(subscriptions.clone().sweep_orphaned_consumers(self.pool.clone(), stop.wait()));
         let state = Arc::new(grpc::GatewayState {

@@ -107,6 +107,9 @@ pub struct Subscriptions {
     /// Signs acknowledgement tokens: a member can only hand back tokens the
     /// gateway gave it, for its own subscription.
     ack_key: MacKey,
+    /// The keys of the signing keys the current one replaced: the tokens
+    /// they signed still acknowledge.
+    earlier_ack_keys: Vec<MacKey>,
     directory: Arc<Directory>,
     open_streams: OpenStreams,
 }
@@ -155,7 +158,25 @@ impl Subscriptions {
         directory: Arc<Directory>,
     ) -> Self {
         let jetstream = jetstream::new(nats.clone());
-        Self { nats, jetstream, events, ack_wait, ack_key, directory, open_streams: OpenStreams::default() }
+        Self {
+            nats,
+            jetstream,
+            events,
+            ack_wait,
+            ack_key,
+            earlier_ack_keys: Vec::new(),
+            directory,
+            open_streams: OpenStreams::default(),
+        }
+    }
+
+    /// These subscriptions, also taking the acknowledgement tokens that
+    /// `earlier` signed (the key of a signing key the current one replaced),
+    /// so that tokens given out before a key rotation still acknowledge.
+    #[must_use]
+    pub fn accepting(mut self, earlier: MacKey) -> Self {
+        self.earlier_ack_keys.push(earlier);
+        self
     }
 
     /// A place for one more open stream of `member_id`, or
@@ -178,8 +199,7 @@ impl Subscriptions {
 
     /// The acknowledgement subject of an event, signed for the subscription.
     fn ack_token(&self, subscription_id: Uuid, reply: &str) -> String {
-        let mac = self.ack_key.mac(&[subscription_id.as_bytes(), reply.as_bytes()]);
-        format!("{reply}{TOKEN_SEPARATOR}{}", hex(&mac))
+        format!("{reply}{TOKEN_SEPARATOR}{}", hex(&self.ack_key.mac(&[subscription_id.as_bytes(), reply.as_bytes()])))
     }
 
     fn subject(&self, event_type: &str) -> String {
@@ -295,12 +315,13 @@ impl Subscriptions {
     /// token for an event of `subscription`.
     pub fn ack_subject<'token>(&self, subscription: &Subscription, token: &'token str) -> Option<&'token str> {
         let (reply, mac) = token.rsplit_once(TOKEN_SEPARATOR)?;
-        let expected = self.ack_token(subscription.subscription_id, reply);
-        let expected_mac = expected.rsplit_once(TOKEN_SEPARATOR).map(|(_, mac)| mac)?;
-        // Compare without stopping at the first difference.
-        let same = mac.len() == expected_mac.len()
-            && mac.bytes().zip(expected_mac.bytes()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0;
-        if !same {
+        let signed = std::iter::once(&self.ack_key).chain(&self.earlier_ack_keys).any(|key| {
+            let expected = hex(&key.mac(&[subscription.subscription_id.as_bytes(), reply.as_bytes()]));
+            // Compare without stopping at the first difference.
+            mac.len() == expected.len()
+                && mac.bytes().zip(expected.bytes()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
+        });
+        if !signed {
             return None;
         }
         let (stream, consumer) = ack_subject_parts(reply)?;

@@ -579,7 +579,7 @@ async fn streaming_below_grpc(
     let limits = DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
     let directory = std::sync::Arc::new(Directory::new(pool, limits, 1));
     directory.reload().await.expect("directory");
-    let key = esocial_gateway::message_log::MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]), "test");
+    let key = ack_key(7);
     let streams = esocial_gateway::subscriptions::Subscriptions::new(
         nats,
         gateway.events.settings.clone(),
@@ -694,19 +694,60 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
 }
 
 /// The gateway's subscriptions, as a second gateway node would hold them
-/// (same events, same database).
+/// (same events, same database, same key).
 async fn second_node(gateway: &TestGateway) -> esocial_gateway::subscriptions::Subscriptions {
+    node_with_key(gateway, 7).await
+}
+
+/// The acknowledgement token key of the signing key made of `seed`.
+fn ack_key(seed: u8) -> esocial_gateway::message_log::MacKey {
+    esocial_gateway::message_log::MacKey::derive(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]), "test")
+}
+
+/// The gateway's subscriptions, as a node with the signing key made of
+/// `seed` would hold them.
+async fn node_with_key(gateway: &TestGateway, seed: u8) -> esocial_gateway::subscriptions::Subscriptions {
     let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let limits =
         esocial_gateway::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
     esocial_gateway::subscriptions::Subscriptions::new(
         nats,
         gateway.events.settings.clone(),
         Duration::from_secs(30),
-        esocial_gateway::message_log::MacKey::derive(&key, "test"),
+        ack_key(seed),
         std::sync::Arc::new(esocial_gateway::directory::Directory::new(gateway.gateway_pool().await, limits, 1)),
     )
+}
+
+#[tokio::test]
+async fn an_acknowledgement_token_given_before_a_key_rotation_still_acknowledges() {
+    let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let created = subscribe_to_registrations(&mut subscriptions).await;
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    registry.register_provider(provider("Орган 1", 3_285_700)).await.expect("provider");
+    // The gateway with the key [7; 32] gives out the event and its token.
+    let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
+    let (before, subscription) = streaming_below_grpc(&gateway, nats, &created, Duration::from_secs(30)).await;
+    let consumers = before.ensure_consumers(&subscription).await.expect("consumers");
+    let place = before.stream_place(&subscription.member_id).expect("a place");
+    let mut receiver = before.stream(&subscription, consumers, 10, place, None);
+    let token = receiver.recv().await.expect("an event").expect("not an error").ack_token;
+
+    // Started again with a new key, and the one it replaced as earlier, the
+    // gateway takes the token; without the earlier key it would not.
+    let unaware = node_with_key(&gateway, 8).await;
+    assert_eq!(unaware.ack_subject(&subscription, &token), None, "a token of another key");
+    let rotated = node_with_key(&gateway, 8).await.accepting(ack_key(7));
+    let subject = rotated.ack_subject(&subscription, &token).expect("a token of the key the new one replaced");
+    rotated.acknowledge(&[subject]).await.expect("acknowledged");
+
+    // Acknowledged, the event does not come again once the stream ends.
+    drop(receiver);
+    let consumers = rotated.ensure_consumers(&subscription).await.expect("consumers");
+    let place = rotated.stream_place(&subscription.member_id).expect("a place");
+    let mut again = rotated.stream(&subscription, consumers, 10, place, None);
+    let more = tokio::time::timeout(Duration::from_secs(4), again.recv()).await;
+    assert!(more.is_err(), "nothing comes again: {more:?}");
 }
 
 /// The event stream's consumers: the gateway's subscriptions' (`gw-…`),
