@@ -383,13 +383,10 @@ pub enum LogSlot {
 pub struct StreamEnd {
     sender: mpsc::Sender<Queued>,
     open: Arc<AtomicUsize>,
-}
-
-impl StreamEnd {
-    fn new(sender: mpsc::Sender<Queued>, open: &Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::AcqRel);
-        Self { sender, open: open.clone() }
-    }
+    /// The runtime the writer runs on, where an entry waits for room: the
+    /// serving thread's runtime the stream ran on may end before the
+    /// writer has drained the queue, and drop what waits on it.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Drop for StreamEnd {
@@ -404,7 +401,7 @@ impl LogSlot {
     #[must_use]
     pub fn streaming(self, log: &MessageLog) -> Self {
         match self {
-            LogSlot::Reserved(permit) => LogSlot::AtEnd(StreamEnd::new(permit.release(), &log.streams)),
+            LogSlot::Reserved(permit) => LogSlot::AtEnd(log.stream_end(permit.release())),
             other => other,
         }
     }
@@ -423,7 +420,7 @@ impl LogSlot {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(entry)) => {
                         // `end` goes with the entry: the writer waits for it.
-                        tokio::spawn(async move {
+                        end.runtime.clone().spawn(async move {
                             if end.sender.send(entry).await.is_err() {
                                 lost();
                             }
@@ -447,6 +444,8 @@ pub struct MessageLog {
     bodies: Arc<BodyBudget>,
     /// Streams whose entries are still to come ([`StreamEnd`]).
     streams: Arc<AtomicUsize>,
+    /// The runtime the log was made on, the writer's.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The log cannot take an entry and the policy is to refuse.
@@ -475,14 +474,18 @@ impl MessageLog {
         (self.sender.max_capacity() / 4).max(1)
     }
 
+    /// A stream's way to the queue, counted until its entry is sent.
+    fn stream_end(&self, sender: mpsc::Sender<Queued>) -> StreamEnd {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        StreamEnd { sender, open: self.streams.clone(), runtime: self.runtime.clone() }
+    }
+
     /// Where the entry of a call about to be served will go.
     pub fn slot(&self, streaming: bool) -> Result<LogSlot, LogUnavailable> {
         let writable = self.writable.load(Ordering::Relaxed);
         let slot = match (writable, streaming) {
             (true, false) => self.sender.clone().try_reserve_owned().ok().map(LogSlot::Reserved),
-            (true, true) => {
-                (self.sender.capacity() > 0).then(|| LogSlot::AtEnd(StreamEnd::new(self.sender.clone(), &self.streams)))
-            }
+            (true, true) => (self.sender.capacity() > 0).then(|| LogSlot::AtEnd(self.stream_end(self.sender.clone()))),
             (false, _) => None,
         };
         match (slot, self.policy) {
@@ -558,7 +561,8 @@ pub struct LogWriter {
     streams: Arc<AtomicUsize>,
 }
 
-/// Creates both sides of a node's log.
+/// Creates both sides of a node's log; called on the runtime the writer
+/// will run on.
 pub fn message_log(
     options: PgConnectOptions,
     settings: WriterSettings,
@@ -575,6 +579,7 @@ pub fn message_log(
         unlogged: Arc::new(AtomicU64::new(0)),
         bodies: BodyBudget::new(KEPT_BODY_BYTES_MAX),
         streams: Arc::new(AtomicUsize::new(0)),
+        runtime: tokio::runtime::Handle::current(),
     };
     let chain_key = key.chain_key();
     let streams = log.streams.clone();
@@ -801,11 +806,12 @@ impl LogWriter {
         }
     }
 
-    /// The next entry once the writer is to stop, until `until`: `None`
-    /// when the queue is drained and closed, or the time is over. The queue
+    /// The next entry once the writer is to stop: `None` when the queue is
+    /// closed and drained, or at `until` nothing more is queued. The queue
     /// is closed (no new entries; calls still running keep their reserved
-    /// places) only once no stream's entry is still to come: one that ends
-    /// now, or waits for room in a full queue, is written too.
+    /// places) once no stream's entry is still to come, so that one that
+    /// ends now, or waits for room in a full queue, is written too; at
+    /// `until` it is closed whatever is still to come.
     async fn next_at_shutdown(&mut self, until: Instant) -> Option<Queued> {
         loop {
             if self.streams.load(Ordering::Acquire) == 0 {
@@ -814,6 +820,8 @@ impl LogWriter {
             }
             let now = Instant::now();
             if now >= until {
+                // No more: what is queued is written, and calls are refused.
+                self.receiver.close();
                 return self.receiver.try_recv().ok();
             }
             let step = (now + STREAM_END_POLL).min(until);

@@ -1051,8 +1051,14 @@ async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_wri
     // call takes the queue's one place.
     let stream = log.slot(true).expect("a stream is served");
     let call = log.slot(false).expect("a call is served");
-    // The stream ends with the queue full: its entry waits for room.
-    stream.send(test_entry("the stream"), Reservation::default());
+    // The stream ends with the queue full, on a serving thread whose
+    // runtime ends with the server: its entry waits for room all the same.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move { stream.send(test_entry("the stream"), Reservation::default()) });
+    })
+    .join()
+    .expect("the serving thread");
     // The gateway stops while the call still runs; the writer sees it
     // before the call ends.
     stop.send(()).expect("the writer waits for the stop");
