@@ -10,12 +10,12 @@ FROM (SELECT change_id, row_number() OVER (ORDER BY change_id) AS place FROM adm
 WHERE admin_changes.change_id = ordered.change_id;
 ALTER TABLE admin_changes ENABLE TRIGGER admin_changes_append_only;
 
-CREATE SEQUENCE admin_changes_position OWNED BY admin_changes.position;
-SELECT setval('admin_changes_position', coalesce(max(position), 0) + 1, false) FROM admin_changes;
 ALTER TABLE admin_changes
-    ALTER COLUMN position SET DEFAULT nextval('admin_changes_position'),
     ALTER COLUMN position SET NOT NULL,
+    ALTER COLUMN position ADD GENERATED ALWAYS AS IDENTITY,
     ADD UNIQUE (position);
+SELECT setval(pg_get_serial_sequence('admin_changes', 'position'), coalesce(max(position), 0) + 1, false)
+FROM admin_changes;
 
 DROP INDEX admin_changes_member;
 CREATE INDEX admin_changes_member ON admin_changes (member_id, position);

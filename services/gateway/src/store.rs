@@ -290,10 +290,12 @@ pub struct AdminChange {
 /// they commit, and a reader paging by it never passes a record that
 /// commits later with a lower one.
 pub async fn in_commit_order(connection: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('esocial-gateway-commit-order:' || $1))")
-        .bind(table)
-        .execute(connection)
-        .await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('esocial-gateway-commit-order:' || current_schema() || '.' || $1))",
+    )
+    .bind(table)
+    .execute(connection)
+    .await?;
     Ok(())
 }
 
