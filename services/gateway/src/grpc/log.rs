@@ -21,6 +21,9 @@ use crate::verify;
 #[derive(Debug, Clone)]
 pub struct LogApi(pub Arc<GatewayState>);
 
+/// The longest request id or token subject searched for.
+const TEXT_LENGTH_MAX: usize = 256;
+
 fn optional(text: &str) -> Option<String> {
     Some(text.trim().to_owned()).filter(|text| !text.is_empty())
 }
@@ -71,6 +74,7 @@ impl MessageLogService for LogApi {
         {
             violations.add("to", "must be after from");
         }
+        let request_id = violations.text("request_id", &request.request_id, false, TEXT_LENGTH_MAX);
         let page = page_from_proto(&mut violations, request.page.as_ref());
         let after = page.after::<LogCursor>(&mut violations);
         violations.finish()?;
@@ -79,7 +83,7 @@ impl MessageLogService for LogApi {
             method,
             from,
             to,
-            request_id: optional(&request.request_id),
+            request_id: optional(&request_id),
             include_bodies: request.include_bodies,
         };
         let mut entries = message_log::search(
@@ -172,10 +176,11 @@ impl MessageLogService for LogApi {
     ) -> Result<Response<pb::ListLogSearchesResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::new();
+        let searched_by = violations.text("searched_by", &request.searched_by, false, TEXT_LENGTH_MAX);
         let page = page_from_proto(&mut violations, request.page.as_ref());
         let after = page.after::<i64>(&mut violations);
         violations.finish()?;
-        let searched_by = optional(&request.searched_by);
+        let searched_by = optional(&searched_by);
         let mut searches = message_log::searches(&self.0.pool, searched_by.as_deref(), after, page.fetch_limit())
             .await
             .map_err(ApiError::from)?;

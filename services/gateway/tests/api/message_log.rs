@@ -1138,6 +1138,18 @@ async fn each_answer_of_a_search_is_recorded_with_the_entries_it_carried_and_one
         assert!(search.searched_at.is_some());
     }
 
+    // Bad input names its field.
+    let bad = log
+        .list_log_searches(pb::ListLogSearchesRequest { searched_by: "a\0b".to_owned(), page: None })
+        .await
+        .expect_err("a control character");
+    assert_eq!(violated_fields(&bad), ["searched_by"]);
+    let bad = log
+        .search_message_log(pb::SearchMessageLogRequest { request_id: "x".repeat(300), ..Default::default() })
+        .await
+        .expect_err("too long");
+    assert_eq!(violated_fields(&bad), ["request_id"]);
+
     // Only auditors and security administrators read it; it is not changed.
     let mut member_log =
         esocial_proto::gateway::v1::message_log_service_client::MessageLogServiceClient::with_interceptor(
