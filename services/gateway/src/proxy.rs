@@ -38,7 +38,7 @@ use tower::ServiceExt as _;
 
 use crate::catalog::Catalog;
 use crate::directory::{CallInFlight, Directory, MemberEntry};
-use crate::domain::{MethodPath, method_shown};
+use crate::domain::{MemberId, MethodPath, method_shown};
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
 use crate::reflection::Reflection;
@@ -425,10 +425,7 @@ impl Door {
             Some(entry) if !entry.is_active() => {
                 Some(Status::unauthenticated(format!("member {} is suspended", entry.member.member_id)))
             }
-            Some(entry) if certificate_missing => Some(Status::unauthenticated(format!(
-                "member {} must present its registered client certificate (mutual TLS) with its token",
-                entry.member.member_id
-            ))),
+            Some(entry) if certificate_missing => Some(certificate_required(&entry.member.member_id)),
             Some(_) => None,
         };
         Identified { caller: claims.sub.clone(), token_id: claims.jti.clone(), certificate_missing, member, refusal }
@@ -449,6 +446,14 @@ fn peer_certificates(request: &GrpcRequest) -> Option<PeerCertificates> {
 /// member's binding holds.
 pub fn leaf_fingerprint(chain: &PeerCertificates) -> Option<[u8; 32]> {
     chain.first().map(|certificate| Sha256::digest(certificate.as_ref()).into())
+}
+
+/// The refusal of a member bound to a client certificate that did not
+/// present it.
+pub fn certificate_required(member_id: &MemberId) -> Status {
+    Status::unauthenticated(format!(
+        "member {member_id} must present its registered client certificate (mutual TLS) with its token"
+    ))
 }
 
 /// Whether the member presented the client certificate it is bound to, or

@@ -126,6 +126,11 @@ pub fn subscription_of_consumer(name: &str) -> Option<Uuid> {
     (id.len() == 32).then(|| Uuid::try_parse(id).ok()).flatten()
 }
 
+/// The signature of an acknowledgement token: `reply` for the subscription.
+fn token_mac(key: &MacKey, subscription_id: Uuid, reply: &str) -> String {
+    hex(&key.mac(&[subscription_id.as_bytes(), reply.as_bytes()]))
+}
+
 /// How often the gateway looks for consumers left by deleted subscriptions.
 pub const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -199,7 +204,7 @@ impl Subscriptions {
 
     /// The acknowledgement subject of an event, signed for the subscription.
     fn ack_token(&self, subscription_id: Uuid, reply: &str) -> String {
-        format!("{reply}{TOKEN_SEPARATOR}{}", hex(&self.ack_key.mac(&[subscription_id.as_bytes(), reply.as_bytes()])))
+        format!("{reply}{TOKEN_SEPARATOR}{}", token_mac(&self.ack_key, subscription_id, reply))
     }
 
     fn subject(&self, event_type: &str) -> String {
@@ -316,7 +321,7 @@ impl Subscriptions {
     pub fn ack_subject<'token>(&self, subscription: &Subscription, token: &'token str) -> Option<&'token str> {
         let (reply, mac) = token.rsplit_once(TOKEN_SEPARATOR)?;
         let signed = std::iter::once(&self.ack_key).chain(&self.earlier_ack_keys).any(|key| {
-            let expected = hex(&key.mac(&[subscription.subscription_id.as_bytes(), reply.as_bytes()]));
+            let expected = token_mac(key, subscription.subscription_id, reply);
             // Compare without stopping at the first difference.
             mac.len() == expected.len()
                 && mac.bytes().zip(expected.bytes()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
@@ -502,9 +507,7 @@ impl Subscriptions {
             .and_then(|member| member.member.client_certificate)
             .is_some_and(|bound| presented != Some(bound))
         {
-            return Err(Status::unauthenticated(format!(
-                "member {member_id} must present its registered client certificate (mutual TLS) with its token"
-            )));
+            return Err(crate::proxy::certificate_required(member_id));
         }
         member.and_then(|member| member.event_types.get(event_type).copied()).ok_or_else(|| {
             Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))
