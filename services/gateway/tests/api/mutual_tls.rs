@@ -13,9 +13,9 @@ use tonic::Code;
 use tonic::transport::{ClientTlsConfig, Identity};
 
 use crate::harness::*;
+use crate::subscriptions::{REGISTERED, register_diia_entitled_to_registrations, stream_of_registrations};
 
 const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
-const REGISTERED: &str = "registry.provider.registered";
 
 /// A certification authority for the test: its certificate (PEM) and key.
 struct Authority {
@@ -70,17 +70,23 @@ async fn idp(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Idp {
     )
 }
 
-#[tokio::test]
-async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token() {
+/// A gateway serving TLS with a certificate of a CA of its own, taking
+/// client certificates of `members`.
+async fn gateway_with_tls(members: &Authority) -> TestGateway {
     let servers = Authority::new("gateway server CA");
-    let members = Authority::new("member systems CA");
     let server = servers.issue("gateway", true);
-    let gateway = TestGateway::spawn_with_tls(
+    TestGateway::spawn_with_tls(
         (&server.certificate_pem, &server.key_pem),
         &servers.certificate_pem,
         &members.certificate_pem,
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token() {
+    let members = Authority::new("member systems CA");
+    let gateway = gateway_with_tls(&members).await;
     let diia_certificate = members.issue("Дія", false);
     let other_certificate = members.issue("інша система", false);
 
@@ -180,47 +186,13 @@ async fn subscriptions(gateway: &TestGateway, tls: ClientTlsConfig, token: &str)
     )
 }
 
-/// A new subscription to provider registrations, and its stream.
-async fn stream_of_registrations(subscriptions: &mut Subscriptions) -> tonic::Streaming<pb::SubscribedEvent> {
-    let subscription = subscriptions
-        .create_subscription(pb::CreateSubscriptionRequest {
-            request_id: new_request_id(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("subscribed")
-        .into_inner()
-        .subscription
-        .expect("subscription");
-    subscriptions
-        .subscribe(pb::SubscribeRequest { subscription_id: subscription.subscription_id, window: 10 })
-        .await
-        .expect("stream")
-        .into_inner()
-}
-
 #[tokio::test]
 async fn an_open_stream_ends_once_its_member_is_bound_to_a_certificate_its_connection_did_not_present() {
-    let servers = Authority::new("gateway server CA");
     let members = Authority::new("member systems CA");
-    let server = servers.issue("gateway", true);
-    let gateway = TestGateway::spawn_with_tls(
-        (&server.certificate_pem, &server.key_pem),
-        &servers.certificate_pem,
-        &members.certificate_pem,
-    )
-    .await;
+    let gateway = gateway_with_tls(&members).await;
     let diia_certificate = members.issue("Дія", false);
-    gateway.register_member(DIIA, "diia", None, &[]).await;
+    register_diia_entitled_to_registrations(&gateway).await;
     let mut admin = gateway.admin().await;
-    admin
-        .set_event_entitlements(pb::SetEventEntitlementsRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            event_types: vec![REGISTERED.to_owned()],
-        })
-        .await
-        .expect("entitled");
     let token = gateway.system_token("diia").await;
 
     // Bound to no certificate yet, the member opens two streams: one over a

@@ -8,7 +8,7 @@ use tonic_types::StatusExt as _;
 
 use crate::harness::*;
 
-const REGISTERED: &str = "registry.provider.registered";
+pub const REGISTERED: &str = "registry.provider.registered";
 
 async fn next_events(stream: &mut tonic::Streaming<pb::SubscribedEvent>, count: usize) -> Vec<pb::SubscribedEvent> {
     let mut events = Vec::new();
@@ -286,7 +286,7 @@ async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
 }
 
 /// The stream of a new subscription to provider registrations.
-async fn stream_of_registrations(subscriptions: &mut Subscriptions) -> tonic::Streaming<pb::SubscribedEvent> {
+pub async fn stream_of_registrations(subscriptions: &mut Subscriptions) -> tonic::Streaming<pb::SubscribedEvent> {
     let id = subscribe_to_registrations(subscriptions).await.subscription_id;
     subscriptions
         .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
@@ -320,9 +320,16 @@ async fn diia_entitled_to_registrations() -> (TestGateway, Subscriptions) {
 /// The Diia portal, a member entitled to provider registrations: its
 /// subscription client.
 async fn entitle_diia(gateway: &TestGateway) -> Subscriptions {
+    register_diia_entitled_to_registrations(gateway).await;
+    gateway.subscriptions(Some(gateway.system_token("diia").await)).await
+}
+
+/// Registers the Diia portal, entitled to provider registrations.
+pub async fn register_diia_entitled_to_registrations(gateway: &TestGateway) {
     gateway.register_member(DIIA, "diia", None, &[]).await;
-    let mut admin = gateway.admin().await;
-    admin
+    gateway
+        .admin()
+        .await
         .set_event_entitlements(pb::SetEventEntitlementsRequest {
             request_id: new_request_id(),
             member_id: DIIA.to_owned(),
@@ -330,7 +337,6 @@ async fn entitle_diia(gateway: &TestGateway) -> Subscriptions {
         })
         .await
         .expect("entitled");
-    gateway.subscriptions(Some(gateway.system_token("diia").await)).await
 }
 
 /// While a subscription's consumer holds as many waiting pull requests as
