@@ -366,6 +366,18 @@ async fn a_pull_request_the_server_refuses_for_now_is_asked_again() {
         ask(format!("{inbox}.waiting.{index}")).await;
     }
     nats.flush().await.expect("flush");
+    // The server may take requests in after it has answered the flush:
+    // the stream's request must come after all 512 (on a loaded machine it
+    // once came first, and the 512th got the 409).
+    let stream = async_nats::jetstream::new(nats.clone())
+        .get_stream(&gateway.events.settings.stream_name)
+        .await
+        .expect("the event stream");
+    eventually(Duration::from_secs(10), || async {
+        let info = stream.consumer_info(&consumer).await.map_err(|error| error.to_string())?;
+        (info.num_waiting >= 512).then_some(()).ok_or(format!("{} requests waiting", info.num_waiting))
+    })
+    .await;
 
     let request = pb::SubscribeRequest { subscription_id: created.subscription_id.clone(), window: 10 };
     let mut stream = subscriptions.subscribe(request).await.expect("stream").into_inner();
