@@ -1179,3 +1179,70 @@ async fn each_answer_of_a_search_is_recorded_with_the_entries_it_carried_and_one
     log.search_message_log(asked(String::new())).await.expect("answered once recorded");
     assert_eq!(recorded(&mut log).await.len(), 3, "the refused search is not on record, the next is");
 }
+
+#[tokio::test]
+async fn at_the_end_of_its_drain_time_the_writer_stops_taking_entries_whatever_is_still_to_come() {
+    use esocial_gateway::message_log::{DRAIN_TIMEOUT, FailurePolicy, Reservation, WriterSettings, message_log};
+
+    let gateway = TestGateway::spawn().await;
+    let pool = gateway.gateway_pool().await;
+    let node = "drain-deadline";
+    let settings = WriterSettings {
+        node: node.to_owned(),
+        queue_capacity: 16,
+        batch_size_max: 4,
+        batch_linger: Duration::from_millis(5),
+        checkpoint_interval: Duration::from_secs(60),
+        checkpoint_entries: 1_000,
+    };
+    let options = pool.connect_options().as_ref().clone();
+    let (log, writer) =
+        message_log(options, settings, std::sync::Arc::new(gateway.signing_key()), FailurePolicy::Refuse);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let writing = tokio::spawn(writer.run(async move {
+        let _ = stopped.await;
+    }));
+    eventually(Duration::from_secs(10), || async {
+        log.accepts_calls().then_some(()).ok_or_else(|| "the writer never took entries".to_owned())
+    })
+    .await;
+
+    // A stream that never ends keeps the queue open at shutdown, and calls
+    // on connections the server has not closed yet keep it full.
+    let _endless = log.slot(true).expect("a stream is served");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = tokio::spawn({
+        let (log, done) = (log.clone(), done.clone());
+        async move {
+            let mut served = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(slot) = log.slot(false) {
+                    slot.send(test_entry(&format!("call {served}")), Reservation::default());
+                    served += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            served
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    stop.send(()).expect("the writer waits for the stop");
+
+    // At the end of its drain time the writer refuses them, writes what was
+    // queued and stops.
+    tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), writing)
+        .await
+        .expect("the writer stops after its drain time")
+        .expect("the writer ran to its end");
+    assert!(stopping.elapsed() >= DRAIN_TIMEOUT, "it waited its drain time for the stream");
+    assert!(log.slot(false).is_err(), "a call is refused once the writer stopped");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = calls.await.expect("the calls' task");
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM message_log WHERE node = $1")
+        .bind(node)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(written, served, "every call served has its entry");
+}
