@@ -1019,17 +1019,22 @@ fn test_entry(request_id: &str) -> esocial_gateway::message_log::LogEntry {
     }
 }
 
-#[tokio::test]
-async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_written() {
-    use esocial_gateway::message_log::{DRAIN_TIMEOUT, FailurePolicy, Reservation, WriterSettings, message_log};
+/// A writer of a chain of its own (`node`), with a queue of
+/// `queue_capacity` places, taking entries; stopped by the sender.
+struct OwnWriter {
+    pool: sqlx::PgPool,
+    log: esocial_gateway::message_log::MessageLog,
+    stop: tokio::sync::oneshot::Sender<()>,
+    writing: tokio::task::JoinHandle<()>,
+}
 
-    let gateway = TestGateway::spawn().await;
+async fn own_writer(gateway: &TestGateway, node: &str, queue_capacity: usize) -> OwnWriter {
+    use esocial_gateway::message_log::{FailurePolicy, WriterSettings, message_log};
+
     let pool = gateway.gateway_pool().await;
-    // A writer of a chain of its own, with a queue of one place.
-    let node = "streams-at-shutdown";
     let settings = WriterSettings {
         node: node.to_owned(),
-        queue_capacity: 1,
+        queue_capacity,
         batch_size_max: 4,
         batch_linger: Duration::from_millis(5),
         checkpoint_interval: Duration::from_secs(60),
@@ -1046,6 +1051,17 @@ async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_wri
         log.accepts_calls().then_some(()).ok_or_else(|| "the writer never took entries".to_owned())
     })
     .await;
+    OwnWriter { pool, log, stop, writing }
+}
+
+#[tokio::test]
+async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_written() {
+    use esocial_gateway::message_log::{DRAIN_TIMEOUT, Reservation};
+
+    let gateway = TestGateway::spawn().await;
+    // A writer of a chain of its own, with a queue of one place.
+    let node = "streams-at-shutdown";
+    let OwnWriter { pool, log, stop, writing } = own_writer(&gateway, node, 1).await;
 
     // A stream starts (it holds no place while it streams), and a unary
     // call takes the queue's one place.
@@ -1182,30 +1198,11 @@ async fn each_answer_of_a_search_is_recorded_with_the_entries_it_carried_and_one
 
 #[tokio::test]
 async fn at_the_end_of_its_drain_time_the_writer_stops_taking_entries_whatever_is_still_to_come() {
-    use esocial_gateway::message_log::{DRAIN_TIMEOUT, FailurePolicy, Reservation, WriterSettings, message_log};
+    use esocial_gateway::message_log::{DRAIN_TIMEOUT, Reservation};
 
     let gateway = TestGateway::spawn().await;
-    let pool = gateway.gateway_pool().await;
     let node = "drain-deadline";
-    let settings = WriterSettings {
-        node: node.to_owned(),
-        queue_capacity: 16,
-        batch_size_max: 4,
-        batch_linger: Duration::from_millis(5),
-        checkpoint_interval: Duration::from_secs(60),
-        checkpoint_entries: 1_000,
-    };
-    let options = pool.connect_options().as_ref().clone();
-    let (log, writer) =
-        message_log(options, settings, std::sync::Arc::new(gateway.signing_key()), FailurePolicy::Refuse);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let writing = tokio::spawn(writer.run(async move {
-        let _ = stopped.await;
-    }));
-    eventually(Duration::from_secs(10), || async {
-        log.accepts_calls().then_some(()).ok_or_else(|| "the writer never took entries".to_owned())
-    })
-    .await;
+    let OwnWriter { pool, log, stop, writing } = own_writer(&gateway, node, 16).await;
 
     // A stream that never ends keeps the queue open at shutdown, and calls
     // on connections the server has not closed yet keep it full.
