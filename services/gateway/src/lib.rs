@@ -511,8 +511,6 @@ pub struct Gateway {
     nats: async_nats::Client,
     verifier: Arc<TokenVerifier>,
     key: Arc<CheckpointKey>,
-    /// The checkpoint key's and the earlier keys'.
-    log_keys: LogKeys,
     /// The signing keys the current one replaced.
     earlier_keys: Arc<[CheckpointKey]>,
     directory: Arc<Directory>,
@@ -525,7 +523,6 @@ impl Gateway {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let key = Arc::new(read_signing_key(&settings.signing_key_file)?);
         let earlier_keys: Arc<[CheckpointKey]> = earlier_keys(&settings, &[])?.into();
-        let log_keys = log_keys_of(&key, &earlier_keys);
         let pool = esocial_kit::db::pool(
             &settings.common.database_url,
             NAME,
@@ -566,7 +563,6 @@ impl Gateway {
             nats,
             verifier,
             key,
-            log_keys,
             earlier_keys,
             directory,
             upstreams,
@@ -582,7 +578,7 @@ impl Gateway {
     /// What verifies the message log: the checkpoint key and the chain's
     /// secret, and those of the earlier keys configured.
     pub fn log_keys(&self) -> LogKeys {
-        self.log_keys.clone()
+        log_keys_of(&self.key, &self.earlier_keys)
     }
 
     pub async fn run(
