@@ -78,6 +78,14 @@ impl MemberEntry {
         self.member.status == MemberStatus::Active
     }
 
+    /// Whether a connection that presented the client certificate
+    /// `presented` gives (its SHA-256, asked for only when the member is
+    /// bound to one) may act for the member: it is bound to none, or to
+    /// that one.
+    pub fn admits_certificate(&self, presented: impl FnOnce() -> Option<[u8; 32]>) -> bool {
+        self.member.client_certificate.is_none_or(|bound| presented() == Some(bound))
+    }
+
     pub fn logs_bodies(&self) -> bool {
         self.member.log_mode == LogMode::Full
     }

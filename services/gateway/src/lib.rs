@@ -557,18 +557,7 @@ impl Gateway {
         )?;
         let internal_tokens = InternalTokens::new(&auth.identity_url, credentials)?;
         let tls = settings.tls.as_ref().map(TlsFiles::server_config).transpose()?;
-        Ok(Self {
-            settings,
-            pool,
-            nats,
-            verifier,
-            key,
-            earlier_keys,
-            directory,
-            upstreams,
-            internal_tokens,
-            tls,
-        })
+        Ok(Self { settings, pool, nats, verifier, key, earlier_keys, directory, upstreams, internal_tokens, tls })
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -419,7 +419,8 @@ impl Door {
             }
         };
         let member = claims.sub.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
-        let certificate_missing = member.as_ref().is_some_and(|entry| !presented_certificate(entry, peer));
+        let certificate_missing =
+            member.as_ref().is_some_and(|entry| !entry.admits_certificate(|| peer.and_then(leaf_fingerprint)));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
             Some(entry) if !entry.is_active() => {
@@ -454,13 +455,6 @@ pub fn certificate_required(member_id: &MemberId) -> Status {
     Status::unauthenticated(format!(
         "member {member_id} must present its registered client certificate (mutual TLS) with its token"
     ))
-}
-
-/// Whether the member presented the client certificate it is bound to, or
-/// is bound to none.
-fn presented_certificate(member: &MemberEntry, peer: Option<&PeerCertificates>) -> bool {
-    let Some(expected) = member.member.client_certificate else { return true };
-    peer.and_then(leaf_fingerprint) == Some(expected)
 }
 
 impl tower_service::Service<GrpcRequest> for DoorService {

@@ -502,11 +502,7 @@ impl Subscriptions {
         if member.as_ref().is_some_and(|member| !member.is_active()) {
             return Err(Status::permission_denied(format!("member {member_id} is suspended")));
         }
-        if member
-            .as_ref()
-            .and_then(|member| member.member.client_certificate)
-            .is_some_and(|bound| presented != Some(bound))
-        {
+        if member.as_ref().is_some_and(|member| !member.admits_certificate(|| presented)) {
             return Err(crate::proxy::certificate_required(member_id));
         }
         member.and_then(|member| member.event_types.get(event_type).copied()).ok_or_else(|| {
