@@ -4,7 +4,7 @@
 //! periodic reload as a safety net).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use esocial_kit::rate::{Allowance, TokenBucket};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+use crate::counted::Counted;
 use crate::domain::{LogMode, Member, MemberId, MemberStatus, MethodPath, MethodRight};
 use crate::store;
 
@@ -54,24 +55,11 @@ pub struct MemberEntry {
     calls_in_flight: Arc<AtomicUsize>,
 }
 
-/// One of a member's calls in flight, counted until it is dropped (when
-/// the call's exchange ends).
-#[derive(Debug)]
-pub struct CallInFlight(Arc<AtomicUsize>);
-
-impl Drop for CallInFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl MemberEntry {
-    /// Counts a call of the member's in flight, unless `max` already are.
-    pub fn call_in_flight(&self, max: usize) -> Option<CallInFlight> {
-        self.calls_in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |calls| (calls < max).then_some(calls + 1))
-            .ok()?;
-        Some(CallInFlight(self.calls_in_flight.clone()))
+    /// Counts a call of the member's in flight, unless `max` already are;
+    /// it is counted until the guard is dropped (when its exchange ends).
+    pub fn call_in_flight(&self, max: usize) -> Option<Counted> {
+        Counted::one_more_below(&self.calls_in_flight, max)
     }
 
     pub fn is_active(&self) -> bool {

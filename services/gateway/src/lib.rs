@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod changes;
+pub mod counted;
 pub mod directory;
 pub mod domain;
 pub mod events;

@@ -21,6 +21,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
+use crate::counted::Counted;
 use crate::events;
 
 pub type Digest = [u8; 32];
@@ -382,17 +383,11 @@ pub enum LogSlot {
 #[derive(Debug)]
 pub struct StreamEnd {
     sender: mpsc::Sender<Queued>,
-    open: Arc<AtomicUsize>,
+    _counted: Counted,
     /// The runtime the writer runs on, where an entry waits for room: the
     /// serving thread's runtime the stream ran on may end before the
     /// writer has drained the queue, and drop what waits on it.
     runtime: tokio::runtime::Handle,
-}
-
-impl Drop for StreamEnd {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl LogSlot {
@@ -419,8 +414,11 @@ impl LogSlot {
                 match end.sender.try_send(entry) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(entry)) => {
-                        // `end` goes with the entry: the writer waits for it.
+                        // `end` goes with the entry, whole (its place in the
+                        // count too, not only its sender): the writer waits
+                        // for it.
                         end.runtime.clone().spawn(async move {
+                            let end = end;
                             if end.sender.send(entry).await.is_err() {
                                 lost();
                             }
@@ -476,8 +474,7 @@ impl MessageLog {
 
     /// A stream's way to the queue, counted until its entry is sent.
     fn stream_end(&self, sender: mpsc::Sender<Queued>) -> StreamEnd {
-        self.streams.fetch_add(1, Ordering::AcqRel);
-        StreamEnd { sender, open: self.streams.clone(), runtime: self.runtime.clone() }
+        StreamEnd { sender, _counted: Counted::one_more(&self.streams), runtime: self.runtime.clone() }
     }
 
     /// Where the entry of a call about to be served will go.

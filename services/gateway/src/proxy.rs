@@ -37,7 +37,8 @@ use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 
 use crate::catalog::Catalog;
-use crate::directory::{CallInFlight, Directory, MemberEntry};
+use crate::counted::Counted;
+use crate::directory::{Directory, MemberEntry};
 use crate::domain::{MemberId, MethodPath, method_shown};
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
@@ -503,7 +504,7 @@ fn rate_limited(member: &MemberEntry) -> Result<(), Status> {
 /// most `calls_max`, or their entries' places in the message log's queue
 /// would be one member's to take). The call counted in flight, or the
 /// refusal.
-fn within_limits(member: &MemberEntry, calls_max: usize) -> Result<CallInFlight, Status> {
+fn within_limits(member: &MemberEntry, calls_max: usize) -> Result<Counted, Status> {
     rate_limited(member)?;
     member.call_in_flight(calls_max).ok_or_else(|| {
         ApiError::ResourceExhausted {
@@ -1017,7 +1018,7 @@ struct Exchange {
     log_bodies: bool,
     request: Option<Arc<Mutex<RequestMeter>>>,
     /// The member's call counted in flight until the exchange ends.
-    in_flight: Option<CallInFlight>,
+    in_flight: Option<Counted>,
 }
 
 impl Exchange {
