@@ -105,6 +105,9 @@ pub struct Directory {
     /// One reload at a time: a reload that read the tables before a change
     /// must not replace one that read them after.
     reloading: tokio::sync::Mutex<()>,
+    /// Counts the reloads: open streams watch it to check their member
+    /// again ([`crate::standing`]).
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 impl Directory {
@@ -115,7 +118,19 @@ impl Directory {
             replicas,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             reloading: tokio::sync::Mutex::new(()),
+            version: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// How many times the directory was read; a member's entry is at least
+    /// as new as the version read before it.
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// Sees each new version.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -201,6 +216,7 @@ impl Directory {
             Ok(mut current) => *current = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,
         }
+        self.version.send_modify(|version| *version += 1);
         Ok(())
     }
 

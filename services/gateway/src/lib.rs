@@ -26,6 +26,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reflection;
 pub mod sandbox;
+pub mod standing;
 mod store;
 pub mod subscriptions;
 pub mod verify;

@@ -43,6 +43,7 @@ use crate::domain::{MemberId, MethodPath, method_shown};
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
 use crate::reflection::Reflection;
+use crate::standing::Standing;
 
 /// Metadata only the gateway sets; a caller's values are removed.
 pub const INTERNAL_METADATA_PREFIX: &str = "x-esocial-";
@@ -424,9 +425,7 @@ impl Door {
             member.as_ref().is_some_and(|entry| !entry.admits_certificate(|| peer.and_then(leaf_fingerprint)));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
-            Some(entry) if !entry.is_active() => {
-                Some(Status::unauthenticated(format!("member {} is suspended", entry.member.member_id)))
-            }
+            Some(entry) if !entry.is_active() => Some(suspended(&entry.member.member_id)),
             Some(entry) if certificate_missing => Some(certificate_required(&entry.member.member_id)),
             Some(_) => None,
         };
@@ -448,6 +447,16 @@ fn peer_certificates(request: &GrpcRequest) -> Option<PeerCertificates> {
 /// member's binding holds.
 pub fn leaf_fingerprint(chain: &PeerCertificates) -> Option<[u8; 32]> {
     chain.first().map(|certificate| Sha256::digest(certificate.as_ref()).into())
+}
+
+/// The refusal of a member that is not active.
+pub fn suspended(member_id: &MemberId) -> Status {
+    Status::unauthenticated(format!("member {member_id} is suspended"))
+}
+
+/// The refusal of a member without a right to the method at `path`.
+pub fn not_permitted(member_id: &MemberId, path: &str) -> Status {
+    Status::permission_denied(format!("member {member_id} may not call {}", method_shown(path)))
 }
 
 /// The refusal of a member bound to a client certificate that did not
@@ -654,6 +663,14 @@ fn pass(
         };
         if streams {
             exchange.slot = exchange.slot.take().map(|slot| slot.streaming(&door.log));
+            // A stream may last long after the door let it in: its member
+            // is checked again while it is open.
+            exchange.standing = Some(Arc::new(Standing::new(
+                door.directory.clone(),
+                member.member.member_id.clone(),
+                path.clone(),
+                peer.clone(),
+            )));
         }
         // The server's deadline (the caller's, or the longest a call may take)
         // holds a unary call to the configured timeout when the server did
@@ -699,8 +716,8 @@ fn pass(
         match answered {
             Ok(response) => exchange.watch_response(response, limit, Some(deadline), bodies),
             Err(error) => {
-                let status = if let Some(too_large) = exchange.request_too_large() {
-                    too_large
+                let status = if let Some(refused) = exchange.request_refused() {
+                    refused
                 } else if is_timeout(error.as_ref()) {
                     Status::deadline_exceeded("the service behind the gateway did not answer within the deadline")
                 } else {
@@ -746,6 +763,7 @@ impl Call {
             log_bodies,
             request: None,
             in_flight: None,
+            standing: None,
         }
     }
 }
@@ -833,11 +851,7 @@ fn route<'door>(
         return Err(Status::unimplemented(format!("{} is not a gRPC method path", method_shown(path))));
     };
     if !member.may_call(&method, path) {
-        return Err(Status::permission_denied(format!(
-            "member {} may not call {}",
-            member.member.member_id,
-            method_shown(path)
-        )));
+        return Err(not_permitted(&member.member.member_id, path));
     }
     upstream.ok_or_else(|| {
         Status::unimplemented(format!("no service behind the gateway serves {}", method_shown(method.package)))
@@ -1000,6 +1014,8 @@ struct RequestMeter {
     frames: FrameReader,
     limit: u64,
     exceeded: bool,
+    /// The member lost its standing while the client was streaming.
+    refused: Option<Status>,
 }
 
 /// One call on its way through: what its log entry will say. Dropped
@@ -1019,6 +1035,8 @@ struct Exchange {
     request: Option<Arc<Mutex<RequestMeter>>>,
     /// The member's call counted in flight until the exchange ends.
     in_flight: Option<Counted>,
+    /// A stream's member, checked again at each message.
+    standing: Option<Arc<Standing>>,
 }
 
 impl Exchange {
@@ -1031,21 +1049,25 @@ impl Exchange {
             frames: FrameReader::default(),
             limit,
             exceeded: false,
+            refused: None,
         }));
         self.request = Some(meter.clone());
-        request.map(|body| tonic::body::Body::new(MeteredRequestBody { inner: body, meter }))
+        let standing = self.standing.clone();
+        request.map(|body| tonic::body::Body::new(MeteredRequestBody { inner: body, meter, standing }))
     }
 
-    /// What the client is told when a request message passed the
-    /// member's limit (the service's stream was reset for it), if one did.
-    fn request_too_large(&self) -> Option<Status> {
+    /// What the client is told when the request body was cut off (the
+    /// service's stream was reset for it), if it was: a message passed the
+    /// member's limit, or the member lost its standing.
+    fn request_refused(&self) -> Option<Status> {
         let meter = self.request.as_ref()?.lock().ok()?;
-        meter.exceeded.then(|| {
-            Status::resource_exhausted(format!(
+        if meter.exceeded {
+            return Some(Status::resource_exhausted(format!(
                 "a request message is larger than the member's limit of {} bytes",
                 meter.limit
-            ))
-        })
+            )));
+        }
+        meter.refused.clone()
     }
 
     /// A refusal: the entry is written now.
@@ -1078,6 +1100,7 @@ impl Exchange {
     ) -> GrpcResponse {
         let header_status = grpc_status(response.headers());
         let meter = BodyMeter::new(keep);
+        let watching = self.standing.clone().map(Watching::new);
         response.map(|body| {
             tonic::body::Body::new(WatchedResponseBody {
                 inner: body,
@@ -1091,6 +1114,7 @@ impl Exchange {
                 cut_off: false,
                 pending: None,
                 held: None,
+                watching,
             })
         })
     }
@@ -1156,6 +1180,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
 struct MeteredRequestBody {
     inner: tonic::body::Body,
     meter: Arc<Mutex<RequestMeter>>,
+    standing: Option<Arc<Standing>>,
 }
 
 impl http_body::Body for MeteredRequestBody {
@@ -1179,6 +1204,11 @@ impl http_body::Body for MeteredRequestBody {
             && let Some(data) = frame.data_ref()
             && let Ok(mut meter) = self.meter.lock()
         {
+            if let Some(Err(status)) = self.standing.as_ref().map(|standing| standing.check()) {
+                // The message does not go on; the client gets the status.
+                meter.refused = Some(status.clone());
+                return Poll::Ready(Some(Err(status)));
+            }
             meter.body.add(data);
             let limit = meter.limit;
             if let Err(Oversized { length, .. }) = meter.frames.feed(data, limit) {
@@ -1226,6 +1256,47 @@ struct WatchedResponseBody {
     /// the message is known to be within the limit, so that a message cut
     /// off for its size leaves no piece of itself with the client.
     held: Option<Bytes>,
+    /// A stream's member, checked again at each message and whenever the
+    /// directory changes.
+    watching: Option<Watching>,
+}
+
+/// A stream's [`Standing`] and the wait for the directory's next change.
+struct Watching {
+    standing: Arc<Standing>,
+    change: Pin<Box<dyn Future<Output = Option<tokio::sync::watch::Receiver<u64>>> + Send>>,
+}
+
+impl Watching {
+    fn new(standing: Arc<Standing>) -> Self {
+        let change = Self::next_change(standing.changed());
+        Self { standing, change }
+    }
+
+    fn next_change(
+        mut changes: tokio::sync::watch::Receiver<u64>,
+    ) -> Pin<Box<dyn Future<Output = Option<tokio::sync::watch::Receiver<u64>>> + Send>> {
+        Box::pin(async move { changes.changed().await.ok().map(|()| changes) })
+    }
+
+    /// Why the stream must end, checked at each change of the directory
+    /// since the last poll; registers for the next one.
+    fn lost(&mut self, context: &mut Context<'_>) -> Option<Status> {
+        while let Poll::Ready(changes) = self.change.as_mut().poll(context) {
+            if let Err(status) = self.standing.check() {
+                return Some(status);
+            }
+            match changes {
+                Some(changes) => self.change = Self::next_change(changes),
+                // The directory is gone (the gateway is stopping).
+                None => {
+                    self.change = Box::pin(std::future::pending());
+                    return None;
+                }
+            }
+        }
+        None
+    }
 }
 
 impl WatchedResponseBody {
@@ -1359,6 +1430,9 @@ impl http_body::Body for WatchedResponseBody {
             return match Pin::new(&mut this.inner).poll_frame(context) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
+                        if let Some(Err(status)) = this.watching.as_ref().map(|watching| watching.standing.check()) {
+                            return Poll::Ready(Some(Ok(this.cut_off(&status))));
+                        }
                         if let Err(oversized) = this.frames.feed(&data, this.limit) {
                             let held = this.held.take();
                             return Poll::Ready(Some(Ok(this.cut_off_at(held, &data, &oversized))));
@@ -1379,10 +1453,11 @@ impl http_body::Body for WatchedResponseBody {
                 },
                 Poll::Ready(Some(Err(error))) => {
                     // The service's stream broke off after its headers (or
-                    // was reset because a request message passed the
-                    // limit): the client gets the reason in trailers, the
+                    // was reset because the request body was cut off: a
+                    // message passed the limit, or the member lost its
+                    // standing): the client gets the reason in trailers, the
                     // status its entry records, rather than a reset stream.
-                    let status = this.exchange.as_ref().and_then(Exchange::request_too_large).unwrap_or_else(|| {
+                    let status = this.exchange.as_ref().and_then(Exchange::request_refused).unwrap_or_else(|| {
                         tracing::warn!(%error, "the service behind the gateway broke off a call");
                         Status::unavailable("the service behind the gateway broke off the call")
                     });
@@ -1395,10 +1470,15 @@ impl http_body::Body for WatchedResponseBody {
                     this.inner = tonic::body::Body::default();
                     Poll::Ready(last.map(Ok))
                 }
-                Poll::Pending => match this.expire_if_due(Some(context)) {
-                    Some(trailers) => Poll::Ready(Some(Ok(trailers))),
-                    None => Poll::Pending,
-                },
+                Poll::Pending => {
+                    if let Some(status) = this.watching.as_mut().and_then(|watching| watching.lost(context)) {
+                        return Poll::Ready(Some(Ok(this.cut_off(&status))));
+                    }
+                    match this.expire_if_due(Some(context)) {
+                        Some(trailers) => Poll::Ready(Some(Ok(trailers))),
+                        None => Poll::Pending,
+                    }
+                }
             };
         }
     }
@@ -1498,6 +1578,7 @@ mod tests {
             cut_off: false,
             pending: None,
             held: None,
+            watching: None,
         };
         let (mut data, mut status) = (Vec::new(), None);
         while let Some(frame) =
@@ -1639,8 +1720,9 @@ mod tests {
             frames: FrameReader::default(),
             limit: 100,
             exceeded: false,
+            refused: None,
         }));
-        let mut body = MeteredRequestBody { inner: tonic::body::Body::new(frames), meter };
+        let mut body = MeteredRequestBody { inner: tonic::body::Body::new(frames), meter, standing: None };
         let mut passed = Vec::new();
         while let Some(frame) =
             std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context)).await

@@ -13,6 +13,7 @@ use tonic::Code;
 use tonic::transport::{ClientTlsConfig, Identity};
 
 use crate::harness::*;
+use crate::proxy::{BANK_SERVICE, Bank, answered, ended, open_account_stream};
 use crate::subscriptions::{REGISTERED, register_diia_entitled_to_registrations, stream_of_registrations};
 
 const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
@@ -229,4 +230,47 @@ async fn an_open_stream_ends_once_its_member_is_bound_to_a_certificate_its_conne
         .expect("still open")
         .expect("an event");
     assert_eq!(event.event_type, REGISTERED);
+}
+
+async fn bank(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Bank {
+    esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.tls_channel(tls).await.expect("connects over TLS"),
+        BearerToken(Some(token.to_owned())),
+    )
+}
+
+#[tokio::test]
+async fn a_forwarded_stream_ends_once_its_member_is_bound_to_a_certificate_its_connection_did_not_present() {
+    let members = Authority::new("member systems CA");
+    let gateway = gateway_with_tls(&members).await;
+    let diia_certificate = members.issue("Дія", false);
+    gateway.register_member(DIIA, "diia", None, &[BANK_SERVICE]).await;
+    let token = gateway.system_token("diia").await;
+    let adult = esocial_external::sandbox_adults().iter().find(|adult| adult.account_open).expect("an open account");
+
+    // Bound to no certificate yet, the member opens two two-way streams to
+    // the bank: one over a connection with its certificate, one without.
+    let mut with_certificate = bank(&gateway, presenting(&gateway, &diia_certificate), &token).await;
+    let (requests, mut answers) = open_account_stream(&mut with_certificate, adult).await;
+    let mut token_only = bank(&gateway, gateway.client_tls(), &token).await;
+    let (_token_only_requests, mut token_only_answers) = open_account_stream(&mut token_only, adult).await;
+
+    gateway
+        .admin()
+        .await
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            client_certificate_sha256: Some(diia_certificate.sha256.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("bound to its certificate");
+
+    // The stream without it ends, as a new call without it is refused; the
+    // other goes on.
+    let refused = ended(&mut token_only_answers).await;
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("client certificate"), "{}", refused.message());
+    answered(&requests, &mut answers, adult).await;
 }

@@ -929,10 +929,7 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
 
     let gateway = TestGateway::spawn().await;
     let (mut client, open, closed) = bank_through_gateway(&gateway, None).await;
-    let ask = |adult: &esocial_external::SandboxAdult| bank::VerifyAccountRequest {
-        iban: adult.iban.to_string(),
-        holder_rnokpp: adult.rnokpp.to_string(),
-    };
+    let ask = account_request;
 
     // Each request goes only after the answer to the one before came back:
     // the call is open both ways at once, nothing waits for the end of a side.
@@ -999,9 +996,7 @@ async fn a_request_message_over_the_limit_in_an_open_two_way_stream_ends_it_with
     let (mut client, open, _) = bank_through_gateway(&gateway, Some(limits)).await;
     let (requests, outgoing) = request_stream();
     let mut answers = client.verify_accounts(outgoing).await.expect("call opened").into_inner();
-    requests
-        .send(bank::VerifyAccountRequest { iban: open.iban.to_string(), holder_rnokpp: open.rnokpp.to_string() })
-        .expect("request sent");
+    requests.send(account_request(open)).expect("request sent");
     assert!(answers.message().await.expect("first answer").is_some());
     // The service has answered with its headers already: the limit ends
     // the call in its trailers, not with a reset stream.
@@ -1026,6 +1021,137 @@ async fn a_request_message_over_the_limit_in_an_open_two_way_stream_ends_it_with
     })
     .await;
     assert_eq!(logged, Code::ResourceExhausted as i32, "the entry says what the client got");
+}
+
+/// All of the bank simulator's methods.
+pub const BANK_SERVICE: &str = "/esocial.external.bank.v1.BankService/*";
+const VERIFY_ACCOUNTS: &str = "/esocial.external.bank.v1.BankService/VerifyAccounts";
+
+pub type Bank = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient<Intercepted>;
+
+/// A two-way `VerifyAccounts` stream that has carried one answer: its
+/// request side, still open, and its answers.
+pub async fn open_account_stream(
+    bank: &mut Bank,
+    adult: &esocial_external::SandboxAdult,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<esocial_proto::external::bank::v1::VerifyAccountRequest>,
+    tonic::Streaming<esocial_proto::external::bank::v1::VerifyAccountResponse>,
+) {
+    let (requests, outgoing) = request_stream();
+    let mut answers = bank.verify_accounts(outgoing).await.expect("call opened").into_inner();
+    requests.send(account_request(adult)).expect("request sent");
+    let first = tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("an answer")
+        .expect("answer")
+        .expect("not the end");
+    assert_eq!(first.status, i32::from(esocial_proto::external::bank::v1::AccountStatus::Open));
+    (requests, answers)
+}
+
+pub fn account_request(
+    adult: &esocial_external::SandboxAdult,
+) -> esocial_proto::external::bank::v1::VerifyAccountRequest {
+    esocial_proto::external::bank::v1::VerifyAccountRequest {
+        iban: adult.iban.to_string(),
+        holder_rnokpp: adult.rnokpp.to_string(),
+    }
+}
+
+/// How an open stream ended, waited for at most 10 s.
+pub async fn ended<Message: std::fmt::Debug>(answers: &mut tonic::Streaming<Message>) -> tonic::Status {
+    tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("the stream ends")
+        .expect_err("with a refusal")
+}
+
+/// The next answer on an open stream, to `adult`'s request.
+pub async fn answered(
+    requests: &tokio::sync::mpsc::UnboundedSender<esocial_proto::external::bank::v1::VerifyAccountRequest>,
+    answers: &mut tonic::Streaming<esocial_proto::external::bank::v1::VerifyAccountResponse>,
+    adult: &esocial_external::SandboxAdult,
+) {
+    requests.send(account_request(adult)).expect("request sent");
+    let answer = tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("an answer")
+        .expect("still open")
+        .expect("not the end");
+    assert_eq!(answer.status, i32::from(esocial_proto::external::bank::v1::AccountStatus::Open));
+}
+
+#[tokio::test]
+async fn an_open_stream_ends_once_its_member_loses_the_method_or_is_suspended_and_others_go_on() {
+    let gateway = TestGateway::spawn().await;
+    let (mut diia, open, _) = bank_through_gateway(&gateway, None).await;
+    gateway.register_member(BANK, "bank", None, &[BANK_SERVICE]).await;
+    let mut bank: Bank = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token("bank").await)),
+    );
+    let (_diia_requests, mut diia_answers) = open_account_stream(&mut diia, open).await;
+    let (bank_requests, mut bank_answers) = open_account_stream(&mut bank, open).await;
+    let mut admin = gateway.admin().await;
+
+    // The right taken away, the member's stream ends, silent as it is, with
+    // what a new call would get; the other member's stream goes on.
+    admin
+        .revoke_access(pb::RevokeAccessRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            method: BANK_SERVICE.to_owned(),
+            reason: "contract ended".to_owned(),
+        })
+        .await
+        .expect("revoked");
+    let refused = ended(&mut diia_answers).await;
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains(VERIFY_ACCOUNTS), "names the method: {}", refused.message());
+    answered(&bank_requests, &mut bank_answers, open).await;
+    let new_call = diia.verify_accounts(tokio_stream::iter([account_request(open)])).await;
+    let new_call = match new_call {
+        Ok(answers) => ended(&mut answers.into_inner()).await,
+        Err(status) => status,
+    };
+    assert_eq!(new_call.code(), Code::PermissionDenied, "a new call is refused alike");
+
+    // Given the right again, the member opens a stream; suspended, the
+    // stream ends as a new call would be refused.
+    admin
+        .grant_access(pb::GrantAccessRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            method: BANK_SERVICE.to_owned(),
+        })
+        .await
+        .expect("granted again");
+    let (_diia_requests, mut diia_answers) = open_account_stream(&mut diia, open).await;
+    gateway.suspend(DIIA).await;
+    let refused = ended(&mut diia_answers).await;
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("suspended"), "{}", refused.message());
+    answered(&bank_requests, &mut bank_answers, open).await;
+
+    // The entries of the member's streams say how they ended.
+    let codes: Vec<i32> = eventually(Duration::from_secs(10), || async {
+        let codes: Vec<i32> = sqlx::query_scalar(
+            "SELECT status_code FROM gateway.message_log WHERE member_id = $1 AND method = $2 ORDER BY started_at",
+        )
+        .bind(DIIA)
+        .bind(VERIFY_ACCOUNTS)
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("entries");
+        if codes.len() == 3 { Ok(codes) } else { Err(format!("entries: {codes:?}")) }
+    })
+    .await;
+    assert_eq!(
+        codes,
+        [Code::PermissionDenied as i32, Code::PermissionDenied as i32, Code::Unauthenticated as i32],
+        "the two streams and the new call refused between them"
+    );
 }
 
 /// The bank simulator through the gateway, as a member with a right to all
