@@ -984,42 +984,108 @@ pub struct LogFilter {
     pub include_bodies: bool,
 }
 
-/// Where a search page starts: after this (time, node, sequence).
+/// The transactions whose entries a search shows: those that had
+/// committed when its first page was read (PostgreSQL's `pg_snapshot`,
+/// `xmin:xmax:xip,…`, checked as PostgreSQL checks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSnapshot {
+    /// Every transaction before it had ended.
+    xmin: u64,
+    /// None from it on had ended.
+    xmax: u64,
+    /// Those between that were still running, ascending.
+    running: Vec<u64>,
+}
+
+/// Running transactions a page token may name: far more than a database
+/// with the gateway's connections has.
+const SNAPSHOT_RUNNING_MAX: usize = 1000;
+
+impl std::str::FromStr for LogSnapshot {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.splitn(3, ':');
+        let mut number = || parts.next().and_then(|part| part.parse::<u64>().ok()).ok_or(());
+        let (xmin, xmax) = (number()?, number()?);
+        let running: Vec<u64> = match parts.next().ok_or(())? {
+            "" => Vec::new(),
+            list => list.split(',').map(|xid| xid.parse().map_err(|_| ())).collect::<Result<_, _>>()?,
+        };
+        let ascending = running.windows(2).all(|pair| pair[0] < pair[1]);
+        let within = running.iter().all(|xid| (xmin..xmax).contains(xid));
+        if xmin == 0 || xmin > xmax || !ascending || !within || running.len() > SNAPSHOT_RUNNING_MAX {
+            return Err(());
+        }
+        Ok(Self { xmin, xmax, running })
+    }
+}
+
+impl std::fmt::Display for LogSnapshot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}:{}:", self.xmin, self.xmax)?;
+        for (index, xid) in self.running.iter().enumerate() {
+            write!(formatter, "{}{xid}", if index == 0 { "" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a search page starts: after this (time, node, sequence), among the
+/// entries its first page saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogCursor {
     pub started_at_us: i64,
     pub node: String,
     pub sequence: i64,
+    pub seen: LogSnapshot,
 }
 
 impl std::str::FromStr for LogCursor {
     type Err = ();
 
+    /// `time:sequence:xmin:xmax:xip,…:node`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut parts = text.splitn(3, ':');
+        let mut parts = text.splitn(6, ':');
         let started_at_us = parts.next().and_then(|part| part.parse().ok()).ok_or(())?;
         let sequence = parts.next().and_then(|part| part.parse().ok()).ok_or(())?;
+        let seen = [parts.next(), parts.next(), parts.next()]
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(())?
+            .join(":")
+            .parse()?;
         let node = parts.next().ok_or(())?.to_owned();
-        Ok(Self { started_at_us, node, sequence })
+        Ok(Self { started_at_us, node, sequence, seen })
     }
 }
 
 impl std::fmt::Display for LogCursor {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{}:{}:{}", self.started_at_us, self.sequence, self.node)
+        write!(formatter, "{}:{}:{}:{}", self.started_at_us, self.sequence, self.seen, self.node)
     }
+}
+
+/// A page of a search: its entries, and the transactions it saw.
+#[derive(Debug)]
+pub struct SearchPage {
+    pub entries: Vec<StoredEntry>,
+    pub seen: LogSnapshot,
 }
 
 /// Entries matching `filter`, oldest first, at most `limit`; with bodies,
 /// only those whose bodies before them come to at most `body_bytes_max`
-/// (the first two always).
+/// (the first two always). A first page sees the entries written by then;
+/// the pages after it (`after`) see those too, and no others, so that an
+/// entry written meanwhile with an earlier start is in none of them rather
+/// than in some.
 pub async fn search(
     pool: &sqlx::PgPool,
     filter: &LogFilter,
     after: Option<&LogCursor>,
     limit: i64,
     body_bytes_max: usize,
-) -> Result<Vec<StoredEntry>, sqlx::Error> {
+) -> Result<SearchPage, sqlx::Error> {
     let (method_exact, method_prefix) = match &filter.method {
         Some(method) if method.ends_with('/') => {
             (None, Some(format!("{}%", method.replace('%', "\\%").replace('_', "\\_"))))
@@ -1037,8 +1103,9 @@ pub async fn search(
     // passes it alone: a page holds at least one and says whether more
     // follow) leave the database; the sizes are read from the stored
     // values without reading the bodies.
+    // A statement's `pg_current_snapshot()` is the one it reads with.
     let query = format!(
-        "SELECT * FROM (
+        "SELECT *, coalesce($12, pg_current_snapshot()::text) AS seen FROM (
              SELECT *, sum(own_bytes) OVER running - own_bytes AS bytes_before, row_number() OVER running AS position
              FROM (
                  SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
@@ -1052,6 +1119,8 @@ pub async fn search(
                    AND ($5::timestamptz IS NULL OR started_at < $5)
                    AND ($6::text IS NULL OR request_id = $6)
                    AND ($7::timestamptz IS NULL OR (started_at, node, sequence) > ($7, $8, $9))
+                   AND ($12::text IS NULL OR written_by IS NULL
+                        OR pg_visible_in_snapshot(written_by, $12::text::pg_snapshot))
                  ORDER BY started_at, node, sequence
                  LIMIT $10
              ) matching
@@ -1073,9 +1142,19 @@ pub async fn search(
         .bind(after.map_or(0, |cursor| cursor.sequence))
         .bind(limit)
         .bind(filter.include_bodies.then(|| i64::try_from(body_bytes_max).unwrap_or(i64::MAX)))
+        .bind(after.map(|cursor| cursor.seen.to_string()))
         .fetch_all(pool)
         .await?;
-    rows.iter()
+    // An empty page has no row to carry it (and no page follows it).
+    let seen: String = match rows.first() {
+        Some(row) => row.try_get("seen")?,
+        None => sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(pool).await?,
+    };
+    let seen = seen
+        .parse()
+        .map_err(|()| sqlx::Error::Decode(format!("pg_current_snapshot() gave {seen:?}, not a snapshot").into()))?;
+    let entries = rows
+        .iter()
         .map(|row| {
             let direction: String = row.try_get("direction")?;
             Ok(StoredEntry {
@@ -1100,7 +1179,8 @@ pub async fn search(
                 },
             })
         })
-        .collect()
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(SearchPage { entries, seen })
 }
 
 /// An answer of a search of the log, as recorded before it is sent.
@@ -1427,5 +1507,22 @@ mod tests {
     #[test]
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(hex(&[0, 1, 0xab, 0xff]), "0001abff");
+    }
+
+    #[test]
+    fn a_search_cursor_reads_back_as_written_and_a_snapshot_postgresql_would_refuse_is_refused() {
+        for text in ["1700000000000000:7:100:105:101,103:gateway-1", "5:1:100:100::node:with:colons"] {
+            let cursor: LogCursor = text.parse().expect(text);
+            assert_eq!(cursor.to_string(), text);
+        }
+        let cursor: LogCursor = "5:1:100:105:101,103:gateway-1".parse().expect("cursor");
+        assert_eq!((cursor.seen.xmin, cursor.seen.xmax, cursor.seen.running.as_slice()), (100, 105, &[101, 103][..]));
+        for snapshot in ["0:5:", "6:5:", "1:5:3,2", "1:5:3,3", "1:5:5", "2:5:1", "1:5:x", "1:5", "1:5:,"] {
+            assert!(snapshot.parse::<LogSnapshot>().is_err(), "{snapshot}");
+        }
+        let many = (1..=1001).map(|xid| xid.to_string()).collect::<Vec<_>>().join(",");
+        assert!(format!("1:2000:{many}").parse::<LogSnapshot>().is_err(), "too many running");
+        // The form before snapshots: time, sequence, node.
+        assert!("1700000000000000:7:gateway-1".parse::<LogCursor>().is_err());
     }
 }

@@ -86,7 +86,7 @@ impl MessageLogService for LogApi {
             request_id: optional(&request_id),
             include_bodies: request.include_bodies,
         };
-        let mut entries = message_log::search(
+        let message_log::SearchPage { mut entries, seen } = message_log::search(
             &self.0.pool,
             &filter,
             after.as_ref(),
@@ -123,6 +123,7 @@ impl MessageLogService for LogApi {
                     started_at_us: last.entry.started_at.timestamp_micros(),
                     node: last.node.clone(),
                     sequence: last.sequence,
+                    seen: seen.clone(),
                 }
                 .to_string(),
             )

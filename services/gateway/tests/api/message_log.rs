@@ -1100,6 +1100,91 @@ async fn the_entry_of_a_stream_that_waits_for_room_when_the_gateway_stops_is_wri
     assert_eq!((reports[0].entries, reports[0].signed_through), (2, 2), "{reports:?}");
 }
 
+/// Writes an entry of another node, as a gateway would, within `executor`'s
+/// transaction: started at `started_at`.
+async fn write_late_entry<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    sequence: i64,
+    request_id: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
+    sqlx::query(
+        "INSERT INTO gateway.message_log (node, sequence, request_id, member_id, caller, method, direction,
+                                          started_at, duration_us, status_code, request_bytes, response_bytes,
+                                          request_sha256, response_sha256, hash)
+         VALUES ('gateway-late', $1, $2, $3, 'client:diia', $4, 'inbound', $5, 1000, 0, 0, 0, '', '', $6)",
+    )
+    .bind(sequence)
+    .bind(request_id)
+    .bind(DIIA)
+    .bind(VERIFY_CERTIFICATE)
+    .bind(started_at)
+    .bind([7u8; 32].as_slice())
+    .execute(executor)
+    .await
+    .expect("entry written");
+}
+
+#[tokio::test]
+async fn the_pages_of_a_search_show_the_log_as_it_stood_at_the_first_page() {
+    use base64::Engine as _;
+    use esocial_proto::common::v1::PageRequest;
+
+    let gateway = gateway_after_calls(3).await;
+    let calls: Vec<(String, i64, chrono::DateTime<chrono::Utc>)> = eventually(Duration::from_secs(10), || async {
+        let calls: Vec<(String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT node, sequence, started_at FROM gateway.message_log WHERE member_id = $1 ORDER BY started_at",
+        )
+        .bind(DIIA)
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("entries");
+        (calls.len() == 3).then_some(calls.clone()).ok_or(format!("{calls:?}"))
+    })
+    .await;
+    let started: Vec<_> = calls.iter().map(|call| call.2).collect();
+    let entry = |index: usize| (calls[index].0.clone(), calls[index].1);
+    let mut log = gateway.auditor().await;
+    let asked = |page_size: u32, page_token: String| pb::SearchMessageLogRequest {
+        member_id: DIIA.to_owned(),
+        page: Some(PageRequest { page_size, page_token }),
+        ..Default::default()
+    };
+    let carried = |entries: &[pb::LogEntry]| -> Vec<(String, i64)> {
+        entries.iter().map(|entry| (entry.node.clone(), entry.sequence)).collect()
+    };
+
+    // Another node's call, started before all three, is being written
+    // while the first page is read; another, started between the second
+    // and the third, is written after it.
+    let mut writing = gateway.pool.begin().await.expect("transaction");
+    write_late_entry(&mut *writing, 1, "started-first", started[0] - chrono::TimeDelta::seconds(1)).await;
+    let first = log.search_message_log(asked(2, String::new())).await.expect("first page").into_inner();
+    writing.commit().await.expect("written");
+    write_late_entry(&gateway.pool, 2, "started-between", started[1] + (started[2] - started[1]) / 2).await;
+    let next = first.page.as_ref().expect("page").next_page_token.clone();
+    let second = log.search_message_log(asked(2, next)).await.expect("second page").into_inner();
+
+    // The pages hold the three entries there were at the first page, and
+    // neither written since (before, the second page held the one started
+    // between, and no page the one started first).
+    assert_eq!(carried(&first.entries), [entry(0), entry(1)]);
+    assert_eq!(carried(&second.entries), [entry(2)]);
+    assert!(second.page.expect("page").next_page_token.is_empty(), "the last page");
+
+    // A new search shows all five in the order they started.
+    let again = log.search_message_log(asked(10, String::new())).await.expect("a new search").into_inner();
+    let ids: Vec<&str> = again.entries.iter().map(|entry| entry.request_id.as_str()).collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!((ids[0], ids[3]), ("started-first", "started-between"), "{ids:?}");
+
+    // A page token of the form before (no snapshot) is refused.
+    let old = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("after:{}:1:gateway-1", started[0].timestamp_micros()));
+    let refused = log.search_message_log(asked(2, old)).await.expect_err("an old page token");
+    assert_eq!(violated_fields(&refused), ["page.page_token"]);
+}
+
 #[tokio::test]
 async fn each_answer_of_a_search_is_recorded_with_the_entries_it_carried_and_one_not_recorded_is_not_sent() {
     use esocial_proto::common::v1::PageRequest;
