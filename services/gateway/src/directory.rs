@@ -4,7 +4,7 @@
 //! periodic reload as a safety net).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -105,9 +105,11 @@ pub struct Directory {
     /// One reload at a time: a reload that read the tables before a change
     /// must not replace one that read them after.
     reloading: tokio::sync::Mutex<()>,
-    /// Counts the reloads: open streams watch it to check their member
-    /// again ([`crate::standing`]).
-    version: tokio::sync::watch::Sender<u64>,
+    /// Counts the reloads: open streams compare it at each message to
+    /// check their member again ([`crate::standing`])...
+    version: AtomicU64,
+    /// ...and wait for its change while they have nothing to pass.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Directory {
@@ -118,19 +120,31 @@ impl Directory {
             replicas,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             reloading: tokio::sync::Mutex::new(()),
-            version: tokio::sync::watch::Sender::new(0),
+            version: AtomicU64::new(0),
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// How many times the directory was read; a member's entry is at least
     /// as new as the version read before it.
     pub fn version(&self) -> u64 {
-        *self.version.borrow()
+        self.version.load(Ordering::Acquire)
     }
 
     /// Sees each new version.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.version.subscribe()
+        self.changes.subscribe()
+    }
+
+    /// Puts `snapshot` in place, then counts a new version.
+    fn replace(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        match self.snapshot.write() {
+            Ok(mut current) => *current = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+        let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changes.send_replace(version);
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -211,12 +225,7 @@ impl Directory {
             snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
             snapshot.by_member.insert(entry.member.member_id.clone(), entry);
         }
-        let snapshot = Arc::new(snapshot);
-        match self.snapshot.write() {
-            Ok(mut current) => *current = snapshot,
-            Err(poisoned) => *poisoned.into_inner() = snapshot,
-        }
-        self.version.send_modify(|version| *version += 1);
+        self.replace(snapshot);
         Ok(())
     }
 
@@ -260,6 +269,25 @@ impl Directory {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    impl Directory {
+        /// Holds `entries` from now on, as a reload that read them would.
+        pub(crate) fn hold(&self, entries: Vec<MemberEntry>) {
+            let mut snapshot = Snapshot::default();
+            for entry in entries {
+                let entry = Arc::new(entry);
+                snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
+                snapshot.by_member.insert(entry.member.member_id.clone(), entry);
+            }
+            self.replace(snapshot);
+        }
+    }
+
+    /// `entry` with a right to every method of `service`.
+    pub(crate) fn with_service(mut entry: MemberEntry, service: &str) -> MemberEntry {
+        entry.services.insert(service.to_owned());
+        entry
+    }
 
     /// An active member with no rights, for unit tests.
     pub(crate) fn entry(member_id: &str, client_id: &str) -> MemberEntry {

@@ -1115,6 +1115,7 @@ impl Exchange {
                 pending: None,
                 held: None,
                 watching,
+                refusing: None,
             })
         })
     }
@@ -1259,6 +1260,9 @@ struct WatchedResponseBody {
     /// A stream's member, checked again at each message and whenever the
     /// directory changes.
     watching: Option<Watching>,
+    /// The member lost its standing while a message was on its way to the
+    /// client: the call ends with this once that message has passed.
+    refusing: Option<Status>,
 }
 
 /// A stream's [`Standing`] and the wait for the directory's next change.
@@ -1269,7 +1273,12 @@ struct Watching {
 
 impl Watching {
     fn new(standing: Arc<Standing>) -> Self {
-        let change = Self::next_change(standing.changed());
+        // The directory may have changed since the door let the call in
+        // (while the service had not answered yet): checked at the first
+        // wait, whatever the version.
+        let mut changes = standing.changed();
+        changes.mark_changed();
+        let change = Self::next_change(changes);
         Self { standing, change }
     }
 
@@ -1283,17 +1292,13 @@ impl Watching {
     /// since the last poll; registers for the next one.
     fn lost(&mut self, context: &mut Context<'_>) -> Option<Status> {
         while let Poll::Ready(changes) = self.change.as_mut().poll(context) {
+            // The wait is over: it is not polled again unless made anew.
+            self.change = Box::pin(std::future::pending());
             if let Err(status) = self.standing.check() {
                 return Some(status);
             }
-            match changes {
-                Some(changes) => self.change = Self::next_change(changes),
-                // The directory is gone (the gateway is stopping).
-                None => {
-                    self.change = Box::pin(std::future::pending());
-                    return None;
-                }
-            }
+            // `None`: the directory is gone (the gateway is stopping).
+            self.change = Self::next_change(changes?);
         }
         None
     }
@@ -1384,6 +1389,37 @@ impl WatchedResponseBody {
         passing
     }
 
+    /// Why the call must end now that the member lost its standing, if it
+    /// did: found before, or by a check of the stream's standing.
+    fn refusal(&self) -> Option<Status> {
+        self.refusing.clone().or_else(|| self.watching.as_ref().and_then(|watching| watching.standing.check().err()))
+    }
+
+    /// Ends the call with `status` at the end of the message the client is
+    /// in the middle of (at once between messages: the start of a header
+    /// held back goes nowhere), so that no message is left half-sent. With
+    /// `data`, a frame of the service's, the message's last bytes go on and
+    /// the trailers after them; without, or when the message goes on past
+    /// `data`, the end waits for them (`refusing`).
+    fn end_for_standing(&mut self, status: Status, data: Option<&Bytes>) -> Option<Frame<Bytes>> {
+        let rest = usize::try_from(self.frames.message_left).unwrap_or(usize::MAX);
+        if rest == 0 {
+            return Some(self.cut_off(&status));
+        }
+        match data {
+            Some(data) if rest <= data.len() => {
+                let last = data.slice(..rest);
+                self.forwarded(&last);
+                self.pending = Some(self.cut_off(&status));
+                Some(Frame::data(last))
+            }
+            _ => {
+                self.refusing = Some(status);
+                None
+            }
+        }
+    }
+
     /// At the service's end (its trailers, or none): bytes still held (a
     /// message it left unfinished) go on first, `end` after them.
     fn end_after_held(&mut self, end: Option<Frame<Bytes>>) -> Option<Frame<Bytes>> {
@@ -1430,8 +1466,10 @@ impl http_body::Body for WatchedResponseBody {
             return match Pin::new(&mut this.inner).poll_frame(context) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        if let Some(Err(status)) = this.watching.as_ref().map(|watching| watching.standing.check()) {
-                            return Poll::Ready(Some(Ok(this.cut_off(&status))));
+                        if let Some(status) = this.refusal()
+                            && let Some(frame) = this.end_for_standing(status, Some(&data))
+                        {
+                            return Poll::Ready(Some(Ok(frame)));
                         }
                         if let Err(oversized) = this.frames.feed(&data, this.limit) {
                             let held = this.held.take();
@@ -1445,6 +1483,10 @@ impl http_body::Body for WatchedResponseBody {
                         Poll::Ready(Some(Ok(Frame::data(passing))))
                     }
                     Err(frame) => {
+                        if let Some(status) = this.refusing.clone() {
+                            // The service ended the message it was in.
+                            return Poll::Ready(Some(Ok(this.cut_off(&status))));
+                        }
                         if let Some(trailers) = frame.trailers_ref() {
                             this.status = grpc_status(trailers).or(this.status);
                         }
@@ -1457,7 +1499,9 @@ impl http_body::Body for WatchedResponseBody {
                     // message passed the limit, or the member lost its
                     // standing): the client gets the reason in trailers, the
                     // status its entry records, rather than a reset stream.
-                    let status = this.exchange.as_ref().and_then(Exchange::request_refused).unwrap_or_else(|| {
+                    let refused =
+                        this.refusing.clone().or_else(|| this.exchange.as_ref().and_then(Exchange::request_refused));
+                    let status = refused.unwrap_or_else(|| {
                         tracing::warn!(%error, "the service behind the gateway broke off a call");
                         Status::unavailable("the service behind the gateway broke off the call")
                     });
@@ -1471,8 +1515,10 @@ impl http_body::Body for WatchedResponseBody {
                     Poll::Ready(last.map(Ok))
                 }
                 Poll::Pending => {
-                    if let Some(status) = this.watching.as_mut().and_then(|watching| watching.lost(context)) {
-                        return Poll::Ready(Some(Ok(this.cut_off(&status))));
+                    if let Some(status) = this.watching.as_mut().and_then(|watching| watching.lost(context))
+                        && let Some(frame) = this.end_for_standing(status, None)
+                    {
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                     match this.expire_if_due(Some(context)) {
                         Some(trailers) => Poll::Ready(Some(Ok(trailers))),
@@ -1557,6 +1603,155 @@ mod tests {
         Frame::trailers(trailers)
     }
 
+    /// A service's body fed frame by frame while it is read.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<Frame<Bytes>>);
+
+    impl http_body::Body for Fed {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            context: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            self.0.poll_recv(context).map(|frame| frame.map(Ok))
+        }
+    }
+
+    const BANK_SERVICE: &str = "esocial.external.bank.v1.BankService";
+    const VERIFY_ACCOUNTS: &str = "/esocial.external.bank.v1.BankService/VerifyAccounts";
+    const MEMBER: &str = "UA/GOV/32855961/diia";
+
+    /// A directory (never read from its database) holding the member with a
+    /// right to the bank's methods, and the standing of its stream.
+    fn standing_of_a_stream() -> (Arc<Directory>, Arc<Standing>) {
+        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1:1/none").expect("pool");
+        let limits = crate::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1024 };
+        let directory = Arc::new(Directory::new(pool, limits, 1));
+        directory.hold(vec![member(true, true)]);
+        let member_id = MemberId::parse(MEMBER).expect("member id");
+        let standing = Standing::new(directory.clone(), member_id, VERIFY_ACCOUNTS.to_owned(), None);
+        (directory, Arc::new(standing))
+    }
+
+    /// The member, active or suspended, with or without the bank's methods.
+    fn member(active: bool, bank: bool) -> crate::directory::MemberEntry {
+        let mut entry = crate::directory::tests::entry(MEMBER, "diia");
+        if !active {
+            entry.member.status = crate::domain::MemberStatus::Suspended;
+        }
+        if bank { crate::directory::tests::with_service(entry, BANK_SERVICE) } else { entry }
+    }
+
+    /// A response body watched for the standing, fed through the sender.
+    fn watched(standing: Arc<Standing>) -> (tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>, WatchedResponseBody) {
+        let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+        let body = WatchedResponseBody {
+            inner: tonic::body::Body::new(Fed(fed)),
+            meter: Some(BodyMeter::new(None)),
+            status: None,
+            exchange: None,
+            frames: FrameReader::default(),
+            limit: 1024,
+            deadline: None,
+            timer: None,
+            cut_off: false,
+            pending: None,
+            held: None,
+            watching: Some(Watching::new(standing)),
+            refusing: None,
+        };
+        (feed, body)
+    }
+
+    /// The body polled once, as a task that is not woken would.
+    fn polled_once(body: &mut WatchedResponseBody) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        http_body::Body::poll_frame(Pin::new(body), &mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// The body's next frame, waited for (woken) at most 5 s.
+    async fn next_frame(body: &mut WatchedResponseBody) -> Option<Frame<Bytes>> {
+        let next = std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut *body), context));
+        tokio::time::timeout(Duration::from_secs(5), next).await.expect("woken").map(|frame| frame.expect("a frame"))
+    }
+
+    fn status_of(frame: &Frame<Bytes>) -> Option<i32> {
+        grpc_status(frame.trailers_ref().expect("trailers"))
+    }
+
+    #[tokio::test]
+    async fn a_member_suspended_mid_message_gets_the_rest_of_that_message_then_its_refusal_and_nothing_more() {
+        let (directory, standing) = standing_of_a_stream();
+        let (feed, mut body) = watched(standing);
+        let (first, second) = (frame(6), frame(4));
+        // The first message's header and half of it; the client has them.
+        feed.send(Frame::data(Bytes::copy_from_slice(&first[..8]))).expect("fed");
+        let data = next_frame(&mut body).await.expect("data").into_data().expect("data");
+        assert_eq!(data.as_ref(), &first[..8]);
+        assert!(polled_once(&mut body).is_pending(), "nothing more yet");
+
+        // Suspended while the rest is on its way: the end waits for it.
+        directory.hold(vec![member(false, true)]);
+        assert!(polled_once(&mut body).is_pending(), "the message is not left half-sent");
+        // The rest comes with the next message: the rest goes on, then the
+        // refusal, and none of the next message.
+        feed.send(Frame::data(Bytes::from([&first[8..], &second[..]].concat()))).expect("fed");
+        let rest = next_frame(&mut body).await.expect("data").into_data().expect("data");
+        assert_eq!(rest.as_ref(), &first[8..]);
+        let end = next_frame(&mut body).await.expect("trailers");
+        assert_eq!(status_of(&end), Some(tonic::Code::Unauthenticated as i32));
+        assert!(next_frame(&mut body).await.is_none(), "the call has ended");
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_goes_on_through_changes_that_keep_its_member_and_ends_at_one_that_does_not() {
+        let (directory, standing) = standing_of_a_stream();
+        let (_feed, mut body) = watched(standing);
+        assert!(polled_once(&mut body).is_pending());
+        // Read again, unchanged (as every 30 s): the stream goes on.
+        directory.hold(vec![member(true, true)]);
+        assert!(polled_once(&mut body).is_pending(), "still admitted");
+        // The right taken away: the stream, between messages, ends at once,
+        // woken by the change.
+        let waiting = tokio::spawn(async move { next_frame(&mut body).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        directory.hold(vec![member(true, false)]);
+        let end = waiting.await.expect("task").expect("trailers");
+        assert_eq!(status_of(&end), Some(tonic::Code::PermissionDenied as i32));
+    }
+
+    #[tokio::test]
+    async fn a_request_message_after_the_member_lost_its_right_is_not_passed_on() {
+        let (directory, standing) = standing_of_a_stream();
+        let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+        let meter = Arc::new(Mutex::new(RequestMeter {
+            body: BodyMeter::new(None),
+            frames: FrameReader::default(),
+            limit: 1024,
+            exceeded: false,
+            refused: None,
+        }));
+        let mut body = MeteredRequestBody {
+            inner: tonic::body::Body::new(Fed(fed)),
+            meter: meter.clone(),
+            standing: Some(standing),
+        };
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        let passed = std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context)).await;
+        assert!(passed.expect("a frame").is_ok(), "passed on while the member holds the right");
+        directory.hold(vec![member(true, false)]);
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        let refused = std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context))
+            .await
+            .expect("a frame")
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(refused.message().contains(VERIFY_ACCOUNTS), "{}", refused.message());
+        let meter = meter.lock().expect("meter");
+        assert_eq!(meter.refused.as_ref().map(Status::code), Some(tonic::Code::PermissionDenied));
+        assert_eq!(meter.body.bytes, 8, "only the first message was counted as passed");
+    }
+
     /// What the client gets of a service's `chunks` (each a data frame),
     /// then trailers with `code` (or no trailers), with messages held to
     /// `limit`: the bytes of each data frame, and the status of the
@@ -1579,6 +1774,7 @@ mod tests {
             pending: None,
             held: None,
             watching: None,
+            refusing: None,
         };
         let (mut data, mut status) = (Vec::new(), None);
         while let Some(frame) =

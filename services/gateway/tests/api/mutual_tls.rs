@@ -273,4 +273,16 @@ async fn a_forwarded_stream_ends_once_its_member_is_bound_to_a_certificate_its_c
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     assert!(refused.message().contains("client certificate"), "{}", refused.message());
     answered(&requests, &mut answers, adult).await;
+    let logged: Vec<i32> = eventually(Duration::from_secs(10), || async {
+        let logged: Vec<i32> = sqlx::query_scalar(
+            "SELECT status_code FROM gateway.message_log
+             WHERE method = '/esocial.external.bank.v1.BankService/VerifyAccounts'",
+        )
+        .fetch_all(&gateway.pool)
+        .await
+        .expect("entries");
+        if logged.is_empty() { Err("no entry yet".to_owned()) } else { Ok(logged) }
+    })
+    .await;
+    assert_eq!(logged, [Code::Unauthenticated as i32], "the ended stream's entry says why; the other is open");
 }
