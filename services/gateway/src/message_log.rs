@@ -997,9 +997,10 @@ pub struct LogSnapshot {
     running: Vec<u64>,
 }
 
-/// Running transactions a page token may name: far more than a database
-/// with the gateway's connections has.
-const SNAPSHOT_RUNNING_MAX: usize = 1000;
+/// Running transactions a page token may name: as many as a PostgreSQL
+/// cluster can run at once (`max_connections` is at most 262,143), so that
+/// no snapshot of a busy cluster is refused, and a token no larger.
+const SNAPSHOT_RUNNING_MAX: usize = 1 << 18;
 
 impl std::str::FromStr for LogSnapshot {
     type Err = ();
@@ -1014,7 +1015,7 @@ impl std::str::FromStr for LogSnapshot {
         };
         let ascending = running.windows(2).all(|pair| pair[0] < pair[1]);
         let within = running.iter().all(|xid| (xmin..xmax).contains(xid));
-        if xmin == 0 || xmin > xmax || !ascending || !within || running.len() > SNAPSHOT_RUNNING_MAX {
+        if xmin == 0 || xmin > xmax || !ascending || !within {
             return Err(());
         }
         Ok(Self { xmin, xmax, running })
@@ -1054,7 +1055,10 @@ impl std::str::FromStr for LogCursor {
             .collect::<Option<Vec<_>>>()
             .ok_or(())?
             .join(":")
-            .parse()?;
+            .parse::<LogSnapshot>()?;
+        if seen.running.len() > SNAPSHOT_RUNNING_MAX {
+            return Err(());
+        }
         let node = parts.next().ok_or(())?.to_owned();
         Ok(Self { started_at_us, node, sequence, seen })
     }
@@ -1103,9 +1107,10 @@ pub async fn search(
     // passes it alone: a page holds at least one and says whether more
     // follow) leave the database; the sizes are read from the stored
     // values without reading the bodies.
-    // A statement's `pg_current_snapshot()` is the one it reads with.
+    // A statement's `pg_current_snapshot()` is the one it reads with. Both
+    // snapshots are sub-selects, worked out once (not at every row).
     let query = format!(
-        "SELECT *, coalesce($12, pg_current_snapshot()::text) AS seen FROM (
+        "SELECT *, (SELECT coalesce($12, pg_current_snapshot()::text)) AS seen FROM (
              SELECT *, sum(own_bytes) OVER running - own_bytes AS bytes_before, row_number() OVER running AS position
              FROM (
                  SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
@@ -1120,7 +1125,7 @@ pub async fn search(
                    AND ($6::text IS NULL OR request_id = $6)
                    AND ($7::timestamptz IS NULL OR (started_at, node, sequence) > ($7, $8, $9))
                    AND ($12::text IS NULL OR written_by IS NULL
-                        OR pg_visible_in_snapshot(written_by, $12::text::pg_snapshot))
+                        OR pg_visible_in_snapshot(written_by, (SELECT $12::text::pg_snapshot)))
                  ORDER BY started_at, node, sequence
                  LIMIT $10
              ) matching
@@ -1520,8 +1525,13 @@ mod tests {
         for snapshot in ["0:5:", "6:5:", "1:5:3,2", "1:5:3,3", "1:5:5", "2:5:1", "1:5:x", "1:5", "1:5:,"] {
             assert!(snapshot.parse::<LogSnapshot>().is_err(), "{snapshot}");
         }
-        let many = (1..=1001).map(|xid| xid.to_string()).collect::<Vec<_>>().join(",");
-        assert!(format!("1:2000:{many}").parse::<LogSnapshot>().is_err(), "too many running");
+        // A busy cluster's snapshot is taken as PostgreSQL gives it; a page
+        // token names at most as many running as a cluster can have.
+        let many = |count: u64| (1..=count).map(|xid| xid.to_string()).collect::<Vec<_>>().join(",");
+        let limit = u64::try_from(SNAPSHOT_RUNNING_MAX).expect("limit");
+        assert!(format!("1:{}:{}", limit + 2, many(limit + 1)).parse::<LogSnapshot>().is_ok());
+        assert!(format!("0:1:1:{}:{}:node", limit + 2, many(limit + 1)).parse::<LogCursor>().is_err(), "too many");
+        assert!(format!("0:1:1:{}:{}:node", limit + 1, many(limit)).parse::<LogCursor>().is_ok());
         // The form before snapshots: time, sequence, node.
         assert!("1700000000000000:7:gateway-1".parse::<LogCursor>().is_err());
     }

@@ -1154,29 +1154,38 @@ async fn the_pages_of_a_search_show_the_log_as_it_stood_at_the_first_page() {
         entries.iter().map(|entry| (entry.node.clone(), entry.sequence)).collect()
     };
 
-    // Another node's call, started before all three, is being written
-    // while the first page is read; another, started between the second
-    // and the third, is written after it.
+    // Calls of another node, all started between the second and the third
+    // (after where the first page ends): one is being written while the
+    // first page is read, one is written after it, and one after it as an
+    // entry written before searches had snapshots (none of its own).
+    let between = |quarters: i32| started[1] + (started[2] - started[1]) * quarters / 4;
     let mut writing = gateway.pool.begin().await.expect("transaction");
-    write_late_entry(&mut *writing, 1, "started-first", started[0] - chrono::TimeDelta::seconds(1)).await;
+    write_late_entry(&mut *writing, 1, "running", between(1)).await;
     let first = log.search_message_log(asked(2, String::new())).await.expect("first page").into_inner();
     writing.commit().await.expect("written");
-    write_late_entry(&gateway.pool, 2, "started-between", started[1] + (started[2] - started[1]) / 2).await;
+    write_late_entry(&gateway.pool, 2, "written-after", between(2)).await;
+    let mut old_form = gateway.pool.begin().await.expect("transaction");
+    write_late_entry(&mut *old_form, 3, "before-snapshots", between(3)).await;
+    sqlx::query("UPDATE gateway.message_log SET written_by = NULL WHERE request_id = 'before-snapshots'")
+        .execute(&mut *old_form)
+        .await
+        .expect("no transaction of its own");
+    old_form.commit().await.expect("written");
     let next = first.page.as_ref().expect("page").next_page_token.clone();
     let second = log.search_message_log(asked(2, next)).await.expect("second page").into_inner();
 
-    // The pages hold the three entries there were at the first page, and
-    // neither written since (before, the second page held the one started
-    // between, and no page the one started first).
+    // The pages hold the entries there were at the first page: neither the
+    // one still being written then nor the one written after (before, the
+    // second page held both), and the one without a transaction.
     assert_eq!(carried(&first.entries), [entry(0), entry(1)]);
-    assert_eq!(carried(&second.entries), [entry(2)]);
+    assert_eq!(carried(&second.entries), [("gateway-late".to_owned(), 3), entry(2)]);
     assert!(second.page.expect("page").next_page_token.is_empty(), "the last page");
 
-    // A new search shows all five in the order they started.
+    // A new search shows all six in the order they started.
     let again = log.search_message_log(asked(10, String::new())).await.expect("a new search").into_inner();
     let ids: Vec<&str> = again.entries.iter().map(|entry| entry.request_id.as_str()).collect();
-    assert_eq!(ids.len(), 5, "{ids:?}");
-    assert_eq!((ids[0], ids[3]), ("started-first", "started-between"), "{ids:?}");
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert_eq!(ids[2..5], ["running", "written-after", "before-snapshots"], "{ids:?}");
 
     // A page token of the form before (no snapshot) is refused.
     let old = base64::engine::general_purpose::URL_SAFE_NO_PAD
