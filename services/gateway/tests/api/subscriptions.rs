@@ -725,16 +725,95 @@ fn ack_key(seed: u8) -> esocial_gateway::message_log::MacKey {
 /// The gateway's subscriptions, as a node with the signing key made of
 /// `seed` would hold them.
 async fn node_with_key(gateway: &TestGateway, seed: u8) -> esocial_gateway::subscriptions::Subscriptions {
+    node_with_ack_key(gateway, ack_key(seed)).await
+}
+
+/// The gateway's subscriptions, as a node with the acknowledgement token
+/// key `key` would hold them.
+async fn node_with_ack_key(
+    gateway: &TestGateway,
+    key: esocial_gateway::message_log::MacKey,
+) -> esocial_gateway::subscriptions::Subscriptions {
     let nats = async_nats::connect(&gateway.events.nats_url).await.expect("NATS");
     let limits =
         esocial_gateway::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1 << 20 };
+    let directory = esocial_gateway::directory::Directory::new(gateway.gateway_pool().await, limits, 1);
+    directory.reload().await.expect("directory");
     esocial_gateway::subscriptions::Subscriptions::new(
         nats,
         gateway.events.settings.clone(),
         Duration::from_secs(30),
-        ack_key(seed),
-        std::sync::Arc::new(esocial_gateway::directory::Directory::new(gateway.gateway_pool().await, limits, 1)),
+        key,
+        std::sync::Arc::new(directory),
     )
+}
+
+/// The first event a node gives out on `created`, below gRPC: its token,
+/// and the stream, to keep open (its event neither acknowledged nor handed
+/// back) while the test goes on.
+async fn token_from(
+    node: &esocial_gateway::subscriptions::Subscriptions,
+    gateway: &TestGateway,
+    created: &pb::Subscription,
+) -> (String, tokio::sync::mpsc::Receiver<Result<pb::SubscribedEvent, tonic::Status>>) {
+    let id: uuid::Uuid = created.subscription_id.parse().expect("id");
+    let subscription = esocial_gateway::subscriptions::subscription(&gateway.gateway_pool().await, id)
+        .await
+        .expect("subscription row")
+        .expect("a live subscription");
+    let consumers = node.ensure_consumers(&subscription).await.expect("consumers");
+    let place = node.stream_place(&subscription.member_id).expect("a place");
+    let mut receiver = node.stream(&subscription, consumers, 10, place, None);
+    let token = receiver.recv().await.expect("an event").expect("not an error").ack_token;
+    (token, receiver)
+}
+
+/// `ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES`, read at start, reaches the
+/// acknowledgements: a token signed with a key listed there acknowledges
+/// through the gateway's API, one signed with a key not listed does not.
+#[tokio::test]
+async fn the_gateway_started_with_earlier_key_files_takes_the_tokens_of_those_keys_and_no_others() {
+    use esocial_gateway::subscriptions::ACK_TOKEN_KEY_PURPOSE;
+
+    let files = esocial_testkit::TempDir::new("earlier-keys").expect("temporary directory");
+    let (listed, unlisted) = (files.path().join("listed.pem"), files.path().join("unlisted.pem"));
+    for path in [&listed, &unlisted] {
+        esocial_gateway::ensure_signing_key(path).expect("key file");
+    }
+    let ack_key_of =
+        |path: &std::path::Path| esocial_gateway::read_signing_key(path).expect("key").derive(ACK_TOKEN_KEY_PURPOSE);
+    let listed_setting = listed.display().to_string();
+    let gateway =
+        TestGateway::spawn_with_gateway(&[], &[("ESOCIAL_GATEWAY_EARLIER_SIGNING_KEY_FILES", &listed_setting)]).await;
+    let mut subscriptions = entitle_diia(&gateway).await;
+    let (first, second) =
+        (subscribe_to_registrations(&mut subscriptions).await, subscribe_to_registrations(&mut subscriptions).await);
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    registry.register_provider(provider("Орган 1", 3_285_710)).await.expect("provider");
+
+    // Nodes with each key give out the event of one subscription each.
+    let (listed_token, _open) =
+        token_from(&node_with_ack_key(&gateway, ack_key_of(&listed)).await, &gateway, &first).await;
+    let (unlisted_token, _also_open) =
+        token_from(&node_with_ack_key(&gateway, ack_key_of(&unlisted)).await, &gateway, &second).await;
+
+    let refused = subscriptions
+        .acknowledge_events(pb::AcknowledgeEventsRequest {
+            subscription_id: second.subscription_id.clone(),
+            ack_tokens: vec![unlisted_token],
+        })
+        .await
+        .expect_err("a key not listed");
+    assert_eq!(violated_fields(&refused), ["ack_tokens[0]"]);
+    let acknowledged = subscriptions
+        .acknowledge_events(pb::AcknowledgeEventsRequest {
+            subscription_id: first.subscription_id.clone(),
+            ack_tokens: vec![listed_token],
+        })
+        .await
+        .expect("a key listed")
+        .into_inner();
+    assert_eq!(acknowledged.acknowledged, 1);
 }
 
 #[tokio::test]
