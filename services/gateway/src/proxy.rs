@@ -1704,6 +1704,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_response_message_that_comes_after_the_member_lost_its_right_is_not_passed_on() {
+        let (directory, standing) = standing_of_a_stream();
+        let (feed, mut body) = watched(standing);
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        assert!(next_frame(&mut body).await.expect("a frame").is_data(), "passed on while the member holds it");
+        // The next message is there already when the body is polled: the
+        // check at the message, not the wait for a change, refuses it.
+        directory.hold(vec![member(true, false)]);
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        let end = next_frame(&mut body).await.expect("trailers");
+        assert_eq!(status_of(&end), Some(tonic::Code::PermissionDenied as i32));
+        assert!(next_frame(&mut body).await.is_none(), "the call has ended");
+    }
+
+    #[tokio::test]
     async fn a_silent_stream_goes_on_through_changes_that_keep_its_member_and_ends_at_one_that_does_not() {
         let (directory, standing) = standing_of_a_stream();
         let (_feed, mut body) = watched(standing);
