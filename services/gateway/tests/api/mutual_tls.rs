@@ -13,7 +13,7 @@ use tonic::Code;
 use tonic::transport::{ClientTlsConfig, Identity};
 
 use crate::harness::*;
-use crate::proxy::{BANK_SERVICE, Bank, answered, ended, open_account_stream};
+use crate::proxy::{BANK_SERVICE, Bank, VERIFY_ACCOUNTS, answered, ended, logged_codes, open_account_stream};
 use crate::subscriptions::{REGISTERED, register_diia_entitled_to_registrations, stream_of_registrations};
 
 const VERIFY_CERTIFICATE: &str = "/esocial.registry.v1.IdpService/VerifyIdpCertificate";
@@ -64,11 +64,17 @@ fn presenting(gateway: &TestGateway, certificate: &Issued) -> ClientTlsConfig {
     gateway.client_tls().identity(Identity::from_pem(&certificate.certificate_pem, &certificate.key_pem))
 }
 
-async fn idp(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Idp {
-    IdpServiceClient::with_interceptor(
+/// A TLS connection to the gateway with `tls`, each call carrying `token`:
+/// what any client of the tests goes over.
+async fn over_tls(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Intercepted {
+    tonic::service::interceptor::InterceptedService::new(
         gateway.tls_channel(tls).await.expect("connects over TLS"),
         BearerToken(Some(token.to_owned())),
     )
+}
+
+async fn idp(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Idp {
+    IdpServiceClient::new(over_tls(gateway, tls, token).await)
 }
 
 /// A gateway serving TLS with a certificate of a CA of its own, taking
@@ -181,10 +187,7 @@ async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token()
 }
 
 async fn subscriptions(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Subscriptions {
-    SubscriptionServiceClient::with_interceptor(
-        gateway.tls_channel(tls).await.expect("connects over TLS"),
-        BearerToken(Some(token.to_owned())),
-    )
+    SubscriptionServiceClient::new(over_tls(gateway, tls, token).await)
 }
 
 #[tokio::test]
@@ -233,10 +236,7 @@ async fn an_open_stream_ends_once_its_member_is_bound_to_a_certificate_its_conne
 }
 
 async fn bank(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Bank {
-    esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
-        gateway.tls_channel(tls).await.expect("connects over TLS"),
-        BearerToken(Some(token.to_owned())),
-    )
+    esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::new(over_tls(gateway, tls, token).await)
 }
 
 #[tokio::test]
@@ -273,16 +273,6 @@ async fn a_forwarded_stream_ends_once_its_member_is_bound_to_a_certificate_its_c
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     assert!(refused.message().contains("client certificate"), "{}", refused.message());
     answered(&requests, &mut answers, adult).await;
-    let logged: Vec<i32> = eventually(Duration::from_secs(10), || async {
-        let logged: Vec<i32> = sqlx::query_scalar(
-            "SELECT status_code FROM gateway.message_log
-             WHERE method = '/esocial.external.bank.v1.BankService/VerifyAccounts'",
-        )
-        .fetch_all(&gateway.pool)
-        .await
-        .expect("entries");
-        if logged.is_empty() { Err("no entry yet".to_owned()) } else { Ok(logged) }
-    })
-    .await;
+    let logged = logged_codes(&gateway, VERIFY_ACCOUNTS, 1).await;
     assert_eq!(logged, [Code::Unauthenticated as i32], "the ended stream's entry says why; the other is open");
 }

@@ -1009,23 +1009,28 @@ async fn a_request_message_over_the_limit_in_an_open_two_way_stream_ends_it_with
         .expect_err("over the limit");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("1024 bytes"), "{}", refused.message());
-    let logged: i32 = eventually(Duration::from_secs(10), || async {
-        let logged: Option<i32> = sqlx::query_scalar(
-            "SELECT status_code FROM gateway.message_log
-             WHERE method = '/esocial.external.bank.v1.BankService/VerifyAccounts'",
-        )
-        .fetch_optional(&gateway.pool)
-        .await
-        .expect("entry");
-        logged.ok_or("no entry yet".to_owned())
-    })
-    .await;
-    assert_eq!(logged, Code::ResourceExhausted as i32, "the entry says what the client got");
+    let logged = logged_codes(&gateway, VERIFY_ACCOUNTS, 1).await;
+    assert_eq!(logged, [Code::ResourceExhausted as i32], "the entry says what the client got");
 }
 
 /// All of the bank simulator's methods.
 pub const BANK_SERVICE: &str = "/esocial.external.bank.v1.BankService/*";
-const VERIFY_ACCOUNTS: &str = "/esocial.external.bank.v1.BankService/VerifyAccounts";
+pub const VERIFY_ACCOUNTS: &str = "/esocial.external.bank.v1.BankService/VerifyAccounts";
+
+/// The status codes of the first `count` entries of `method`, in the order
+/// the calls started, waited for at most 10 s.
+pub async fn logged_codes(gateway: &TestGateway, method: &str, count: usize) -> Vec<i32> {
+    eventually(Duration::from_secs(10), || async {
+        let codes: Vec<i32> =
+            sqlx::query_scalar("SELECT status_code FROM gateway.message_log WHERE method = $1 ORDER BY started_at")
+                .bind(method)
+                .fetch_all(&gateway.pool)
+                .await
+                .expect("entries");
+        if codes.len() >= count { Ok(codes) } else { Err(format!("entries: {codes:?}")) }
+    })
+    .await
+}
 
 pub type Bank = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient<Intercepted>;
 
@@ -1134,19 +1139,9 @@ async fn an_open_stream_ends_once_its_member_loses_the_method_or_is_suspended_an
     assert!(refused.message().contains("suspended"), "{}", refused.message());
     answered(&bank_requests, &mut bank_answers, open).await;
 
-    // The entries of the member's streams say how they ended.
-    let codes: Vec<i32> = eventually(Duration::from_secs(10), || async {
-        let codes: Vec<i32> = sqlx::query_scalar(
-            "SELECT status_code FROM gateway.message_log WHERE member_id = $1 AND method = $2 ORDER BY started_at",
-        )
-        .bind(DIIA)
-        .bind(VERIFY_ACCOUNTS)
-        .fetch_all(&gateway.pool)
-        .await
-        .expect("entries");
-        if codes.len() == 3 { Ok(codes) } else { Err(format!("entries: {codes:?}")) }
-    })
-    .await;
+    // The entries of the member's streams say how they ended (the other
+    // member's stream is still open).
+    let codes = logged_codes(&gateway, VERIFY_ACCOUNTS, 3).await;
     assert_eq!(
         codes,
         [Code::PermissionDenied as i32, Code::PermissionDenied as i32, Code::Unauthenticated as i32],
