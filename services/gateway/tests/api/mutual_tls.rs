@@ -186,6 +186,19 @@ async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token()
     token_only.verify_idp_certificate(verify).await.expect("token only now");
 }
 
+/// Binds the Diia portal to `certificate`, as its administrator does.
+async fn bind_certificate(admin: &mut Admin, certificate: &Issued) {
+    admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            client_certificate_sha256: Some(certificate.sha256.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("bound to its certificate");
+}
+
 async fn subscriptions(gateway: &TestGateway, tls: ClientTlsConfig, token: &str) -> Subscriptions {
     SubscriptionServiceClient::new(over_tls(gateway, tls, token).await)
 }
@@ -207,15 +220,7 @@ async fn an_open_stream_ends_once_its_member_is_bound_to_a_certificate_its_conne
     let mut token_only =
         stream_of_registrations(&mut subscriptions(&gateway, gateway.client_tls(), &token).await).await;
 
-    admin
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            client_certificate_sha256: Some(diia_certificate.sha256.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("bound to its certificate");
+    bind_certificate(&mut admin, &diia_certificate).await;
 
     // The stream without it ends, as a new call without it is refused; the
     // other goes on and carries what occurs next.
@@ -255,17 +260,7 @@ async fn a_forwarded_stream_ends_once_its_member_is_bound_to_a_certificate_its_c
     let mut token_only = bank(&gateway, gateway.client_tls(), &token).await;
     let (_token_only_requests, mut token_only_answers) = open_account_stream(&mut token_only, adult).await;
 
-    gateway
-        .admin()
-        .await
-        .update_member(pb::UpdateMemberRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            client_certificate_sha256: Some(diia_certificate.sha256.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("bound to its certificate");
+    bind_certificate(&mut gateway.admin().await, &diia_certificate).await;
 
     // The stream without it ends, as a new call without it is refused; the
     // other goes on.
