@@ -1205,9 +1205,18 @@ impl http_body::Body for MeteredRequestBody {
             && let Some(data) = frame.data_ref()
             && let Ok(mut meter) = self.meter.lock()
         {
-            if let Some(Err(status)) = self.standing.as_ref().map(|standing| standing.check()) {
+            if let Some(standing) = &self.standing
+                && let Err(status) = standing.check()
+            {
                 // The message does not go on; the client gets the status.
                 meter.refused = Some(status.clone());
+                if standing.watched() {
+                    // From the response side, which ends the call once the
+                    // response message under way has passed (failing here
+                    // would reset the service's side, and cut that message
+                    // short); the reset then drops this body.
+                    return Poll::Pending;
+                }
                 return Poll::Ready(Some(Err(status)));
             }
             meter.body.add(data);
@@ -1265,6 +1274,10 @@ struct WatchedResponseBody {
     refusing: Option<Status>,
 }
 
+/// How long a stream whose member lost its standing waits for the rest of
+/// the response message under way before it ends all the same.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
 /// A stream's [`Standing`] and the wait for the directory's next change.
 struct Watching {
     standing: Arc<Standing>,
@@ -1273,6 +1286,7 @@ struct Watching {
 
 impl Watching {
     fn new(standing: Arc<Standing>) -> Self {
+        standing.watch();
         // The directory may have changed since the door let the call in
         // (while the service had not answered yet): checked at the first
         // wait, whatever the version.
@@ -1325,9 +1339,11 @@ impl WatchedResponseBody {
             }
         };
         due.then(|| {
-            self.cut_off(&Status::deadline_exceeded(
-                "the service behind the gateway did not finish within the deadline",
-            ))
+            // Refusing, the deadline is the grace for the message under way.
+            let status = self.refusing.clone().unwrap_or_else(|| {
+                Status::deadline_exceeded("the service behind the gateway did not finish within the deadline")
+            });
+            self.cut_off(&status)
         })
     }
 
@@ -1414,6 +1430,11 @@ impl WatchedResponseBody {
                 Some(Frame::data(last))
             }
             _ => {
+                // The rest of the message gets a moment, not the call's
+                // whole deadline: past it the call ends all the same.
+                let grace = Instant::now() + REFUSAL_GRACE;
+                self.deadline = Some(self.deadline.map_or(grace, |deadline| deadline.min(grace)));
+                self.timer = None;
                 self.refusing = Some(status);
                 None
             }
@@ -1508,6 +1529,11 @@ impl http_body::Body for WatchedResponseBody {
                     Poll::Ready(Some(Ok(this.cut_off(&status))))
                 }
                 Poll::Ready(None) => {
+                    if let Some(status) = this.refusing.clone() {
+                        // The service ended (without trailers) in the
+                        // message under way.
+                        return Poll::Ready(Some(Ok(this.cut_off(&status))));
+                    }
                     let last = this.end_after_held(None);
                     this.finish(tonic::Code::Unknown as i32);
                     // Polled again, the body has ended.
@@ -1530,7 +1556,12 @@ impl http_body::Body for WatchedResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        if self.pending.is_some() || self.held.is_some() { false } else { self.cut_off || self.inner.is_end_stream() }
+        if self.pending.is_some() || self.held.is_some() || self.refusing.is_some() {
+            // (Refusing, the trailers are still to come.)
+            false
+        } else {
+            self.cut_off || self.inner.is_end_stream()
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -1718,6 +1749,44 @@ mod tests {
         assert!(next_frame(&mut body).await.is_none(), "the call has ended");
     }
 
+    /// A stream whose member is suspended in the middle of a response
+    /// message (its header and half of it passed); then `then` happens.
+    async fn suspended_mid_message(
+        then: impl FnOnce(tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>),
+    ) -> Vec<Frame<Bytes>> {
+        let (directory, standing) = standing_of_a_stream();
+        let (feed, mut body) = watched(standing);
+        feed.send(Frame::data(Bytes::copy_from_slice(&frame(6)[..8]))).expect("fed");
+        assert!(next_frame(&mut body).await.expect("data").is_data());
+        directory.hold(vec![member(false, true)]);
+        assert!(polled_once(&mut body).is_pending(), "the end waits for the rest of the message");
+        then(feed);
+        let mut frames = Vec::new();
+        while let Some(frame) = next_frame(&mut body).await {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn a_service_that_ends_in_the_message_under_way_still_gives_the_client_the_refusal() {
+        let frames = suspended_mid_message(drop).await;
+        assert_eq!(frames.len(), 1, "the trailers alone");
+        assert_eq!(status_of(&frames[0]), Some(tonic::Code::Unauthenticated as i32));
+    }
+
+    #[tokio::test]
+    async fn a_service_that_does_not_finish_the_message_under_way_is_cut_off_after_a_moment() {
+        let started = Instant::now();
+        // The service's body stays open and silent (the sender is kept).
+        let kept = Arc::new(Mutex::new(None));
+        let keeper = kept.clone();
+        let frames = suspended_mid_message(move |feed| *keeper.lock().expect("keeper") = Some(feed)).await;
+        assert_eq!(frames.len(), 1, "the trailers alone");
+        assert_eq!(status_of(&frames[0]), Some(tonic::Code::Unauthenticated as i32), "the refusal, not the deadline");
+        assert!(started.elapsed() >= REFUSAL_GRACE, "after the grace: {:?}", started.elapsed());
+    }
+
     #[tokio::test]
     async fn a_silent_stream_goes_on_through_changes_that_keep_its_member_and_ends_at_one_that_does_not() {
         let (directory, standing) = standing_of_a_stream();
@@ -1765,6 +1834,34 @@ mod tests {
         let meter = meter.lock().expect("meter");
         assert_eq!(meter.refused.as_ref().map(Status::code), Some(tonic::Code::PermissionDenied));
         assert_eq!(meter.body.bytes, 8, "only the first message was counted as passed");
+    }
+
+    #[tokio::test]
+    async fn once_the_response_side_watches_a_refused_request_message_waits_for_it_to_end_the_call() {
+        let (directory, standing) = standing_of_a_stream();
+        // The service has answered: its body watches the standing.
+        let (_service, _response) = watched(standing.clone());
+        let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+        let meter = Arc::new(Mutex::new(RequestMeter {
+            body: BodyMeter::new(None),
+            frames: FrameReader::default(),
+            limit: 1024,
+            exceeded: false,
+            refused: None,
+        }));
+        let mut body = MeteredRequestBody {
+            inner: tonic::body::Body::new(Fed(fed)),
+            meter: meter.clone(),
+            standing: Some(standing),
+        };
+        directory.hold(vec![member(true, false)]);
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        let polled =
+            http_body::Body::poll_frame(Pin::new(&mut body), &mut Context::from_waker(std::task::Waker::noop()));
+        assert!(polled.is_pending(), "neither passed on nor a reset of the service's side: {polled:?}");
+        let meter = meter.lock().expect("meter");
+        assert_eq!(meter.refused.as_ref().map(Status::code), Some(tonic::Code::PermissionDenied));
+        assert_eq!(meter.body.bytes, 0, "nothing passed");
     }
 
     /// What the client gets of a service's `chunks` (each a data frame),

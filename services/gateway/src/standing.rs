@@ -8,7 +8,7 @@
 //! directory has changed. A silent stream is woken by the change itself
 //! ([`Standing::changed`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
@@ -32,11 +32,22 @@ pub struct Standing {
     admitted: AtomicU64,
     /// Why the call was cut off, once it was: every later check says so too.
     refusal: OnceLock<Status>,
+    /// The response side watches the standing (the service has answered
+    /// with headers): it ends the call.
+    watched: AtomicBool,
 }
 
 impl Standing {
     pub fn new(directory: Arc<Directory>, member_id: MemberId, path: String, peer: Option<PeerCertificates>) -> Self {
-        Self { directory, member_id, path, peer, admitted: AtomicU64::new(NOT_CHECKED), refusal: OnceLock::new() }
+        Self {
+            directory,
+            member_id,
+            path,
+            peer,
+            admitted: AtomicU64::new(NOT_CHECKED),
+            refusal: OnceLock::new(),
+            watched: AtomicBool::new(false),
+        }
     }
 
     /// `Ok` while the member may still make the call; `Err` holds what the
@@ -63,6 +74,16 @@ impl Standing {
     /// The refusal the call was cut off with, if it was.
     pub fn refusal(&self) -> Option<Status> {
         self.refusal.get().cloned()
+    }
+
+    /// From now on the response side ends the call when the member loses
+    /// its standing.
+    pub fn watch(&self) {
+        self.watched.store(true, Ordering::Release);
+    }
+
+    pub fn watched(&self) -> bool {
+        self.watched.load(Ordering::Acquire)
     }
 
     /// The directory's changes, to wake a stream that has nothing to pass.
