@@ -1804,9 +1804,11 @@ mod tests {
         assert_eq!(status_of(&end), Some(tonic::Code::PermissionDenied as i32));
     }
 
-    #[tokio::test]
-    async fn a_request_message_after_the_member_lost_its_right_is_not_passed_on() {
-        let (directory, standing) = standing_of_a_stream();
+    /// A request body of a stream with `standing`, fed through the sender,
+    /// and its meter.
+    fn metered(
+        standing: Arc<Standing>,
+    ) -> (tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>, MeteredRequestBody, Arc<Mutex<RequestMeter>>) {
         let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
         let meter = Arc::new(Mutex::new(RequestMeter {
             body: BodyMeter::new(None),
@@ -1815,11 +1817,18 @@ mod tests {
             exceeded: false,
             refused: None,
         }));
-        let mut body = MeteredRequestBody {
+        let body = MeteredRequestBody {
             inner: tonic::body::Body::new(Fed(fed)),
             meter: meter.clone(),
             standing: Some(standing),
         };
+        (feed, body, meter)
+    }
+
+    #[tokio::test]
+    async fn a_request_message_after_the_member_lost_its_right_is_not_passed_on() {
+        let (directory, standing) = standing_of_a_stream();
+        let (feed, mut body, meter) = metered(standing);
         feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
         let passed = std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context)).await;
         assert!(passed.expect("a frame").is_ok(), "passed on while the member holds the right");
@@ -1841,19 +1850,7 @@ mod tests {
         let (directory, standing) = standing_of_a_stream();
         // The service has answered: its body watches the standing.
         let (_service, _response) = watched(standing.clone());
-        let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
-        let meter = Arc::new(Mutex::new(RequestMeter {
-            body: BodyMeter::new(None),
-            frames: FrameReader::default(),
-            limit: 1024,
-            exceeded: false,
-            refused: None,
-        }));
-        let mut body = MeteredRequestBody {
-            inner: tonic::body::Body::new(Fed(fed)),
-            meter: meter.clone(),
-            standing: Some(standing),
-        };
+        let (feed, mut body, meter) = metered(standing);
         directory.hold(vec![member(true, false)]);
         feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
         let polled =
