@@ -64,8 +64,6 @@ const DRAIN_MAX: Duration = Duration::from_secs(8);
 pub const STREAMS_PER_MEMBER_MAX: usize = 20;
 /// When a member over that limit is told to try again.
 const STREAM_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// How often an open stream checks that its member may still have it.
-const RECHECK_EVERY: Duration = Duration::from_secs(5);
 /// How far apart the clocks that stamp events (the stream's, the
 /// services' databases) and the gateway's may be without an event being
 /// missed: a subscription's consumers start this long before it was
@@ -390,15 +388,21 @@ impl Subscriptions {
                     .map(|consumer| batches(nats.clone(), this.jetstream.clone(), consumer, window, stopping.clone())),
             );
             let mut delivered: VecDeque<String> = VecDeque::new();
-            // A stream with nothing to deliver is checked too: a member
-            // suspended, or no longer entitled to a type it subscribed to,
-            // does not keep it (nor its place) open.
-            let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+            // A stream with nothing to deliver is checked too, at each
+            // change of the directory (and once at its start, for a change
+            // since the call came in): a member suspended, or no longer
+            // entitled to a type it subscribed to, does not keep it (nor its
+            // place) open.
+            let mut changes = this.directory.changes();
+            changes.mark_changed();
+            let mut watching = true;
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
                     next = merged.next() => next,
-                    _ = recheck.tick() => {
+                    changed = changes.changed(), if watching => {
+                        // Err: the directory is gone (the gateway is stopping).
+                        watching = changed.is_ok();
                         if let Some(refusal) =
                             event_types.iter().find_map(|event_type| this.still_entitled(&member_id, presented, event_type.as_str()).err())
                         {
