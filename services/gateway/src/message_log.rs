@@ -1047,20 +1047,17 @@ impl std::str::FromStr for LogCursor {
 
     /// `time:sequence:xmin:xmax:xip,…:node`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut parts = text.splitn(6, ':');
+        let mut parts = text.splitn(3, ':');
         let started_at_us = parts.next().and_then(|part| part.parse().ok()).ok_or(())?;
         let sequence = parts.next().and_then(|part| part.parse().ok()).ok_or(())?;
-        let seen = [parts.next(), parts.next(), parts.next()]
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .ok_or(())?
-            .join(":")
-            .parse::<LogSnapshot>()?;
+        // The snapshot's three parts, then the node (which may hold `:`).
+        let rest = parts.next().ok_or(())?;
+        let (snapshot_end, _) = rest.match_indices(':').nth(2).ok_or(())?;
+        let seen: LogSnapshot = rest[..snapshot_end].parse()?;
         if seen.running.len() > SNAPSHOT_RUNNING_MAX {
             return Err(());
         }
-        let node = parts.next().ok_or(())?.to_owned();
-        Ok(Self { started_at_us, node, sequence, seen })
+        Ok(Self { started_at_us, node: rest[snapshot_end + 1..].to_owned(), sequence, seen })
     }
 }
 
@@ -1070,11 +1067,12 @@ impl std::fmt::Display for LogCursor {
     }
 }
 
-/// A page of a search: its entries, and the transactions it saw.
+/// A page of a search: its entries, and the transactions it saw (`None`
+/// when it has no entries: no page follows it).
 #[derive(Debug)]
 pub struct SearchPage {
     pub entries: Vec<StoredEntry>,
-    pub seen: LogSnapshot,
+    pub seen: Option<LogSnapshot>,
 }
 
 /// Entries matching `filter`, oldest first, at most `limit`; with bodies,
@@ -1150,14 +1148,15 @@ pub async fn search(
         .bind(after.map(|cursor| cursor.seen.to_string()))
         .fetch_all(pool)
         .await?;
-    // An empty page has no row to carry it (and no page follows it).
-    let seen: String = match rows.first() {
-        Some(row) => row.try_get("seen")?,
-        None => sqlx::query_scalar("SELECT pg_current_snapshot()::text").fetch_one(pool).await?,
+    let seen = match rows.first() {
+        Some(row) => {
+            let seen: String = row.try_get("seen")?;
+            Some(seen.parse().map_err(|()| {
+                sqlx::Error::Decode(format!("pg_current_snapshot() gave {seen:?}, not a snapshot").into())
+            })?)
+        }
+        None => None,
     };
-    let seen = seen
-        .parse()
-        .map_err(|()| sqlx::Error::Decode(format!("pg_current_snapshot() gave {seen:?}, not a snapshot").into()))?;
     let entries = rows
         .iter()
         .map(|row| {
@@ -1193,8 +1192,7 @@ pub async fn search(
 pub struct SearchRecord {
     pub search_id: uuid::Uuid,
     pub searched_at: DateTime<Utc>,
-    pub searched_by: String,
-    pub searched_by_edrpou: String,
+    pub searched_by: crate::changes::Author,
     pub filter: LogFilter,
     /// The page token the search was asked with.
     pub page_token: String,
@@ -1216,8 +1214,8 @@ pub async fn record_search(pool: &sqlx::PgPool, record: &SearchRecord) -> Result
     )
     .bind(record.search_id)
     .bind(record.searched_at)
-    .bind(&record.searched_by)
-    .bind(&record.searched_by_edrpou)
+    .bind(&record.searched_by.subject)
+    .bind(&record.searched_by.organization_edrpou)
     .bind(filter.member_id.as_deref().unwrap_or_default())
     .bind(filter.method.as_deref().unwrap_or_default())
     .bind(filter.from)
@@ -1260,8 +1258,10 @@ pub async fn searches(
             let record = SearchRecord {
                 search_id: row.try_get("search_id")?,
                 searched_at: row.try_get("searched_at")?,
-                searched_by: row.try_get("searched_by")?,
-                searched_by_edrpou: row.try_get("searched_by_edrpou")?,
+                searched_by: crate::changes::Author {
+                    subject: row.try_get("searched_by")?,
+                    organization_edrpou: row.try_get("searched_by_edrpou")?,
+                },
                 filter: LogFilter {
                     member_id: present(row.try_get("member_id")?),
                     method: present(row.try_get("method")?),

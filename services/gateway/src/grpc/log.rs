@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use esocial_kit::paging::{PageStart, finish_page, page_from_proto};
 use esocial_kit::{ApiError, Violations};
+use esocial_proto::common::v1::PageResponse;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::gateway::v1::message_log_service_server::MessageLogService;
 use tonic::{Request, Response, Status};
@@ -117,24 +118,26 @@ impl MessageLogService for LogApi {
                 page.size = size;
             }
         }
-        let page = finish_page(&mut entries, &page, |last| {
-            PageStart::AfterKey(
-                LogCursor {
-                    started_at_us: last.entry.started_at.timestamp_micros(),
-                    node: last.node.clone(),
-                    sequence: last.sequence,
-                    seen: seen.clone(),
-                }
-                .to_string(),
-            )
-        });
+        let page = match seen {
+            Some(seen) => finish_page(&mut entries, &page, |last| {
+                PageStart::AfterKey(
+                    LogCursor {
+                        started_at_us: last.entry.started_at.timestamp_micros(),
+                        node: last.node.clone(),
+                        sequence: last.sequence,
+                        seen,
+                    }
+                    .to_string(),
+                )
+            }),
+            // No entries: no page follows.
+            None => PageResponse::default(),
+        };
         // Who read what is on record before anything is read out.
-        let author = Author::from(&caller);
         let record = message_log::SearchRecord {
             search_id: Uuid::now_v7(),
             searched_at: Utc::now(),
-            searched_by: author.subject,
-            searched_by_edrpou: author.organization_edrpou,
+            searched_by: Author::from(&caller),
             filter,
             page_token: request.page.map(|page| page.page_token).unwrap_or_default(),
             entries: entries.iter().map(|stored| (stored.node.clone(), stored.sequence)).collect(),
@@ -193,10 +196,7 @@ impl MessageLogService for LogApi {
                 pb::LogSearch {
                     search_id: search.search_id.to_string(),
                     searched_at: Some(timestamp(search.searched_at)),
-                    searched_by: Some(esocial_proto::common::v1::Actor {
-                        subject: search.searched_by,
-                        organization_edrpou: search.searched_by_edrpou,
-                    }),
+                    searched_by: Some(search.searched_by.actor()),
                     request: Some(pb::SearchMessageLogRequest {
                         member_id: filter.member_id.unwrap_or_default(),
                         method: filter.method.unwrap_or_default(),
