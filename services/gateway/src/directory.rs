@@ -95,6 +95,13 @@ struct Snapshot {
     by_member: HashMap<MemberId, Arc<MemberEntry>>,
 }
 
+impl Snapshot {
+    fn add(&mut self, entry: Arc<MemberEntry>) {
+        self.by_client.insert(entry.member.client_id.clone(), entry.clone());
+        self.by_member.insert(entry.member.member_id.clone(), entry);
+    }
+}
+
 #[derive(Debug)]
 pub struct Directory {
     pool: PgPool,
@@ -222,8 +229,7 @@ impl Directory {
                 calls_in_flight,
                 member,
             });
-            snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
-            snapshot.by_member.insert(entry.member.member_id.clone(), entry);
+            snapshot.add(entry);
         }
         self.replace(snapshot);
         Ok(())
@@ -275,9 +281,7 @@ pub(crate) mod tests {
         pub(crate) fn hold(&self, entries: Vec<MemberEntry>) {
             let mut snapshot = Snapshot::default();
             for entry in entries {
-                let entry = Arc::new(entry);
-                snapshot.by_client.insert(entry.member.client_id.clone(), entry.clone());
-                snapshot.by_member.insert(entry.member.member_id.clone(), entry);
+                snapshot.add(Arc::new(entry));
             }
             self.replace(snapshot);
         }
