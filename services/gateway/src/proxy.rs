@@ -700,8 +700,16 @@ fn pass(
         let request = exchange.meter_request(request, limit, bodies);
         let forwarded = upstream.send(request);
         // The server's own timer covers the wait for the headers unless this
-        // deadline is shorter.
-        let answered = if deadline < server_deadline {
+        // deadline is shorter (never for a stream, whose member is held to
+        // the door's checks meanwhile too). (Boxed: held inline, the wait
+        // would grow every call's future.)
+        let answered = if let Some(standing) = exchange.standing.clone() {
+            let waited = Box::pin(unless_refused(&standing, forwarded)).await;
+            match waited {
+                Ok(answered) => answered,
+                Err(status) => return exchange.refuse(status),
+            }
+        } else if deadline < server_deadline {
             match tokio::time::timeout_at(deadline.into(), forwarded).await {
                 Ok(answered) => answered,
                 Err(_) => {
@@ -727,6 +735,35 @@ fn pass(
                 exchange.refuse(status)
             }
         }
+    }
+}
+
+/// The wait for a stream's service to answer with headers, given up once
+/// the stream's member loses its standing: a client stream whose service
+/// answers only at its end, with a client that sends nothing more, would
+/// otherwise pass neither way to be checked at until its deadline. Dropping
+/// the wait resets the service's side. A change that comes with the headers
+/// is left to the response body, which checks the standing at its first
+/// wait.
+async fn unless_refused<Answer>(standing: &Standing, answer: impl Future<Output = Answer>) -> Result<Answer, Status> {
+    let mut changes = standing.changed();
+    // The directory may have changed since the door let the call in.
+    changes.mark_changed();
+    let refused = async {
+        loop {
+            if changes.changed().await.is_err() {
+                // The directory is gone (the gateway is stopping).
+                return std::future::pending().await;
+            }
+            if let Err(status) = standing.check() {
+                return status;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        answered = answer => Ok(answered),
+        refused = refused => Err(refused),
     }
 }
 

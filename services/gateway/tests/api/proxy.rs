@@ -472,6 +472,90 @@ fn answering_upstream(
     (task, recorded)
 }
 
+/// A service of the test's own on `listener` that takes every call and
+/// never answers it: `arrived` gets each call's path as it comes, and
+/// `reset` the same path once the call is taken back (reset by the
+/// gateway: hyper drops the call's future). Aborting its task closes the
+/// listener and every connection.
+fn silent_upstream(
+    listener: tokio::net::TcpListener,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    /// Says which call was taken back when the call's future is dropped.
+    struct Reset(String, tokio::sync::mpsc::UnboundedSender<String>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = self.1.send(std::mem::take(&mut self.0));
+        }
+    }
+    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let (reset, resets) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (arrived, reset) = (arrived.clone(), reset.clone());
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let path = request.uri().path().to_owned();
+                let _ = arrived.send(path.clone());
+                let taken_back = Reset(path, reset.clone());
+                async move {
+                    // Holds the request (its stream stays open) and never answers.
+                    let _held = (request, taken_back);
+                    std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>().await
+                }
+            });
+            connections.spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (task, arrivals, resets)
+}
+
+/// Waits at most 10 s for `path` among the paths `calls` gives (the
+/// gateway also asks the service for its reflection).
+async fn arrived(calls: &mut tokio::sync::mpsc::UnboundedReceiver<String>, path: &str) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while calls.recv().await.expect("the service runs") != path {}
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{path} within 10 s"));
+}
+
+#[tokio::test]
+async fn a_silent_client_stream_the_service_has_not_answered_yet_ends_once_its_member_is_suspended() {
+    const IMPORT: &str = "/esocial.registry.v1.RegistryService/ImportPersons";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let routes = format!("esocial.registry.v1=http://{}", listener.local_addr().expect("address"));
+    let (service, mut arrivals, mut resets) = silent_upstream(listener);
+    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_ROUTES", &routes)]).await;
+    gateway.register_member(DIIA, "diia", None, &[IMPORT]).await;
+    let token = gateway.system_token("diia").await;
+
+    // A client stream that sends nothing, to a service that answers only
+    // at the stream's end: neither side has anything to pass. Once the
+    // service has the call, the member is suspended; the gateway answers
+    // at once (within the 5 s the call is given), not at the deadline.
+    let calling = call_without_end(&gateway, IMPORT, &token, &[]);
+    let suspending = async {
+        arrived(&mut arrivals, IMPORT).await;
+        gateway.suspend(DIIA).await;
+    };
+    let (response, ()) = tokio::join!(calling, suspending);
+    let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert_eq!(header("grpc-status"), (Code::Unauthenticated as i32).to_string(), "{:?}", response.headers());
+    assert!(header("grpc-message").contains("suspended"), "{:?}", response.headers());
+
+    // The service's side is taken back, and the entry says how the call ended.
+    arrived(&mut resets, IMPORT).await;
+    assert_eq!(logged_codes(&gateway, IMPORT, 1).await, [Code::Unauthenticated as i32]);
+    service.abort();
+}
+
 #[tokio::test]
 async fn a_service_that_restarts_is_reached_again() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
