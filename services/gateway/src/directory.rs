@@ -44,6 +44,8 @@ pub struct MemberEntry {
     pub message_bytes_max: u32,
     /// The member id as forwarded metadata.
     pub member_header: http::HeaderValue,
+    /// Identity has not deactivated the member's system client.
+    client_active: bool,
     bucket: Arc<Mutex<TokenBucket>>,
     /// Refusals for the member's rate that get a log entry: as many again
     /// as its limits let through, so that a member's flood cannot fill the
@@ -62,8 +64,21 @@ impl MemberEntry {
         Counted::one_more_below(&self.calls_in_flight, max)
     }
 
+    /// Active, and so is its system client at identity.
     pub fn is_active(&self) -> bool {
-        self.member.status == MemberStatus::Active
+        self.member.status == MemberStatus::Active && self.client_active
+    }
+
+    /// Why the member is not active, for its refusals.
+    pub fn inactive_reason(&self) -> String {
+        if self.member.status == MemberStatus::Active {
+            format!(
+                "member {}: its system client {} is deactivated at identity",
+                self.member.member_id, self.member.client_id
+            )
+        } else {
+            format!("member {} is suspended", self.member.member_id)
+        }
     }
 
     /// Whether a connection that presented the client certificate
@@ -181,6 +196,7 @@ impl Directory {
         for (member_id, event_type, granted_at) in rows.entitlements {
             event_types.entry(member_id).or_default().insert(event_type.as_str().to_owned(), granted_at);
         }
+        let inactive_clients: HashSet<String> = rows.inactive_clients.into_iter().collect();
         let mut snapshot = Snapshot::default();
         for member in rows.members {
             let or_default = |value: u32, default: u32| if value == 0 { default } else { value };
@@ -218,6 +234,7 @@ impl Directory {
             let Ok(member_header) = http::HeaderValue::from_str(member.member_id.as_str()) else { continue };
             let entry = Arc::new(MemberEntry {
                 member_header,
+                client_active: !inactive_clients.contains(&member.client_id),
                 event_types: event_types.remove(&member.member_id).unwrap_or_default(),
                 methods,
                 services,
@@ -298,6 +315,7 @@ pub(crate) mod tests {
         let member_id = crate::domain::MemberId::parse(member_id).expect("member id");
         MemberEntry {
             member_header: http::HeaderValue::from_str(member_id.as_str()).expect("header"),
+            client_active: true,
             member: Member {
                 member_id,
                 name: "test".to_owned(),

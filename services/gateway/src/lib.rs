@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod changes;
+pub mod clients;
 pub mod counted;
 pub mod directory;
 pub mod domain;
@@ -590,6 +591,14 @@ impl Gateway {
         let relay_task = tokio::spawn(relay.run(relay_stop.wait()));
         let housekeeping_task = tokio::spawn(esocial_kit::idempotency::purge_hourly(self.pool.clone(), stop.wait()));
         let directory_task = tokio::spawn(self.directory.clone().follow(NAME.to_owned(), stop.wait()));
+        // What identity says of the members' clients, which the directory follows.
+        let clients = esocial_events::EventConsumer::new(
+            self.pool.clone(),
+            async_nats::jetstream::new(self.nats.clone()),
+            events,
+            esocial_events::ConsumerSettings::new(clients::CONSUMER, clients::SUBJECTS),
+        );
+        let clients_task = tokio::spawn(clients.run(Arc::new(clients::IdentityClients), stop.wait()));
         let catalog = Arc::new(catalog::Catalog::learning_from(self.upstreams.routes()));
         let catalog_task = tokio::spawn(catalog.clone().follow(stop.wait()));
 
@@ -704,6 +713,7 @@ impl Gateway {
         relay_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
         directory_task.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(5), clients_task).await;
         catalog_task.abort();
         housekeeping_task.abort();
         sweep_task.abort();

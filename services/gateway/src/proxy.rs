@@ -425,7 +425,7 @@ impl Door {
             member.as_ref().is_some_and(|entry| !entry.admits_certificate(|| peer.and_then(leaf_fingerprint)));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
-            Some(entry) if !entry.is_active() => Some(suspended(&entry.member.member_id)),
+            Some(entry) if !entry.is_active() => Some(inactive(entry)),
             Some(entry) if certificate_missing => Some(certificate_required(&entry.member.member_id)),
             Some(_) => None,
         };
@@ -449,9 +449,10 @@ pub fn leaf_fingerprint(chain: &PeerCertificates) -> Option<[u8; 32]> {
     chain.first().map(|certificate| Sha256::digest(certificate.as_ref()).into())
 }
 
-/// The refusal of a member that is not active.
-pub fn suspended(member_id: &MemberId) -> Status {
-    Status::unauthenticated(format!("member {member_id} is suspended"))
+/// The refusal of a member that is not active (suspended, or its system
+/// client deactivated at identity).
+pub fn inactive(entry: &MemberEntry) -> Status {
+    Status::unauthenticated(entry.inactive_reason())
 }
 
 /// The refusal of a member without a right to the method at `path`.

@@ -97,7 +97,7 @@ impl Standing {
             return Err(Status::unauthenticated(format!("{} is not a registered member system", self.member_id)));
         };
         if !entry.is_active() {
-            return Err(proxy::suspended(&self.member_id));
+            return Err(proxy::inactive(&entry));
         }
         if !entry.admits_certificate(|| self.peer.as_ref().and_then(proxy::leaf_fingerprint)) {
             return Err(proxy::certificate_required(&self.member_id));

@@ -16,6 +16,8 @@ pub struct DirectoryRows {
     pub rights: Vec<AccessRight>,
     /// With the time each was given.
     pub entitlements: Vec<(MemberId, EventTypeName, DateTime<Utc>)>,
+    /// The system clients identity deactivated (`identity_clients`).
+    pub inactive_clients: Vec<String>,
 }
 
 fn as_u32(value: i32) -> u32 {
@@ -74,7 +76,7 @@ const MEMBER_COLUMNS: &str = "member_id, name, client_id, status, contact, reque
 
 pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
     let mut transaction = pool.begin().await?;
-    // One snapshot of all three tables.
+    // One snapshot of all four tables.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *transaction).await?;
     // A row that does not parse (changed outside the API) is left out and
     // reported, rather than keeping a stale directory for everyone.
@@ -110,8 +112,11 @@ pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
             entitlements.push((member_id, event_type, granted_at));
         }
     }
+    let inactive_clients = sqlx::query_scalar("SELECT client_id FROM identity_clients WHERE NOT active")
+        .fetch_all(&mut *transaction)
+        .await?;
     transaction.commit().await?;
-    Ok(DirectoryRows { members, rights, entitlements })
+    Ok(DirectoryRows { members, rights, entitlements, inactive_clients })
 }
 
 pub async fn insert_member(connection: &mut PgConnection, member: &Member) -> Result<(), sqlx::Error> {

@@ -503,8 +503,8 @@ impl Subscriptions {
         event_type: &str,
     ) -> Result<DateTime<Utc>, Status> {
         let member = self.directory.by_member(member_id);
-        if member.as_ref().is_some_and(|member| !member.is_active()) {
-            return Err(Status::permission_denied(format!("member {member_id} is suspended")));
+        if let Some(member) = member.as_ref().filter(|member| !member.is_active()) {
+            return Err(Status::permission_denied(member.inactive_reason()));
         }
         if member.as_ref().is_some_and(|member| !member.admits_certificate(|| presented)) {
             return Err(crate::proxy::certificate_required(member_id));

@@ -67,7 +67,7 @@ impl GatewayState {
         let entry = caller.subject.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
         match entry {
             Some(entry) if entry.is_active() => Ok(entry),
-            Some(entry) => Err(Status::permission_denied(format!("member {} is suspended", entry.member.member_id))),
+            Some(entry) => Err(Status::permission_denied(entry.inactive_reason())),
             None => Err(Status::permission_denied(format!("{} is not a registered member system", caller.subject))),
         }
     }

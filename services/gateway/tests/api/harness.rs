@@ -457,6 +457,18 @@ impl TestGateway {
             .expect("suspended");
     }
 
+    /// Deactivates a system client at identity, or activates it again, as
+    /// identity's administrator does: the change and its event in one
+    /// transaction, the event published by identity's outbox relay.
+    pub async fn set_client_active(&self, client_id: &str, active: bool) {
+        let mut transaction = self.identity.store.pool().begin().await.expect("transaction");
+        let actor = esocial_identity::domain::Actor { subject: PERSON_ACCOUNT.to_owned(), organization: None };
+        esocial_identity::Identity::set_system_client_status(&mut transaction, &actor, client_id, active)
+            .await
+            .expect("status set");
+        transaction.commit().await.expect("committed");
+    }
+
     /// Changes what the gateway stored behind its back, as someone with
     /// write access to its database could: `sql` with `sequences` bound as
     /// `$1`, `$2`, ….

@@ -1233,6 +1233,54 @@ async fn an_open_stream_ends_once_its_member_loses_the_method_or_is_suspended_an
     );
 }
 
+#[tokio::test]
+async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_its_open_stream_ends() {
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[BANK_SERVICE, REGISTER_PROVIDER]).await;
+    let token = gateway.system_token("diia").await;
+    let mut bank: Bank = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(token.clone())),
+    );
+    let open = esocial_external::sandbox_adults().iter().find(|adult| adult.account_open).expect("an open account");
+    // A call to the registry: the gateway now holds a token exchanged for
+    // it, good for minutes, and the member's own token is good for ten.
+    let mut providers = gateway.providers(Some(token)).await;
+    providers.register_provider(provider("УСЗН 1", 3_285_596)).await.expect("forwarded");
+    let (_requests, mut answers) = open_account_stream(&mut bank, open).await;
+
+    // Identity deactivates the member's client: its open stream ends, and
+    // its next call is refused at the door, neither waiting for a token to
+    // expire.
+    gateway.set_client_active("diia", false).await;
+    let refused = ended(&mut answers).await;
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("diia is deactivated at identity"), "{}", refused.message());
+    let refused = providers.register_provider(provider("УСЗН 2", 3_285_597)).await.expect_err("turned away");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("deactivated at identity"), "{}", refused.message());
+    assert_eq!(gateway.count("registry.providers").await, 1, "the registry was not called");
+
+    // Activated again, the client's member is served again.
+    gateway.set_client_active("diia", true).await;
+    eventually(Duration::from_secs(10), || {
+        let mut providers = providers.clone();
+        async move {
+            providers
+                .register_provider(provider("УСЗН 3", 3_285_598))
+                .await
+                .map(|_| ())
+                .map_err(|status| format!("{status:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        logged_codes(&gateway, VERIFY_ACCOUNTS, 1).await,
+        [Code::Unauthenticated as i32],
+        "the stream's entry says how it ended"
+    );
+}
+
 /// The bank simulator through the gateway, as a member with a right to all
 /// of the bank's methods, and an open and a closed sandbox account.
 async fn bank_through_gateway(
