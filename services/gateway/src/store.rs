@@ -2,6 +2,8 @@
 //! record of administrative changes) and subscriptions. The message log has
 //! its own SQL in `message_log`.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row as _};
@@ -117,6 +119,19 @@ pub async fn directory(pool: &PgPool) -> Result<DirectoryRows, sqlx::Error> {
         .await?;
     transaction.commit().await?;
     Ok(DirectoryRows { members, rights, entitlements, inactive_clients })
+}
+
+/// Which of `client_ids` identity deactivated (`identity_clients`).
+pub async fn deactivated_clients(
+    connection: &mut PgConnection,
+    client_ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let deactivated: Vec<String> =
+        sqlx::query_scalar("SELECT client_id FROM identity_clients WHERE NOT active AND client_id = ANY($1)")
+            .bind(client_ids)
+            .fetch_all(connection)
+            .await?;
+    Ok(deactivated.into_iter().collect())
 }
 
 pub async fn insert_member(connection: &mut PgConnection, member: &Member) -> Result<(), sqlx::Error> {

@@ -265,8 +265,13 @@ impl GatewayAdminService for AdminApi {
         let member = existing_member(&mut connection, &member_id, false).await?;
         let rights = store::rights(&mut connection, &member_id).await.map_err(ApiError::from)?;
         let event_types = store::entitlements(&mut connection, &member_id).await.map_err(ApiError::from)?;
+        let deactivated =
+            store::deactivated_clients(&mut connection, &[&member.client_id]).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::GetMemberResponse {
-            member: Some(member_to_proto(&member)),
+            member: Some(pb::Member {
+                client_deactivated: deactivated.contains(&member.client_id),
+                ..member_to_proto(&member)
+            }),
             rights: rights.iter().map(right_to_proto).collect(),
             event_types,
         }))
@@ -284,8 +289,17 @@ impl GatewayAdminService for AdminApi {
         let mut members =
             store::members_page(&self.0.pool, after.as_deref(), page.fetch_limit()).await.map_err(ApiError::from)?;
         let page = finish_page(&mut members, &page, |last| PageStart::AfterKey(last.member_id.to_string()));
+        let clients: Vec<&str> = members.iter().map(|member| member.client_id.as_str()).collect();
+        let mut connection = self.0.pool.acquire().await.map_err(ApiError::from)?;
+        let deactivated = store::deactivated_clients(&mut connection, &clients).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ListMembersResponse {
-            members: members.iter().map(member_to_proto).collect(),
+            members: members
+                .iter()
+                .map(|member| pb::Member {
+                    client_deactivated: deactivated.contains(&member.client_id),
+                    ..member_to_proto(member)
+                })
+                .collect(),
             page: Some(page),
         }))
     }

@@ -175,5 +175,7 @@ pub(crate) fn member_to_proto(member: &Member) -> pb::Member {
             .client_certificate
             .map(|digest| crate::message_log::hex(&digest))
             .unwrap_or_default(),
+        // Identity's word, not the member's: GetMember and ListMembers add it.
+        client_deactivated: false,
     }
 }

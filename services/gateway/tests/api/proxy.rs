@@ -1260,6 +1260,25 @@ async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_i
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     assert!(refused.message().contains("deactivated at identity"), "{}", refused.message());
     assert_eq!(gateway.count("registry.providers").await, 1, "the registry was not called");
+    // Its administrators see why.
+    let admin = gateway.admin().await;
+    let shown = |deactivated: bool| {
+        let mut admin = admin.clone();
+        async move {
+            let member = admin
+                .get_member(pb::GetMemberRequest { member_id: DIIA.to_owned() })
+                .await
+                .expect("member")
+                .into_inner()
+                .member
+                .expect("member");
+            let listed = admin.list_members(pb::ListMembersRequest::default()).await.expect("members").into_inner();
+            let listed = listed.members.iter().find(|listed| listed.member_id == DIIA).expect("listed");
+            assert_eq!((member.client_deactivated, listed.client_deactivated), (deactivated, deactivated));
+            assert_eq!(member.status, i32::from(pb::MemberStatus::Active), "the member itself is not suspended");
+        }
+    };
+    shown(true).await;
 
     // Activated again, the client's member is served again.
     gateway.set_client_active("diia", true).await;
@@ -1274,6 +1293,7 @@ async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_i
         }
     })
     .await;
+    shown(false).await;
     assert_eq!(
         logged_codes(&gateway, VERIFY_ACCOUNTS, 1).await,
         [Code::Unauthenticated as i32],
