@@ -20,7 +20,7 @@ pub const CONSUMER: &str = "gateway-identity-clients";
 /// What it reads, under the events' subject prefix.
 pub const SUBJECTS: &str = "identity.system_client.>";
 
-/// Records each system client's `active` as of its newest event.
+/// Records each system client's `active` as of its newest change.
 #[derive(Debug, Default)]
 pub struct IdentityClients;
 
@@ -39,14 +39,23 @@ impl EventHandler for IdentityClients {
             if client.client_id.is_empty() {
                 return Err(HandleError::Reject(anyhow::anyhow!("a system client event without a client id")));
             }
+            if client.version < 0 {
+                return Err(HandleError::Reject(anyhow::anyhow!("a system client event with a negative version")));
+            }
+            // The newer change wins, by identity's version of the client
+            // (the order its changes committed), then by time.
             sqlx::query(
-                "INSERT INTO identity_clients (client_id, active, changed_at, event_id) VALUES ($1, $2, $3, $4)
+                "INSERT INTO identity_clients (client_id, active, version, changed_at, event_id)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (client_id) DO UPDATE
-                     SET active = excluded.active, changed_at = excluded.changed_at, event_id = excluded.event_id
-                     WHERE identity_clients.changed_at <= excluded.changed_at",
+                     SET active = excluded.active, version = excluded.version, changed_at = excluded.changed_at,
+                         event_id = excluded.event_id
+                     WHERE (identity_clients.version, identity_clients.changed_at)
+                         < (excluded.version, excluded.changed_at)",
             )
             .bind(&client.client_id)
             .bind(client.active)
+            .bind(client.version)
             .bind(event.time)
             .bind(event.id)
             .execute(transaction)

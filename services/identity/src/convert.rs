@@ -119,6 +119,7 @@ pub fn client_to_proto(client: &SystemClient) -> pb::SystemClient {
         scopes: client.scopes.iter().map(|role| role.as_str().to_owned()).collect(),
         active: client.active,
         audiences: client.audiences.clone(),
+        version: client.version,
     }
 }
 

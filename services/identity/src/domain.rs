@@ -135,6 +135,9 @@ pub struct SystemClient {
     pub active: bool,
     /// The services its tokens are good for; empty: every service.
     pub audiences: Vec<String>,
+    /// 1 when registered, one more with each change, in the order the
+    /// changes committed (what a new client is registered with is ignored).
+    pub version: i64,
 }
 
 /// Who is making a change or reading data.

@@ -615,7 +615,7 @@ impl IdentityAdminService for AdminApi {
         };
         let mut content = request.clone();
         content.request_id.clear();
-        let client = SystemClient { client_id, name, public_jwk, scopes, active: true, audiences };
+        let client = SystemClient { client_id, name, public_jwk, scopes, active: true, audiences, version: 1 };
         let response = once(&self.0, "RegisterSystemClient", request_id, &content, async |transaction| {
             let registered = Identity::register_system_client(transaction, &actor, client).await?;
             Ok(pb::RegisterSystemClientResponse { client: Some(client_to_proto(&registered)) })

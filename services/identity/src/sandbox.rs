@@ -242,6 +242,7 @@ pub async fn seed_system_clients(
                         scopes: scopes.to_vec(),
                         active: true,
                         audiences: audiences.iter().map(|audience| (*audience).to_owned()).collect(),
+                        version: 1,
                     };
                     Identity::register_system_client(&mut transaction, &actor, client).await?;
                 }

@@ -149,6 +149,7 @@ struct SystemClientRow {
     scopes: Vec<String>,
     active: bool,
     audiences: Vec<String>,
+    version: i64,
 }
 
 impl TryFrom<SystemClientRow> for SystemClient {
@@ -166,6 +167,7 @@ impl TryFrom<SystemClientRow> for SystemClient {
                 .collect::<Result<_, _>>()?,
             active: row.active,
             audiences: row.audiences,
+            version: row.version,
         })
     }
 }
@@ -752,7 +754,7 @@ impl Store {
     ) -> Result<SystemClient, StoreError> {
         let row: SystemClientRow = sqlx::query_as(
             "INSERT INTO system_clients (client_id, name, public_jwk, scopes, active, created_by, updated_by, audiences)
-             VALUES ($1, $2, $3, $4, true, $5, $5, $6) RETURNING client_id, name, public_jwk, scopes, active, audiences",
+             VALUES ($1, $2, $3, $4, true, $5, $5, $6) RETURNING client_id, name, public_jwk, scopes, active, audiences, version",
         )
         .bind(&client.client_id)
         .bind(&client.name)
@@ -770,7 +772,7 @@ impl Store {
         client_id: &str,
     ) -> Result<Option<SystemClient>, StoreError> {
         let row: Option<SystemClientRow> = sqlx::query_as(
-            "SELECT client_id, name, public_jwk, scopes, active, audiences FROM system_clients WHERE client_id = $1",
+            "SELECT client_id, name, public_jwk, scopes, active, audiences, version FROM system_clients WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(connection)
@@ -787,8 +789,8 @@ impl Store {
     ) -> Result<Option<SystemClient>, StoreError> {
         let row: Option<SystemClientRow> = sqlx::query_as(
             "UPDATE system_clients SET public_jwk = COALESCE($2, public_jwk), active = COALESCE($3, active),
-                    updated_at = now(), updated_by = $4
-             WHERE client_id = $1 RETURNING client_id, name, public_jwk, scopes, active, audiences",
+                    updated_at = now(), updated_by = $4, version = version + 1
+             WHERE client_id = $1 RETURNING client_id, name, public_jwk, scopes, active, audiences, version",
         )
         .bind(client_id)
         .bind(public_jwk.map(Json))

@@ -1301,6 +1301,60 @@ async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_i
     );
 }
 
+#[tokio::test]
+async fn of_a_client_s_changes_the_one_identity_committed_last_stands_whatever_their_order_and_times() {
+    use esocial_events::EventHandler as _;
+    use prost::Message as _;
+    let gateway = TestGateway::spawn().await;
+    let pool = gateway.gateway_pool().await;
+    let started = chrono::Utc::now();
+    // One change as identity's event carries it: the client at `version`,
+    // the event stamped `seconds` after the start.
+    let handled = |version: i64, active: bool, seconds: i64| {
+        let pool = pool.clone();
+        async move {
+            let changed = esocial_proto::identity::v1::SystemClientChanged {
+                client: Some(esocial_proto::identity::v1::SystemClient {
+                    client_id: "another-system".to_owned(),
+                    active,
+                    version,
+                    ..Default::default()
+                }),
+                changed_by: None,
+                change: "status_changed".to_owned(),
+            };
+            let event = esocial_events::ReceivedEvent {
+                id: uuid::Uuid::now_v7(),
+                event_type: "ua.gov.esocial.identity.system_client.status_changed.v1".to_owned(),
+                source: "/esocial/identity".to_owned(),
+                subject: None,
+                time: started + chrono::Duration::seconds(seconds),
+                nats_subject: "identity.system_client.status_changed".to_owned(),
+                payload: changed.encode_to_vec(),
+                traceparent: None,
+                tracestate: None,
+            };
+            let mut transaction = pool.begin().await.expect("transaction");
+            esocial_gateway::clients::IdentityClients.handle(&mut transaction, &event).await.expect("handled");
+            transaction.commit().await.expect("committed");
+            let state: (bool, i64) =
+                sqlx::query_as("SELECT active, version FROM identity_clients WHERE client_id = 'another-system'")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("the client's state");
+            state
+        }
+    };
+    assert_eq!(handled(3, false, 0).await, (false, 3), "deactivated");
+    // An activation whose transaction started later but committed first
+    // (a lower version) does not undo the deactivation...
+    assert_eq!(handled(2, true, 1).await, (false, 3), "an older change coming late");
+    // ...a later change does, whatever its time says.
+    assert_eq!(handled(4, true, -1).await, (true, 4), "the newer change");
+    // The same change again changes nothing.
+    assert_eq!(handled(4, true, -1).await, (true, 4), "again");
+}
+
 /// The bank simulator through the gateway, as a member with a right to all
 /// of the bank's methods, and an open and a closed sandbox account.
 async fn bank_through_gateway(

@@ -151,7 +151,8 @@ async fn replayed_forged_long_lived_and_overreaching_assertions_are_refused() {
     assert_eq!(overreach.code(), Code::PermissionDenied);
 
     let token = app.admin_token().await;
-    app.admin_client(&token)
+    let deactivated = app
+        .admin_client(&token)
         .await
         .set_system_client_status(pb::SetSystemClientStatusRequest {
             request_id: new_request_id(),
@@ -159,7 +160,13 @@ async fn replayed_forged_long_lived_and_overreaching_assertions_are_refused() {
             active: false,
         })
         .await
-        .expect("deactivated");
+        .expect("deactivated")
+        .into_inner()
+        .client
+        .expect("client");
+    // Registered as version 1; each change counts one more, so that the
+    // consumers of its events keep the newest.
+    assert_eq!((deactivated.active, deactivated.version), (false, 2));
     let inactive = client
         .issue_service_token(issue(assertion(&key, "gateway", &app.issuer, 60), vec![]))
         .await
