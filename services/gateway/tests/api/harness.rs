@@ -550,6 +550,17 @@ fn overridden(pairs: &mut Vec<(String, String)>, overrides: &[(&str, &str)]) {
 }
 
 /// A provider the registry accepts: a social protection body in Cherkasy oblast.
+/// A member as `GetMember` answers it.
+pub async fn member(admin: &mut Admin, member_id: &str) -> pb::Member {
+    admin
+        .get_member(pb::GetMemberRequest { member_id: member_id.to_owned() })
+        .await
+        .expect("member")
+        .into_inner()
+        .member
+        .expect("member")
+}
+
 pub fn provider(name: &str, edrpou_base: u32) -> registry_pb::RegisterProviderRequest {
     let edrpou = esocial_identifiers::Edrpou::compose(edrpou_base).expect("edrpou").to_string();
     registry_pb::RegisterProviderRequest {

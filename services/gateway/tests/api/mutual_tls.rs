@@ -120,13 +120,7 @@ async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token()
         .await
         .expect("granted");
     gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
-    let member = admin
-        .get_member(pb::GetMemberRequest { member_id: DIIA.to_owned() })
-        .await
-        .expect("member")
-        .into_inner()
-        .member
-        .expect("member");
+    let member = member(&mut admin, DIIA).await;
     assert_eq!(member.client_certificate_sha256, diia_certificate.sha256, "kept in lower case");
 
     let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };

@@ -1265,13 +1265,7 @@ async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_i
     let shown = |deactivated: bool| {
         let mut admin = admin.clone();
         async move {
-            let member = admin
-                .get_member(pb::GetMemberRequest { member_id: DIIA.to_owned() })
-                .await
-                .expect("member")
-                .into_inner()
-                .member
-                .expect("member");
+            let member = member(&mut admin, DIIA).await;
             let listed = admin.list_members(pb::ListMembersRequest::default()).await.expect("members").into_inner();
             let listed = listed.members.iter().find(|listed| listed.member_id == DIIA).expect("listed");
             assert_eq!((member.client_deactivated, listed.client_deactivated), (deactivated, deactivated));
