@@ -251,17 +251,30 @@ async fn a_stream_ends_when_the_member_is_no_longer_entitled() {
     assert!(more.is_err(), "nothing else comes: {more:?}");
 }
 
-#[tokio::test]
-async fn a_stream_with_nothing_to_deliver_ends_when_its_member_is_suspended() {
+/// How the Diia portal's open stream, with nothing to deliver, ends once
+/// `shut_out` has turned its member away.
+async fn silent_stream_ended_by(shut_out: impl AsyncFnOnce(&TestGateway)) -> tonic::Status {
     let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
     let mut stream = stream_of_registrations(&mut subscriptions).await;
-    gateway.suspend(DIIA).await;
-    let ended = tokio::time::timeout(Duration::from_secs(15), stream.message())
+    shut_out(&gateway).await;
+    tokio::time::timeout(Duration::from_secs(15), stream.message())
         .await
         .expect("the stream ends without an event to deliver")
-        .expect_err("refused");
+        .expect_err("refused")
+}
+
+#[tokio::test]
+async fn a_stream_with_nothing_to_deliver_ends_when_its_member_is_suspended() {
+    let ended = Box::pin(silent_stream_ended_by(async |gateway| gateway.suspend(DIIA).await)).await;
     assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
     assert!(ended.message().contains("suspended"), "{}", ended.message());
+}
+
+#[tokio::test]
+async fn a_stream_with_nothing_to_deliver_ends_when_identity_deactivates_its_member_s_client() {
+    let ended = Box::pin(silent_stream_ended_by(async |gateway| gateway.set_client_active("diia", false).await)).await;
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    assert!(ended.message().contains("diia is deactivated at identity"), "{}", ended.message());
 }
 
 #[tokio::test]
