@@ -153,9 +153,12 @@ impl Directory {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Sees each new version.
+    /// Sees each new version, the current one first: whoever waits for a
+    /// change checks at once too, for a change since it last looked.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
+        let mut changes = self.changes.subscribe();
+        changes.mark_changed();
+        changes
     }
 
     /// Puts `snapshot` in place, then counts a new version.

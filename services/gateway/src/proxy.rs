@@ -747,24 +747,10 @@ fn pass(
 /// is left to the response body, which checks the standing at its first
 /// wait.
 async fn unless_refused<Answer>(standing: &Standing, answer: impl Future<Output = Answer>) -> Result<Answer, Status> {
-    let mut changes = standing.changed();
-    // The directory may have changed since the door let the call in.
-    changes.mark_changed();
-    let refused = async {
-        loop {
-            if changes.changed().await.is_err() {
-                // The directory is gone (the gateway is stopping).
-                return std::future::pending().await;
-            }
-            if let Err(status) = standing.check() {
-                return status;
-            }
-        }
-    };
     tokio::select! {
         biased;
         answered = answer => Ok(answered),
-        refused = refused => Err(refused),
+        refused = standing.lost() => Err(refused),
     }
 }
 
@@ -1316,43 +1302,28 @@ struct WatchedResponseBody {
 /// the response message under way before it ends all the same.
 const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
-/// A stream's [`Standing`] and the wait for the directory's next change.
+/// A stream's [`Standing`] and the wait for it to be lost
+/// ([`Standing::lost`], which checks at its first poll too: the directory
+/// may have changed while the service had not answered yet).
 struct Watching {
     standing: Arc<Standing>,
-    change: Pin<Box<dyn Future<Output = Option<tokio::sync::watch::Receiver<u64>>> + Send>>,
+    /// `None` once it has ended.
+    lost: Option<Pin<Box<dyn Future<Output = Status> + Send>>>,
 }
 
 impl Watching {
     fn new(standing: Arc<Standing>) -> Self {
         standing.watch();
-        // The directory may have changed since the door let the call in
-        // (while the service had not answered yet): checked at the first
-        // wait, whatever the version.
-        let mut changes = standing.changed();
-        changes.mark_changed();
-        let change = Self::next_change(changes);
-        Self { standing, change }
+        let waiting = standing.clone();
+        Self { standing, lost: Some(Box::pin(async move { waiting.lost().await })) }
     }
 
-    fn next_change(
-        mut changes: tokio::sync::watch::Receiver<u64>,
-    ) -> Pin<Box<dyn Future<Output = Option<tokio::sync::watch::Receiver<u64>>> + Send>> {
-        Box::pin(async move { changes.changed().await.ok().map(|()| changes) })
-    }
-
-    /// Why the stream must end, checked at each change of the directory
-    /// since the last poll; registers for the next one.
+    /// Why the stream must end, if the member lost its standing; until
+    /// then the directory's next change wakes the task.
     fn lost(&mut self, context: &mut Context<'_>) -> Option<Status> {
-        while let Poll::Ready(changes) = self.change.as_mut().poll(context) {
-            // The wait is over: it is not polled again unless made anew.
-            self.change = Box::pin(std::future::pending());
-            if let Err(status) = self.standing.check() {
-                return Some(status);
-            }
-            // `None`: the directory is gone (the gateway is stopping).
-            self.change = Self::next_change(changes?);
-        }
-        None
+        let Poll::Ready(status) = self.lost.as_mut()?.as_mut().poll(context) else { return None };
+        self.lost = None;
+        Some(status)
     }
 }
 

@@ -6,12 +6,11 @@
 //! The check costs one comparison with the directory's version at each
 //! message either way; the member's entry is looked at again only when the
 //! directory has changed. A silent stream is woken by the change itself
-//! ([`Standing::changed`]).
+//! ([`Standing::lost`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::watch;
 use tonic::Status;
 
 use crate::directory::Directory;
@@ -86,9 +85,19 @@ impl Standing {
         self.watched.load(Ordering::Acquire)
     }
 
-    /// The directory's changes, to wake a stream that has nothing to pass.
-    pub fn changed(&self) -> watch::Receiver<u64> {
-        self.directory.changes()
+    /// Waits until the member loses its standing: checked at once (the
+    /// directory may have changed since the door let the call in), then
+    /// at each change of the directory, so that a stream with nothing to
+    /// pass is cut off too. Never ends once the directory is gone (the
+    /// gateway is stopping).
+    pub async fn lost(&self) -> Status {
+        let mut changes = self.directory.changes();
+        while changes.changed().await.is_ok() {
+            if let Err(status) = self.check() {
+                return status;
+            }
+        }
+        std::future::pending().await
     }
 
     /// The door's checks, on the member as the directory has it now.

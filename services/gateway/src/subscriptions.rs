@@ -394,7 +394,6 @@ impl Subscriptions {
             // entitled to a type it subscribed to, does not keep it (nor its
             // place) open.
             let mut changes = this.directory.changes();
-            changes.mark_changed();
             let mut watching = true;
             loop {
                 let next = tokio::select! {
