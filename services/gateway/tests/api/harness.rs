@@ -431,14 +431,7 @@ impl TestGateway {
             .await
             .expect("member registered");
         for right in rights {
-            admin
-                .grant_access(pb::GrantAccessRequest {
-                    request_id: new_request_id(),
-                    member_id: member_id.to_owned(),
-                    method: (*right).to_owned(),
-                })
-                .await
-                .expect("right granted");
+            grant(&mut admin, member_id, right).await;
         }
     }
 
@@ -550,6 +543,18 @@ fn overridden(pairs: &mut Vec<(String, String)>, overrides: &[(&str, &str)]) {
 }
 
 /// A provider the registry accepts: a social protection body in Cherkasy oblast.
+/// Grants `member_id` the right to `method`, as its administrator does.
+pub async fn grant(admin: &mut Admin, member_id: &str, method: &str) {
+    admin
+        .grant_access(pb::GrantAccessRequest {
+            request_id: new_request_id(),
+            member_id: member_id.to_owned(),
+            method: method.to_owned(),
+        })
+        .await
+        .expect("right granted");
+}
+
 /// A member as `GetMember` answers it.
 pub async fn member(admin: &mut Admin, member_id: &str) -> pb::Member {
     admin

@@ -111,14 +111,7 @@ async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token()
         })
         .await
         .expect("registered with its certificate");
-    admin
-        .grant_access(pb::GrantAccessRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            method: VERIFY_CERTIFICATE.to_owned(),
-        })
-        .await
-        .expect("granted");
+    grant(&mut admin, DIIA, VERIFY_CERTIFICATE).await;
     gateway.register_member(BANK, "bank", None, &[VERIFY_CERTIFICATE]).await;
     let member = member(&mut admin, DIIA).await;
     assert_eq!(member.client_certificate_sha256, diia_certificate.sha256, "kept in lower case");

@@ -1129,13 +1129,7 @@ pub async fn open_account_stream(
 ) {
     let (requests, outgoing) = request_stream();
     let mut answers = bank.verify_accounts(outgoing).await.expect("call opened").into_inner();
-    requests.send(account_request(adult)).expect("request sent");
-    let first = tokio::time::timeout(Duration::from_secs(10), answers.message())
-        .await
-        .expect("an answer")
-        .expect("answer")
-        .expect("not the end");
-    assert_eq!(first.status, i32::from(esocial_proto::external::bank::v1::AccountStatus::Open));
+    answered(&requests, &mut answers, adult).await;
     (requests, answers)
 }
 
@@ -1208,14 +1202,7 @@ async fn an_open_stream_ends_once_its_member_loses_the_method_or_is_suspended_an
 
     // Given the right again, the member opens a stream; suspended, the
     // stream ends as a new call would be refused.
-    admin
-        .grant_access(pb::GrantAccessRequest {
-            request_id: new_request_id(),
-            member_id: DIIA.to_owned(),
-            method: BANK_SERVICE.to_owned(),
-        })
-        .await
-        .expect("granted again");
+    grant(&mut admin, DIIA, BANK_SERVICE).await;
     let (_diia_requests, mut diia_answers) = open_account_stream(&mut diia, open).await;
     gateway.suspend(DIIA).await;
     let refused = ended(&mut diia_answers).await;
