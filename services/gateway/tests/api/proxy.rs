@@ -1021,13 +1021,7 @@ async fn a_two_way_stream_passes_through_each_answer_before_the_next_request_is_
     let mut answers = client.verify_accounts(outgoing).await.expect("call opened").into_inner();
     let mut statuses = Vec::new();
     for adult in [open, closed, open] {
-        requests.send(ask(adult)).expect("request sent");
-        let answer = tokio::time::timeout(Duration::from_secs(10), answers.message())
-            .await
-            .expect("an answer while the request stream is still open")
-            .expect("answer")
-            .expect("not the end");
-        statuses.push(answer.status);
+        statuses.push(answer_to(&requests, &mut answers, ask(adult)).await.status);
     }
     drop(requests);
     assert!(answers.message().await.expect("end").is_none(), "the bank ends when the requests end");
@@ -1156,13 +1150,23 @@ pub async fn answered(
     answers: &mut tonic::Streaming<esocial_proto::external::bank::v1::VerifyAccountResponse>,
     adult: &esocial_external::SandboxAdult,
 ) {
-    requests.send(account_request(adult)).expect("request sent");
-    let answer = tokio::time::timeout(Duration::from_secs(10), answers.message())
-        .await
-        .expect("an answer")
-        .expect("still open")
-        .expect("not the end");
+    let answer = answer_to(requests, answers, account_request(adult)).await;
     assert_eq!(answer.status, i32::from(esocial_proto::external::bank::v1::AccountStatus::Open));
+}
+
+/// The answer to `request` on an open stream, waited for at most 10 s
+/// while the request stream is still open.
+pub async fn answer_to(
+    requests: &tokio::sync::mpsc::UnboundedSender<esocial_proto::external::bank::v1::VerifyAccountRequest>,
+    answers: &mut tonic::Streaming<esocial_proto::external::bank::v1::VerifyAccountResponse>,
+    request: esocial_proto::external::bank::v1::VerifyAccountRequest,
+) -> esocial_proto::external::bank::v1::VerifyAccountResponse {
+    requests.send(request).expect("request sent");
+    tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("an answer while the request stream is still open")
+        .expect("still open")
+        .expect("not the end")
 }
 
 #[tokio::test]
