@@ -10,10 +10,12 @@
 //! (the queue is full, or the database refuses), the gateway refuses new
 //! calls with UNAVAILABLE, unless configured to serve them unlogged.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use ed25519_dalek::Signer as _;
 use sha2::{Digest as _, Sha256};
@@ -302,11 +304,9 @@ pub fn checkpoint_message(node: &str, sequence: i64, hash: &Digest, signed_at: D
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
+    let mut text = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut text, bytes);
+    text
 }
 
 /// The `gateway.log.checkpointed` event of a signed checkpoint: its copy
@@ -654,10 +654,13 @@ impl LogWriter {
     }
 
     async fn stored_head(connection: &mut PgConnection, node: &str) -> Result<Head, WriteError> {
-        let row = sqlx::query("SELECT sequence, hash FROM message_log WHERE node = $1 ORDER BY sequence DESC LIMIT 1")
-            .bind(node)
-            .fetch_optional(connection)
-            .await?;
+        let row = sqlx::query(
+            "SELECT last_sequence AS sequence, decode(entries::json -> -1 ->> 'hash', 'hex') AS hash
+             FROM message_log_batches WHERE node = $1 ORDER BY last_sequence DESC LIMIT 1",
+        )
+        .bind(node)
+        .fetch_optional(connection)
+        .await?;
         let Some(row) = row else {
             return Ok(Head { sequence: 0, hash: GENESIS });
         };
@@ -837,33 +840,24 @@ impl LogWriter {
         }
     }
 
-    /// Inserts a chained batch in one statement (one transaction).
+    /// Inserts a chained batch as one row (one statement, one transaction).
     async fn insert(connection: &mut PgConnection, node: &str, columns: &BatchColumns) -> Result<(), sqlx::Error> {
+        let row = columns.stored();
         sqlx::query(
-            "INSERT INTO message_log (node, sequence, request_id, member_id, caller, method, direction, started_at,
-                                      duration_us, status_code, request_bytes, response_bytes, request_sha256,
-                                      response_sha256, request_body, response_body, hash)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                      $8::timestamptz[], $9::bigint[], $10::int[], $11::bigint[], $12::bigint[],
-                                      $13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[], $17::bytea[])",
+            "INSERT INTO message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
+                                              member_ids, methods, services, request_ids, entries)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(node)
-        .bind(&columns.sequence)
+        .bind(row.first_sequence)
+        .bind(row.last_sequence)
+        .bind(row.first_started_at)
+        .bind(row.last_started_at)
+        .bind(&row.member_ids)
+        .bind(&row.methods)
+        .bind(&row.services)
         .bind(&columns.request_id)
-        .bind(&columns.member_id)
-        .bind(&columns.caller)
-        .bind(&columns.method)
-        .bind(&columns.direction)
-        .bind(&columns.started_at)
-        .bind(&columns.duration_us)
-        .bind(&columns.status_code)
-        .bind(&columns.request_bytes)
-        .bind(&columns.response_bytes)
-        .bind(&columns.request_sha256)
-        .bind(&columns.response_sha256)
-        .bind(&columns.request_body)
-        .bind(&columns.response_body)
-        .bind(&columns.hash)
+        .bind(&row.entries)
         .execute(connection)
         .await?;
         Ok(())
@@ -1088,11 +1082,10 @@ pub async fn search(
     limit: i64,
     body_bytes_max: usize,
 ) -> Result<SearchPage, sqlx::Error> {
-    let (method_exact, method_prefix) = match &filter.method {
-        Some(method) if method.ends_with('/') => {
-            (None, Some(format!("{}%", method.replace('%', "\\%").replace('_', "\\_"))))
-        }
-        Some(method) => (Some(method.clone()), None),
+    // A service (`/package.Service/`) is found by its batches' services.
+    let (method_exact, service) = match &filter.method {
+        Some(method) if method.ends_with('/') => (None, Some(method.as_str())),
+        Some(method) => (Some(method.as_str()), None),
         None => (None, None),
     };
     let bodies = if filter.include_bodies {
@@ -1100,6 +1093,14 @@ pub async fn search(
     } else {
         "NULL::bytea AS request_body, NULL::bytea AS response_body"
     };
+    // Batches are found by their columns (`batch_…`, indexed), their entries
+    // unpacked and filtered. Entries are ordered by their start, and a batch
+    // holds exchanges that started over a span: the entries that start
+    // before a batch's first start are all in the batches that start before
+    // it. So a page reads only the batches that start before the one at
+    // `$13` in that order (`bound`), and is whole when the entries it
+    // found all start before that batch; otherwise it is read again, with
+    // more batches.
     // With bodies, only the entries whose bodies before them stay within
     // `body_bytes_max` (so one past it, and the second when the first
     // passes it alone: a page holds at least one and says whether more
@@ -1107,17 +1108,32 @@ pub async fn search(
     // values without reading the bodies.
     // A statement's `pg_current_snapshot()` is the one it reads with. Both
     // snapshots are sub-selects, worked out once (not at every row).
+    let batches = "($1::text IS NULL OR member_ids @> ARRAY[$1::text])
+                   AND ($2::text IS NULL OR methods @> ARRAY[$2::text])
+                   AND ($3::text IS NULL OR services @> ARRAY[$3::text])
+                   AND tstzrange(first_started_at, last_started_at, '[]') && tstzrange($4, $5, '[)')
+                   AND ($6::text IS NULL OR request_ids @> ARRAY[$6::text])
+                   AND ($7::timestamptz IS NULL OR last_started_at >= $7)";
     let query = format!(
-        "SELECT *, (SELECT coalesce($12, pg_current_snapshot()::text)) AS seen FROM (
-             SELECT *, sum(own_bytes) OVER running - own_bytes AS bytes_before, row_number() OVER running AS position
+        "WITH bound AS (
+             SELECT coalesce((SELECT first_started_at FROM message_log_batches WHERE {batches}
+                              ORDER BY first_started_at OFFSET $13 LIMIT 1), 'infinity') AS bound
+         )
+         SELECT *, (SELECT coalesce($12, pg_current_snapshot()::text)) AS seen,
+                (SELECT nullif(bound, 'infinity') FROM bound) AS bound
+         FROM (
+             SELECT *, sum(own_bytes) OVER running - own_bytes AS bytes_before, row_number() OVER running AS position,
+                    count(*) OVER () AS found, max(started_at) OVER () AS found_last
              FROM (
                  SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
                         status_code, request_bytes, response_bytes, request_sha256, response_sha256, {bodies}, hash,
                         coalesce(octet_length(request_body), 0) + coalesce(octet_length(response_body), 0) AS own_bytes
                  FROM message_log
-                 WHERE ($1::text IS NULL OR member_id = $1)
+                 WHERE {narrowed}
+                   AND batch_first_started_at < (SELECT bound FROM bound)
+                   AND ($1::text IS NULL OR member_id = $1)
                    AND ($2::text IS NULL OR method = $2)
-                   AND ($3::text IS NULL OR method LIKE $3)
+                   AND ($3::text IS NULL OR starts_with(method, $3))
                    AND ($4::timestamptz IS NULL OR started_at >= $4)
                    AND ($5::timestamptz IS NULL OR started_at < $5)
                    AND ($6::text IS NULL OR request_id = $6)
@@ -1130,24 +1146,70 @@ pub async fn search(
              WINDOW running AS (ORDER BY started_at, node, sequence ROWS UNBOUNDED PRECEDING)
          ) page
          WHERE $11::bigint IS NULL OR bytes_before <= $11 OR position <= 2
-         ORDER BY started_at, node, sequence"
+         ORDER BY started_at, node, sequence",
+        narrowed = batches
+            .replace("member_ids", "batch_member_ids")
+            .replace("methods", "batch_methods")
+            .replace("services", "batch_services")
+            .replace("first_started_at", "batch_first_started_at")
+            .replace("last_started_at", "batch_last_started_at")
+            .replace("request_ids", "batch_request_ids"),
     );
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
-    let rows = sqlx::query(sqlx::AssertSqlSafe(query))
-        .bind(filter.member_id.as_deref())
-        .bind(method_exact)
-        .bind(method_prefix)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.request_id.as_deref())
-        .bind(after_time)
-        .bind(after.map(|cursor| cursor.node.clone()).unwrap_or_default())
-        .bind(after.map_or(0, |cursor| cursor.sequence))
-        .bind(limit)
-        .bind(filter.include_bodies.then(|| i64::try_from(body_bytes_max).unwrap_or(i64::MAX)))
-        .bind(after.map(|cursor| cursor.seen.to_string()))
-        .fetch_all(pool)
-        .await?;
+    // How many batches in start order a read leaves out at the first try:
+    // a busy member's page is in its first few.
+    let mut skipped: i64 = 4;
+    let rows = loop {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(query.as_str()))
+            .bind(filter.member_id.as_deref())
+            .bind(method_exact)
+            .bind(service)
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.request_id.as_deref())
+            .bind(after_time)
+            .bind(after.map(|cursor| cursor.node.clone()).unwrap_or_default())
+            .bind(after.map_or(0, |cursor| cursor.sequence))
+            .bind(limit)
+            .bind(filter.include_bodies.then(|| i64::try_from(body_bytes_max).unwrap_or(i64::MAX)))
+            .bind(after.map(|cursor| cursor.seen.to_string()))
+            .bind(skipped)
+            .fetch_all(pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            // Nothing in the batches read: whole only if they were all read.
+            let all_read: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {batches} OFFSET $8)"
+            )))
+            .bind(filter.member_id.as_deref())
+            .bind(method_exact)
+            .bind(service)
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.request_id.as_deref())
+            .bind(after_time)
+            .bind(skipped)
+            .fetch_one(pool)
+            .await?;
+            if all_read {
+                break rows;
+            }
+            skipped = skipped.saturating_mul(8);
+            continue;
+        };
+        // None once every batch is read.
+        let bound: Option<DateTime<Utc>> = first.try_get("bound")?;
+        let found: i64 = first.try_get("found")?;
+        let found_last: DateTime<Utc> = first.try_get("found_last")?;
+        let whole = match bound {
+            None => true,
+            Some(bound) => found == limit && found_last < bound,
+        };
+        if whole {
+            break rows;
+        }
+        skipped = skipped.saturating_mul(8);
+    };
     let seen = match rows.first() {
         Some(row) => {
             let seen: String = row.try_get("seen")?;
@@ -1278,7 +1340,66 @@ pub async fn searches(
         .collect()
 }
 
-/// A batch as column arrays, for one `INSERT … SELECT FROM unnest(…)`.
+/// A batch as `message_log_batches` keeps it (with its request ids, which
+/// are the batch's column as they are).
+struct StoredBatch<'a> {
+    first_sequence: i64,
+    last_sequence: i64,
+    first_started_at: DateTime<Utc>,
+    last_started_at: DateTime<Utc>,
+    member_ids: Vec<&'a str>,
+    methods: Vec<&'a str>,
+    services: Vec<&'a str>,
+    /// The JSON array of its entries (migration 0109's `message_log_entry`).
+    entries: String,
+}
+
+/// `values`, each once.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut values: Vec<&str> = values.collect();
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+/// `text` as a JSON string.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            control if u32::from(control) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(control));
+            }
+            other => out.push(other),
+        }
+    }
+    out.push('"');
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+fn push_body(out: &mut String, body: Option<&Vec<u8>>) {
+    match body {
+        Some(body) => {
+            out.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(body, out);
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+}
+
+/// A batch gathered entry by entry, chained, then stored as one row
+/// ([`BatchColumns::stored`]).
 #[derive(Default)]
 struct BatchColumns {
     sequence: Vec<i64>,
@@ -1350,6 +1471,58 @@ impl BatchColumns {
         self.response_body.push(entry.response_body);
         self.hash.push(Vec::new());
     }
+
+    /// The batch as stored; its entries are chained.
+    fn stored(&self) -> StoredBatch<'_> {
+        let mut entries = String::with_capacity(self.len() * 560 + self.body_bytes / 3 * 4 + 16);
+        entries.push('[');
+        for index in 0..self.len() {
+            if index > 0 {
+                entries.push(',');
+            }
+            let _ = write!(entries, "{{\"sequence\":{},\"request_id\":", self.sequence[index]);
+            push_json_string(&mut entries, &self.request_id[index]);
+            entries.push_str(",\"member_id\":");
+            push_json_string(&mut entries, &self.member_id[index]);
+            entries.push_str(",\"caller\":");
+            push_json_string(&mut entries, &self.caller[index]);
+            entries.push_str(",\"method\":");
+            push_json_string(&mut entries, &self.method[index]);
+            let _ = write!(
+                entries,
+                ",\"direction\":\"{}\",\"started_at_us\":{},\"duration_us\":{},\"status_code\":{},\"request_bytes\":{},\"response_bytes\":{},\"request_sha256\":\"",
+                self.direction[index],
+                self.started_at[index].timestamp_micros(),
+                self.duration_us[index],
+                self.status_code[index],
+                self.request_bytes[index],
+                self.response_bytes[index],
+            );
+            push_hex(&mut entries, &self.request_sha256[index]);
+            entries.push_str("\",\"response_sha256\":\"");
+            push_hex(&mut entries, &self.response_sha256[index]);
+            entries.push_str("\",\"request_body\":");
+            push_body(&mut entries, self.request_body[index].as_ref());
+            entries.push_str(",\"response_body\":");
+            push_body(&mut entries, self.response_body[index].as_ref());
+            entries.push_str(",\"hash\":\"");
+            push_hex(&mut entries, &self.hash[index]);
+            entries.push_str("\"}");
+        }
+        entries.push(']');
+        let first_started_at = self.started_at.iter().min().copied().unwrap_or_default();
+        let last_started_at = self.started_at.iter().max().copied().unwrap_or_default();
+        StoredBatch {
+            first_sequence: self.sequence.first().copied().unwrap_or_default(),
+            last_sequence: self.sequence.last().copied().unwrap_or_default(),
+            first_started_at,
+            last_started_at,
+            member_ids: distinct(self.member_id.iter().map(String::as_str)),
+            methods: distinct(self.method.iter().map(String::as_str)),
+            services: distinct(self.method.iter().filter_map(|method| method.rfind('/').map(|end| &method[..=end]))),
+            entries,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1398,6 +1571,50 @@ mod tests {
             request_body,
             response_body: None,
         }
+    }
+
+    #[test]
+    fn a_stored_batch_holds_its_entries_as_json_and_names_what_searches_go_by() {
+        let mut columns = BatchColumns::with_capacity(3);
+        for (index, (member, method)) in [
+            ("UA/GOV/2", "/esocial.registry.v1.IdpService/VerifyIdpCertificate"),
+            ("UA/GOV/1", "/esocial.registry.v1.RegistryService/GetPerson"),
+            ("UA/GOV/2", "outbound-without-service"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut entry = log_entry(Some(b"\x00\xffbody".to_vec()));
+            entry.request_id = format!("id \"{index}\" \\ \n\u{1}ї");
+            entry.member_id = member.to_owned();
+            entry.method = method.to_owned();
+            entry.started_at =
+                DateTime::from_timestamp_micros(1_765_000_000_123_456 - i64::try_from(index).unwrap_or(0))
+                    .expect("a time");
+            columns.push(Queued { entry, kept: Reservation::default() });
+        }
+        for index in 0..3 {
+            columns.sequence[index] = 41 + i64::try_from(index).unwrap_or(0);
+            columns.hash[index] = vec![u8::try_from(index).unwrap_or(0); 32];
+        }
+        let stored = columns.stored();
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&stored.entries).expect("a JSON array");
+        assert_eq!(entries.len(), 3);
+        for (index, entry) in entries.iter().enumerate() {
+            assert_eq!(entry["sequence"], 41 + index);
+            assert_eq!(entry["request_id"], columns.request_id[index]);
+            assert_eq!(entry["method"], columns.method[index]);
+            assert_eq!(entry["started_at_us"], columns.started_at[index].timestamp_micros());
+            assert_eq!(entry["request_sha256"], hex(&columns.request_sha256[index]));
+            assert_eq!(entry["request_body"], "AP9ib2R5");
+            assert_eq!(entry["response_body"], serde_json::Value::Null);
+            assert_eq!(entry["hash"], hex(&[u8::try_from(index).unwrap_or(0); 32]));
+        }
+        assert_eq!((stored.first_sequence, stored.last_sequence), (41, 43));
+        assert_eq!((stored.first_started_at, stored.last_started_at), (columns.started_at[2], columns.started_at[0]));
+        assert_eq!(stored.member_ids, ["UA/GOV/1", "UA/GOV/2"]);
+        assert_eq!(stored.methods.len(), 3);
+        assert_eq!(stored.services, ["/esocial.registry.v1.IdpService/", "/esocial.registry.v1.RegistryService/"]);
     }
 
     #[test]

@@ -229,7 +229,7 @@ pub async fn verify(
     let mut nodes: Vec<String> = match node {
         Some(node) => vec![node.to_owned()],
         None => sqlx::query_scalar(
-            "SELECT node FROM (SELECT DISTINCT node FROM message_log UNION SELECT DISTINCT node FROM log_checkpoints) n
+            "SELECT node FROM (SELECT DISTINCT node FROM message_log_batches UNION SELECT DISTINCT node FROM log_checkpoints) n
                  ORDER BY node",
         )
         .fetch_all(pool)
@@ -335,6 +335,10 @@ async fn verify_node(
     // verify with the same key.
     let mut chain_key: Option<&MacKey> = None;
     // The bodies stay in the database: their digests are compared there.
+    // A page reads the batches that hold its entries (a batch holds
+    // consecutive entries): those that end at or after its first entry and
+    // begin before the page's end. An entry outside its batch's stated
+    // span is not read where it belongs, and shows as missing there.
     loop {
         let rows = sqlx::query(
             "SELECT sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
@@ -342,8 +346,16 @@ async fn verify_node(
                     request_body IS NOT NULL AS request_body_stored,
                     response_body IS NOT NULL AS response_body_stored,
                     request_body IS NULL OR sha256(request_body) = request_sha256 AS request_body_matches,
-                    response_body IS NULL OR sha256(response_body) = response_sha256 AS response_body_matches
-             FROM message_log WHERE node = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3",
+                    response_body IS NULL OR sha256(response_body) = response_sha256 AS response_body_matches,
+                    coalesce(member_id = ANY (batch_member_ids)
+                             AND method = ANY (batch_methods)
+                             AND (strpos(method, '/') = 0 OR substring(method FROM '^(.*/)') = ANY (batch_services))
+                             AND batch_request_ids[sequence - batch_first_sequence + 1] = request_id
+                             AND started_at BETWEEN batch_first_started_at AND batch_last_started_at
+                             AND sequence BETWEEN batch_first_sequence AND batch_last_sequence, false) AS findable
+             FROM message_log
+             WHERE node = $1 AND batch_last_sequence >= $2 AND batch_first_sequence < $2 + $3 AND sequence >= $2
+             ORDER BY batch_last_sequence, sequence LIMIT $3",
         )
         .bind(node)
         .bind(expected)
@@ -403,6 +415,16 @@ async fn verify_node(
                 return Ok(first_problem(report, problems));
             };
             chain_key = Some(key);
+            if !row.try_get::<bool, _>("findable")? {
+                // The columns a search goes by do not name it: searches
+                // would not find it.
+                note(
+                    &mut problems,
+                    sequence,
+                    format!("entry {sequence} is hidden from searches: its batch's columns do not name it (altered)"),
+                );
+                return Ok(first_problem(report, problems));
+            }
             for side in ["request", "response"] {
                 if !row.try_get::<bool, _>(format!("{side}_body_matches").as_str())? {
                     note(

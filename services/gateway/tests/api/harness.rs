@@ -207,6 +207,7 @@ impl TestGateway {
         tasks.push(tokio::spawn(gateway.run(listener, shutdown.wait())));
 
         let pool = sqlx::PgPool::connect(database.url()).await.expect("test pool");
+        sqlx::raw_sql(include_str!("tamper.sql")).execute(&pool).await.expect("the log made writable entry by entry");
         let gateway = Self {
             address,
             registry_address,

@@ -372,6 +372,40 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     gateway.tamper(FLIP_REQUEST_DIGEST_BIT, &[]).await;
     assert!(verify_chain(&gateway).await.is_intact());
 
+    // An entry hidden from searches: its batch's columns no longer name
+    // its member (the entries, and so the chain, unchanged).
+    let (member, request_id, batch): (String, String, i64) = sqlx::query_as(
+        "SELECT member_id, request_id, batch_first_sequence FROM gateway.message_log WHERE sequence = 5",
+    )
+    .fetch_one(&gateway.pool)
+    .await
+    .expect("entry 5");
+    let first_of_member: i64 = sqlx::query_scalar(
+        "SELECT min(sequence) FROM gateway.message_log WHERE batch_first_sequence = $1 AND member_id = $2",
+    )
+    .bind(batch)
+    .bind(&member)
+    .fetch_one(&gateway.pool)
+    .await
+    .expect("the member's first entry in the batch");
+    let name_member = |how: &'static str| {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE gateway.message_log_batches SET member_ids = {how}(member_ids, $1) WHERE first_sequence = $2"
+        )))
+        .bind(member.clone())
+        .bind(batch)
+    };
+    let search = pb::SearchMessageLogRequest { member_id: member.clone(), request_id, ..Default::default() };
+    let found = log.search_message_log(search.clone()).await.expect("search").into_inner().entries;
+    assert_eq!(found.iter().map(|entry| entry.sequence).collect::<Vec<_>>(), [5]);
+    name_member("array_remove").execute(&gateway.pool).await.expect("hidden");
+    let found = log.search_message_log(search).await.expect("search").into_inner().entries;
+    assert!(found.is_empty(), "a search misses it: {found:?}");
+    let report = verify_chain(&gateway).await;
+    assert_broken_at(&report, first_of_member, &["hidden from searches"]);
+    name_member("array_append").execute(&gateway.pool).await.expect("named again");
+    assert!(verify_chain(&gateway).await.is_intact());
+
     // One entry removed.
     gateway.tamper("DELETE FROM gateway.message_log WHERE sequence = 7", &[]).await;
     let report = verify_chain(&gateway).await;
@@ -1108,6 +1142,18 @@ async fn write_late_entry<'c>(
     request_id: &str,
     started_at: chrono::DateTime<chrono::Utc>,
 ) {
+    write_entry(executor, sequence, request_id, DIIA, VERIFY_CERTIFICATE, started_at).await;
+}
+
+/// Writes an entry of another node (`gateway-late`), a batch of its own.
+async fn write_entry<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    sequence: i64,
+    request_id: &str,
+    member: &str,
+    method: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
     sqlx::query(
         "INSERT INTO gateway.message_log (node, sequence, request_id, member_id, caller, method, direction,
                                           started_at, duration_us, status_code, request_bytes, response_bytes,
@@ -1116,8 +1162,8 @@ async fn write_late_entry<'c>(
     )
     .bind(sequence)
     .bind(request_id)
-    .bind(DIIA)
-    .bind(VERIFY_CERTIFICATE)
+    .bind(member)
+    .bind(method)
     .bind(started_at)
     .bind([7u8; 32].as_slice())
     .execute(executor)
@@ -1192,6 +1238,104 @@ async fn the_pages_of_a_search_show_the_log_as_it_stood_at_the_first_page() {
         .encode(format!("after:{}:1:gateway-1", started[0].timestamp_micros()));
     let refused = log.search_message_log(asked(2, old)).await.expect_err("an old page token");
     assert_eq!(violated_fields(&refused), ["page.page_token"]);
+}
+
+/// Makes the entries `first` to `last` of node `gateway-late` one batch, as
+/// one insert of the writer's would have.
+async fn one_batch(pool: &sqlx::PgPool, first: i64, last: i64) {
+    let mut transaction = pool.begin().await.expect("transaction");
+    let entries: String = sqlx::query_scalar(
+        "SELECT json_agg(e ORDER BY (e ->> 'sequence')::bigint)::text
+         FROM gateway.message_log_batches b, json_array_elements(b.entries::json) e
+         WHERE node = 'gateway-late' AND first_sequence BETWEEN $1 AND $2",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_one(&mut *transaction)
+    .await
+    .expect("entries");
+    sqlx::query(
+        "DELETE FROM gateway.message_log_batches WHERE node = 'gateway-late' AND first_sequence BETWEEN $1 AND $2",
+    )
+    .bind(first)
+    .bind(last)
+    .execute(&mut *transaction)
+    .await
+    .expect("batches removed");
+    sqlx::query("SELECT gateway.tamper_rewrite('gateway-late', $1, $2::json, pg_current_xact_id())")
+        .bind(first)
+        .bind(entries)
+        .execute(&mut *transaction)
+        .await
+        .expect("one batch");
+    transaction.commit().await.expect("written");
+}
+
+#[tokio::test]
+async fn a_search_finds_entries_in_the_order_they_started_whichever_batches_hold_them() {
+    use esocial_proto::common::v1::PageRequest;
+
+    const GET_PERSON: &str = "/esocial.registry.v1.RegistryService/GetPerson";
+    let gateway = gateway_after_calls(0).await;
+    let base = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 3600, 0).expect("an hour ago");
+    // Twelve of the member's calls, each entry a batch of its own, written
+    // in the reverse order of their starts (as a long call's entry comes
+    // after those of calls that started later).
+    for sequence in 1..=12 {
+        let started = base - chrono::TimeDelta::seconds(sequence);
+        write_late_entry(&gateway.pool, sequence, &format!("call-{sequence:02}"), started).await;
+    }
+    // Then five batches that name both the member and the method, though
+    // none of their entries has both, and last an entry that has.
+    for pair in 0..5 {
+        let first = 13 + 2 * pair;
+        let started = base + chrono::TimeDelta::seconds(10 + pair);
+        write_entry(&gateway.pool, first, &format!("decoy-{first}"), DIIA, GET_PERSON, started).await;
+        write_entry(
+            &gateway.pool,
+            first + 1,
+            &format!("decoy-{}", first + 1),
+            "UA/GOV/00000001/other",
+            VERIFY_CERTIFICATE,
+            started,
+        )
+        .await;
+        one_batch(&gateway.pool, first, first + 1).await;
+    }
+    write_late_entry(&gateway.pool, 23, "late-23", base + chrono::TimeDelta::seconds(100)).await;
+
+    let log = gateway.auditor().await;
+    let search = |from: Option<chrono::DateTime<chrono::Utc>>| {
+        let mut log = log.clone();
+        async move {
+            let mut found = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = log
+                    .search_message_log(pb::SearchMessageLogRequest {
+                        member_id: DIIA.to_owned(),
+                        method: VERIFY_CERTIFICATE.to_owned(),
+                        from: from.map(|from| prost_types::Timestamp { seconds: from.timestamp(), nanos: 0 }),
+                        page: Some(PageRequest { page_size: 5, page_token }),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("a page")
+                    .into_inner();
+                found.extend(page.entries.into_iter().map(|entry| entry.request_id));
+                page_token = page.page.expect("page").next_page_token;
+                if page_token.is_empty() {
+                    return found;
+                }
+            }
+        }
+    };
+    // Pages of five, each read from as many batches as it needs.
+    let mut expected: Vec<String> = (1..=12).rev().map(|sequence| format!("call-{sequence:02}")).collect();
+    expected.push("late-23".to_owned());
+    assert_eq!(search(None).await, expected);
+    // The batches read first hold nothing that matches: more are read.
+    assert_eq!(search(Some(base)).await, ["late-23"]);
 }
 
 #[tokio::test]
