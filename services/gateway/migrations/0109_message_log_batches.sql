@@ -10,6 +10,12 @@
 -- what a search finds; `verify-log` checks each entry against them (an
 -- entry its batch's columns do not name would be hidden from searches).
 
+-- No entry is written while the entries move: a gateway of the version
+-- before, still writing, waits here, then finds no table to write to (its
+-- calls are refused, as when the log cannot be written), so every gateway
+-- node is to be stopped, then started at this version.
+LOCK TABLE message_log IN ACCESS EXCLUSIVE MODE;
+
 CREATE TYPE message_log_entry AS (
     sequence        bigint,
     request_id      text,
@@ -39,7 +45,8 @@ CREATE TABLE message_log_batches (
     -- Each once.
     member_ids       text[]      NOT NULL,
     methods          text[]      NOT NULL,
-    -- The methods' services, as `/package.Service/`.
+    -- The methods' services, as `/package.Service/` (a method path's first
+    -- two segments).
     services         text[]      NOT NULL,
     -- The entries' request ids, in entry order.
     request_ids      text[]      NOT NULL,
@@ -60,14 +67,20 @@ CREATE INDEX message_log_batches_time ON message_log_batches
     USING gist (tstzrange(first_started_at, last_started_at, '[]'));
 -- A search reads batches in the order they start.
 CREATE INDEX message_log_batches_start ON message_log_batches (first_started_at);
+-- The longest span: a search after a time reads the batches that start no
+-- earlier than that time less it.
+CREATE INDEX message_log_batches_span ON message_log_batches ((last_started_at - first_started_at));
 
 -- The entries written so far, a batch for each transaction that wrote them
--- (one before 0107, which did not record it, cut every 1,000 entries).
+-- (those from before 0107, which did not record it, cut every 1,000 entries
+-- and every 256 MiB of kept bodies, so that no batch nears the 1 GB a value
+-- may hold).
 INSERT INTO message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
                                  member_ids, methods, services, request_ids, entries, written_by)
 SELECT node, min(sequence), max(sequence), min(started_at), max(started_at),
        array_agg(DISTINCT member_id), array_agg(DISTINCT method),
-       coalesce(array_agg(DISTINCT substring(method FROM '^(.*/)')) FILTER (WHERE strpos(method, '/') > 0), '{}'),
+       coalesce(array_agg(DISTINCT substring(method FROM '^(/[^/]*/)'))
+                    FILTER (WHERE substring(method FROM '^(/[^/]*/)') IS NOT NULL), '{}'),
        array_agg(request_id ORDER BY sequence),
        json_agg(json_build_object(
            'sequence', sequence, 'request_id', request_id, 'member_id', member_id, 'caller', caller,
@@ -78,8 +91,14 @@ SELECT node, min(sequence), max(sequence), min(started_at), max(started_at),
            'response_body', translate(encode(response_body, 'base64'), E'\n', ''),
            'hash', encode(hash, 'hex')) ORDER BY sequence)::text,
        written_by
-FROM message_log
-GROUP BY node, written_by, CASE WHEN written_by IS NULL THEN (sequence - 1) / 1000 END;
+FROM (
+    SELECT *, sum(coalesce(octet_length(request_body), 0) + coalesce(octet_length(response_body), 0))
+                  OVER (PARTITION BY node ORDER BY sequence) AS bodies_before
+    FROM message_log
+) entries
+GROUP BY node, written_by,
+         CASE WHEN written_by IS NULL THEN (sequence - 1) / 1000 END,
+         CASE WHEN written_by IS NULL THEN bodies_before / (256 * 1024 * 1024) END;
 
 DROP TABLE message_log;
 
@@ -95,6 +114,11 @@ SELECT b.node,
        decode(e.response_sha256, 'hex') AS response_sha256,
        decode(e.request_body, 'base64') AS request_body,
        decode(e.response_body, 'base64') AS response_body,
+       -- The bodies' sizes, without decoding them.
+       length(e.request_body) / 4 * 3 - (length(e.request_body) - length(rtrim(e.request_body, '=')))
+           AS request_body_bytes,
+       length(e.response_body) / 4 * 3 - (length(e.response_body) - length(rtrim(e.response_body, '=')))
+           AS response_body_bytes,
        decode(e.hash, 'hex') AS hash,
        b.written_by,
        b.first_sequence AS batch_first_sequence, b.last_sequence AS batch_last_sequence,

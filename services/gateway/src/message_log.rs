@@ -1100,7 +1100,9 @@ pub async fn search(
     // it. So a page reads only the batches that start before the one at
     // `$13` in that order (`bound`), and is whole when the entries it
     // found all start before that batch; otherwise it is read again, with
-    // more batches.
+    // more batches. Its batches start no earlier than the time it asks for,
+    // or goes on from (`$14`), less the longest span of any batch (`span`,
+    // indexed), so a deep page does not read from the log's start.
     // With bodies, only the entries whose bodies before them stay within
     // `body_bytes_max` (so one past it, and the second when the first
     // passes it alone: a page holds at least one and says whether more
@@ -1113,9 +1115,13 @@ pub async fn search(
                    AND ($3::text IS NULL OR services @> ARRAY[$3::text])
                    AND tstzrange(first_started_at, last_started_at, '[]') && tstzrange($4, $5, '[)')
                    AND ($6::text IS NULL OR request_ids @> ARRAY[$6::text])
-                   AND ($7::timestamptz IS NULL OR last_started_at >= $7)";
+                   AND ($7::timestamptz IS NULL OR last_started_at >= $7)
+                   AND ($14::timestamptz IS NULL OR first_started_at >= $14::timestamptz - (SELECT span FROM span))";
+    // The longest span of a batch's starts: a batch with an entry that starts
+    // at or after $14 starts no earlier than $14 less it.
+    let span = "span AS (SELECT max(last_started_at - first_started_at) AS span FROM message_log_batches)";
     let query = format!(
-        "WITH bound AS (
+        "WITH {span}, bound AS (
              SELECT coalesce((SELECT first_started_at FROM message_log_batches WHERE {batches}
                               ORDER BY first_started_at OFFSET $13 LIMIT 1), 'infinity') AS bound
          )
@@ -1127,7 +1133,7 @@ pub async fn search(
              FROM (
                  SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
                         status_code, request_bytes, response_bytes, request_sha256, response_sha256, {bodies}, hash,
-                        coalesce(octet_length(request_body), 0) + coalesce(octet_length(response_body), 0) AS own_bytes
+                        coalesce(request_body_bytes, 0) + coalesce(response_body_bytes, 0) AS own_bytes
                  FROM message_log
                  WHERE {narrowed}
                    AND batch_first_started_at < (SELECT bound FROM bound)
@@ -1156,6 +1162,8 @@ pub async fn search(
             .replace("request_ids", "batch_request_ids"),
     );
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
+    // The entries wanted start at or after this.
+    let not_before = after_time.max(filter.from);
     // How many batches in start order a read leaves out at the first try:
     // a busy member's page is in its first few.
     let mut skipped: i64 = 4;
@@ -1174,12 +1182,14 @@ pub async fn search(
             .bind(filter.include_bodies.then(|| i64::try_from(body_bytes_max).unwrap_or(i64::MAX)))
             .bind(after.map(|cursor| cursor.seen.to_string()))
             .bind(skipped)
+            .bind(not_before)
             .fetch_all(pool)
             .await?;
         let Some(first) = rows.first() else {
             // Nothing in the batches read: whole only if they were all read.
             let all_read: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {batches} OFFSET $8)"
+                "WITH {span} SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {} OFFSET $8)",
+                batches.replace("$14", "$9")
             )))
             .bind(filter.member_id.as_deref())
             .bind(method_exact)
@@ -1189,6 +1199,7 @@ pub async fn search(
             .bind(filter.request_id.as_deref())
             .bind(after_time)
             .bind(skipped)
+            .bind(not_before)
             .fetch_one(pool)
             .await?;
             if all_read {
@@ -1354,6 +1365,19 @@ struct StoredBatch<'a> {
     entries: String,
 }
 
+/// A method path's service, `/package.Service/` (its first two segments),
+/// as a search names it.
+fn service_of(method: &str) -> Option<&str> {
+    let end = method.strip_prefix('/')?.find('/')?;
+    Some(&method[..end + 2])
+}
+
+/// `text` without NUL characters (each becomes U+FFFD), which PostgreSQL's
+/// `text` cannot hold, so that an entry is stored as it is hashed.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text }
+}
+
 /// `values`, each once.
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut values: Vec<&str> = values.collect();
@@ -1455,10 +1479,10 @@ impl BatchColumns {
         self.body_bytes +=
             entry.request_body.as_ref().map_or(0, Vec::len) + entry.response_body.as_ref().map_or(0, Vec::len);
         self.sequence.push(0);
-        self.request_id.push(entry.request_id);
-        self.member_id.push(entry.member_id);
-        self.caller.push(entry.caller);
-        self.method.push(entry.method);
+        self.request_id.push(without_nul(entry.request_id));
+        self.member_id.push(without_nul(entry.member_id));
+        self.caller.push(without_nul(entry.caller));
+        self.method.push(without_nul(entry.method));
         self.direction.push(entry.direction.as_str());
         self.started_at.push(entry.started_at);
         self.duration_us.push(as_i64(entry.duration_us));
@@ -1519,7 +1543,7 @@ impl BatchColumns {
             last_started_at,
             member_ids: distinct(self.member_id.iter().map(String::as_str)),
             methods: distinct(self.method.iter().map(String::as_str)),
-            services: distinct(self.method.iter().filter_map(|method| method.rfind('/').map(|end| &method[..=end]))),
+            services: distinct(self.method.iter().filter_map(|method| service_of(method))),
             entries,
         }
     }
@@ -1615,6 +1639,20 @@ mod tests {
         assert_eq!(stored.member_ids, ["UA/GOV/1", "UA/GOV/2"]);
         assert_eq!(stored.methods.len(), 3);
         assert_eq!(stored.services, ["/esocial.registry.v1.IdpService/", "/esocial.registry.v1.RegistryService/"]);
+    }
+
+    #[test]
+    fn a_method_s_service_is_its_first_two_segments_and_no_nul_is_stored() {
+        assert_eq!(service_of("/pkg.Service/Method"), Some("/pkg.Service/"));
+        assert_eq!(service_of("/pkg.Service/A/B"), Some("/pkg.Service/"));
+        assert_eq!(service_of("odd"), None);
+        assert_eq!(service_of("/no-method"), None);
+        let mut columns = BatchColumns::with_capacity(1);
+        let mut entry = log_entry(None);
+        entry.caller = "sub\0with nul".to_owned();
+        columns.push(Queued { entry, kept: Reservation::default() });
+        assert_eq!(columns.caller[0], "sub\u{fffd}with nul");
+        assert!(!columns.stored().entries.contains("\\u0000"));
     }
 
     #[test]

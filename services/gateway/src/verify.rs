@@ -25,8 +25,9 @@ use sqlx::{PgPool, Row as _};
 
 use crate::message_log::{Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1};
 
-/// Entries read per query.
-const PAGE_SIZE: i64 = 5_000;
+/// Batches a page of the verification reads (of up to
+/// `ESOCIAL_GATEWAY_LOG_BATCH_MAX` entries each).
+const BATCHES_A_PAGE: i64 = 16;
 
 /// A key checkpoints may be signed with.
 #[derive(Debug, Clone)]
@@ -335,41 +336,72 @@ async fn verify_node(
     // verify with the same key.
     let mut chain_key: Option<&MacKey> = None;
     // The bodies stay in the database: their digests are compared there.
-    // A page reads the batches that hold its entries (a batch holds
-    // consecutive entries): those that end at or after its first entry and
-    // begin before the page's end. An entry outside its batch's stated
-    // span is not read where it belongs, and shows as missing there.
+    // A page reads whole batches, in the order of their first entry: each
+    // must begin where the one before it ended, hold its entries in order,
+    // and end where it says it does; a batch the pages did not come to
+    // (one that overlaps others) is found after them.
+    let mut batches_read: Vec<i64> = Vec::new();
+    // The batch being read: its first entry and the last it says it holds.
+    let mut batch: Option<(i64, i64)> = None;
     loop {
         let rows = sqlx::query(
-            "SELECT sequence, request_id, member_id, caller, method, direction, started_at, duration_us, status_code,
-                    request_bytes, response_bytes, request_sha256, response_sha256, hash,
-                    request_body IS NOT NULL AS request_body_stored,
-                    response_body IS NOT NULL AS response_body_stored,
-                    request_body IS NULL OR sha256(request_body) = request_sha256 AS request_body_matches,
-                    response_body IS NULL OR sha256(response_body) = response_sha256 AS response_body_matches,
-                    coalesce(member_id = ANY (batch_member_ids)
-                             AND method = ANY (batch_methods)
-                             AND (strpos(method, '/') = 0 OR substring(method FROM '^(.*/)') = ANY (batch_services))
-                             AND batch_request_ids[sequence - batch_first_sequence + 1] = request_id
-                             AND started_at BETWEEN batch_first_started_at AND batch_last_started_at
-                             AND sequence BETWEEN batch_first_sequence AND batch_last_sequence, false) AS findable
-             FROM message_log
-             WHERE node = $1 AND batch_last_sequence >= $2 AND batch_first_sequence < $2 + $3 AND sequence >= $2
-             ORDER BY batch_last_sequence, sequence LIMIT $3",
+            "SELECT b.first_sequence AS batch_first, b.last_sequence AS batch_last, e.sequence, e.request_id,
+                    e.member_id, e.caller, e.method, e.direction, t.started_at, e.duration_us, e.status_code,
+                    e.request_bytes, e.response_bytes, decode(e.request_sha256, 'hex') AS request_sha256,
+                    decode(e.response_sha256, 'hex') AS response_sha256, decode(e.hash, 'hex') AS hash,
+                    e.request_body IS NOT NULL AS request_body_stored,
+                    e.response_body IS NOT NULL AS response_body_stored,
+                    e.request_body IS NULL
+                        OR sha256(decode(e.request_body, 'base64')) = decode(e.request_sha256, 'hex')
+                        AS request_body_matches,
+                    e.response_body IS NULL
+                        OR sha256(decode(e.response_body, 'base64')) = decode(e.response_sha256, 'hex')
+                        AS response_body_matches,
+                    coalesce(e.member_id = ANY (b.member_ids)
+                             AND e.method = ANY (b.methods)
+                             AND (substring(e.method FROM '^(/[^/]*/)') IS NULL
+                                  OR substring(e.method FROM '^(/[^/]*/)') = ANY (b.services))
+                             AND b.request_ids[e.ordinality] = e.request_id
+                             AND t.started_at BETWEEN b.first_started_at AND b.last_started_at
+                             AND e.sequence BETWEEN b.first_sequence AND b.last_sequence, false) AS findable
+             FROM (SELECT * FROM message_log_batches WHERE node = $1 AND first_sequence >= $2
+                   ORDER BY first_sequence LIMIT $3) b
+             CROSS JOIN LATERAL json_populate_recordset(NULL::message_log_entry, b.entries::json) WITH ORDINALITY AS e
+             CROSS JOIN LATERAL (SELECT timestamptz '1970-01-01 00:00:00+00' + e.started_at_us * interval '1 microsecond'
+                                 AS started_at) t
+             ORDER BY b.first_sequence, e.ordinality",
         )
         .bind(node)
         .bind(expected)
-        .bind(PAGE_SIZE)
+        .bind(BATCHES_A_PAGE)
         .fetch_all(pool)
         .await?;
-        let page_length = rows.len();
+        let batches_before = batches_read.len();
         for row in rows {
+            let batch_first: i64 = row.try_get("batch_first")?;
+            if batch.is_none_or(|(first, _)| first != batch_first) {
+                if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
+                    note(&mut problems, expected - 1, problem);
+                    return Ok(first_problem(report, problems));
+                }
+                let batch_last: i64 = row.try_get("batch_last")?;
+                batch = Some((batch_first, batch_last));
+                batches_read.push(batch_first);
+                if batch_first > expected {
+                    note(&mut problems, expected, missing(expected, batch_first));
+                    return Ok(first_problem(report, problems));
+                }
+                if batch_first < expected {
+                    note(&mut problems, batch_first, overlapping(batch_first, batch_last));
+                    return Ok(first_problem(report, problems));
+                }
+            }
             let sequence: i64 = row.try_get("sequence")?;
             if sequence != expected {
-                let problem = if sequence == expected + 1 {
-                    format!("entry {expected} is missing (removed)")
+                let problem = if sequence > expected {
+                    missing(expected, sequence)
                 } else {
-                    format!("entries {expected} to {} are missing (removed)", sequence - 1)
+                    format!("an entry numbered {sequence} stands where entry {expected} belongs (altered)")
                 };
                 note(&mut problems, expected, problem);
                 return Ok(first_problem(report, problems));
@@ -456,9 +488,24 @@ async fn verify_node(
             report.entries = sequence;
             expected = sequence + 1;
         }
-        if i64::try_from(page_length).unwrap_or(0) < PAGE_SIZE {
+        if i64::try_from(batches_read.len() - batches_before).unwrap_or(0) < BATCHES_A_PAGE {
             break;
         }
+    }
+    if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
+        note(&mut problems, expected - 1, problem);
+        return Ok(first_problem(report, problems));
+    }
+    let unread: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT first_sequence, last_sequence FROM message_log_batches
+         WHERE node = $1 AND NOT (first_sequence = ANY ($2)) ORDER BY first_sequence LIMIT 1",
+    )
+    .bind(node)
+    .bind(&batches_read)
+    .fetch_optional(pool)
+    .await?;
+    if let Some((first, last)) = unread {
+        note(&mut problems, first, overlapping(first, last));
     }
     if let Some((&last, heads)) = signed.range(expected..).next_back() {
         let copy = if heads.iter().all(|head| head.witnessed_only) {
@@ -473,6 +520,26 @@ async fn verify_node(
         );
     }
     Ok(first_problem(report, problems))
+}
+
+/// "entries … are missing", from `expected` to before `found`.
+fn missing(expected: i64, found: i64) -> String {
+    if found == expected + 1 {
+        format!("entry {expected} is missing (removed)")
+    } else {
+        format!("entries {expected} to {} are missing (removed)", found - 1)
+    }
+}
+
+fn overlapping(first: i64, last: i64) -> String {
+    format!("a batch that says it holds entries {first} to {last} overlaps the others (added)")
+}
+
+/// What is wrong with a batch (its first entry, and the last it says it
+/// holds) whose entries ended before `next`.
+fn batch_end_problem((first, stated_last): (i64, i64), next: i64) -> Option<String> {
+    (stated_last != next - 1)
+        .then(|| format!("the batch of entries {first} to {} says it ends at entry {stated_last} (altered)", next - 1))
 }
 
 /// The report with the problem at the lowest entry, if any.

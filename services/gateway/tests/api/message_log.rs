@@ -406,6 +406,54 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     name_member("array_append").execute(&gateway.pool).await.expect("named again");
     assert!(verify_chain(&gateway).await.is_intact());
 
+    // A copy of entry 7 smuggled in after the last entry of a batch (searches
+    // would show it twice), the batch's columns left as they were.
+    let (first, last, entries): (i64, i64, String) = sqlx::query_as(
+        "SELECT first_sequence, last_sequence, entries FROM gateway.message_log_batches
+         ORDER BY first_sequence DESC LIMIT 1",
+    )
+    .fetch_one(&gateway.pool)
+    .await
+    .expect("the last batch");
+    let rewrite = |entries: &'static str| {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE gateway.message_log_batches SET entries = {entries} WHERE first_sequence = $1"
+        )))
+        .bind(first)
+    };
+    rewrite(
+        "rtrim(entries, ']') || ',' || (SELECT e::text FROM gateway.message_log_batches b,
+                                        json_array_elements(b.entries::json) e
+                                        WHERE (e ->> 'sequence')::bigint = 7) || ']'",
+    )
+    .execute(&gateway.pool)
+    .await
+    .expect("smuggled");
+    assert_broken_at(&verify_chain(&gateway).await, last + 1, &["numbered 7", "altered"]);
+    rewrite("$2").bind(&entries).execute(&gateway.pool).await.expect("as it was");
+    assert!(verify_chain(&gateway).await.is_intact());
+
+    // A batch of entries far past the end of the chain.
+    sqlx::query(
+        "INSERT INTO gateway.message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
+                                                  member_ids, methods, services, request_ids, entries)
+         SELECT node, 1000000, 1000000, first_started_at, last_started_at, member_ids, methods, services,
+                request_ids[1:1], '[' || jsonb_set((entries::jsonb) -> 0, '{sequence}', '1000000')::text || ']'
+         FROM gateway.message_log_batches WHERE first_sequence = $1",
+    )
+    .bind(first)
+    .execute(&gateway.pool)
+    .await
+    .expect("a batch past the end");
+    let report = verify_chain(&gateway).await;
+    let (at, problem) = report.broken.clone().expect("broken");
+    assert!(at > last && problem.contains("missing"), "{report:?}");
+    sqlx::query("DELETE FROM gateway.message_log_batches WHERE first_sequence = 1000000")
+        .execute(&gateway.pool)
+        .await
+        .expect("removed");
+    assert!(verify_chain(&gateway).await.is_intact());
+
     // One entry removed.
     gateway.tamper("DELETE FROM gateway.message_log WHERE sequence = 7", &[]).await;
     let report = verify_chain(&gateway).await;
