@@ -1164,18 +1164,22 @@ pub async fn search(
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
     // The entries wanted start at or after this.
     let not_before = after_time.max(filter.from);
+    // Both queries' first seven parameters.
+    let filtered = |query: sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>| {
+        query
+            .bind(filter.member_id.clone())
+            .bind(method_exact.map(str::to_owned))
+            .bind(service.map(str::to_owned))
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.request_id.clone())
+            .bind(after_time)
+    };
     // How many batches in start order a read leaves out at the first try:
     // a busy member's page is in its first few.
     let mut skipped: i64 = 4;
     let rows = loop {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(query.as_str()))
-            .bind(filter.member_id.as_deref())
-            .bind(method_exact)
-            .bind(service)
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(filter.request_id.as_deref())
-            .bind(after_time)
+        let rows = filtered(sqlx::query(sqlx::AssertSqlSafe(query.as_str())))
             .bind(after.map(|cursor| cursor.node.clone()).unwrap_or_default())
             .bind(after.map_or(0, |cursor| cursor.sequence))
             .bind(limit)
@@ -1187,21 +1191,15 @@ pub async fn search(
             .await?;
         let Some(first) = rows.first() else {
             // Nothing in the batches read: whole only if they were all read.
-            let all_read: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            let all_read: bool = filtered(sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH {span} SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {} OFFSET $8)",
                 batches.replace("$14", "$9")
-            )))
-            .bind(filter.member_id.as_deref())
-            .bind(method_exact)
-            .bind(service)
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(filter.request_id.as_deref())
-            .bind(after_time)
+            ))))
             .bind(skipped)
             .bind(not_before)
             .fetch_one(pool)
-            .await?;
+            .await?
+            .try_get(0)?;
             if all_read {
                 break rows;
             }
