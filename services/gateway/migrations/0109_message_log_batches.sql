@@ -35,6 +35,11 @@ CREATE TYPE message_log_entry AS (
     hash            text   -- hexadecimal
 );
 
+-- A method path's service, `/package.Service/` (its first two segments), as
+-- a search names it; null for a path without one.
+CREATE FUNCTION message_log_service(method text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT substring(method FROM '^(/[^/]*/)') $$;
+
 CREATE TABLE message_log_batches (
     node             text        NOT NULL,
     first_sequence   bigint      NOT NULL CHECK (first_sequence >= 1),
@@ -79,8 +84,8 @@ INSERT INTO message_log_batches (node, first_sequence, last_sequence, first_star
                                  member_ids, methods, services, request_ids, entries, written_by)
 SELECT node, min(sequence), max(sequence), min(started_at), max(started_at),
        array_agg(DISTINCT member_id), array_agg(DISTINCT method),
-       coalesce(array_agg(DISTINCT substring(method FROM '^(/[^/]*/)'))
-                    FILTER (WHERE substring(method FROM '^(/[^/]*/)') IS NOT NULL), '{}'),
+       coalesce(array_agg(DISTINCT message_log_service(method))
+                    FILTER (WHERE message_log_service(method) IS NOT NULL), '{}'),
        array_agg(request_id ORDER BY sequence),
        json_agg(json_build_object(
            'sequence', sequence, 'request_id', request_id, 'member_id', member_id, 'caller', caller,
@@ -103,7 +108,7 @@ GROUP BY node, written_by,
 DROP TABLE message_log;
 
 -- The entries one row each, with their batch's columns (`batch_…`) for
--- queries that narrow the batches first.
+-- queries that narrow the batches first, and their place in it.
 CREATE VIEW message_log AS
 SELECT b.node,
        e.sequence, e.request_id, e.member_id, e.caller, e.method, e.direction,
@@ -124,6 +129,7 @@ SELECT b.node,
        b.first_sequence AS batch_first_sequence, b.last_sequence AS batch_last_sequence,
        b.first_started_at AS batch_first_started_at, b.last_started_at AS batch_last_started_at,
        b.member_ids AS batch_member_ids, b.methods AS batch_methods, b.services AS batch_services,
-       b.request_ids AS batch_request_ids
+       b.request_ids AS batch_request_ids,
+       e.ordinality AS batch_position
 FROM message_log_batches b
-CROSS JOIN LATERAL json_populate_recordset(NULL::message_log_entry, b.entries::json) e;
+CROSS JOIN LATERAL json_populate_recordset(NULL::message_log_entry, b.entries::json) WITH ORDINALITY e;

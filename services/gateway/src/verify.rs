@@ -336,63 +336,66 @@ async fn verify_node(
     // verify with the same key.
     let mut chain_key: Option<&MacKey> = None;
     // The bodies stay in the database: their digests are compared there.
-    // A page reads whole batches, in the order of their first entry: each
-    // must begin where the one before it ended, hold its entries in order,
-    // and end where it says it does; a batch the pages did not come to
-    // (one that overlaps others) is found after them.
-    let mut batches_read: Vec<i64> = Vec::new();
+    // A page reads whole batches, in the order of their first entry, each
+    // once: each must begin where the one before it ended, hold its entries
+    // in order, and end where it says it does.
     // The batch being read: its first entry and the last it says it holds.
     let mut batch: Option<(i64, i64)> = None;
+    // The pages so far read the batches that begin up to this entry.
+    let mut read_through: i64 = 0;
     loop {
-        let rows = sqlx::query(
-            "SELECT b.first_sequence AS batch_first, b.last_sequence AS batch_last, e.sequence, e.request_id,
-                    e.member_id, e.caller, e.method, e.direction, t.started_at, e.duration_us, e.status_code,
-                    e.request_bytes, e.response_bytes, decode(e.request_sha256, 'hex') AS request_sha256,
-                    decode(e.response_sha256, 'hex') AS response_sha256, decode(e.hash, 'hex') AS hash,
-                    e.request_body IS NOT NULL AS request_body_stored,
-                    e.response_body IS NOT NULL AS response_body_stored,
-                    e.request_body IS NULL
-                        OR sha256(decode(e.request_body, 'base64')) = decode(e.request_sha256, 'hex')
-                        AS request_body_matches,
-                    e.response_body IS NULL
-                        OR sha256(decode(e.response_body, 'base64')) = decode(e.response_sha256, 'hex')
-                        AS response_body_matches,
-                    coalesce(e.member_id = ANY (b.member_ids)
-                             AND e.method = ANY (b.methods)
-                             AND (substring(e.method FROM '^(/[^/]*/)') IS NULL
-                                  OR substring(e.method FROM '^(/[^/]*/)') = ANY (b.services))
-                             AND b.request_ids[e.ordinality] = e.request_id
-                             AND t.started_at BETWEEN b.first_started_at AND b.last_started_at
-                             AND e.sequence BETWEEN b.first_sequence AND b.last_sequence, false) AS findable
-             FROM (SELECT * FROM message_log_batches WHERE node = $1 AND first_sequence >= $2
-                   ORDER BY first_sequence LIMIT $3) b
-             CROSS JOIN LATERAL json_populate_recordset(NULL::message_log_entry, b.entries::json) WITH ORDINALITY AS e
-             CROSS JOIN LATERAL (SELECT timestamptz '1970-01-01 00:00:00+00' + e.started_at_us * interval '1 microsecond'
-                                 AS started_at) t
-             ORDER BY b.first_sequence, e.ordinality",
+        // The page ends with this batch, or the last there is.
+        let page_end: Option<i64> = sqlx::query_scalar(
+            "SELECT first_sequence FROM message_log_batches WHERE node = $1 AND first_sequence > $2
+             ORDER BY first_sequence OFFSET $3 LIMIT 1",
         )
         .bind(node)
-        .bind(expected)
-        .bind(BATCHES_A_PAGE)
+        .bind(read_through)
+        .bind(BATCHES_A_PAGE - 1)
+        .fetch_optional(pool)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT batch_first_sequence, batch_last_sequence, sequence, request_id, member_id, caller, method,
+                    direction, started_at, duration_us, status_code, request_bytes, response_bytes, request_sha256,
+                    response_sha256, hash,
+                    request_body IS NOT NULL AS request_body_stored,
+                    response_body IS NOT NULL AS response_body_stored,
+                    request_body IS NULL OR sha256(request_body) = request_sha256 AS request_body_matches,
+                    response_body IS NULL OR sha256(response_body) = response_sha256 AS response_body_matches,
+                    coalesce(member_id = ANY (batch_member_ids)
+                             AND method = ANY (batch_methods)
+                             AND (message_log_service(method) IS NULL
+                                  OR message_log_service(method) = ANY (batch_services))
+                             AND batch_request_ids[batch_position] = request_id
+                             AND started_at BETWEEN batch_first_started_at AND batch_last_started_at
+                             AND sequence BETWEEN batch_first_sequence AND batch_last_sequence, false) AS findable
+             FROM message_log
+             WHERE node = $1 AND batch_first_sequence > $2 AND batch_first_sequence <= $3
+             ORDER BY batch_first_sequence, batch_position",
+        )
+        .bind(node)
+        .bind(read_through)
+        .bind(page_end.unwrap_or(i64::MAX))
         .fetch_all(pool)
         .await?;
-        let batches_before = batches_read.len();
         for row in rows {
-            let batch_first: i64 = row.try_get("batch_first")?;
+            let batch_first: i64 = row.try_get("batch_first_sequence")?;
             if batch.is_none_or(|(first, _)| first != batch_first) {
                 if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
                     note(&mut problems, expected - 1, problem);
                     return Ok(first_problem(report, problems));
                 }
-                let batch_last: i64 = row.try_get("batch_last")?;
+                let batch_last: i64 = row.try_get("batch_last_sequence")?;
                 batch = Some((batch_first, batch_last));
-                batches_read.push(batch_first);
                 if batch_first > expected {
                     note(&mut problems, expected, missing(expected, batch_first));
                     return Ok(first_problem(report, problems));
                 }
                 if batch_first < expected {
-                    note(&mut problems, batch_first, overlapping(batch_first, batch_last));
+                    let problem = format!(
+                        "a batch that says it holds entries {batch_first} to {batch_last} overlaps the others (added)"
+                    );
+                    note(&mut problems, batch_first, problem);
                     return Ok(first_problem(report, problems));
                 }
             }
@@ -488,24 +491,14 @@ async fn verify_node(
             report.entries = sequence;
             expected = sequence + 1;
         }
-        if i64::try_from(batches_read.len() - batches_before).unwrap_or(0) < BATCHES_A_PAGE {
-            break;
+        match page_end {
+            Some(end) => read_through = end,
+            None => break,
         }
     }
     if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
         note(&mut problems, expected - 1, problem);
         return Ok(first_problem(report, problems));
-    }
-    let unread: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT first_sequence, last_sequence FROM message_log_batches
-         WHERE node = $1 AND NOT (first_sequence = ANY ($2)) ORDER BY first_sequence LIMIT 1",
-    )
-    .bind(node)
-    .bind(&batches_read)
-    .fetch_optional(pool)
-    .await?;
-    if let Some((first, last)) = unread {
-        note(&mut problems, first, overlapping(first, last));
     }
     if let Some((&last, heads)) = signed.range(expected..).next_back() {
         let copy = if heads.iter().all(|head| head.witnessed_only) {
@@ -529,10 +522,6 @@ fn missing(expected: i64, found: i64) -> String {
     } else {
         format!("entries {expected} to {} are missing (removed)", found - 1)
     }
-}
-
-fn overlapping(first: i64, last: i64) -> String {
-    format!("a batch that says it holds entries {first} to {last} overlaps the others (added)")
 }
 
 /// What is wrong with a batch (its first entry, and the last it says it

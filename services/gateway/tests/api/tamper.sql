@@ -32,8 +32,8 @@ BEGIN
                min(timestamptz '1970-01-01 00:00:00+00' + e.started_at_us * interval '1 microsecond'),
                max(timestamptz '1970-01-01 00:00:00+00' + e.started_at_us * interval '1 microsecond'),
                array_agg(DISTINCT e.member_id), array_agg(DISTINCT e.method),
-               coalesce(array_agg(DISTINCT substring(e.method FROM '^(/[^/]*/)'))
-                            FILTER (WHERE substring(e.method FROM '^(/[^/]*/)') IS NOT NULL), '{}'),
+               coalesce(array_agg(DISTINCT gateway.message_log_service(e.method))
+                            FILTER (WHERE gateway.message_log_service(e.method) IS NOT NULL), '{}'),
                array_agg(e.request_id ORDER BY e.sequence), entries::text, written
         FROM json_populate_recordset(NULL::gateway.message_log_entry, entries) e;
     END IF;
