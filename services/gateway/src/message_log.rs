@@ -1110,19 +1110,24 @@ pub async fn search(
     // values without reading the bodies.
     // A statement's `pg_current_snapshot()` is the one it reads with. Both
     // snapshots are sub-selects, worked out once (not at every row).
-    let batches = "($1::text IS NULL OR member_ids @> ARRAY[$1::text])
-                   AND ($2::text IS NULL OR methods @> ARRAY[$2::text])
-                   AND ($3::text IS NULL OR services @> ARRAY[$3::text])
-                   AND tstzrange(first_started_at, last_started_at, '[]') && tstzrange($4, $5, '[)')
-                   AND ($6::text IS NULL OR request_ids @> ARRAY[$6::text])
-                   AND ($7::timestamptz IS NULL OR last_started_at >= $7)
-                   AND ($14::timestamptz IS NULL OR first_started_at >= $14::timestamptz - (SELECT span FROM span))";
+    // Over `message_log_batches`' columns, or (`batch_`) the view's.
+    let batches = |prefix: &str| {
+        format!(
+            "($1::text IS NULL OR {prefix}member_ids @> ARRAY[$1::text])
+             AND ($2::text IS NULL OR {prefix}methods @> ARRAY[$2::text])
+             AND ($3::text IS NULL OR {prefix}services @> ARRAY[$3::text])
+             AND tstzrange({prefix}first_started_at, {prefix}last_started_at, '[]') && tstzrange($4, $5, '[)')
+             AND ($6::text IS NULL OR {prefix}request_ids @> ARRAY[$6::text])
+             AND ($7::timestamptz IS NULL OR {prefix}last_started_at >= $7)
+             AND ($14::timestamptz IS NULL OR {prefix}first_started_at >= $14::timestamptz - (SELECT span FROM span))"
+        )
+    };
     // The longest span of a batch's starts: a batch with an entry that starts
     // at or after $14 starts no earlier than $14 less it.
     let span = "span AS (SELECT max(last_started_at - first_started_at) AS span FROM message_log_batches)";
     let query = format!(
         "WITH {span}, bound AS (
-             SELECT coalesce((SELECT first_started_at FROM message_log_batches WHERE {batches}
+             SELECT coalesce((SELECT first_started_at FROM message_log_batches WHERE {stored}
                               ORDER BY first_started_at OFFSET $13 LIMIT 1), 'infinity') AS bound
          )
          SELECT *, (SELECT coalesce($12, pg_current_snapshot()::text)) AS seen,
@@ -1153,13 +1158,8 @@ pub async fn search(
          ) page
          WHERE $11::bigint IS NULL OR bytes_before <= $11 OR position <= 2
          ORDER BY started_at, node, sequence",
-        narrowed = batches
-            .replace("member_ids", "batch_member_ids")
-            .replace("methods", "batch_methods")
-            .replace("services", "batch_services")
-            .replace("first_started_at", "batch_first_started_at")
-            .replace("last_started_at", "batch_last_started_at")
-            .replace("request_ids", "batch_request_ids"),
+        stored = batches(""),
+        narrowed = batches("batch_"),
     );
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
     // The entries wanted start at or after this.
@@ -1193,7 +1193,7 @@ pub async fn search(
             // Nothing in the batches read: whole only if they were all read.
             let all_read: bool = filtered(sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH {span} SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {} OFFSET $8)",
-                batches.replace("$14", "$9")
+                batches("").replace("$14", "$9")
             ))))
             .bind(skipped)
             .bind(not_before)
