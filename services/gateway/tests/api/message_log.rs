@@ -333,6 +333,18 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
+/// Sets `assignment` (whose value, if bound, is `$2`) in the batch of
+/// node `gateway-1` that begins with entry `first`.
+fn edit_batch(
+    first: i64,
+    assignment: &str,
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE gateway.message_log_batches SET {assignment} WHERE node = 'gateway-1' AND first_sequence = $1"
+    )))
+    .bind(first)
+}
+
 #[tokio::test]
 async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     let gateway = gateway_after_calls(10).await;
@@ -388,22 +400,16 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     .fetch_one(&gateway.pool)
     .await
     .expect("the member's first entry in the batch");
-    let name_member = |how: &'static str| {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE gateway.message_log_batches SET member_ids = {how}(member_ids, $1) WHERE first_sequence = $2"
-        )))
-        .bind(member.clone())
-        .bind(batch)
-    };
+    let name_member = |how: &'static str| edit_batch(batch, how).bind(member.clone());
     let search = pb::SearchMessageLogRequest { member_id: member.clone(), request_id, ..Default::default() };
     let found = log.search_message_log(search.clone()).await.expect("search").into_inner().entries;
     assert_eq!(found.iter().map(|entry| entry.sequence).collect::<Vec<_>>(), [5]);
-    name_member("array_remove").execute(&gateway.pool).await.expect("hidden");
+    name_member("member_ids = array_remove(member_ids, $2)").execute(&gateway.pool).await.expect("hidden");
     let found = log.search_message_log(search).await.expect("search").into_inner().entries;
     assert!(found.is_empty(), "a search misses it: {found:?}");
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, first_of_member, &["hidden from searches"]);
-    name_member("array_append").execute(&gateway.pool).await.expect("named again");
+    name_member("member_ids = array_append(member_ids, $2)").execute(&gateway.pool).await.expect("named again");
     assert!(verify_chain(&gateway).await.is_intact());
 
     // A copy of entry 7 smuggled in after the last entry of a batch (searches
@@ -415,22 +421,17 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     .fetch_one(&gateway.pool)
     .await
     .expect("the last batch");
-    let rewrite = |entries: &'static str| {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE gateway.message_log_batches SET entries = {entries} WHERE first_sequence = $1"
-        )))
-        .bind(first)
-    };
-    rewrite(
-        "rtrim(entries, ']') || ',' || (SELECT e::text FROM gateway.message_log_batches b,
-                                        json_array_elements(b.entries::json) e
-                                        WHERE (e ->> 'sequence')::bigint = 7) || ']'",
+    edit_batch(
+        first,
+        "entries = rtrim(entries, ']') || ',' || (SELECT e::text FROM gateway.message_log_batches b,
+                                                  json_array_elements(b.entries::json) e
+                                                  WHERE (e ->> 'sequence')::bigint = 7) || ']'",
     )
     .execute(&gateway.pool)
     .await
     .expect("smuggled");
     assert_broken_at(&verify_chain(&gateway).await, last + 1, &["numbered 7", "altered"]);
-    rewrite("$2").bind(&entries).execute(&gateway.pool).await.expect("as it was");
+    edit_batch(first, "entries = $2").bind(&entries).execute(&gateway.pool).await.expect("as it was");
     assert!(verify_chain(&gateway).await.is_intact());
 
     // A batch of entries far past the end of the chain.
@@ -831,25 +832,9 @@ async fn a_search_with_bodies_pages_before_the_response_would_pass_the_size_limi
     .await;
 
     let mut log = gateway.auditor().await;
-    let mut pages = Vec::new();
-    let mut token = String::new();
-    loop {
-        let response = log
-            .search_message_log(pb::SearchMessageLogRequest {
-                member_id: DIIA.to_owned(),
-                include_bodies: true,
-                page: Some(esocial_proto::common::v1::PageRequest { page_size: 100, page_token: token.clone() }),
-                ..Default::default()
-            })
-            .await
-            .expect("a page that fits the limit")
-            .into_inner();
-        pages.push(response.entries);
-        token = response.page.expect("page").next_page_token;
-        if token.is_empty() {
-            break;
-        }
-    }
+    let request =
+        pb::SearchMessageLogRequest { member_id: DIIA.to_owned(), include_bodies: true, ..Default::default() };
+    let pages = every_page(&mut log, request, 100).await;
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
     assert_eq!(sizes, [3, 3, 2, 1, 1], "about 30 kB of bodies a page, and one that passes it alone");
     let entries: Vec<pb::LogEntry> = pages.into_iter().flatten().collect();
@@ -1288,6 +1273,24 @@ async fn the_pages_of_a_search_show_the_log_as_it_stood_at_the_first_page() {
     assert_eq!(violated_fields(&refused), ["page.page_token"]);
 }
 
+/// The entries of every page of `request`, `page_size` a page, page by page.
+async fn every_page(log: &mut Log, request: pb::SearchMessageLogRequest, page_size: u32) -> Vec<Vec<pb::LogEntry>> {
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let asked = pb::SearchMessageLogRequest {
+            page: Some(esocial_proto::common::v1::PageRequest { page_size, page_token }),
+            ..request.clone()
+        };
+        let response = log.search_message_log(asked).await.expect("a page").into_inner();
+        pages.push(response.entries);
+        page_token = response.page.expect("page").next_page_token;
+        if page_token.is_empty() {
+            return pages;
+        }
+    }
+}
+
 /// Makes the entries `first` to `last` of node `gateway-late` one batch, as
 /// one insert of the writer's would have.
 async fn one_batch(pool: &sqlx::PgPool, first: i64, last: i64) {
@@ -1321,8 +1324,6 @@ async fn one_batch(pool: &sqlx::PgPool, first: i64, last: i64) {
 
 #[tokio::test]
 async fn a_search_finds_entries_in_the_order_they_started_whichever_batches_hold_them() {
-    use esocial_proto::common::v1::PageRequest;
-
     const GET_PERSON: &str = "/esocial.registry.v1.RegistryService/GetPerson";
     let gateway = gateway_after_calls(0).await;
     let base = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 3600, 0).expect("an hour ago");
@@ -1356,26 +1357,14 @@ async fn a_search_finds_entries_in_the_order_they_started_whichever_batches_hold
     let search = |from: Option<chrono::DateTime<chrono::Utc>>| {
         let mut log = log.clone();
         async move {
-            let mut found = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = log
-                    .search_message_log(pb::SearchMessageLogRequest {
-                        member_id: DIIA.to_owned(),
-                        method: VERIFY_CERTIFICATE.to_owned(),
-                        from: from.map(|from| prost_types::Timestamp { seconds: from.timestamp(), nanos: 0 }),
-                        page: Some(PageRequest { page_size: 5, page_token }),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("a page")
-                    .into_inner();
-                found.extend(page.entries.into_iter().map(|entry| entry.request_id));
-                page_token = page.page.expect("page").next_page_token;
-                if page_token.is_empty() {
-                    return found;
-                }
-            }
+            let request = pb::SearchMessageLogRequest {
+                member_id: DIIA.to_owned(),
+                method: VERIFY_CERTIFICATE.to_owned(),
+                from: from.map(|from| prost_types::Timestamp { seconds: from.timestamp(), nanos: 0 }),
+                ..Default::default()
+            };
+            let pages = every_page(&mut log, request, 5).await;
+            pages.into_iter().flatten().map(|entry| entry.request_id).collect::<Vec<_>>()
         }
     };
     // Pages of five, each read from as many batches as it needs.
