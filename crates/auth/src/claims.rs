@@ -121,6 +121,9 @@ pub struct Caller {
     pub session_id: Option<String>,
     /// The party acting for the subject (`act.sub`), when there is one.
     pub actor: Option<String>,
+    /// When the token expires (`exp`, seconds since 1970-01-01 UTC): a
+    /// stream it opened ends then.
+    pub token_expires_at: u64,
 }
 
 impl Caller {
@@ -137,6 +140,7 @@ impl Caller {
             token_id: claims.jti.clone(),
             session_id: claims.sid.clone(),
             actor: claims.act.as_ref().map(|actor| actor.sub.clone()),
+            token_expires_at: claims.exp,
         }
     }
 

@@ -389,6 +389,10 @@ struct Identified {
     caller: String,
     /// The token's id (`jti`); empty without a valid token.
     token_id: String,
+    /// Until when the token is accepted (its `exp` and the verifier's
+    /// leeway for clock skew, seconds since 1970-01-01 UTC); 0 without a
+    /// valid token.
+    token_good_until: u64,
     /// The member is bound to a client certificate and did not present it.
     certificate_missing: bool,
     member: Option<Arc<MemberEntry>>,
@@ -402,6 +406,7 @@ impl Door {
             return Identified {
                 caller: String::new(),
                 token_id: String::new(),
+                token_good_until: 0,
                 certificate_missing: false,
                 member: None,
                 refusal: Some(Status::unauthenticated("a bearer token of a member system is required")),
@@ -414,6 +419,7 @@ impl Door {
                 return Identified {
                     caller: String::new(),
                     token_id: String::new(),
+                    token_good_until: 0,
                     certificate_missing: false,
                     member: None,
                     refusal: Some(Status::unauthenticated("invalid token")),
@@ -429,7 +435,14 @@ impl Door {
             Some(entry) if certificate_missing => Some(certificate_required(&entry.member.member_id)),
             Some(_) => None,
         };
-        Identified { caller: claims.sub.clone(), token_id: claims.jti.clone(), certificate_missing, member, refusal }
+        Identified {
+            caller: claims.sub.clone(),
+            token_id: claims.jti.clone(),
+            token_good_until: claims.exp.saturating_add(self.verifier.settings().leeway.as_secs()),
+            certificate_missing,
+            member,
+            refusal,
+        }
     }
 }
 
@@ -665,12 +678,13 @@ fn pass(
         if streams {
             exchange.slot = exchange.slot.take().map(|slot| slot.streaming(&door.log));
             // A stream may last long after the door let it in: its member
-            // is checked again while it is open.
+            // and its token are checked again while it is open.
             exchange.standing = Some(Arc::new(Standing::new(
                 door.directory.clone(),
                 member.member.member_id.clone(),
                 path.clone(),
                 peer.clone(),
+                identified.token_good_until,
             )));
         }
         // The server's deadline (the caller's, or the longest a call may take)
@@ -1665,12 +1679,17 @@ mod tests {
     /// A directory (never read from its database) holding the member with a
     /// right to the bank's methods, and the standing of its stream.
     fn standing_of_a_stream() -> (Arc<Directory>, Arc<Standing>) {
+        standing_of_a_stream_with_a_token_until(u64::MAX)
+    }
+
+    /// The same, opened with a token accepted until `token_good_until`.
+    fn standing_of_a_stream_with_a_token_until(token_good_until: u64) -> (Arc<Directory>, Arc<Standing>) {
         let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1:1/none").expect("pool");
         let limits = crate::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1024 };
         let directory = Arc::new(Directory::new(pool, limits, 1));
         directory.hold(vec![member(true, true)]);
         let member_id = MemberId::parse(MEMBER).expect("member id");
-        let standing = Standing::new(directory.clone(), member_id, VERIFY_ACCOUNTS.to_owned(), None);
+        let standing = Standing::new(directory.clone(), member_id, VERIFY_ACCOUNTS.to_owned(), None, token_good_until);
         (directory, Arc::new(standing))
     }
 
@@ -1811,6 +1830,45 @@ mod tests {
         directory.hold(vec![member(true, false)]);
         let end = waiting.await.expect("task").expect("trailers");
         assert_eq!(status_of(&end), Some(tonic::Code::PermissionDenied as i32));
+    }
+
+    /// Two seconds or a little less from now, in the token's seconds.
+    fn in_two_seconds() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() + 2
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_ends_when_its_token_expires() {
+        let expires_at = in_two_seconds();
+        let (_directory, standing) = standing_of_a_stream_with_a_token_until(expires_at);
+        let (_feed, mut body) = watched(standing);
+        assert!(polled_once(&mut body).is_pending(), "open while the token is good");
+        let end = tokio::time::timeout(Duration::from_secs(5), next_frame(&mut body))
+            .await
+            .expect("ended within 5 s")
+            .expect("trailers");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+        assert!(now >= Duration::from_secs(expires_at), "not before the token expired: {now:?} < {expires_at} s");
+        assert_eq!(status_of(&end), Some(tonic::Code::Unauthenticated as i32));
+    }
+
+    #[tokio::test]
+    async fn a_request_message_after_the_token_expired_is_not_passed_on() {
+        let expires_at = in_two_seconds();
+        let (_directory, standing) = standing_of_a_stream_with_a_token_until(expires_at);
+        let (feed, mut body, meter) = metered(standing);
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        let passed = std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context)).await;
+        assert!(passed.expect("a frame").is_ok(), "passed on while the token is good");
+        tokio::time::sleep(crate::standing::until_expiry(expires_at)).await;
+        feed.send(Frame::data(Bytes::from(frame(3)))).expect("fed");
+        let refused = std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut body), context))
+            .await
+            .expect("a frame")
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(refused.message().contains("expired"), "{}", refused.message());
+        assert_eq!(meter.lock().expect("meter").body.bytes, 8, "only the first message was counted as passed");
     }
 
     /// A request body of a stream with `standing`, fed through the sender,

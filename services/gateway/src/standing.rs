@@ -1,15 +1,17 @@
 //! A forwarded stream's member, checked again while the stream is open: a
 //! member suspended, bound to a client certificate its connection did not
 //! present, or no longer given the method since the stream opened is cut
-//! off with what a new call of its would get.
+//! off with what a new call of its would get; so is a stream whose token
+//! expires ([`token_expired`]).
 //!
-//! The check costs one comparison with the directory's version at each
-//! message either way; the member's entry is looked at again only when the
-//! directory has changed. A silent stream is woken by the change itself
-//! ([`Standing::lost`]).
+//! The check costs a reading of the clock and one comparison with the
+//! directory's version at each message; the member's entry is looked at
+//! again only when the directory has changed. A silent stream is woken by
+//! the change itself, or when its token expires ([`Standing::lost`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use tonic::Status;
 
@@ -27,6 +29,9 @@ pub struct Standing {
     path: String,
     /// The client certificate chain the stream's connection presented.
     peer: Option<PeerCertificates>,
+    /// Until when the token the stream was opened with is accepted (its
+    /// `exp` and the verifier's leeway, seconds since 1970-01-01 UTC).
+    token_good_until: u64,
     /// The directory's version last found to admit the call.
     admitted: AtomicU64,
     /// Why the call was cut off, once it was: every later check says so too.
@@ -37,12 +42,19 @@ pub struct Standing {
 }
 
 impl Standing {
-    pub fn new(directory: Arc<Directory>, member_id: MemberId, path: String, peer: Option<PeerCertificates>) -> Self {
+    pub fn new(
+        directory: Arc<Directory>,
+        member_id: MemberId,
+        path: String,
+        peer: Option<PeerCertificates>,
+        token_good_until: u64,
+    ) -> Self {
         Self {
             directory,
             member_id,
             path,
             peer,
+            token_good_until,
             admitted: AtomicU64::new(NOT_CHECKED),
             refusal: OnceLock::new(),
             watched: AtomicBool::new(false),
@@ -54,6 +66,9 @@ impl Standing {
     pub fn check(&self) -> Result<(), Status> {
         if let Some(refusal) = self.refusal.get() {
             return Err(refusal.clone());
+        }
+        if until_expiry(self.token_good_until).is_zero() {
+            return Err(self.refusal.get_or_init(token_expired).clone());
         }
         // The version is read before the entry: an entry at least as new as
         // the version it is recorded under.
@@ -87,17 +102,29 @@ impl Standing {
 
     /// Waits until the member loses its standing: checked at once (the
     /// directory may have changed since the door let the call in), then
-    /// at each change of the directory, so that a stream with nothing to
-    /// pass is cut off too. Never ends once the directory is gone (the
-    /// gateway is stopping).
+    /// at each change of the directory and when the token expires, so that
+    /// a stream with nothing to pass is cut off too. Once the directory is
+    /// gone (the gateway is stopping), only the token's expiry ends it.
     pub async fn lost(&self) -> Status {
         let mut changes = self.directory.changes();
-        while changes.changed().await.is_ok() {
+        let mut watching = true;
+        let expiry = tokio::time::sleep(until_expiry(self.token_good_until));
+        tokio::pin!(expiry);
+        loop {
+            tokio::select! {
+                changed = changes.changed(), if watching => watching = changed.is_ok(),
+                () = &mut expiry => {
+                    // The monotonic clock the timer keeps and the wall clock
+                    // the token's time is on may drift apart: it waits again
+                    // for what the wall clock says is left.
+                    let left = until_expiry(self.token_good_until).max(Duration::from_millis(10));
+                    expiry.as_mut().reset(tokio::time::Instant::now() + left);
+                }
+            }
             if let Err(status) = self.check() {
                 return status;
             }
         }
-        std::future::pending().await
     }
 
     /// The door's checks, on the member as the directory has it now.
@@ -116,4 +143,18 @@ impl Standing {
             _ => Err(proxy::not_permitted(&self.member_id, &self.path)),
         }
     }
+}
+
+/// Why a stream ends when the token it was opened with expires: what a new
+/// call with that token would get (as UNAUTHENTICATED); the member opens it
+/// again with a new one.
+pub fn token_expired() -> Status {
+    Status::unauthenticated("the token the stream was opened with has expired; open it again with a new token")
+}
+
+/// How long until `good_until` (seconds since 1970-01-01 UTC), when a
+/// token stops being accepted; zero once it has passed.
+pub fn until_expiry(good_until: u64) -> Duration {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(good_until).saturating_sub(now)
 }

@@ -33,6 +33,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::domain::MemberId;
 use crate::message_log::{MacKey, hex};
+use crate::standing::{token_expired, until_expiry};
 pub use crate::store::{Subscription, subscription};
 
 /// The purpose of the key acknowledgement tokens are signed with.
@@ -357,7 +358,10 @@ impl Subscriptions {
     /// suspended, or no longer entitled to the event's type, gets
     /// PERMISSION_DENIED and the stream ends; one bound since to a client
     /// certificate other than `presented` (the SHA-256 of the one its
-    /// connection presented, if any) gets UNAUTHENTICATED.
+    /// connection presented, if any) gets UNAUTHENTICATED, as does the
+    /// member once the token the stream was opened with is no longer
+    /// accepted (`token_good_until`, seconds since 1970-01-01 UTC: its
+    /// `exp` and the verifier's leeway).
     pub fn stream(
         &self,
         subscription: &Subscription,
@@ -365,6 +369,7 @@ impl Subscriptions {
         window: usize,
         place: StreamPlace,
         presented: Option<[u8; 32]>,
+        token_good_until: u64,
     ) -> mpsc::Receiver<Result<pb::SubscribedEvent, Status>> {
         let (sender, receiver) = mpsc::channel(window);
         let nats = self.nats.clone();
@@ -395,9 +400,21 @@ impl Subscriptions {
             // place) open.
             let mut changes = this.directory.changes();
             let mut watching = true;
+            let expiry = tokio::time::sleep(until_expiry(token_good_until));
+            tokio::pin!(expiry);
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
+                    () = &mut expiry => {
+                        let left = until_expiry(token_good_until);
+                        if left.is_zero() {
+                            let _ = sender.send(Err(token_expired())).await;
+                            break;
+                        }
+                        // The timer's clock and the token's drifted apart.
+                        expiry.as_mut().reset(tokio::time::Instant::now() + left);
+                        continue;
+                    }
                     next = merged.next() => next,
                     changed = changes.changed(), if watching => {
                         // Err: the directory is gone (the gateway is stopping).

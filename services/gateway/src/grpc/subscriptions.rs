@@ -172,7 +172,8 @@ impl SubscriptionService for SubscriptionApi {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let member = self.0.member_of(&caller_of(&request)?)?;
+        let caller = caller_of(&request)?;
+        let member = self.0.member_of(&caller)?;
         // The door let the call in with the certificate the member is bound
         // to, if any; the stream ends if it is bound to another later.
         let presented = request.peer_certs().as_ref().and_then(crate::proxy::leaf_fingerprint);
@@ -211,6 +212,7 @@ impl SubscriptionService for SubscriptionApi {
             window,
             place,
             presented,
+            caller.token_expires_at.saturating_add(self.0.token_leeway.as_secs()),
         ))))
     }
 

@@ -366,6 +366,21 @@ impl TestGateway {
             .expect("client credentials")
     }
 
+    /// A member system's token the gateway accepts for `seconds` more,
+    /// signed with identity's key as identity signs its client's (the
+    /// client is registered by an earlier [`TestGateway::system_token`]):
+    /// it expired a little less than the verifier's leeway for clock skew
+    /// before that.
+    pub async fn system_token_for(&self, client_id: &str, seconds: u64) -> String {
+        let leeway = esocial_auth::VerifierSettings::new(ISSUER, esocial_gateway::AUDIENCE).leeway.as_secs();
+        let mut claims = esocial_testkit::person_claims(ISSUER, esocial_gateway::AUDIENCE, &[Role::Service]);
+        claims.sub = format!("client:{client_id}");
+        claims.org = None;
+        claims.amr = Vec::new();
+        claims.exp = (claims.iat + seconds).saturating_sub(leeway);
+        self.identity.keys.signer().await.expect("signer").sign(&claims).expect("signs")
+    }
+
     /// A person's token for the gateway's own methods, signed with
     /// identity's key as a sign-in with a qualified e-signature would give.
     pub async fn person_token(&self, roles: &[Role]) -> String {

@@ -1225,6 +1225,26 @@ async fn an_open_stream_ends_once_its_member_loses_the_method_or_is_suspended_an
 }
 
 #[tokio::test]
+async fn an_open_stream_ends_when_the_member_s_token_expires() {
+    let gateway = TestGateway::spawn().await;
+    let (_, open, _) = bank_through_gateway(&gateway, None).await;
+    let mut bank: Bank = esocial_proto::external::bank::v1::bank_service_client::BankServiceClient::with_interceptor(
+        gateway.channel().await,
+        BearerToken(Some(gateway.system_token_for("esocial-process", 4).await)),
+    );
+    let opened = std::time::Instant::now();
+    let (requests, mut answers) = open_account_stream(&mut bank, open).await;
+    // Silent, it ends when the token expires, as a new call with it would
+    // be refused; the entry says so.
+    let refused = ended(&mut answers).await;
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("expired"), "{}", refused.message());
+    assert!(opened.elapsed() >= Duration::from_secs(2), "not before the token expired: {:?}", opened.elapsed());
+    drop(requests);
+    assert_eq!(logged_codes(&gateway, VERIFY_ACCOUNTS, 1).await, [Code::Unauthenticated as i32]);
+}
+
+#[tokio::test]
 async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_its_open_stream_ends() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[BANK_SERVICE, REGISTER_PROVIDER]).await;

@@ -278,6 +278,53 @@ async fn a_stream_with_nothing_to_deliver_ends_when_identity_deactivates_its_mem
 }
 
 #[tokio::test]
+async fn a_stream_ends_when_the_token_it_was_opened_with_expires_and_a_new_one_resumes_it() {
+    let (gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+    let id = subscribe_to_registrations(&mut subscriptions).await.subscription_id;
+    let mut registry = gateway.providers_directly(Some(gateway.service_token("registry-writer").await)).await;
+    registry.register_provider(provider("Орган 1", 3_285_590)).await.expect("provider");
+
+    let short_lived = gateway.system_token_for("diia", 4).await;
+    let opened = std::time::Instant::now();
+    let mut stream = gateway
+        .subscriptions(Some(short_lived))
+        .await
+        .subscribe(pb::SubscribeRequest { subscription_id: id.clone(), window: 10 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let first = next_events(&mut stream, 1).await;
+    assert_eq!(provider_name(&first[0]), "Орган 1");
+    // Not acknowledged. The stream stays open until the token expires,
+    // then ends as a call with that token would.
+    let ended = tokio::time::timeout(Duration::from_secs(15), stream.message())
+        .await
+        .expect("the stream ends when its token expires")
+        .expect_err("refused");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("expired"), "{}", ended.message());
+    assert!(opened.elapsed() >= Duration::from_secs(2), "not before its token expired: {:?}", opened.elapsed());
+
+    // With a new token the member goes on where it was: the event it did
+    // not acknowledge comes again (handed back a moment after the stream
+    // ended), and what came since.
+    registry.register_provider(provider("Орган 2", 3_285_591)).await.expect("provider");
+    let mut stream = subscriptions
+        .subscribe(pb::SubscribeRequest { subscription_id: id, window: 10 })
+        .await
+        .expect("stream")
+        .into_inner();
+    let again = next_events(&mut stream, 2).await;
+    let mut names: Vec<String> = again.iter().map(provider_name).collect();
+    names.sort();
+    assert_eq!(names, ["Орган 1", "Орган 2"]);
+    let first = again.iter().find(|event| provider_name(event) == "Орган 1").expect("the first");
+    assert!(first.delivery_count >= 2, "the first once more: {first:?}");
+    let more = tokio::time::timeout(Duration::from_secs(2), stream.message()).await;
+    assert!(more.is_err(), "nothing else comes: {more:?}");
+}
+
+#[tokio::test]
 async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
     let (mut gateway, mut subscriptions) = diia_entitled_to_registrations().await;
     let mut stream = stream_of_registrations(&mut subscriptions).await;
@@ -560,7 +607,7 @@ async fn events_pulled_but_not_yet_sent_when_a_stream_ends_come_back_at_once() {
     let (streams, subscription) = streaming_below_grpc(&gateway, nats, &created, Duration::from_secs(30)).await;
     let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
     let place = streams.stream_place(&subscription.member_id).expect("a place");
-    let mut receiver = streams.stream(&subscription, consumers, WINDOW, place, None);
+    let mut receiver = streams.stream(&subscription, consumers, WINDOW, place, None, u64::MAX);
     receiver.recv().await.expect("an event").expect("not an error");
     // The stream fills the window and pulls a batch more than it can send,
     // and holds it for longer than the pull request lives (2 s) and a
@@ -674,7 +721,7 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
     let place = streams.stream_place(&subscription.member_id).expect("a place");
     // A window larger than what there is: the pull request that brought
     // the three events is still out for the rest.
-    let mut receiver = streams.stream(&subscription, consumers, 10, place, None);
+    let mut receiver = streams.stream(&subscription, consumers, 10, place, None, u64::MAX);
     let mut sent = Vec::new();
     for _ in names {
         let event = tokio::time::timeout(Duration::from_secs(15), receiver.recv()).await.expect("in time");
@@ -708,7 +755,7 @@ async fn an_ended_stream_stops_waiting_for_its_pull_requests_while_nats_is_away_
     // Nothing was acknowledged: the three again, before the ack wait.
     let consumers = streams.ensure_consumers(&subscription).await.expect("consumers");
     let place = streams.stream_place(&subscription.member_id).expect("a place");
-    let mut receiver = streams.stream(&subscription, consumers, 10, place, None);
+    let mut receiver = streams.stream(&subscription, consumers, 10, place, None, u64::MAX);
     let mut again = Vec::new();
     while again.len() < names.len() {
         let left = (ack_wait / 2).saturating_sub(delivered.elapsed());
@@ -776,7 +823,7 @@ async fn token_from(
         .expect("a live subscription");
     let consumers = node.ensure_consumers(&subscription).await.expect("consumers");
     let place = node.stream_place(&subscription.member_id).expect("a place");
-    let mut receiver = node.stream(&subscription, consumers, 10, place, None);
+    let mut receiver = node.stream(&subscription, consumers, 10, place, None, u64::MAX);
     let token = receiver.recv().await.expect("an event").expect("not an error").ack_token;
     (token, receiver)
 }
@@ -840,7 +887,7 @@ async fn an_acknowledgement_token_given_before_a_key_rotation_still_acknowledges
     let (before, subscription) = streaming_below_grpc(&gateway, nats, &created, Duration::from_secs(30)).await;
     let consumers = before.ensure_consumers(&subscription).await.expect("consumers");
     let place = before.stream_place(&subscription.member_id).expect("a place");
-    let mut receiver = before.stream(&subscription, consumers, 10, place, None);
+    let mut receiver = before.stream(&subscription, consumers, 10, place, None, u64::MAX);
     let token = receiver.recv().await.expect("an event").expect("not an error").ack_token;
 
     // Started again with a new key, and the one it replaced as earlier, the
@@ -855,7 +902,7 @@ async fn an_acknowledgement_token_given_before_a_key_rotation_still_acknowledges
     drop(receiver);
     let consumers = rotated.ensure_consumers(&subscription).await.expect("consumers");
     let place = rotated.stream_place(&subscription.member_id).expect("a place");
-    let mut again = rotated.stream(&subscription, consumers, 10, place, None);
+    let mut again = rotated.stream(&subscription, consumers, 10, place, None, u64::MAX);
     let more = tokio::time::timeout(Duration::from_secs(4), again.recv()).await;
     assert!(more.is_err(), "nothing comes again: {more:?}");
 }
