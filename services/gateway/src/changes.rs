@@ -107,7 +107,8 @@ pub async fn register_member(
                     "client_certificate_sha256": member.client_certificate.map(|digest| crate::message_log::hex(&digest)) }),
         )
         .await?;
-    let proto = member_to_proto(member);
+    // Identity may have deactivated the client before it was registered here.
+    let proto = member_to_proto(member, store::client_deactivated(connection, &member.client_id).await?);
     let event =
         pb::MemberChanged { member: Some(proto.clone()), changed_by: Some(author.actor()), reason: String::new() };
     esocial_events::outbox::enqueue(connection, &events::MEMBER_REGISTERED, Some(member.member_id.as_str()), &event)

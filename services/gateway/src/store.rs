@@ -134,6 +134,12 @@ pub async fn deactivated_clients(
     Ok(deactivated.into_iter().collect())
 }
 
+/// Whether identity has deactivated the system client `client_id`, as the
+/// gateway last heard from it.
+pub async fn client_deactivated(connection: &mut PgConnection, client_id: &str) -> Result<bool, sqlx::Error> {
+    Ok(!deactivated_clients(connection, &[client_id]).await?.is_empty())
+}
+
 pub async fn insert_member(connection: &mut PgConnection, member: &Member) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO members (member_id, name, client_id, status, contact, requests_per_second, burst,

@@ -243,7 +243,8 @@ impl GatewayAdminService for AdminApi {
                     }),
                 )
                 .await?;
-                let proto = member_to_proto(&member);
+                let deactivated = store::client_deactivated(connection, &member.client_id).await?;
+                let proto = member_to_proto(&member, deactivated);
                 let event = pb::MemberChanged { member: Some(proto.clone()), changed_by: Some(actor(&caller)), reason: reason.clone() };
                 esocial_events::outbox::enqueue(connection, &events::MEMBER_UPDATED, Some(member_id.as_str()), &event).await?;
                 Ok(pb::UpdateMemberResponse { member: Some(proto) })
@@ -266,12 +267,9 @@ impl GatewayAdminService for AdminApi {
         let rights = store::rights(&mut connection, &member_id).await.map_err(ApiError::from)?;
         let event_types = store::entitlements(&mut connection, &member_id).await.map_err(ApiError::from)?;
         let deactivated =
-            store::deactivated_clients(&mut connection, &[&member.client_id]).await.map_err(ApiError::from)?;
+            store::client_deactivated(&mut connection, &member.client_id).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::GetMemberResponse {
-            member: Some(pb::Member {
-                client_deactivated: deactivated.contains(&member.client_id),
-                ..member_to_proto(&member)
-            }),
+            member: Some(member_to_proto(&member, deactivated)),
             rights: rights.iter().map(right_to_proto).collect(),
             event_types,
         }))
@@ -295,10 +293,7 @@ impl GatewayAdminService for AdminApi {
         Ok(Response::new(pb::ListMembersResponse {
             members: members
                 .iter()
-                .map(|member| pb::Member {
-                    client_deactivated: deactivated.contains(&member.client_id),
-                    ..member_to_proto(member)
-                })
+                .map(|member| member_to_proto(member, deactivated.contains(&member.client_id)))
                 .collect(),
             page: Some(page),
         }))

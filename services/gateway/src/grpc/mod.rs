@@ -163,7 +163,10 @@ fn limits_to_proto(limits: Limits) -> pb::Limits {
     }
 }
 
-pub(crate) fn member_to_proto(member: &Member) -> pb::Member {
+/// A member as the admin methods and events show it; whether its system
+/// client is deactivated is identity's word, read beside it
+/// ([`crate::store::deactivated_clients`]).
+pub(crate) fn member_to_proto(member: &Member, client_deactivated: bool) -> pb::Member {
     pb::Member {
         member_id: member.member_id.to_string(),
         name: member.name.clone(),
@@ -178,7 +181,6 @@ pub(crate) fn member_to_proto(member: &Member) -> pb::Member {
             .client_certificate
             .map(|digest| crate::message_log::hex(&digest))
             .unwrap_or_default(),
-        // Identity's word, not the member's: GetMember and ListMembers add it.
-        client_deactivated: false,
+        client_deactivated,
     }
 }

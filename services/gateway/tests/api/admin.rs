@@ -346,3 +346,60 @@ async fn a_reader_paging_through_the_changes_never_passes_one_that_commits_later
     );
     assert_eq!(all(&mut admin).await.len(), before + 3);
 }
+
+#[tokio::test]
+async fn what_registering_and_updating_a_member_answer_says_whether_identity_deactivated_its_client() {
+    let gateway = TestGateway::spawn().await;
+    // The client is known at identity, which deactivates it before the
+    // member is registered; the gateway hears of it by identity's event.
+    gateway.system_token("bank").await;
+    gateway.set_client_active("bank", false).await;
+    eventually(std::time::Duration::from_secs(10), || async {
+        let active: Option<bool> =
+            sqlx::query_scalar("SELECT active FROM gateway.identity_clients WHERE client_id = 'bank'")
+                .fetch_optional(&gateway.pool)
+                .await
+                .expect("client");
+        if active == Some(false) { Ok(()) } else { Err(format!("the gateway has the client as {active:?}")) }
+    })
+    .await;
+    let mut admin = gateway.admin().await;
+    let registered = admin
+        .register_member(pb::RegisterMemberRequest {
+            request_id: new_request_id(),
+            member_id: BANK.to_owned(),
+            name: "Банк".to_owned(),
+            client_id: "bank".to_owned(),
+            contact: "ops@bank.example.ua".to_owned(),
+            limits: None,
+            log_mode: pb::LogMode::Metadata.into(),
+            client_certificate_sha256: String::new(),
+        })
+        .await
+        .expect("registered")
+        .into_inner()
+        .member
+        .expect("member");
+    assert!(registered.client_deactivated, "{registered:?}");
+    assert_eq!(registered.status, i32::from(pb::MemberStatus::Active), "the member itself is not suspended");
+    let update = |contact: &str| pb::UpdateMemberRequest {
+        request_id: new_request_id(),
+        member_id: BANK.to_owned(),
+        contact: Some(contact.to_owned()),
+        ..Default::default()
+    };
+    let updated = admin.update_member(update("it@bank.example.ua")).await.expect("updated").into_inner();
+    assert!(updated.member.expect("member").client_deactivated);
+
+    // Activated again, an update says so.
+    gateway.set_client_active("bank", true).await;
+    eventually(std::time::Duration::from_secs(10), || {
+        let mut admin = admin.clone();
+        async move {
+            let updated = admin.update_member(update("ops@bank.example.ua")).await.expect("updated").into_inner();
+            let member = updated.member.expect("member");
+            if member.client_deactivated { Err("still deactivated".to_owned()) } else { Ok(()) }
+        }
+    })
+    .await;
+}
