@@ -218,6 +218,12 @@ pub const SERVICE_NAMES: &[&str] = &[
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The gateway's own migrations, in version order (a test of a migration
+/// applies those before it, writes what it is to move, then the rest).
+pub fn migrations() -> &'static sqlx::migrate::Migrator {
+    &MIGRATIONS
+}
+
 /// Creates the schema and runs the migrations, nothing else.
 pub async fn migrate(common: &CommonSettings) -> anyhow::Result<()> {
     Ok(esocial_kit::db::migrate_only(&common.database_url, NAME, &MIGRATIONS).await?)

@@ -5,6 +5,7 @@ mod admin;
 mod catalog;
 mod harness;
 mod message_log;
+mod migration;
 mod mutual_tls;
 mod proxy;
 mod subscriptions;
