@@ -1365,7 +1365,7 @@ struct StoredBatch<'a> {
 
 /// A method path's service, `/package.Service/` (its first two segments),
 /// as a search names it.
-fn service_of(method: &str) -> Option<&str> {
+pub(crate) fn service_of(method: &str) -> Option<&str> {
     let end = method.strip_prefix('/')?.find('/')?;
     Some(&method[..end + 2])
 }

@@ -21,9 +21,12 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::Verifier as _;
 use esocial_kit::config::EventSettings;
 use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Row as _};
 
-use crate::message_log::{Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1};
+use crate::message_log::{
+    Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1, from_hex, service_of,
+};
 
 /// Batches a page of the verification reads (of up to
 /// `ESOCIAL_GATEWAY_LOG_BATCH_MAX` entries each).
@@ -335,10 +338,10 @@ async fn verify_node(
     // with one, so the first entry decides, and every later one must
     // verify with the same key.
     let mut chain_key: Option<&MacKey> = None;
-    // The bodies stay in the database: their digests are compared there.
     // A page reads whole batches, in the order of their first entry, each
-    // once: each must begin where the one before it ended, hold its entries
-    // in order, and end where it says it does.
+    // once, and unpacks their entries here: each batch must begin where the
+    // one before it ended, hold its entries in order, end where it says it
+    // does, and name each of them in the columns searches go by.
     // The batch being read: its first entry and the last it says it holds.
     let mut batch: Option<(i64, i64)> = None;
     // The pages so far read the batches that begin up to this entry.
@@ -354,142 +357,155 @@ async fn verify_node(
         .bind(BATCHES_A_PAGE - 1)
         .fetch_optional(pool)
         .await?;
-        let rows = sqlx::query(
-            "SELECT batch_first_sequence, batch_last_sequence, sequence, request_id, member_id, caller, method,
-                    direction, started_at, duration_us, status_code, request_bytes, response_bytes, request_sha256,
-                    response_sha256, hash,
-                    request_body IS NOT NULL AS request_body_stored,
-                    response_body IS NOT NULL AS response_body_stored,
-                    request_body IS NULL OR sha256(request_body) = request_sha256 AS request_body_matches,
-                    response_body IS NULL OR sha256(response_body) = response_sha256 AS response_body_matches,
-                    coalesce(member_id = ANY (batch_member_ids)
-                             AND method = ANY (batch_methods)
-                             AND (message_log_service(method) IS NULL
-                                  OR message_log_service(method) = ANY (batch_services))
-                             AND batch_request_ids[batch_position] = request_id
-                             AND started_at BETWEEN batch_first_started_at AND batch_last_started_at
-                             AND sequence BETWEEN batch_first_sequence AND batch_last_sequence, false) AS findable
-             FROM message_log
-             WHERE node = $1 AND batch_first_sequence > $2 AND batch_first_sequence <= $3
-             ORDER BY batch_first_sequence, batch_position",
+        let batches = sqlx::query(
+            "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
+                    request_ids, entries
+             FROM message_log_batches
+             WHERE node = $1 AND first_sequence > $2 AND first_sequence <= $3
+             ORDER BY first_sequence",
         )
         .bind(node)
         .bind(read_through)
         .bind(page_end.unwrap_or(i64::MAX))
         .fetch_all(pool)
         .await?;
-        for row in rows {
-            let batch_first: i64 = row.try_get("batch_first_sequence")?;
-            if batch.is_none_or(|(first, _)| first != batch_first) {
-                if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
-                    note(&mut problems, expected - 1, problem);
-                    return Ok(first_problem(report, problems));
-                }
-                let batch_last: i64 = row.try_get("batch_last_sequence")?;
-                batch = Some((batch_first, batch_last));
-                if batch_first > expected {
-                    note(&mut problems, expected, missing(expected, batch_first));
-                    return Ok(first_problem(report, problems));
-                }
-                if batch_first < expected {
-                    let problem = format!(
-                        "a batch that says it holds entries {batch_first} to {batch_last} overlaps the others (added)"
-                    );
-                    note(&mut problems, batch_first, problem);
-                    return Ok(first_problem(report, problems));
-                }
+        for row in batches {
+            let batch_first: i64 = row.try_get("first_sequence")?;
+            let batch_last: i64 = row.try_get("last_sequence")?;
+            if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
+                note(&mut problems, expected - 1, problem);
+                return Ok(first_problem(report, problems));
             }
-            let sequence: i64 = row.try_get("sequence")?;
-            if sequence != expected {
-                let problem = if sequence > expected {
-                    missing(expected, sequence)
-                } else {
-                    format!("an entry numbered {sequence} stands where entry {expected} belongs (altered)")
-                };
+            batch = Some((batch_first, batch_last));
+            if batch_first > expected {
+                note(&mut problems, expected, missing(expected, batch_first));
+                return Ok(first_problem(report, problems));
+            }
+            if batch_first < expected {
+                let problem = format!(
+                    "a batch that says it holds entries {batch_first} to {batch_last} overlaps the others (added)"
+                );
+                note(&mut problems, batch_first, problem);
+                return Ok(first_problem(report, problems));
+            }
+            let named = BatchNames {
+                sequences: batch_first..=batch_last,
+                started: row.try_get::<DateTime<Utc>, _>("first_started_at")?.timestamp_micros()
+                    ..=row.try_get::<DateTime<Utc>, _>("last_started_at")?.timestamp_micros(),
+                member_ids: row.try_get("member_ids")?,
+                methods: row.try_get("methods")?,
+                services: row.try_get("services")?,
+                request_ids: row.try_get("request_ids")?,
+            };
+            let entries: Vec<PackedEntry> = match serde_json::from_str(row.try_get::<&str, _>("entries")?) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    let problem =
+                        format!("the batch of entries {batch_first} to {batch_last} cannot be read: {error} (altered)");
+                    note(&mut problems, expected, problem);
+                    return Ok(first_problem(report, problems));
+                }
+            };
+            if entries.is_empty() {
+                let problem =
+                    format!("the batch that says it holds entries {batch_first} to {batch_last} holds none (altered)");
                 note(&mut problems, expected, problem);
                 return Ok(first_problem(report, problems));
             }
-            let started_at: DateTime<Utc> = row.try_get("started_at")?;
-            let request_sha256: Vec<u8> = row.try_get("request_sha256")?;
-            let response_sha256: Vec<u8> = row.try_get("response_sha256")?;
-            let request_id: String = row.try_get("request_id")?;
-            let member_id: String = row.try_get("member_id")?;
-            let caller: String = row.try_get("caller")?;
-            let method: String = row.try_get("method")?;
-            let direction: String = row.try_get("direction")?;
-            let fields = HashedFields {
-                node,
-                sequence,
-                request_id: &request_id,
-                member_id: &member_id,
-                caller: &caller,
-                method: &method,
-                direction: &direction,
-                started_at_us: started_at.timestamp_micros(),
-                duration_us: row.try_get("duration_us")?,
-                status_code: row.try_get("status_code")?,
-                request_bytes: row.try_get("request_bytes")?,
-                response_bytes: row.try_get("response_bytes")?,
-                request_sha256: &request_sha256,
-                response_sha256: &response_sha256,
-                request_body_stored: row.try_get("request_body_stored")?,
-                response_body_stored: row.try_get("response_body_stored")?,
-            };
-            let stored_hash: Vec<u8> = row.try_get("hash")?;
-            let candidates = chain_key.map_or(keys.chain_keys.as_slice(), std::slice::from_ref);
-            let computed = candidates.iter().find_map(|key| {
-                [entry_hash, entry_hash_v1]
-                    .into_iter()
-                    .map(|hash| hash(key, &previous, &fields))
-                    .find(|computed| stored_hash.as_slice() == computed.as_slice())
-                    .map(|computed| (key, computed))
-            });
-            let Some((key, computed)) = computed else {
-                let which = if chain_key.is_none() && keys.chain_keys.len() > 1 { " with any trusted key" } else { "" };
-                note(&mut problems, sequence, format!("entry {sequence} does not match its hash{which} (altered)"));
-                return Ok(first_problem(report, problems));
-            };
-            chain_key = Some(key);
-            if !row.try_get::<bool, _>("findable")? {
-                // The columns a search goes by do not name it: searches
-                // would not find it.
-                note(
-                    &mut problems,
-                    sequence,
-                    format!("entry {sequence} is hidden from searches: its batch's columns do not name it (altered)"),
-                );
-                return Ok(first_problem(report, problems));
-            }
-            for side in ["request", "response"] {
-                if !row.try_get::<bool, _>(format!("{side}_body_matches").as_str())? {
-                    note(
-                        &mut problems,
-                        sequence,
-                        format!("entry {sequence}: the stored {side} body does not match its digest"),
-                    );
+            for (position, entry) in entries.iter().enumerate() {
+                let sequence = entry.sequence;
+                if sequence != expected {
+                    let problem = if sequence > expected {
+                        missing(expected, sequence)
+                    } else {
+                        format!("an entry numbered {sequence} stands where entry {expected} belongs (altered)")
+                    };
+                    note(&mut problems, expected, problem);
                     return Ok(first_problem(report, problems));
                 }
-            }
-            if let Some(heads) = signed.get(&sequence) {
-                if let Some(head) = heads.iter().find(|head| head.hash.as_slice() != computed.as_slice()) {
-                    let copy = if head.witnessed_only { " (the event stream's copy)" } else { "" };
+                let Some(unpacked) = entry.unpacked() else {
+                    note(&mut problems, sequence, format!("entry {sequence} cannot be read (altered)"));
+                    return Ok(first_problem(report, problems));
+                };
+                let fields = HashedFields {
+                    node,
+                    sequence,
+                    request_id: &entry.request_id,
+                    member_id: &entry.member_id,
+                    caller: &entry.caller,
+                    method: &entry.method,
+                    direction: &entry.direction,
+                    started_at_us: entry.started_at_us,
+                    duration_us: entry.duration_us,
+                    status_code: entry.status_code,
+                    request_bytes: entry.request_bytes,
+                    response_bytes: entry.response_bytes,
+                    request_sha256: &unpacked.request_sha256,
+                    response_sha256: &unpacked.response_sha256,
+                    request_body_stored: unpacked.request_body.is_some(),
+                    response_body_stored: unpacked.response_body.is_some(),
+                };
+                let candidates = chain_key.map_or(keys.chain_keys.as_slice(), std::slice::from_ref);
+                let computed = candidates.iter().find_map(|key| {
+                    [entry_hash, entry_hash_v1]
+                        .into_iter()
+                        .map(|hash| hash(key, &previous, &fields))
+                        .find(|computed| unpacked.hash.as_slice() == computed.as_slice())
+                        .map(|computed| (key, computed))
+                });
+                let Some((key, computed)) = computed else {
+                    let which =
+                        if chain_key.is_none() && keys.chain_keys.len() > 1 { " with any trusted key" } else { "" };
+                    note(&mut problems, sequence, format!("entry {sequence} does not match its hash{which} (altered)"));
+                    return Ok(first_problem(report, problems));
+                };
+                chain_key = Some(key);
+                if !named.names(entry, position) {
+                    // The columns a search goes by do not name it: searches
+                    // would not find it.
                     note(
                         &mut problems,
                         sequence,
                         format!(
-                            "entries up to {sequence} were rewritten: the checkpoint signed there{copy} does not match"
+                            "entry {sequence} is hidden from searches: its batch's columns do not name it (altered)"
                         ),
                     );
                     return Ok(first_problem(report, problems));
                 }
-                report.signed_through = sequence;
+                for (side, body, digest) in [
+                    ("request", &unpacked.request_body, &unpacked.request_sha256),
+                    ("response", &unpacked.response_body, &unpacked.response_sha256),
+                ] {
+                    if body.as_ref().is_some_and(|body| Sha256::digest(body)[..] != digest[..]) {
+                        note(
+                            &mut problems,
+                            sequence,
+                            format!("entry {sequence}: the stored {side} body does not match its digest"),
+                        );
+                        return Ok(first_problem(report, problems));
+                    }
+                }
+                if let Some(heads) = signed.get(&sequence) {
+                    if let Some(head) = heads.iter().find(|head| head.hash.as_slice() != computed.as_slice()) {
+                        let copy = if head.witnessed_only { " (the event stream's copy)" } else { "" };
+                        note(
+                            &mut problems,
+                            sequence,
+                            format!(
+                                "entries up to {sequence} were rewritten: the checkpoint signed there{copy} does not match"
+                            ),
+                        );
+                        return Ok(first_problem(report, problems));
+                    }
+                    report.signed_through = sequence;
+                }
+                if problems.contains_key(&sequence) {
+                    return Ok(first_problem(report, problems));
+                }
+                previous = computed;
+                report.entries = sequence;
+                expected = sequence + 1;
             }
-            if problems.contains_key(&sequence) {
-                return Ok(first_problem(report, problems));
-            }
-            previous = computed;
-            report.entries = sequence;
-            expected = sequence + 1;
         }
         match page_end {
             Some(end) => read_through = end,
@@ -513,6 +529,88 @@ async fn verify_node(
         );
     }
     Ok(first_problem(report, problems))
+}
+
+/// An entry as its batch keeps it (`entries`, a JSON array of migration
+/// 0109's `message_log_entry`): read here rather than through the
+/// `message_log` view, whose unpacking costs PostgreSQL several times what
+/// the rest of the verification does. Only the form the writer gives it is
+/// read ([`crate::message_log`]'s `BatchColumns::stored`): anything else in
+/// its place was put there by someone else.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackedEntry {
+    sequence: i64,
+    request_id: String,
+    member_id: String,
+    caller: String,
+    method: String,
+    direction: String,
+    started_at_us: i64,
+    duration_us: i64,
+    status_code: i32,
+    request_bytes: i64,
+    response_bytes: i64,
+    /// Hexadecimal.
+    request_sha256: String,
+    response_sha256: String,
+    /// Base64, or null when not kept.
+    request_body: Option<String>,
+    response_body: Option<String>,
+    /// Hexadecimal.
+    hash: String,
+}
+
+/// The binary fields of a [`PackedEntry`].
+struct Unpacked {
+    request_sha256: Vec<u8>,
+    response_sha256: Vec<u8>,
+    request_body: Option<Vec<u8>>,
+    response_body: Option<Vec<u8>>,
+    hash: Vec<u8>,
+}
+
+impl PackedEntry {
+    /// Its binary fields, `None` if one is not in the writer's form.
+    fn unpacked(&self) -> Option<Unpacked> {
+        use base64::Engine as _;
+        let body = |body: &Option<String>| match body {
+            Some(text) => base64::engine::general_purpose::STANDARD.decode(text).ok().map(Some),
+            None => Some(None),
+        };
+        Some(Unpacked {
+            request_sha256: from_hex(&self.request_sha256)?,
+            response_sha256: from_hex(&self.response_sha256)?,
+            request_body: body(&self.request_body)?,
+            response_body: body(&self.response_body)?,
+            hash: from_hex(&self.hash)?,
+        })
+    }
+}
+
+/// What a batch's columns say its entries are, which searches go by.
+struct BatchNames {
+    sequences: std::ops::RangeInclusive<i64>,
+    /// Microseconds since 1970-01-01 UTC.
+    started: std::ops::RangeInclusive<i64>,
+    member_ids: Vec<String>,
+    methods: Vec<String>,
+    services: Vec<String>,
+    /// In entry order.
+    request_ids: Vec<String>,
+}
+
+impl BatchNames {
+    /// Whether they name `entry`, at `position` in the batch: a search by
+    /// any of its member, method, service, request id, start would find it.
+    fn names(&self, entry: &PackedEntry, position: usize) -> bool {
+        self.sequences.contains(&entry.sequence)
+            && self.started.contains(&entry.started_at_us)
+            && self.member_ids.contains(&entry.member_id)
+            && self.methods.contains(&entry.method)
+            && service_of(&entry.method).is_none_or(|service| self.services.iter().any(|named| named == service))
+            && self.request_ids.get(position) == Some(&entry.request_id)
+    }
 }
 
 /// "entries … are missing", from `expected` to before `found`.

@@ -455,6 +455,19 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
         .expect("removed");
     assert!(verify_chain(&gateway).await.is_intact());
 
+    // A batch whose entries are not what the writer writes: not JSON, with
+    // a field it never writes, or a hash not in hexadecimal.
+    for (edit, problem) in [
+        ("entries = 'not JSON'", "cannot be read"),
+        ("entries = jsonb_set(entries::jsonb, '{0,note}', '\"x\"')::text", "unknown field `note`"),
+        ("entries = jsonb_set(entries::jsonb, '{0,hash}', '\"zz\"')::text", "cannot be read"),
+    ] {
+        edit_batch(first, edit).execute(&gateway.pool).await.expect("edited");
+        assert_broken_at(&verify_chain(&gateway).await, first, &[problem, "altered"]);
+        edit_batch(first, "entries = $2").bind(&entries).execute(&gateway.pool).await.expect("as it was");
+        assert!(verify_chain(&gateway).await.is_intact());
+    }
+
     // One entry removed.
     gateway.tamper("DELETE FROM gateway.message_log WHERE sequence = 7", &[]).await;
     let report = verify_chain(&gateway).await;
