@@ -6,14 +6,28 @@
 //! member whose client identity deactivated is refused by the door and its
 //! open streams end ([`crate::standing`]), without waiting for the tokens
 //! it holds to expire.
+//!
+//! The events are not the only source: every few minutes
+//! ([`read_from_identity`]) the gateway reads identity's list of its system
+//! clients, so that a change whose event it has not had (the stream rebuilt
+//! without identity's earlier events, or NATS away while identity is not)
+//! still takes effect, within that interval. Of the two, identity's newer
+//! version of the client wins.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use esocial_events::{EventHandler, HandleError, ReceivedEvent};
+use esocial_kit::identity::ServiceTokens;
 use esocial_proto::identity::v1 as identity;
+use esocial_proto::identity::v1::identity_admin_service_client::IdentityAdminServiceClient;
 use prost::Message as _;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+use tonic::transport::{Channel, Endpoint};
+
+/// How long one reading of identity's list may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The durable consumer's name.
 pub const CONSUMER: &str = "gateway-identity-clients";
@@ -65,5 +79,82 @@ impl EventHandler for IdentityClients {
             }
             Ok(())
         })
+    }
+}
+
+/// Identity's list of system clients, read with the gateway's own
+/// credentials (role `gateway`).
+#[derive(Debug, Clone)]
+pub struct ClientList {
+    identity: IdentityAdminServiceClient<Channel>,
+    credentials: ServiceTokens,
+}
+
+impl ClientList {
+    pub fn new(identity_url: &str, credentials: ServiceTokens) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(identity_url.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(READ_TIMEOUT)
+            .connect_lazy();
+        Ok(Self { identity: IdentityAdminServiceClient::new(channel), credentials })
+    }
+}
+
+/// Reads identity's list of system clients, page by page, and records the
+/// `active` of each whose version there is newer than the one recorded
+/// (a deactivation the events did not bring, or a client never heard of).
+/// How many it changed.
+pub async fn read_from_identity(pool: &PgPool, list: &ClientList) -> anyhow::Result<u64> {
+    let mut changed = 0;
+    let mut page_token = String::new();
+    loop {
+        let request = tonic::Request::new(identity::ListSystemClientsRequest {
+            page: Some(esocial_proto::common::v1::PageRequest { page_size: 0, page_token }),
+        });
+        let request = list.credentials.authorize(request).await?;
+        let response = list.identity.clone().list_system_clients(request).await?.into_inner();
+        let ids: Vec<&str> = response.clients.iter().map(|client| client.client_id.as_str()).collect();
+        let active: Vec<bool> = response.clients.iter().map(|client| client.active).collect();
+        let versions: Vec<i64> = response.clients.iter().map(|client| client.version).collect();
+        changed += sqlx::query(
+            "INSERT INTO identity_clients (client_id, active, version, changed_at, event_id)
+             SELECT client_id, active, version, now(), NULL
+             FROM unnest($1::text[], $2::boolean[], $3::bigint[]) AS listed (client_id, active, version)
+             WHERE client_id <> '' AND version >= 0
+             ON CONFLICT (client_id) DO UPDATE
+                 SET active = excluded.active, version = excluded.version, changed_at = excluded.changed_at,
+                     event_id = NULL
+                 WHERE identity_clients.version < excluded.version",
+        )
+        .bind(&ids)
+        .bind(&active)
+        .bind(&versions)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        page_token = response.page.map(|page| page.next_page_token).unwrap_or_default();
+        if page_token.is_empty() {
+            return Ok(changed);
+        }
+    }
+}
+
+/// Reads identity's list at start and every `interval` until `stop`; a
+/// reading that fails is logged and tried again at the next.
+pub async fn follow_identity(pool: PgPool, list: ClientList, interval: Duration, stop: impl Future<Output = ()>) {
+    let mut stopped = std::pin::pin!(stop);
+    loop {
+        match tokio::time::timeout(READ_TIMEOUT, read_from_identity(&pool, &list)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(changed)) => tracing::info!(changed, "system clients changed at identity, learned from its list"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot read identity's list of system clients; trying again later");
+            }
+            Err(_) => tracing::warn!("identity's list of system clients took too long; trying again later"),
+        }
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(interval) => {}
+        }
     }
 }

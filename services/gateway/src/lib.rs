@@ -136,6 +136,11 @@ pub const ACK_WAIT_SECONDS: Variable = Variable {
     default: "30",
     meaning: "how long a subscribed event may stay unacknowledged before it is sent again",
 };
+pub const CLIENTS_READ_SECONDS: Variable = Variable {
+    name: "ESOCIAL_GATEWAY_CLIENTS_READ_SECONDS",
+    default: "300",
+    meaning: "how often the gateway reads identity's list of system clients (`ListSystemClients`), at start and then at this interval, to learn of deactivations whose events it has not had (an event stream rebuilt without them, NATS away)",
+};
 
 pub const UPSTREAM_CONNECTIONS: Variable = Variable {
     name: "ESOCIAL_GATEWAY_UPSTREAM_CONNECTIONS",
@@ -197,6 +202,7 @@ pub const VARIABLES: &[Variable] = &[
     BURST_DEFAULT,
     REPLICAS,
     ACK_WAIT_SECONDS,
+    CLIENTS_READ_SECONDS,
     UPSTREAM_CONNECTIONS,
     SERVING_THREADS,
 ];
@@ -318,6 +324,8 @@ pub struct Settings {
     /// member's limits).
     pub replicas: u32,
     pub ack_wait: Duration,
+    /// How often identity's list of system clients is read.
+    pub clients_read_interval: Duration,
     pub upstream_connections: usize,
     pub serving_threads: ServingThreads,
     pub common: CommonSettings,
@@ -389,6 +397,7 @@ impl Settings {
             u32::try_from(reader.number_in(BURST_DEFAULT, 1..=u64::from(domain::BURST_MAX))).unwrap_or(400);
         let replicas = u32::try_from(reader.number_in(REPLICAS, 1..=1000)).unwrap_or(1);
         let ack_wait = Duration::from_secs(reader.number_in(ACK_WAIT_SECONDS, 1..=3600));
+        let clients_read_interval = Duration::from_secs(reader.number_in(CLIENTS_READ_SECONDS, 1..=86_400));
         let upstream_connections = usize::try_from(reader.number_in(UPSTREAM_CONNECTIONS, 1..=64)).unwrap_or(4);
         let serving_threads = reader.parse(SERVING_THREADS);
         let common = CommonSettings::read(&mut reader);
@@ -438,6 +447,7 @@ impl Settings {
             burst_default,
             replicas,
             ack_wait,
+            clients_read_interval,
             upstream_connections,
             serving_threads,
             common,
@@ -525,6 +535,7 @@ pub struct Gateway {
     directory: Arc<Directory>,
     upstreams: Upstreams,
     internal_tokens: InternalTokens,
+    client_list: clients::ClientList,
     tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
@@ -564,9 +575,22 @@ impl Gateway {
             &settings.client_id,
             client_key,
         )?;
+        let client_list = clients::ClientList::new(&auth.identity_url, credentials.clone())?;
         let internal_tokens = InternalTokens::new(&auth.identity_url, credentials)?;
         let tls = settings.tls.as_ref().map(TlsFiles::server_config).transpose()?;
-        Ok(Self { settings, pool, nats, verifier, key, earlier_keys, directory, upstreams, internal_tokens, tls })
+        Ok(Self {
+            settings,
+            pool,
+            nats,
+            verifier,
+            key,
+            earlier_keys,
+            directory,
+            upstreams,
+            internal_tokens,
+            client_list,
+            tls,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -605,6 +629,13 @@ impl Gateway {
             esocial_events::ConsumerSettings::new(clients::CONSUMER, clients::SUBJECTS),
         );
         let clients_task = tokio::spawn(clients.run(Arc::new(clients::IdentityClients), stop.wait()));
+        // And what identity's list of them says, for the events not had.
+        let client_list_task = tokio::spawn(clients::follow_identity(
+            self.pool.clone(),
+            self.client_list.clone(),
+            self.settings.clients_read_interval,
+            stop.wait(),
+        ));
         let catalog = Arc::new(catalog::Catalog::learning_from(self.upstreams.routes()));
         let catalog_task = tokio::spawn(catalog.clone().follow(stop.wait()));
 
@@ -721,6 +752,7 @@ impl Gateway {
         let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
         directory_task.abort();
         let _ = tokio::time::timeout(Duration::from_secs(5), clients_task).await;
+        client_list_task.abort();
         catalog_task.abort();
         housekeeping_task.abort();
         sweep_task.abort();

@@ -671,6 +671,24 @@ impl IdentityAdminService for AdminApi {
         Ok(Response::new(response))
     }
 
+    async fn list_system_clients(
+        &self,
+        request: Request<pb::ListSystemClientsRequest>,
+    ) -> Result<Response<pb::ListSystemClientsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let page = page_from_proto(&mut violations, request.page.as_ref());
+        let after = page.after::<String>(&mut violations);
+        violations.finish().map_err(Error::from)?;
+        let mut clients =
+            self.0.store.system_clients(after.as_deref(), page.fetch_limit()).await.map_err(Error::from)?;
+        let page = finish_page(&mut clients, &page, |last| PageStart::AfterKey(last.client_id.clone()));
+        Ok(Response::new(pb::ListSystemClientsResponse {
+            clients: clients.iter().map(client_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
     async fn rotate_signing_key(
         &self,
         request: Request<pb::RotateSigningKeyRequest>,

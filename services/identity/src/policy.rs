@@ -33,6 +33,11 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ("/esocial.identity.v1.IdentityAdminService/RegisterSystemClient", ADMIN),
     ("/esocial.identity.v1.IdentityAdminService/RotateSystemClientKey", ADMIN),
     ("/esocial.identity.v1.IdentityAdminService/SetSystemClientStatus", ADMIN),
+    // The exchange gateway follows the clients' status by it.
+    (
+        "/esocial.identity.v1.IdentityAdminService/ListSystemClients",
+        Access::AnyRole(&[Role::SecurityAdmin, Role::Gateway]),
+    ),
     ("/esocial.identity.v1.IdentityAdminService/RotateSigningKey", ADMIN),
 ];
 

@@ -767,6 +767,19 @@ impl Store {
         Ok(row.try_into()?)
     }
 
+    /// The system clients after `after` in the order of their ids, at most `limit`.
+    pub async fn system_clients(&self, after: Option<&str>, limit: i64) -> Result<Vec<SystemClient>, StoreError> {
+        let rows: Vec<SystemClientRow> = sqlx::query_as(
+            "SELECT client_id, name, public_jwk, scopes, active, audiences, version FROM system_clients
+             WHERE ($1::text IS NULL OR client_id > $1) ORDER BY client_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| SystemClient::try_from(row).map_err(StoreError::from)).collect()
+    }
+
     pub async fn system_client(
         connection: &mut PgConnection,
         client_id: &str,

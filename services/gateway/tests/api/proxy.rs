@@ -1307,6 +1307,48 @@ async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_i
 }
 
 #[tokio::test]
+async fn a_deactivation_whose_event_the_gateway_never_had_is_learned_from_identity_s_list_of_clients() {
+    let gateway = TestGateway::spawn_with_gateway(&[], &[("ESOCIAL_GATEWAY_CLIENTS_READ_SECONDS", "1")]).await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    let verify = || registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    idp.verify_idp_certificate(verify()).await.expect("forwarded");
+
+    // Identity deactivates the client, and no event of it ever comes (an
+    // event stream rebuilt without it, say): the change alone, in
+    // identity's tables.
+    sqlx::query("UPDATE identity.system_clients SET active = false, version = version + 1 WHERE client_id = 'diia'")
+        .execute(&gateway.pool)
+        .await
+        .expect("deactivated at identity");
+    let refused = eventually(Duration::from_secs(10), || {
+        let mut idp = idp.clone();
+        async move {
+            match idp.verify_idp_certificate(verify()).await {
+                Err(status) if status.code() == Code::Unauthenticated => Ok(status),
+                other => Err(format!("not refused yet: {other:?}")),
+            }
+        }
+    })
+    .await;
+    assert!(refused.message().contains("diia is deactivated at identity"), "{}", refused.message());
+    let (active, event_id): (bool, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT active, event_id FROM gateway.identity_clients WHERE client_id = 'diia'")
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("the client as the gateway knows it");
+    assert_eq!((active, event_id), (false, None), "learned from identity's list, not from an event");
+
+    // Active again, by identity's event this time: the newer version wins.
+    gateway.set_client_active("diia", true).await;
+    eventually(Duration::from_secs(10), || {
+        let mut idp = idp.clone();
+        async move { idp.verify_idp_certificate(verify()).await.map(|_| ()).map_err(|status| format!("{status:?}")) }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn of_a_client_s_changes_the_one_identity_committed_last_stands_whatever_their_order_and_times() {
     use esocial_events::EventHandler as _;
     use prost::Message as _;

@@ -705,3 +705,61 @@ async fn people_are_never_given_the_service_role() {
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&refused), ["roles"]);
 }
+
+/// The list of system clients, which the exchange gateway reads to follow
+/// their status: for security administrators and the gateway's role, in
+/// the order of the clients' ids, page by page, with each one's version.
+#[tokio::test]
+async fn the_system_clients_are_listed_to_security_administrators_and_the_gateway_only() {
+    let app = TestIdentity::spawn().await;
+    let admin_token = app.admin_token().await;
+    let mut admin = app.admin_client(&admin_token).await;
+    for client_id in ["zz-last", "aa-first", "mm-middle"] {
+        admin
+            .register_system_client(register_client_request(client_id, &SigningKey::generate(), &["service"]))
+            .await
+            .expect("registered");
+    }
+    admin
+        .set_system_client_status(pb::SetSystemClientStatusRequest {
+            request_id: new_request_id(),
+            client_id: "mm-middle".to_owned(),
+            active: false,
+        })
+        .await
+        .expect("deactivated");
+    let list = |page_token: String| pb::ListSystemClientsRequest {
+        page: Some(esocial_proto::common::v1::PageRequest { page_size: 2, page_token }),
+    };
+    let gateway = mint(&app, &client_claims(&app.identity.settings, "esocial-gateway", &[Role::Gateway], &[])).await;
+    let mut as_gateway = app.admin_client(&gateway).await;
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = as_gateway.list_system_clients(list(page_token)).await.expect("listed").into_inner();
+        assert!(page.clients.len() <= 2, "{page:?}");
+        listed.extend(page.clients.into_iter().map(|client| (client.client_id, client.active, client.version)));
+        page_token = page.page.map(|page| page.next_page_token).unwrap_or_default();
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    let ours: Vec<_> =
+        listed.iter().filter(|(id, ..)| ["aa-first", "mm-middle", "zz-last"].contains(&id.as_str())).collect();
+    assert_eq!(
+        ours,
+        [&("aa-first".to_owned(), true, 1), &("mm-middle".to_owned(), false, 2), &("zz-last".to_owned(), true, 1)]
+    );
+    assert!(listed.windows(2).all(|pair| pair[0].0 < pair[1].0), "in the order of their ids: {listed:?}");
+    let by_admin = admin.list_system_clients(list(String::new())).await.expect("an administrator lists them");
+    assert_eq!(by_admin.into_inner().clients.len(), 2);
+
+    // A system with role `service` does not.
+    let service = mint(&app, &client_claims(&app.identity.settings, "ops-automation", &[Role::Service], &[])).await;
+    let refused =
+        app.admin_client(&service).await.list_system_clients(list(String::new())).await.expect_err("not its to read");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let malformed =
+        as_gateway.list_system_clients(list("not a page token".to_owned())).await.expect_err("a bad page token");
+    assert_eq!(violated_fields(&malformed), ["page.page_token"]);
+}
