@@ -24,7 +24,7 @@ use esocial_proto::identity::v1 as identity;
 use esocial_proto::identity::v1::identity_admin_service_client::IdentityAdminServiceClient;
 use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How long one reading of identity's list may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,10 +92,7 @@ pub struct ClientList {
 
 impl ClientList {
     pub fn new(identity_url: &str, credentials: ServiceTokens) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(identity_url.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(READ_TIMEOUT)
-            .connect_lazy();
+        let channel = crate::internal_tokens::identity_channel(identity_url, READ_TIMEOUT)?;
         Ok(Self { identity: IdentityAdminServiceClient::new(channel), credentials })
     }
 }
@@ -146,7 +143,12 @@ pub async fn follow_identity(pool: PgPool, list: ClientList, interval: Duration,
     loop {
         match tokio::time::timeout(READ_TIMEOUT, read_from_identity(&pool, &list)).await {
             Ok(Ok(0)) => {}
-            Ok(Ok(changed)) => tracing::info!(changed, "system clients changed at identity, learned from its list"),
+            Ok(Ok(recorded)) => {
+                tracing::info!(
+                    recorded,
+                    "system clients recorded from identity's list, newer than what its events brought"
+                );
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot read identity's list of system clients; trying again later");
             }

@@ -46,6 +46,15 @@ pub fn audience_of_package(package: &str) -> &str {
     }
 }
 
+/// A connection to identity, made at the first call, each call bounded by
+/// `timeout`.
+pub fn identity_channel(identity_url: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(identity_url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .connect_lazy())
+}
+
 /// A token exchanged, as the value of [`esocial_auth::FORWARDED_TOKEN_HEADER`]
 /// a forwarded call carries.
 #[derive(Debug, Clone)]
@@ -68,10 +77,7 @@ pub struct InternalTokens {
 impl InternalTokens {
     /// `credentials` are the gateway's own (a client with role `gateway`).
     pub fn new(identity_url: &str, credentials: ServiceTokens) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(identity_url.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(EXCHANGE_TIMEOUT)
-            .connect_lazy();
+        let channel = identity_channel(identity_url, EXCHANGE_TIMEOUT)?;
         Ok(Self { identity: IdentityServiceClient::new(channel), credentials, remembered: Mutex::default() })
     }
 
