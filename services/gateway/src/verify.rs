@@ -347,30 +347,22 @@ async fn verify_node(
     // The pages so far read the batches that begin up to this entry.
     let mut read_through: i64 = 0;
     loop {
-        // The page ends with this batch, or the last there is.
-        let page_end: Option<i64> = sqlx::query_scalar(
-            "SELECT first_sequence FROM message_log_batches WHERE node = $1 AND first_sequence > $2
-             ORDER BY first_sequence OFFSET $3 LIMIT 1",
-        )
-        .bind(node)
-        .bind(read_through)
-        .bind(BATCHES_A_PAGE - 1)
-        .fetch_optional(pool)
-        .await?;
         let batches = sqlx::query(
             "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
                     request_ids, entries
              FROM message_log_batches
-             WHERE node = $1 AND first_sequence > $2 AND first_sequence <= $3
-             ORDER BY first_sequence",
+             WHERE node = $1 AND first_sequence > $2
+             ORDER BY first_sequence LIMIT $3",
         )
         .bind(node)
         .bind(read_through)
-        .bind(page_end.unwrap_or(i64::MAX))
+        .bind(BATCHES_A_PAGE)
         .fetch_all(pool)
         .await?;
+        let last_page = batches.len() < usize::try_from(BATCHES_A_PAGE).unwrap_or(usize::MAX);
         for row in batches {
             let batch_first: i64 = row.try_get("first_sequence")?;
+            read_through = batch_first;
             let batch_last: i64 = row.try_get("last_sequence")?;
             if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
                 note(&mut problems, expected - 1, problem);
@@ -507,9 +499,8 @@ async fn verify_node(
                 expected = sequence + 1;
             }
         }
-        match page_end {
-            Some(end) => read_through = end,
-            None => break,
+        if last_page {
+            break;
         }
     }
     if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
