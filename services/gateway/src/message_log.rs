@@ -1110,8 +1110,9 @@ pub async fn search(
     // values without reading the bodies.
     // A statement's `pg_current_snapshot()` is the one it reads with. Both
     // snapshots are sub-selects, worked out once (not at every row).
-    // Over `message_log_batches`' columns, or (`batch_`) the view's.
-    let batches = |prefix: &str| {
+    // Over `message_log_batches`' columns, or (`batch_`) the view's; the
+    // earliest start wanted is the parameter `not_before`.
+    let batches = |prefix: &str, not_before: &str| {
         format!(
             "($1::text IS NULL OR {prefix}member_ids @> ARRAY[$1::text])
              AND ($2::text IS NULL OR {prefix}methods @> ARRAY[$2::text])
@@ -1119,7 +1120,8 @@ pub async fn search(
              AND tstzrange({prefix}first_started_at, {prefix}last_started_at, '[]') && tstzrange($4, $5, '[)')
              AND ($6::text IS NULL OR {prefix}request_ids @> ARRAY[$6::text])
              AND ($7::timestamptz IS NULL OR {prefix}last_started_at >= $7)
-             AND ($14::timestamptz IS NULL OR {prefix}first_started_at >= $14::timestamptz - (SELECT span FROM span))"
+             AND ({not_before}::timestamptz IS NULL
+                  OR {prefix}first_started_at >= {not_before}::timestamptz - (SELECT span FROM span))"
         )
     };
     // The longest span of a batch's starts: a batch with an entry that starts
@@ -1158,8 +1160,8 @@ pub async fn search(
          ) page
          WHERE $11::bigint IS NULL OR bytes_before <= $11 OR position <= 2
          ORDER BY started_at, node, sequence",
-        stored = batches(""),
-        narrowed = batches("batch_"),
+        stored = batches("", "$14"),
+        narrowed = batches("batch_", "$14"),
     );
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
     // The entries wanted start at or after this.
@@ -1193,7 +1195,7 @@ pub async fn search(
             // Nothing in the batches read: whole only if they were all read.
             let all_read: bool = filtered(sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH {span} SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {} OFFSET $8)",
-                batches("").replace("$14", "$9")
+                batches("", "$9")
             ))))
             .bind(skipped)
             .bind(not_before)
