@@ -121,13 +121,15 @@ pub struct Caller {
     pub session_id: Option<String>,
     /// The party acting for the subject (`act.sub`), when there is one.
     pub actor: Option<String>,
-    /// When the token expires (`exp`, seconds since 1970-01-01 UTC): a
-    /// stream it opened ends then.
-    pub token_expires_at: u64,
+    /// Until when the token is accepted (seconds since 1970-01-01 UTC: its
+    /// `exp` and the verifier's leeway, [`crate::TokenVerifier::accepted_until`]):
+    /// a stream it opened ends then.
+    pub token_accepted_until: u64,
 }
 
 impl Caller {
-    pub fn from_claims(claims: &Claims) -> Self {
+    /// The caller of a token with `claims`, accepted until `accepted_until`.
+    pub fn from_claims(claims: &Claims, accepted_until: u64) -> Self {
         let mut roles: Vec<Role> = claims.roles.iter().filter_map(|name| Role::parse(name)).collect();
         roles.sort_by_key(|role| role.as_str());
         roles.dedup();
@@ -140,7 +142,7 @@ impl Caller {
             token_id: claims.jti.clone(),
             session_id: claims.sid.clone(),
             actor: claims.act.as_ref().map(|actor| actor.sub.clone()),
-            token_expires_at: claims.exp,
+            token_accepted_until: accepted_until,
         }
     }
 

@@ -126,7 +126,7 @@ where
                     return Ok(Status::unauthenticated("invalid token").into_http());
                 }
             };
-            let caller = Caller::from_claims(&claims);
+            let caller = Caller::from_claims(&claims, verifier.accepted_until(&claims));
             if !access.allows(&caller) {
                 tracing::info!(%method, subject = %caller.subject, "denied: missing role");
                 let required = match access {

@@ -145,6 +145,12 @@ impl TokenVerifier {
         &self.settings
     }
 
+    /// Until when (seconds since 1970-01-01 UTC) a token with these claims
+    /// is accepted: its `exp` and the leeway for clock skew.
+    pub fn accepted_until(&self, claims: &Claims) -> u64 {
+        claims.exp.saturating_add(self.settings.leeway.as_secs())
+    }
+
     /// Verifies a compact JWS and returns its claims. (Shared: a token seen
     /// before answers with the claims remembered, without copying them.)
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, VerificationError> {
@@ -183,8 +189,8 @@ impl TokenVerifier {
             let mut verified = self.verified.lock().ok()?;
             let remembered = verified.get(token)?;
             let claims = &remembered.claims;
-            let current = claims.exp.saturating_add(leeway) > now
-                && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway));
+            let current =
+                self.accepted_until(claims) > now && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway));
             if !current {
                 verified.remove(token);
                 return None;

@@ -683,7 +683,6 @@ impl Gateway {
             log_keys: self.log_keys(),
             checkpoint_copies: verify::CheckpointCopies::new(self.nats.clone(), events.clone()),
             search_body_bytes_max: self.settings.common.grpc.message_bytes_max / 2,
-            token_leeway: self.verifier.settings().leeway,
         });
         let limit = self.settings.common.grpc.message_bytes_max;
         let routes = tonic::service::Routes::new(

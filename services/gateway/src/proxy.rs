@@ -392,7 +392,7 @@ struct Identified {
     /// Until when the token is accepted (its `exp` and the verifier's
     /// leeway for clock skew, seconds since 1970-01-01 UTC); 0 without a
     /// valid token.
-    token_good_until: u64,
+    token_accepted_until: u64,
     /// The member is bound to a client certificate and did not present it.
     certificate_missing: bool,
     member: Option<Arc<MemberEntry>>,
@@ -406,7 +406,7 @@ impl Door {
             return Identified {
                 caller: String::new(),
                 token_id: String::new(),
-                token_good_until: 0,
+                token_accepted_until: 0,
                 certificate_missing: false,
                 member: None,
                 refusal: Some(Status::unauthenticated("a bearer token of a member system is required")),
@@ -419,7 +419,7 @@ impl Door {
                 return Identified {
                     caller: String::new(),
                     token_id: String::new(),
-                    token_good_until: 0,
+                    token_accepted_until: 0,
                     certificate_missing: false,
                     member: None,
                     refusal: Some(Status::unauthenticated("invalid token")),
@@ -438,7 +438,7 @@ impl Door {
         Identified {
             caller: claims.sub.clone(),
             token_id: claims.jti.clone(),
-            token_good_until: claims.exp.saturating_add(self.verifier.settings().leeway.as_secs()),
+            token_accepted_until: self.verifier.accepted_until(&claims),
             certificate_missing,
             member,
             refusal,
@@ -684,7 +684,7 @@ fn pass(
                 member.member.member_id.clone(),
                 path.clone(),
                 peer.clone(),
-                identified.token_good_until,
+                identified.token_accepted_until,
             )));
         }
         // The server's deadline (the caller's, or the longest a call may take)
@@ -1682,14 +1682,15 @@ mod tests {
         standing_of_a_stream_with_a_token_until(u64::MAX)
     }
 
-    /// The same, opened with a token accepted until `token_good_until`.
-    fn standing_of_a_stream_with_a_token_until(token_good_until: u64) -> (Arc<Directory>, Arc<Standing>) {
+    /// The same, opened with a token accepted until `token_accepted_until`.
+    fn standing_of_a_stream_with_a_token_until(token_accepted_until: u64) -> (Arc<Directory>, Arc<Standing>) {
         let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1:1/none").expect("pool");
         let limits = crate::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1024 };
         let directory = Arc::new(Directory::new(pool, limits, 1));
         directory.hold(vec![member(true, true)]);
         let member_id = MemberId::parse(MEMBER).expect("member id");
-        let standing = Standing::new(directory.clone(), member_id, VERIFY_ACCOUNTS.to_owned(), None, token_good_until);
+        let standing =
+            Standing::new(directory.clone(), member_id, VERIFY_ACCOUNTS.to_owned(), None, token_accepted_until);
         (directory, Arc::new(standing))
     }
 

@@ -31,7 +31,7 @@ pub struct Standing {
     peer: Option<PeerCertificates>,
     /// Until when the token the stream was opened with is accepted (its
     /// `exp` and the verifier's leeway, seconds since 1970-01-01 UTC).
-    token_good_until: u64,
+    token_accepted_until: u64,
     /// The directory's version last found to admit the call.
     admitted: AtomicU64,
     /// Why the call was cut off, once it was: every later check says so too.
@@ -47,14 +47,14 @@ impl Standing {
         member_id: MemberId,
         path: String,
         peer: Option<PeerCertificates>,
-        token_good_until: u64,
+        token_accepted_until: u64,
     ) -> Self {
         Self {
             directory,
             member_id,
             path,
             peer,
-            token_good_until,
+            token_accepted_until,
             admitted: AtomicU64::new(NOT_CHECKED),
             refusal: OnceLock::new(),
             watched: AtomicBool::new(false),
@@ -67,7 +67,7 @@ impl Standing {
         if let Some(refusal) = self.refusal.get() {
             return Err(refusal.clone());
         }
-        if until_expiry(self.token_good_until).is_zero() {
+        if until_expiry(self.token_accepted_until).is_zero() {
             return Err(self.refusal.get_or_init(token_expired).clone());
         }
         // The version is read before the entry: an entry at least as new as
@@ -108,18 +108,12 @@ impl Standing {
     pub async fn lost(&self) -> Status {
         let mut changes = self.directory.changes();
         let mut watching = true;
-        let expiry = tokio::time::sleep(until_expiry(self.token_good_until));
-        tokio::pin!(expiry);
+        let expired = expiry(self.token_accepted_until);
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 changed = changes.changed(), if watching => watching = changed.is_ok(),
-                () = &mut expiry => {
-                    // The monotonic clock the timer keeps and the wall clock
-                    // the token's time is on may drift apart: it waits again
-                    // for what the wall clock says is left.
-                    let left = until_expiry(self.token_good_until).max(Duration::from_millis(10));
-                    expiry.as_mut().reset(tokio::time::Instant::now() + left);
-                }
+                () = &mut expired => return self.check().err().unwrap_or_else(token_expired),
             }
             if let Err(status) = self.check() {
                 return status;
@@ -152,9 +146,22 @@ pub fn token_expired() -> Status {
     Status::unauthenticated("the token the stream was opened with has expired; open it again with a new token")
 }
 
-/// How long until `good_until` (seconds since 1970-01-01 UTC), when a
+/// Waits until `accepted_until` (seconds since 1970-01-01 UTC) has passed
+/// by the wall clock the token's time is on. The monotonic clock a timer
+/// keeps may drift from it: it waits again for what is left.
+pub async fn expiry(accepted_until: u64) {
+    loop {
+        let left = until_expiry(accepted_until);
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// How long until `accepted_until` (seconds since 1970-01-01 UTC), when a
 /// token stops being accepted; zero once it has passed.
-pub fn until_expiry(good_until: u64) -> Duration {
+pub fn until_expiry(accepted_until: u64) -> Duration {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    Duration::from_secs(good_until).saturating_sub(now)
+    Duration::from_secs(accepted_until).saturating_sub(now)
 }

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::domain::MemberId;
 use crate::message_log::{MacKey, hex};
-use crate::standing::{token_expired, until_expiry};
+use crate::standing::{expiry, token_expired};
 pub use crate::store::{Subscription, subscription};
 
 /// The purpose of the key acknowledgement tokens are signed with.
@@ -360,7 +360,7 @@ impl Subscriptions {
     /// certificate other than `presented` (the SHA-256 of the one its
     /// connection presented, if any) gets UNAUTHENTICATED, as does the
     /// member once the token the stream was opened with is no longer
-    /// accepted (`token_good_until`, seconds since 1970-01-01 UTC: its
+    /// accepted (`token_accepted_until`, seconds since 1970-01-01 UTC: its
     /// `exp` and the verifier's leeway).
     pub fn stream(
         &self,
@@ -369,7 +369,7 @@ impl Subscriptions {
         window: usize,
         place: StreamPlace,
         presented: Option<[u8; 32]>,
-        token_good_until: u64,
+        token_accepted_until: u64,
     ) -> mpsc::Receiver<Result<pb::SubscribedEvent, Status>> {
         let (sender, receiver) = mpsc::channel(window);
         let nats = self.nats.clone();
@@ -400,20 +400,14 @@ impl Subscriptions {
             // place) open.
             let mut changes = this.directory.changes();
             let mut watching = true;
-            let expiry = tokio::time::sleep(until_expiry(token_good_until));
-            tokio::pin!(expiry);
+            let expired = expiry(token_accepted_until);
+            tokio::pin!(expired);
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
-                    () = &mut expiry => {
-                        let left = until_expiry(token_good_until);
-                        if left.is_zero() {
-                            let _ = sender.send(Err(token_expired())).await;
-                            break;
-                        }
-                        // The timer's clock and the token's drifted apart.
-                        expiry.as_mut().reset(tokio::time::Instant::now() + left);
-                        continue;
+                    () = &mut expired => {
+                        let _ = sender.send(Err(token_expired())).await;
+                        break;
                     }
                     next = merged.next() => next,
                     changed = changes.changed(), if watching => {

@@ -230,7 +230,7 @@ mod tests {
             token_id: "jti".to_owned(),
             session_id: session.map(str::to_owned),
             actor: None,
-            token_expires_at: u64::MAX,
+            token_accepted_until: u64::MAX,
         }
     }
 

@@ -49,7 +49,7 @@ pub fn generator_caller() -> Caller {
         token_id: Uuid::now_v7().to_string(),
         session_id: None,
         actor: None,
-        token_expires_at: u64::MAX,
+        token_accepted_until: u64::MAX,
     }
 }
 

@@ -41,9 +41,6 @@ pub struct GatewayState {
     /// The bodies a page of `SearchMessageLog` may carry: half the
     /// server's message size limit, so that the page can be sent.
     pub search_body_bytes_max: usize,
-    /// How long past its `exp` the gateway accepts a token (clock skew):
-    /// a `Subscribe` stream ends then.
-    pub token_leeway: std::time::Duration,
 }
 
 impl GatewayState {

@@ -212,7 +212,7 @@ impl SubscriptionService for SubscriptionApi {
             window,
             place,
             presented,
-            caller.token_expires_at.saturating_add(self.0.token_leeway.as_secs()),
+            caller.token_accepted_until,
         ))))
     }
 
