@@ -88,10 +88,45 @@ pub struct TokenVerifier {
     cache: RwLock<KeyCache>,
     /// Serialises fetches and remembers when the last one started.
     last_fetch: Mutex<Option<Instant>>,
-    verified: std::sync::Mutex<HashMap<String, Remembered>>,
+    verified: std::sync::Mutex<HashMap<String, Remembered, TailHashing>>,
     /// Counts key set fetches, so a verification that raced with one is not
     /// remembered under the new keys.
     key_generation: std::sync::atomic::AtomicU64,
+}
+
+/// Hashes the tokens remembered by their last [`TAIL_HASHED`] bytes and
+/// their length, with SipHash under random keys as `HashMap`'s default
+/// does: a token is looked up on every call, and hashing all of it (some
+/// 600 bytes) cost more than the rest of the look-up. The tail is the
+/// signature's, which differs between any two tokens; equal tails only
+/// share a bucket, since keys are still compared whole, and only tokens
+/// that verified are ever put in the map, so no caller can fill one bucket.
+#[derive(Clone, Default)]
+struct TailHashing(std::collections::hash_map::RandomState);
+
+/// How much of a token's end is hashed.
+const TAIL_HASHED: usize = 32;
+
+impl std::hash::BuildHasher for TailHashing {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = bytes.get(bytes.len().saturating_sub(TAIL_HASHED)..).unwrap_or(bytes);
+        self.0.write_usize(bytes.len());
+        self.0.write(tail);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 struct Remembered {
@@ -136,7 +171,7 @@ impl TokenVerifier {
             source,
             cache: RwLock::new(KeyCache::default()),
             last_fetch: Mutex::new(None),
-            verified: std::sync::Mutex::new(HashMap::new()),
+            verified: std::sync::Mutex::new(HashMap::default()),
             key_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -319,5 +354,33 @@ fn map_decode_error(error: &jsonwebtoken::errors::Error) -> VerificationError {
         ErrorKind::MissingRequiredClaim(claim) => VerificationError::MissingClaim(claim.clone()),
         ErrorKind::InvalidAlgorithm => VerificationError::WrongAlgorithm("mismatch".to_owned()),
         _ => VerificationError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::{TAIL_HASHED, TailHashing};
+
+    #[test]
+    fn tokens_that_share_their_hashed_tail_are_still_told_apart() {
+        let tail = "s".repeat(TAIL_HASHED);
+        let first = format!("header.first-claims.{tail}");
+        let second = format!("header.other-claims.{tail}");
+        let longer = format!("header.other-claims-longer.{tail}");
+        let mut remembered: HashMap<String, u8, TailHashing> = HashMap::default();
+        remembered.insert(first.clone(), 1);
+        remembered.insert(second.clone(), 2);
+        remembered.insert(longer.clone(), 3);
+        assert_eq!(remembered.len(), 3);
+        assert_eq!(remembered.get(first.as_str()), Some(&1));
+        assert_eq!(remembered.get(second.as_str()), Some(&2));
+        assert_eq!(remembered.get(longer.as_str()), Some(&3));
+        assert_eq!(remembered.get(format!("header.third-claims.{tail}").as_str()), None);
+        // Shorter than the tail: hashed whole.
+        remembered.insert("short".to_owned(), 4);
+        assert_eq!(remembered.get("short"), Some(&4));
+        assert_eq!(remembered.get("shorT"), None);
     }
 }

@@ -546,7 +546,7 @@ pub struct RequestContextService<S> {
 
 /// A `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
 fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 {
         return None;
@@ -567,6 +567,9 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 /// the gateway). A `HeaderName` made once: a name given as a `&str` is
 /// copied at each insert.
 pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+// Read on every call: names made once, not parsed from a `&str` each time.
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// A request id as the value of [`REQUEST_ID_HEADER`], marked never to be
 /// indexed: an id is new on every call, so in an HTTP/2 connection's header
@@ -673,7 +676,7 @@ where
                 // headers; a success puts it in trailers, after the body.
                 let status = response
                     .headers()
-                    .get("grpc-status")
+                    .get(GRPC_STATUS)
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.parse::<i32>().ok())
                     .unwrap_or(0);

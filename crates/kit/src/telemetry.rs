@@ -268,8 +268,8 @@ pub fn current_trace_context() -> HashMap<String, String> {
 /// Writes the current span's W3C trace context into HTTP/2 headers,
 /// replacing what was there (a call forwarded on continues this trace).
 pub fn inject_trace_context(headers: &mut http::HeaderMap) {
-    headers.remove("traceparent");
-    headers.remove("tracestate");
+    headers.remove(TRACEPARENT);
+    headers.remove(TRACESTATE);
     inject_current(&mut HeaderInjector(headers));
 }
 
@@ -300,9 +300,29 @@ pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
 #[derive(Debug)]
 pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
 
+/// The trace context's header names, made once: a name given as a `&str`
+/// is parsed (and, not being a standard one, copied) at every use.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
+/// The header named `key`, by its name made once when it is one of the
+/// trace context's.
+fn trace_header_name(key: &str) -> Option<http::HeaderName> {
+    match key {
+        "traceparent" => Some(TRACEPARENT),
+        "tracestate" => Some(TRACESTATE),
+        _ => http::HeaderName::try_from(key).ok(),
+    }
+}
+
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
+        let value = match key {
+            "traceparent" => self.0.get(TRACEPARENT),
+            "tracestate" => self.0.get(TRACESTATE),
+            _ => self.0.get(key),
+        };
+        value.and_then(|value| value.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -316,7 +336,7 @@ pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(key), http::HeaderValue::try_from(value)) {
+        if let (Some(name), Ok(value)) = (trace_header_name(key), http::HeaderValue::try_from(value)) {
             self.0.insert(name, value);
         }
     }

@@ -55,8 +55,9 @@ impl fmt::Display for MemberId {
 }
 
 fn is_identifier(text: &str) -> bool {
-    text.starts_with(|character: char| character.is_ascii_alphabetic() || character == '_')
-        && text.chars().all(|character| character.is_ascii_alphanumeric() || character == '_')
+    // By bytes: every call's path is checked, and ASCII is all it may hold.
+    text.as_bytes().first().is_some_and(|first| first.is_ascii_alphabetic() || *first == b'_')
+        && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
 }
 
 /// The longest method path the gateway repeats whole, in a log entry or in

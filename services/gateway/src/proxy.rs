@@ -57,6 +57,9 @@ const MEMBER_NAME: HeaderName = HeaderName::from_static(MEMBER_HEADER);
 const GATEWAY_NODE_NAME: HeaderName = HeaderName::from_static(GATEWAY_NODE_HEADER);
 const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static("grpc-timeout");
 const TRACEPARENT_NAME: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE_NAME: HeaderName = HeaderName::from_static("tracestate");
+const GRPC_ENCODING_NAME: HeaderName = HeaderName::from_static("grpc-encoding");
+const GRPC_STATUS_NAME: HeaderName = HeaderName::from_static("grpc-status");
 /// The gateway's own proto package: served here, not forwarded.
 pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
 /// The methods through which auditors read the message log.
@@ -653,7 +656,7 @@ fn pass(
         // Every value is looked at: services differ in which of two they
         // take.
         if let Some(encoding) =
-            request.headers().get_all("grpc-encoding").iter().find(|encoding| *encoding != "identity")
+            request.headers().get_all(GRPC_ENCODING_NAME).iter().find(|encoding| *encoding != "identity")
         {
             return exchange.refuse(Status::unimplemented(format!(
                 "the gateway takes uncompressed messages only (grpc-encoding {encoding:?}), so that the member's size limit holds"
@@ -932,7 +935,7 @@ fn prepare_headers(
     if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT_NAME) {
         esocial_kit::telemetry::inject_trace_context(headers);
     } else {
-        headers.remove("tracestate");
+        headers.remove(TRACESTATE_NAME);
     }
 }
 
@@ -1213,7 +1216,7 @@ impl Drop for Exchange {
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    headers.get(GRPC_STATUS_NAME)?.to_str().ok()?.parse().ok()
 }
 
 struct MeteredRequestBody {
@@ -1402,7 +1405,7 @@ impl WatchedResponseBody {
         self.finish(code);
         let mut trailers = http::HeaderMap::new();
         if status.add_header(&mut trailers).is_err() {
-            trailers.insert("grpc-status", HeaderValue::from(code));
+            trailers.insert(GRPC_STATUS_NAME, HeaderValue::from(code));
         }
         Frame::trailers(trailers)
     }
