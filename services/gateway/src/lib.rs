@@ -663,16 +663,21 @@ impl Gateway {
         let writer_task = tokio::spawn(writer.run(log_stop.wait()));
 
         // Tokens given out before a key rotation still acknowledge.
-        let subscriptions = Arc::new(self.earlier_keys.iter().fold(
-            subscriptions::Subscriptions::new(
-                self.nats.clone(),
-                events.clone(),
-                self.settings.ack_wait,
-                self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
-                self.directory.clone(),
-            ),
-            |taking, earlier| taking.accepting(earlier.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE)),
-        ));
+        let subscriptions = Arc::new(
+            self.earlier_keys
+                .iter()
+                .fold(
+                    subscriptions::Subscriptions::new(
+                        self.nats.clone(),
+                        events.clone(),
+                        self.settings.ack_wait,
+                        self.key.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE),
+                        self.directory.clone(),
+                    ),
+                    |taking, earlier| taking.accepting(earlier.derive(subscriptions::ACK_TOKEN_KEY_PURPOSE)),
+                )
+                .ending_streams_at(stop.clone()),
+        );
         let sweep_task = tokio::spawn(subscriptions.clone().sweep_orphaned_consumers(self.pool.clone(), stop.wait()));
         let state = Arc::new(grpc::GatewayState {
             pool: self.pool.clone(),
@@ -706,15 +711,18 @@ impl Gateway {
                 .max_encoding_message_size(limit),
         );
         let log_health = log.clone();
-        let door = Arc::new(Door::new(
-            self.verifier.clone(),
-            self.directory.clone(),
-            (self.upstreams.clone(), catalog.clone()),
-            self.settings.common.grpc.request_timeout,
-            self.internal_tokens,
-            log,
-            HeaderValue::from_str(&self.settings.node)?,
-        ));
+        let door = Arc::new(
+            Door::new(
+                self.verifier.clone(),
+                self.directory.clone(),
+                (self.upstreams.clone(), catalog.clone()),
+                self.settings.common.grpc.request_timeout,
+                self.internal_tokens,
+                log,
+                HeaderValue::from_str(&self.settings.node)?,
+            )
+            .ending_streams_at(stop.clone()),
+        );
         let auth = AuthLayer::new(self.verifier.clone(), Arc::new(policy::access_policy()));
         let mut server = GrpcServer::new(&self.settings.common.grpc, auth, SERVICE_NAMES);
         if let Some(tls) = self.tls.clone() {

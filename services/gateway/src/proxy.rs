@@ -28,6 +28,7 @@ use esocial_auth::{FORWARDED_TOKEN_HEADER, TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
 use esocial_kit::rate::Allowance;
 use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
+use esocial_kit::shutdown::Shutdown;
 use futures_util::FutureExt as _;
 use http::{HeaderName, HeaderValue};
 use http_body::Frame;
@@ -339,6 +340,8 @@ pub struct Door {
     pub node: HeaderValue,
     /// Refusals of callers that are not active members that get a log entry.
     door_refusals: Allowance,
+    /// Set when the gateway starts to stop: open streams end then.
+    stopping: Shutdown,
 }
 
 impl Door {
@@ -367,7 +370,18 @@ impl Door {
                 DOOR_REFUSALS_PER_SECOND,
                 DOOR_REFUSALS_BURST,
             ),
+            stopping: Shutdown::new(),
         }
+    }
+
+    /// Ends the streams open through this door, each at a message's end
+    /// with UNAVAILABLE, once `stopping` is triggered (the gateway starts
+    /// to stop), instead of letting them run to the end of the grace
+    /// period and be cut wherever they are.
+    #[must_use]
+    pub fn ending_streams_at(mut self, stopping: Shutdown) -> Self {
+        self.stopping = stopping;
+        self
     }
 }
 
@@ -688,6 +702,7 @@ fn pass(
                 path.clone(),
                 peer.clone(),
                 identified.token_accepted_until,
+                door.stopping.clone(),
             )));
         }
         // The server's deadline (the caller's, or the longest a call may take)
@@ -1233,6 +1248,15 @@ impl http_body::Body for MeteredRequestBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        // The response side ended the call: nothing more goes on to the
+        // service (whose stream this resets), and the client's side is let
+        // go, whether or not it sends anything more.
+        if let Some(standing) = &self.standing
+            && standing.poll_call_ended(context)
+        {
+            let status = standing.refusal().unwrap_or_else(|| Status::cancelled("the call has ended"));
+            return Poll::Ready(Some(Err(status)));
+        }
         let mut polled = Pin::new(&mut self.inner).poll_frame(context);
         // Request trailers are metadata too: what only the gateway sets, and
         // the member's token, do not go on in them either.
@@ -1400,6 +1424,9 @@ impl WatchedResponseBody {
         self.cut_off = true;
         self.held = None;
         self.inner = tonic::body::Body::default();
+        if let Some(watching) = &self.watching {
+            watching.standing.end_call();
+        }
         let code = status.code() as i32;
         self.status = Some(code);
         self.finish(code);
@@ -1687,13 +1714,27 @@ mod tests {
 
     /// The same, opened with a token accepted until `token_accepted_until`.
     fn standing_of_a_stream_with_a_token_until(token_accepted_until: u64) -> (Arc<Directory>, Arc<Standing>) {
+        standing_of_a_stream_stopping_with(token_accepted_until, Shutdown::new())
+    }
+
+    /// The same, ended when `stopping` is triggered.
+    fn standing_of_a_stream_stopping_with(
+        token_accepted_until: u64,
+        stopping: Shutdown,
+    ) -> (Arc<Directory>, Arc<Standing>) {
         let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1:1/none").expect("pool");
         let limits = crate::directory::DefaultLimits { requests_per_second: 10, burst: 10, message_bytes_max: 1024 };
         let directory = Arc::new(Directory::new(pool, limits, 1));
         directory.hold(vec![member(true, true)]);
         let member_id = MemberId::parse(MEMBER).expect("member id");
-        let standing =
-            Standing::new(directory.clone(), member_id, VERIFY_ACCOUNTS.to_owned(), None, token_accepted_until);
+        let standing = Standing::new(
+            directory.clone(),
+            member_id,
+            VERIFY_ACCOUNTS.to_owned(),
+            None,
+            token_accepted_until,
+            stopping,
+        );
         (directory, Arc::new(standing))
     }
 
@@ -1854,6 +1895,65 @@ mod tests {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
         assert!(now >= Duration::from_secs(expires_at), "not before the token expired: {now:?} < {expires_at} s");
         assert_eq!(status_of(&end), Some(tonic::Code::Unauthenticated as i32));
+    }
+
+    #[tokio::test]
+    async fn once_the_gateway_starts_to_stop_a_stream_ends_at_the_end_of_the_message_under_way() {
+        let stopping = Shutdown::new();
+        let (_directory, standing) = standing_of_a_stream_stopping_with(u64::MAX, stopping.clone());
+        let (feed, mut body) = watched(standing);
+        let (first, second) = (frame(6), frame(4));
+        feed.send(Frame::data(Bytes::copy_from_slice(&first[..8]))).expect("fed");
+        let data = next_frame(&mut body).await.expect("data").into_data().expect("data");
+        assert_eq!(data.as_ref(), &first[..8]);
+        // The gateway starts to stop while the message is on its way: the
+        // rest of it goes on, then UNAVAILABLE, and none of the next one.
+        stopping.trigger();
+        assert!(polled_once(&mut body).is_pending(), "the message is not left half-sent");
+        feed.send(Frame::data(Bytes::from([&first[8..], &second[..]].concat()))).expect("fed");
+        let rest = next_frame(&mut body).await.expect("data").into_data().expect("data");
+        assert_eq!(rest.as_ref(), &first[8..]);
+        let end = next_frame(&mut body).await.expect("trailers");
+        assert_eq!(status_of(&end), Some(tonic::Code::Unavailable as i32));
+        assert!(next_frame(&mut body).await.is_none(), "the call has ended");
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_ends_as_soon_as_the_gateway_starts_to_stop() {
+        let stopping = Shutdown::new();
+        let (_directory, standing) = standing_of_a_stream_stopping_with(u64::MAX, stopping.clone());
+        let (_feed, mut body) = watched(standing.clone());
+        assert!(polled_once(&mut body).is_pending(), "open while the gateway serves");
+        let waiting = tokio::spawn(async move { next_frame(&mut body).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stopping.trigger();
+        let end = waiting.await.expect("task").expect("trailers");
+        assert_eq!(status_of(&end), Some(tonic::Code::Unavailable as i32));
+        let refusal = standing.check().expect_err("stopping");
+        assert!(refusal.message().contains("stopping"), "{}", refusal.message());
+    }
+
+    #[tokio::test]
+    async fn once_the_response_side_ended_the_call_the_request_side_ends_without_another_message() {
+        let stopping = Shutdown::new();
+        let (_directory, standing) = standing_of_a_stream_stopping_with(u64::MAX, stopping.clone());
+        let (_to_response, mut response) = watched(standing.clone());
+        let (_to_request, mut request, _meter) = metered(standing);
+        let waiting = tokio::spawn(async move {
+            std::future::poll_fn(|context| http_body::Body::poll_frame(Pin::new(&mut request), context)).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the client's side stays open while the call goes on");
+        stopping.trigger();
+        let end = next_frame(&mut response).await.expect("trailers");
+        assert_eq!(status_of(&end), Some(tonic::Code::Unavailable as i32));
+        let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task")
+            .expect("a frame")
+            .expect_err("ended");
+        assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
     }
 
     #[tokio::test]

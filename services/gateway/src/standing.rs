@@ -2,17 +2,22 @@
 //! member suspended, bound to a client certificate its connection did not
 //! present, or no longer given the method since the stream opened is cut
 //! off with what a new call of its would get; so is a stream whose token
-//! expires ([`token_expired`]).
+//! expires ([`token_expired`]), and every stream once the gateway starts to
+//! stop ([`gateway_stopping`]).
 //!
 //! The check costs a reading of the clock and one comparison with the
 //! directory's version at each message; the member's entry is looked at
 //! again only when the directory has changed. A silent stream is woken by
-//! the change itself, or when its token expires ([`Standing::lost`]).
+//! the change itself, when its token expires, or when the gateway starts
+//! to stop ([`Standing::lost`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Context;
 use std::time::{Duration, SystemTime};
 
+use esocial_kit::shutdown::Shutdown;
+use futures_util::task::AtomicWaker;
 use tonic::Status;
 
 use crate::directory::Directory;
@@ -39,6 +44,13 @@ pub struct Standing {
     /// The response side watches the standing (the service has answered
     /// with headers): it ends the call.
     watched: AtomicBool,
+    /// Triggered when the gateway starts to stop.
+    stopping: Shutdown,
+    /// The response side ended the call (its trailers went to the client):
+    /// the request side stops passing on what the client still sends.
+    ended: AtomicBool,
+    /// The request side's task, woken when the call ends.
+    request_side: AtomicWaker,
 }
 
 impl Standing {
@@ -48,6 +60,7 @@ impl Standing {
         path: String,
         peer: Option<PeerCertificates>,
         token_accepted_until: u64,
+        stopping: Shutdown,
     ) -> Self {
         Self {
             directory,
@@ -58,7 +71,28 @@ impl Standing {
             admitted: AtomicU64::new(NOT_CHECKED),
             refusal: OnceLock::new(),
             watched: AtomicBool::new(false),
+            stopping,
+            ended: AtomicBool::new(false),
+            request_side: AtomicWaker::new(),
         }
+    }
+
+    /// The response side has ended the call: the request side, however
+    /// silent its client, ends too, instead of keeping the call (and the
+    /// gateway's stop) waiting for the client's next message.
+    pub fn end_call(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.request_side.wake();
+    }
+
+    /// Whether the response side has ended the call; if not, the task
+    /// polling is woken when it does.
+    pub fn poll_call_ended(&self, context: &Context<'_>) -> bool {
+        if self.ended.load(Ordering::Acquire) {
+            return true;
+        }
+        self.request_side.register(context.waker());
+        self.ended.load(Ordering::Acquire)
     }
 
     /// `Ok` while the member may still make the call; `Err` holds what the
@@ -66,6 +100,9 @@ impl Standing {
     pub fn check(&self) -> Result<(), Status> {
         if let Some(refusal) = self.refusal.get() {
             return Err(refusal.clone());
+        }
+        if self.stopping.is_triggered() {
+            return Err(self.refusal.get_or_init(gateway_stopping).clone());
         }
         if until_expiry(self.token_accepted_until).is_zero() {
             return Err(self.refusal.get_or_init(token_expired).clone());
@@ -102,18 +139,20 @@ impl Standing {
 
     /// Waits until the member loses its standing: checked at once (the
     /// directory may have changed since the door let the call in), then
-    /// at each change of the directory and when the token expires, so that
-    /// a stream with nothing to pass is cut off too. Once the directory is
-    /// gone (the gateway is stopping), only the token's expiry ends it.
+    /// at each change of the directory, when the token expires and when
+    /// the gateway starts to stop, so that a stream with nothing to pass
+    /// is cut off too.
     pub async fn lost(&self) -> Status {
         let mut changes = self.directory.changes();
         let mut watching = true;
         let expired = expiry(self.token_accepted_until);
-        tokio::pin!(expired);
+        let stopping = self.stopping.wait();
+        tokio::pin!(expired, stopping);
         loop {
             tokio::select! {
                 changed = changes.changed(), if watching => watching = changed.is_ok(),
                 () = &mut expired => return self.check().err().unwrap_or_else(token_expired),
+                () = &mut stopping => return self.check().err().unwrap_or_else(gateway_stopping),
             }
             if let Err(status) = self.check() {
                 return status;
@@ -144,6 +183,14 @@ impl Standing {
 /// again with a new one.
 pub fn token_expired() -> Status {
     Status::unauthenticated("the token the stream was opened with has expired; open it again with a new token")
+}
+
+/// Why a stream ends when the gateway starts to stop (SIGTERM, or the
+/// process asked to end): UNAVAILABLE, on which a client calls again, at
+/// another replica or once this one is back. It ends at a message's end,
+/// not wherever the grace period would have cut it.
+pub fn gateway_stopping() -> Status {
+    Status::unavailable("the gateway is stopping; open the stream again")
 }
 
 /// Waits until `accepted_until` (seconds since 1970-01-01 UTC) has passed

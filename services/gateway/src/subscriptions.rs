@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, Utc};
 use esocial_kit::config::EventSettings;
+use esocial_kit::shutdown::Shutdown;
 use esocial_proto::gateway::v1 as pb;
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
@@ -33,7 +34,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::domain::MemberId;
 use crate::message_log::{MacKey, hex};
-use crate::standing::{expiry, token_expired};
+use crate::standing::{expiry, gateway_stopping, token_expired};
 pub use crate::store::{Subscription, subscription};
 
 /// The purpose of the key acknowledgement tokens are signed with.
@@ -111,6 +112,8 @@ pub struct Subscriptions {
     earlier_ack_keys: Vec<MacKey>,
     directory: Arc<Directory>,
     open_streams: OpenStreams,
+    /// Triggered when the gateway starts to stop: open streams end then.
+    stopping: Shutdown,
 }
 
 /// The durable consumer of one event type of a subscription.
@@ -171,7 +174,18 @@ impl Subscriptions {
             earlier_ack_keys: Vec::new(),
             directory,
             open_streams: OpenStreams::default(),
+            stopping: Shutdown::new(),
         }
+    }
+
+    /// These subscriptions, whose open streams end with UNAVAILABLE once
+    /// `stopping` is triggered (the gateway starts to stop), handing back
+    /// what was sent and not acknowledged, instead of running to the end
+    /// of the grace period and being cut off there.
+    #[must_use]
+    pub fn ending_streams_at(mut self, stopping: Shutdown) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// These subscriptions, also taking the acknowledgement tokens that
@@ -401,10 +415,15 @@ impl Subscriptions {
             let mut changes = this.directory.changes();
             let mut watching = true;
             let expired = expiry(token_accepted_until);
-            tokio::pin!(expired);
+            let stopped = this.stopping.wait();
+            tokio::pin!(expired, stopped);
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
+                    () = &mut stopped => {
+                        let _ = sender.send(Err(gateway_stopping())).await;
+                        break;
+                    }
                     () = &mut expired => {
                         let _ = sender.send(Err(token_expired())).await;
                         break;

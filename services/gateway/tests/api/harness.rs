@@ -58,6 +58,10 @@ pub struct TestGateway {
     /// The registry behind the gateway.
     pub registry: Arc<esocial_registry::Registry>,
     shutdown: Shutdown,
+    /// The gateway's own, triggered with `shutdown` or alone
+    /// ([`TestGateway::stop_gateway`]).
+    gateway_shutdown: Shutdown,
+    gateway_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _files: TempDir,
     /// How clients reach a gateway that serves TLS.
@@ -204,7 +208,16 @@ impl TestGateway {
         let log_keys = gateway.log_keys();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let address = listener.local_addr().expect("address");
-        tasks.push(tokio::spawn(gateway.run(listener, shutdown.wait())));
+        let gateway_shutdown = Shutdown::new();
+        let gateway_task = tokio::spawn(gateway.run(listener, {
+            let (all, own) = (shutdown.wait(), gateway_shutdown.wait());
+            async move {
+                tokio::select! {
+                    () = all => {}
+                    () = own => {}
+                }
+            }
+        }));
 
         let pool = sqlx::PgPool::connect(database.url()).await.expect("test pool");
         sqlx::raw_sql(include_str!("tamper.sql")).execute(&pool).await.expect("the log made writable entry by entry");
@@ -219,6 +232,8 @@ impl TestGateway {
             log_keys,
             registry: registry_state,
             shutdown,
+            gateway_shutdown,
+            gateway_task: Some(gateway_task),
             tasks,
             _files: files,
             tls,
@@ -536,15 +551,25 @@ impl TestGateway {
     /// The database stays until the `TestGateway` is dropped.
     pub async fn stop(&mut self) {
         self.shutdown.trigger();
-        let tasks = std::mem::take(&mut self.tasks);
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.extend(self.gateway_task.take());
         let _ = tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(tasks)).await;
+    }
+
+    /// Stops the gateway alone, as SIGTERM would, the services behind it
+    /// still running, and waits (at most `within`) until it has finished:
+    /// its result, or `None` if it did not finish in time.
+    pub async fn stop_gateway(&mut self, within: Duration) -> Option<anyhow::Result<()>> {
+        self.gateway_shutdown.trigger();
+        let task = self.gateway_task.take()?;
+        tokio::time::timeout(within, task).await.ok().map(|joined| joined.expect("the gateway's task"))
     }
 }
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.shutdown.trigger();
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.gateway_task) {
             task.abort();
         }
     }

@@ -1245,6 +1245,25 @@ async fn an_open_stream_ends_when_the_member_s_token_expires() {
 }
 
 #[tokio::test]
+async fn an_open_stream_ends_with_unavailable_as_soon_as_the_gateway_starts_to_stop() {
+    // A grace period far longer than the test waits: an open stream must
+    // not hold the gateway's stop to it.
+    let mut gateway = TestGateway::spawn_with_gateway(&[], &[("ESOCIAL_SHUTDOWN_GRACE_MS", "30000")]).await;
+    let (mut bank, open, _) = bank_through_gateway(&gateway, None).await;
+    let (requests, mut answers) = open_account_stream(&mut bank, open).await;
+    let stopping = std::time::Instant::now();
+    let (stopped, refused) =
+        tokio::join!(gateway.stop_gateway(Duration::from_secs(10)), async { ended(&mut answers).await });
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("gateway is stopping"), "{}", refused.message());
+    stopped.expect("the gateway stopped within 10 s, not at the end of its 30 s grace").expect("stopped cleanly");
+    assert!(stopping.elapsed() < Duration::from_secs(10), "{:?}", stopping.elapsed());
+    // Nothing more goes on, and the stream has its entry.
+    assert!(requests.send(account_request(open)).is_err() || answers.message().await.is_err());
+    assert_eq!(logged_codes(&gateway, VERIFY_ACCOUNTS, 1).await, [Code::Unavailable as i32]);
+}
+
+#[tokio::test]
 async fn a_member_whose_client_identity_deactivates_is_turned_away_at_once_and_its_open_stream_ends() {
     let gateway = TestGateway::spawn().await;
     gateway.register_member(DIIA, "diia", None, &[BANK_SERVICE, REGISTER_PROVIDER]).await;

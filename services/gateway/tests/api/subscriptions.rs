@@ -325,24 +325,30 @@ async fn a_stream_ends_when_the_token_it_was_opened_with_expires_and_a_new_one_r
 }
 
 #[tokio::test]
-async fn a_stream_still_open_when_the_gateway_stops_gets_its_log_entry() {
-    let (mut gateway, mut subscriptions) = diia_entitled_to_registrations().await;
+async fn a_stream_still_open_when_the_gateway_stops_ends_at_once_with_unavailable_and_gets_its_log_entry() {
+    // A grace period far longer than the test waits: the open stream must
+    // not hold the gateway's stop to it.
+    let mut gateway = TestGateway::spawn_with_gateway(&[], &[("ESOCIAL_SHUTDOWN_GRACE_MS", "30000")]).await;
+    let mut subscriptions = entitle_diia(&gateway).await;
     let mut stream = stream_of_registrations(&mut subscriptions).await;
 
-    // The stream ends with the server's grace period, after the server
-    // stopped taking calls; its entry is written all the same.
-    gateway.stop().await;
-    let ended =
-        tokio::time::timeout(Duration::from_secs(5), async { while let Ok(Some(_)) = stream.message().await {} }).await;
-    assert!(ended.is_ok(), "the stream did not end with the gateway");
-    let logged: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE method = $1 AND member_id = $2")
+    // The stream ends as the gateway starts to stop, with a status the
+    // member calls again on; its entry is written all the same.
+    let (stopped, ended) = tokio::join!(gateway.stop_gateway(Duration::from_secs(10)), async {
+        tokio::time::timeout(Duration::from_secs(10), stream.message()).await
+    });
+    let ended = ended.expect("the stream ended with the gateway").expect_err("with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("gateway is stopping"), "{}", ended.message());
+    stopped.expect("the gateway stopped within 10 s, not at the end of its 30 s grace").expect("stopped cleanly");
+    let logged: Vec<i32> =
+        sqlx::query_scalar("SELECT status_code FROM gateway.message_log WHERE method = $1 AND member_id = $2")
             .bind("/esocial.gateway.v1.SubscriptionService/Subscribe")
             .bind(DIIA)
-            .fetch_one(&gateway.pool)
+            .fetch_all(&gateway.pool)
             .await
-            .expect("count");
-    assert_eq!(logged, 1, "the stream's entry");
+            .expect("entries");
+    assert_eq!(logged, [Code::Unavailable as i32], "the stream's entry");
 }
 
 /// The stream of a new subscription to provider registrations.
