@@ -740,7 +740,12 @@ fn pass(
             let waited = Box::pin(unless_refused(&standing, forwarded)).await;
             match waited {
                 Ok(answered) => answered,
-                Err(status) => return exchange.refuse(status),
+                Err(status) => {
+                    // The refusal is the call's whole answer: the client's
+                    // side goes too, silent or not.
+                    standing.end_call();
+                    return exchange.refuse(status);
+                }
             }
         } else if deadline < server_deadline {
             match tokio::time::timeout_at(deadline.into(), forwarded).await {
