@@ -1788,6 +1788,23 @@ mod tests {
         grpc_status(frame.trailers_ref().expect("trailers"))
     }
 
+    /// Feeds the rest of the message under way together with the next
+    /// message (`rest`, `next`): the rest goes on, then trailers with
+    /// `code`, and nothing of the next message.
+    async fn the_rest_then_the_end(
+        feed: &tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>,
+        body: &mut WatchedResponseBody,
+        (rest, next): (&[u8], &[u8]),
+        code: tonic::Code,
+    ) {
+        feed.send(Frame::data(Bytes::from([rest, next].concat()))).expect("fed");
+        let passed = next_frame(body).await.expect("data").into_data().expect("data");
+        assert_eq!(passed.as_ref(), rest);
+        let end = next_frame(body).await.expect("trailers");
+        assert_eq!(status_of(&end), Some(code as i32));
+        assert!(next_frame(body).await.is_none(), "the call has ended");
+    }
+
     #[tokio::test]
     async fn a_member_suspended_mid_message_gets_the_rest_of_that_message_then_its_refusal_and_nothing_more() {
         let (directory, standing) = standing_of_a_stream();
@@ -1804,12 +1821,7 @@ mod tests {
         assert!(polled_once(&mut body).is_pending(), "the message is not left half-sent");
         // The rest comes with the next message: the rest goes on, then the
         // refusal, and none of the next message.
-        feed.send(Frame::data(Bytes::from([&first[8..], &second[..]].concat()))).expect("fed");
-        let rest = next_frame(&mut body).await.expect("data").into_data().expect("data");
-        assert_eq!(rest.as_ref(), &first[8..]);
-        let end = next_frame(&mut body).await.expect("trailers");
-        assert_eq!(status_of(&end), Some(tonic::Code::Unauthenticated as i32));
-        assert!(next_frame(&mut body).await.is_none(), "the call has ended");
+        the_rest_then_the_end(&feed, &mut body, (&first[8..], &second), tonic::Code::Unauthenticated).await;
     }
 
     #[tokio::test]
@@ -1915,12 +1927,7 @@ mod tests {
         // rest of it goes on, then UNAVAILABLE, and none of the next one.
         stopping.trigger();
         assert!(polled_once(&mut body).is_pending(), "the message is not left half-sent");
-        feed.send(Frame::data(Bytes::from([&first[8..], &second[..]].concat()))).expect("fed");
-        let rest = next_frame(&mut body).await.expect("data").into_data().expect("data");
-        assert_eq!(rest.as_ref(), &first[8..]);
-        let end = next_frame(&mut body).await.expect("trailers");
-        assert_eq!(status_of(&end), Some(tonic::Code::Unavailable as i32));
-        assert!(next_frame(&mut body).await.is_none(), "the call has ended");
+        the_rest_then_the_end(&feed, &mut body, (&first[8..], &second), tonic::Code::Unavailable).await;
     }
 
     #[tokio::test]
