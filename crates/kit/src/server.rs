@@ -567,9 +567,10 @@ fn client_deadline(headers: &http::HeaderMap) -> Option<Duration> {
 /// the gateway). A `HeaderName` made once: a name given as a `&str` is
 /// copied at each insert.
 pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
-// Read on every call: names made once, not parsed from a `&str` each time.
-const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+/// gRPC's deadline and status headers, read (and, at the gateway, written)
+/// on every call: names made once, not parsed from a `&str` each time.
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+pub const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// A request id as the value of [`REQUEST_ID_HEADER`], marked never to be
 /// indexed: an id is new on every call, so in an HTTP/2 connection's header

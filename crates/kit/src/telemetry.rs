@@ -302,25 +302,23 @@ pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
 
 /// The trace context's header names, made once: a name given as a `&str`
 /// is parsed (and, not being a standard one, copied) at every use.
-const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
-/// The header named `key`, by its name made once when it is one of the
-/// trace context's.
-fn trace_header_name(key: &str) -> Option<http::HeaderName> {
+/// The name made once of the trace context's header `key`, if it is one.
+fn trace_header(key: &str) -> Option<http::HeaderName> {
     match key {
         "traceparent" => Some(TRACEPARENT),
         "tracestate" => Some(TRACESTATE),
-        _ => http::HeaderName::try_from(key).ok(),
+        _ => None,
     }
 }
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let value = match key {
-            "traceparent" => self.0.get(TRACEPARENT),
-            "tracestate" => self.0.get(TRACESTATE),
-            _ => self.0.get(key),
+        let value = match trace_header(key) {
+            Some(name) => self.0.get(name),
+            None => self.0.get(key),
         };
         value.and_then(|value| value.to_str().ok())
     }
@@ -336,7 +334,8 @@ pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Some(name), Ok(value)) = (trace_header_name(key), http::HeaderValue::try_from(value)) {
+        let name = trace_header(key).or_else(|| http::HeaderName::try_from(key).ok());
+        if let (Some(name), Ok(value)) = (name, http::HeaderValue::try_from(value)) {
             self.0.insert(name, value);
         }
     }

@@ -27,8 +27,9 @@ use chrono::Utc;
 use esocial_auth::{FORWARDED_TOKEN_HEADER, TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
 use esocial_kit::rate::Allowance;
-use esocial_kit::server::{BoxGrpcService, Deadline, GrpcRequest, GrpcResponse, RequestId};
+use esocial_kit::server::{BoxGrpcService, Deadline, GRPC_STATUS, GRPC_TIMEOUT, GrpcRequest, GrpcResponse, RequestId};
 use esocial_kit::shutdown::Shutdown;
+use esocial_kit::telemetry::{TRACEPARENT, TRACESTATE};
 use futures_util::FutureExt as _;
 use http::{HeaderName, HeaderValue};
 use http_body::Frame;
@@ -56,11 +57,7 @@ pub const GATEWAY_NODE_HEADER: &str = "x-esocial-gateway-node";
 // given as a `&str` is copied into a new `HeaderName` at each insert.
 const MEMBER_NAME: HeaderName = HeaderName::from_static(MEMBER_HEADER);
 const GATEWAY_NODE_NAME: HeaderName = HeaderName::from_static(GATEWAY_NODE_HEADER);
-const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static("grpc-timeout");
-const TRACEPARENT_NAME: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE_NAME: HeaderName = HeaderName::from_static("tracestate");
 const GRPC_ENCODING_NAME: HeaderName = HeaderName::from_static("grpc-encoding");
-const GRPC_STATUS_NAME: HeaderName = HeaderName::from_static("grpc-status");
 /// The gateway's own proto package: served here, not forwarded.
 pub const OWN_PACKAGE: &str = "esocial.gateway.v1";
 /// The methods through which auditors read the message log.
@@ -888,7 +885,7 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
         // New on nearly every call: kept out of the header table, as the
         // request id is (`esocial_kit::server::request_id_value`).
         value.set_sensitive(true);
-        headers.insert(GRPC_TIMEOUT_NAME, value);
+        headers.insert(GRPC_TIMEOUT, value);
     }
 }
 
@@ -952,10 +949,10 @@ fn prepare_headers(
     if let Some(value) = esocial_kit::server::request_id_value(request_id) {
         headers.insert(esocial_kit::server::REQUEST_ID_HEADER, value);
     }
-    if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT_NAME) {
+    if esocial_kit::telemetry::exporting() || headers.contains_key(TRACEPARENT) {
         esocial_kit::telemetry::inject_trace_context(headers);
     } else {
-        headers.remove(TRACESTATE_NAME);
+        headers.remove(TRACESTATE);
     }
 }
 
@@ -1236,7 +1233,7 @@ impl Drop for Exchange {
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers.get(GRPC_STATUS_NAME)?.to_str().ok()?.parse().ok()
+    headers.get(GRPC_STATUS)?.to_str().ok()?.parse().ok()
 }
 
 struct MeteredRequestBody {
@@ -1437,7 +1434,7 @@ impl WatchedResponseBody {
         self.finish(code);
         let mut trailers = http::HeaderMap::new();
         if status.add_header(&mut trailers).is_err() {
-            trailers.insert(GRPC_STATUS_NAME, HeaderValue::from(code));
+            trailers.insert(GRPC_STATUS, HeaderValue::from(code));
         }
         Frame::trailers(trailers)
     }
