@@ -737,12 +737,7 @@ fn pass(
             let waited = Box::pin(unless_refused(&standing, forwarded)).await;
             match waited {
                 Ok(answered) => answered,
-                Err(status) => {
-                    // The refusal is the call's whole answer: the client's
-                    // side goes too, silent or not.
-                    standing.end_call();
-                    return exchange.refuse(status);
-                }
+                Err(status) => return exchange.refuse(status),
             }
         } else if deadline < server_deadline {
             match tokio::time::timeout_at(deadline.into(), forwarded).await {
@@ -1179,6 +1174,11 @@ impl Exchange {
     }
 
     fn record(&mut self, status_code: i32, response: Option<BodyMeter>) {
+        // The call is over, however it ended: a stream's request side ends
+        // too, whether or not its client sends anything more.
+        if let Some(standing) = &self.standing {
+            standing.end_call();
+        }
         let Some(slot) = self.slot.take() else { return };
         // What the request body gave so far: all of it, unless the client
         // was still streaming when the exchange ended.
@@ -1250,9 +1250,9 @@ impl http_body::Body for MeteredRequestBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        // The response side ended the call: nothing more goes on to the
-        // service (whose stream this resets), and the client's side is let
-        // go, whether or not it sends anything more.
+        // The call has ended (its entry is recorded): nothing more goes on
+        // to the service (whose stream this resets), and the client's side
+        // is let go, whether or not it sends anything more.
         if let Some(standing) = &self.standing
             && standing.poll_call_ended(context)
         {
@@ -1281,7 +1281,7 @@ impl http_body::Body for MeteredRequestBody {
                     // From the response side, which ends the call once the
                     // response message under way has passed (failing here
                     // would reset the service's side, and cut that message
-                    // short); the reset then drops this body.
+                    // short); the call's end then ends this body.
                     return Poll::Pending;
                 }
                 return Poll::Ready(Some(Err(status)));
@@ -1426,9 +1426,6 @@ impl WatchedResponseBody {
         self.cut_off = true;
         self.held = None;
         self.inner = tonic::body::Body::default();
-        if let Some(watching) = &self.watching {
-            watching.standing.end_call();
-        }
         let code = status.code() as i32;
         self.status = Some(code);
         self.finish(code);
@@ -1749,6 +1746,25 @@ mod tests {
         if bank { crate::directory::tests::with_service(entry, BANK_SERVICE) } else { entry }
     }
 
+    /// The exchange of a stream with `standing`, whose entry goes nowhere.
+    fn unlogged_exchange(standing: Arc<Standing>) -> Exchange {
+        Exchange {
+            slot: None,
+            started: Instant::now(),
+            started_at: Utc::now(),
+            deadline: None,
+            request_id: String::new(),
+            member_id: MEMBER.to_owned(),
+            caller: String::new(),
+            method: VERIFY_ACCOUNTS.to_owned(),
+            direction: Direction::Outbound,
+            log_bodies: false,
+            request: None,
+            in_flight: None,
+            standing: Some(standing),
+        }
+    }
+
     /// A response body watched for the standing, fed through the sender.
     fn watched(standing: Arc<Standing>) -> (tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>, WatchedResponseBody) {
         let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
@@ -1756,7 +1772,7 @@ mod tests {
             inner: tonic::body::Body::new(Fed(fed)),
             meter: Some(BodyMeter::new(None)),
             status: None,
-            exchange: None,
+            exchange: Some(unlogged_exchange(standing.clone())),
             frames: FrameReader::default(),
             limit: 1024,
             deadline: None,

@@ -46,8 +46,8 @@ pub struct Standing {
     watched: AtomicBool,
     /// Triggered when the gateway starts to stop.
     stopping: Shutdown,
-    /// The response side ended the call (its trailers went to the client):
-    /// the request side stops passing on what the client still sends.
+    /// The call has ended (its log entry is recorded): the request side
+    /// stops passing on what the client still sends.
     ended: AtomicBool,
     /// The request side's task, woken when the call ends.
     request_side: AtomicWaker,
@@ -77,16 +77,17 @@ impl Standing {
         }
     }
 
-    /// The response side has ended the call: the request side, however
-    /// silent its client, ends too, instead of keeping the call (and the
-    /// gateway's stop) waiting for the client's next message.
+    /// The call has ended, however it ended (the proxy's exchange calls it
+    /// as it records the call's entry): the request side, however silent
+    /// its client, ends too, instead of keeping the call (and the gateway's
+    /// stop) waiting for the client's next message.
     pub fn end_call(&self) {
         self.ended.store(true, Ordering::Release);
         self.request_side.wake();
     }
 
-    /// Whether the response side has ended the call; if not, the task
-    /// polling is woken when it does.
+    /// Whether the call has ended; if not, the task polling is woken when
+    /// it does.
     pub fn poll_call_ended(&self, context: &Context<'_>) -> bool {
         if self.ended.load(Ordering::Acquire) {
             return true;
