@@ -59,7 +59,7 @@ pub struct TestGateway {
     pub registry: Arc<esocial_registry::Registry>,
     shutdown: Shutdown,
     /// The gateway's own, triggered with `shutdown` or alone
-    /// ([`TestGateway::stop_gateway`]).
+    /// ([`TestGateway::stop_gateway`]), which the gateway stops at.
     gateway_shutdown: Shutdown,
     gateway_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -209,15 +209,7 @@ impl TestGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
         let address = listener.local_addr().expect("address");
         let gateway_shutdown = Shutdown::new();
-        let gateway_task = tokio::spawn(gateway.run(listener, {
-            let (all, own) = (shutdown.wait(), gateway_shutdown.wait());
-            async move {
-                tokio::select! {
-                    () = all => {}
-                    () = own => {}
-                }
-            }
-        }));
+        let gateway_task = tokio::spawn(gateway.run(listener, gateway_shutdown.wait()));
 
         let pool = sqlx::PgPool::connect(database.url()).await.expect("test pool");
         sqlx::raw_sql(include_str!("tamper.sql")).execute(&pool).await.expect("the log made writable entry by entry");
@@ -551,6 +543,7 @@ impl TestGateway {
     /// The database stays until the `TestGateway` is dropped.
     pub async fn stop(&mut self) {
         self.shutdown.trigger();
+        self.gateway_shutdown.trigger();
         let mut tasks = std::mem::take(&mut self.tasks);
         tasks.extend(self.gateway_task.take());
         let _ = tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(tasks)).await;
@@ -569,6 +562,7 @@ impl TestGateway {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.shutdown.trigger();
+        self.gateway_shutdown.trigger();
         for task in self.tasks.iter().chain(&self.gateway_task) {
             task.abort();
         }
