@@ -436,11 +436,11 @@ async fn a_call_given_up_while_the_door_waits_for_token_keys_still_gets_its_entr
     drop(silent);
 }
 
-/// The path and `grpc-timeout` of each call a test's own service got.
-type Recorded = Arc<Mutex<Vec<(String, Option<String>)>>>;
+/// The path and the headers of each call a test's own service got.
+type Recorded = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
 
 /// A service of the test's own on `listener`: it records the path and the
-/// `grpc-timeout` of every call it gets, and answers each with `NOT_FOUND`
+/// headers of every call it gets, and answers each with `NOT_FOUND`
 /// and `answer` at once (trailers only, so no message is needed). Aborting
 /// its task closes the listener and every connection.
 fn answering_upstream(
@@ -454,8 +454,7 @@ fn answering_upstream(
         while let Ok((stream, _)) = listener.accept().await {
             let calls = Arc::clone(&calls);
             let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let timeout = request.headers().get("grpc-timeout").and_then(|value| value.to_str().ok());
-                calls.lock().expect("calls").push((request.uri().path().to_owned(), timeout.map(str::to_owned)));
+                calls.lock().expect("calls").push((request.uri().path().to_owned(), request.headers().clone()));
                 let response = http::Response::builder()
                     .header("content-type", "application/grpc")
                     .header("grpc-status", (Code::NotFound as i32).to_string())
@@ -625,10 +624,10 @@ async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     assert_eq!((status.code(), status.message()), (Code::NotFound, "recorded"), "passed on unchanged");
 
     let calls = calls.lock().expect("calls").clone();
-    let verifies: Vec<&Option<String>> =
-        calls.iter().filter(|(path, _)| path == VERIFY_CERTIFICATE).map(|(_, timeout)| timeout).collect();
+    let verifies: Vec<&http::HeaderMap> =
+        calls.iter().filter(|(path, _)| path == VERIFY_CERTIFICATE).map(|(_, headers)| headers).collect();
     assert_eq!(verifies.len(), 2, "{calls:?}");
-    let given = verifies[1].as_deref().expect("a grpc-timeout");
+    let given = verifies[1].get("grpc-timeout").and_then(|value| value.to_str().ok()).expect("a grpc-timeout");
     let milliseconds: u64 = given.strip_suffix('m').and_then(|number| number.parse().ok()).expect("milliseconds");
     // At least the exchange's wait was taken off the caller's 10 s…
     let at_most = 10_000 - u64::try_from(delay.as_millis()).expect("ms");
@@ -636,6 +635,68 @@ async fn the_deadline_passed_on_is_what_is_left_after_the_token_exchange() {
     // …and no more than the whole call took (rounded down to the millisecond).
     let took = u64::try_from(took.as_millis()).expect("ms");
     assert!(milliseconds + took + 1 >= 10_000, "{given} passed on, the call took {took} ms");
+}
+
+/// A member that sends metadata only the gateway may set gets none of it to
+/// the service: the service sees the member the gateway identified, the
+/// token exchanged for it, the gateway's node, and neither the caller's
+/// other `x-esocial-*` values nor its bearer token.
+#[tokio::test]
+async fn metadata_only_the_gateway_sets_is_replaced_on_the_way_to_the_service() {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let routes = format!("esocial.registry.v1=http://{}", upstream.local_addr().expect("address"));
+    let (_upstream, calls) = answering_upstream(upstream, "recorded");
+    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_ROUTES", &routes)]).await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let member_token = gateway.system_token("diia").await;
+    // A real internal token (a service's), which the caller should never
+    // be able to hand a service through the gateway.
+    let forged_token = gateway.service_token("registry-writer").await;
+    let bearer = format!("Bearer {member_token}");
+    let forged = [
+        ("x-esocial-token", forged_token.clone()),
+        ("x-esocial-member", "UA/GOV/00000000/forged".to_owned()),
+        ("x-esocial-gateway-node", "elsewhere".to_owned()),
+        ("x-esocial-roles", "security_admin".to_owned()),
+    ];
+    let mut idp = registry_pb::idp_service_client::IdpServiceClient::with_interceptor(
+        gateway.channel().await,
+        move |mut request: tonic::Request<()>| {
+            request.metadata_mut().insert("authorization", bearer.parse().expect("ascii"));
+            for (name, value) in &forged {
+                request.metadata_mut().insert(*name, value.parse().expect("ascii"));
+            }
+            Ok(request)
+        },
+    );
+    let verify = registry_pb::VerifyIdpCertificateRequest { code: "1234567890123452".to_owned() };
+    let status = idp.verify_idp_certificate(verify).await.expect_err("the test's service answers NOT_FOUND");
+    assert_eq!((status.code(), status.message()), (Code::NotFound, "recorded"), "forwarded, answered unchanged");
+
+    let calls = calls.lock().expect("calls").clone();
+    // (The gateway also asks the service's reflection about the method.)
+    let forwarded: Vec<&http::HeaderMap> =
+        calls.iter().filter(|(path, _)| path == VERIFY_CERTIFICATE).map(|(_, headers)| headers).collect();
+    let [headers] = forwarded.as_slice() else { panic!("one call forwarded: {calls:?}") };
+    let value =
+        |name: &str| headers.get_all(name).iter().map(|value| value.to_str().expect("ascii")).collect::<Vec<_>>();
+    assert_eq!(value("x-esocial-member"), [DIIA], "the member the gateway identified, once");
+    let node = value("x-esocial-gateway-node");
+    assert!(node.len() == 1 && node[0] != "elsewhere", "the gateway's own node: {node:?}");
+    let token = value("x-esocial-token");
+    assert_eq!(token.len(), 1, "one token: {token:?}");
+    assert_ne!(token[0], forged_token, "not the caller's");
+    assert_ne!(token[0], member_token, "nor the member's own: one exchanged for it");
+    let claims = token[0].split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).expect("base64url"),
+    )
+    .expect("JSON claims");
+    assert_eq!(claims["sub"], "client:diia", "for the member's client");
+    assert_eq!(claims["aud"], "esocial.registry", "for the registry");
+    assert_eq!(claims["act"]["sub"], "client:esocial-gateway", "obtained by the gateway");
+    assert!(value("x-esocial-roles").is_empty(), "the caller's other internal metadata is gone");
+    assert!(value("authorization").is_empty(), "the member's bearer token stays at the gateway");
 }
 
 #[tokio::test]
