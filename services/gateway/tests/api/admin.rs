@@ -145,6 +145,92 @@ async fn members_and_rights_are_administered_with_every_change_recorded_and_publ
     );
 }
 
+/// An update of a member and a change of its event entitlements are each
+/// recorded with their author, what was before and after, and published
+/// with what changed.
+#[tokio::test]
+async fn member_updates_and_entitlement_changes_are_recorded_and_published() {
+    use prost::Message as _;
+    let gateway = TestGateway::spawn().await;
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    let mut admin = gateway.admin().await;
+    let updated = admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            status: pb::MemberStatus::Suspended.into(),
+            limits: Some(pb::Limits { requests_per_second: 7, burst: 9, message_bytes_max: 65_536 }),
+            reason: "перевірка безпеки".to_owned(),
+            ..pb::UpdateMemberRequest::default()
+        })
+        .await
+        .expect("updated")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(updated.status, i32::from(pb::MemberStatus::Suspended));
+    let entitled = admin
+        .set_event_entitlements(pb::SetEventEntitlementsRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            event_types: vec!["registry.idp.certificate.revoked".to_owned()],
+        })
+        .await
+        .expect("entitled")
+        .into_inner()
+        .event_types;
+    assert_eq!(entitled, ["registry.idp.certificate.revoked"]);
+
+    let changes = admin
+        .list_admin_changes(pb::ListAdminChangesRequest { member_id: DIIA.to_owned(), page: None })
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let actions: Vec<&str> = changes.iter().map(|change| change.action.as_str()).collect();
+    assert_eq!(actions, ["RegisterMember", "UpdateMember", "SetEventEntitlements"]);
+    assert!(
+        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == PERSON_ACCOUNT))
+    );
+    let details = |index: usize| -> serde_json::Value { serde_json::from_str(&changes[index].details).expect("JSON") };
+    let update = details(1);
+    assert_eq!(update["reason"], "перевірка безпеки");
+    assert_eq!((&update["before"]["status"], &update["after"]["status"]), (&"active".into(), &"suspended".into()));
+    assert_eq!(update["after"]["limits"], serde_json::json!([7, 9, 65_536]));
+    let entitlements = details(2);
+    assert_eq!(entitlements["before"], serde_json::json!([]));
+    assert_eq!(entitlements["after"], serde_json::json!(["registry.idp.certificate.revoked"]));
+
+    let prefix = &gateway.events.settings.subject_prefix;
+    let events: Vec<_> = gateway
+        .events
+        .messages("gateway.>", std::time::Duration::from_secs(3))
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|message| !message.subject.contains(".gateway.log."))
+        .collect();
+    let subjects: Vec<String> = events.iter().map(|message| message.subject.to_string()).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("{prefix}.gateway.member.registered"),
+            format!("{prefix}.gateway.member.updated"),
+            format!("{prefix}.gateway.entitlements.changed"),
+        ]
+    );
+    let member_changed = pb::MemberChanged::decode(events[1].payload.as_ref()).expect("MemberChanged");
+    assert_eq!(member_changed.reason, "перевірка безпеки");
+    assert_eq!(member_changed.member.as_ref().map(|member| member.status), Some(pb::MemberStatus::Suspended.into()));
+    assert_eq!(member_changed.changed_by.map(|actor| actor.subject).as_deref(), Some(PERSON_ACCOUNT));
+    let entitlements_changed =
+        pb::EventEntitlementsChanged::decode(events[2].payload.as_ref()).expect("EventEntitlementsChanged");
+    assert_eq!(
+        (entitlements_changed.member_id.as_str(), entitlements_changed.event_types.as_slice()),
+        (DIIA, ["registry.idp.certificate.revoked".to_owned()].as_slice())
+    );
+}
+
 #[tokio::test]
 async fn bad_input_names_its_field_and_only_security_administrators_administer() {
     let gateway = TestGateway::spawn().await;
