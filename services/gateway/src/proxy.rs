@@ -622,10 +622,11 @@ fn pass(
         );
 
         if let Some(own_routes) = own_routes {
-            // The gateway's own methods: the auth layer and handlers decide;
-            // a member bound to a client certificate must still present it,
-            // and a member's calls count against its rate like any other.
-            if identified.certificate_missing
+            // The gateway's own methods: the auth layer and handlers decide.
+            // A member is turned away here as on a forwarded call (UNAUTHENTICATED)
+            // when it is not active or lacks its client certificate, and a
+            // member's calls count against its rate like any other.
+            if identified.member.is_some()
                 && let Some(refusal) = &identified.refusal
             {
                 return exchange.refuse(refusal.clone());

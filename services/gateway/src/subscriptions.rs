@@ -533,7 +533,8 @@ impl Subscriptions {
     ) -> Result<DateTime<Utc>, Status> {
         let member = self.directory.by_member(member_id);
         if let Some(member) = member.as_ref().filter(|member| !member.is_active()) {
-            return Err(Status::permission_denied(member.inactive_reason()));
+            // As the door refuses a new call of such a member.
+            return Err(crate::proxy::inactive(member));
         }
         if member.as_ref().is_some_and(|member| !member.admits_certificate(|| presented)) {
             return Err(crate::proxy::certificate_required(member_id));

@@ -62,12 +62,14 @@ impl GatewayState {
         Ok(idempotency::run_once(&self.pool, &scope, request_id, fingerprinted, work).await?)
     }
 
-    /// The member system the caller authenticated as.
+    /// The member system the caller authenticated as. (The door turns an
+    /// inactive member away before this; one suspended meanwhile is refused
+    /// the same way.)
     fn member_of(&self, caller: &Caller) -> Result<Arc<MemberEntry>, Status> {
         let entry = caller.subject.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
         match entry {
             Some(entry) if entry.is_active() => Ok(entry),
-            Some(entry) => Err(Status::permission_denied(entry.inactive_reason())),
+            Some(entry) => Err(crate::proxy::inactive(&entry)),
             None => Err(Status::permission_denied(format!("{} is not a registered member system", caller.subject))),
         }
     }

@@ -132,6 +132,25 @@ async fn callers_that_are_not_active_members_are_unauthenticated() {
     let suspended = diia.verify_idp_certificate(verify).await.expect_err("suspended member");
     assert_eq!(suspended.code(), Code::Unauthenticated);
     assert!(suspended.message().contains("suspended"), "{}", suspended.message());
+    // The same at the gateway's own methods for members: its metaservices
+    // and its subscriptions.
+    let token = gateway.system_token("diia").await;
+    let listed = gateway
+        .meta(Some(token.clone()))
+        .await
+        .list_allowed_methods(pb::ListAllowedMethodsRequest::default())
+        .await
+        .expect_err("suspended member");
+    let subscriptions = gateway
+        .subscriptions(Some(token))
+        .await
+        .list_subscriptions(pb::ListSubscriptionsRequest::default())
+        .await
+        .expect_err("suspended member");
+    for refused in [listed, subscriptions] {
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(refused.message().contains("suspended"), "{}", refused.message());
+    }
 }
 
 /// `verify` made `calls` times through `idp`, 16 at a time: the code of

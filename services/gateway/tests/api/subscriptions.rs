@@ -266,14 +266,14 @@ async fn silent_stream_ended_by(shut_out: impl AsyncFnOnce(&TestGateway)) -> ton
 #[tokio::test]
 async fn a_stream_with_nothing_to_deliver_ends_when_its_member_is_suspended() {
     let ended = Box::pin(silent_stream_ended_by(async |gateway| gateway.suspend(DIIA).await)).await;
-    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    assert_eq!(ended.code(), Code::Unauthenticated, "as a new call is refused: {ended:?}");
     assert!(ended.message().contains("suspended"), "{}", ended.message());
 }
 
 #[tokio::test]
 async fn a_stream_with_nothing_to_deliver_ends_when_identity_deactivates_its_member_s_client() {
     let ended = Box::pin(silent_stream_ended_by(async |gateway| gateway.set_client_active("diia", false).await)).await;
-    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    assert_eq!(ended.code(), Code::Unauthenticated, "as a new call is refused: {ended:?}");
     assert!(ended.message().contains("diia is deactivated at identity"), "{}", ended.message());
 }
 
