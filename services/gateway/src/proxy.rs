@@ -407,9 +407,9 @@ struct Identified {
     /// leeway for clock skew, seconds since 1970-01-01 UTC); 0 without a
     /// valid token.
     token_accepted_until: u64,
-    /// The member is bound to a client certificate and did not present it.
-    certificate_missing: bool,
     member: Option<Arc<MemberEntry>>,
+    /// Why the door turns the caller away: no valid token, not a member, an
+    /// inactive member, or one without its client certificate.
     refusal: Option<Status>,
 }
 
@@ -421,7 +421,6 @@ impl Door {
                 caller: String::new(),
                 token_id: String::new(),
                 token_accepted_until: 0,
-                certificate_missing: false,
                 member: None,
                 refusal: Some(Status::unauthenticated("a bearer token of a member system is required")),
             };
@@ -434,26 +433,24 @@ impl Door {
                     caller: String::new(),
                     token_id: String::new(),
                     token_accepted_until: 0,
-                    certificate_missing: false,
                     member: None,
                     refusal: Some(Status::unauthenticated("invalid token")),
                 };
             }
         };
         let member = claims.sub.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
-        let certificate_missing =
-            member.as_ref().is_some_and(|entry| !entry.admits_certificate(|| peer.and_then(leaf_fingerprint)));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
             Some(entry) if !entry.is_active() => Some(inactive(entry)),
-            Some(entry) if certificate_missing => Some(certificate_required(&entry.member.member_id)),
+            Some(entry) if !entry.admits_certificate(|| peer.and_then(leaf_fingerprint)) => {
+                Some(certificate_required(&entry.member.member_id))
+            }
             Some(_) => None,
         };
         Identified {
             caller: claims.sub.clone(),
             token_id: claims.jti.clone(),
             token_accepted_until: self.verifier.accepted_until(&claims),
-            certificate_missing,
             member,
             refusal,
         }
@@ -602,9 +599,10 @@ fn pass(
         // have no rate of their own: their refusals are logged within one
         // allowance, so that a flood of them cannot fill the log. Valid
         // non-member callers of the gateway's own methods (its administrators)
-        // go on to the auth layer.
+        // go on to the auth layer; members are refused here whatever the
+        // method.
         if let Some(refusal) = &identified.refusal
-            && (identified.caller.is_empty() || package != OWN_PACKAGE || identified.certificate_missing)
+            && (identified.caller.is_empty() || package != OWN_PACKAGE || identified.member.is_some())
             && !door.door_refusals.admit()
         {
             return refusal.clone().into_http();
