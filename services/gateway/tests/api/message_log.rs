@@ -615,6 +615,71 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
     assert!(verify_chain(&gateway).await.is_intact());
 }
 
+/// With `ESOCIAL_GATEWAY_LOG_FAILURE=serve`, calls go on being served while
+/// the log cannot be written: those the queue took are logged once it can
+/// be written again, the others not at all, and the chain stays intact.
+#[tokio::test]
+async fn with_the_serve_policy_calls_are_served_while_the_log_cannot_be_written() {
+    let gateway = TestGateway::spawn_with(&[
+        ("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"),
+        ("ESOCIAL_GATEWAY_LOG_BATCH_MAX", "4"),
+        ("ESOCIAL_GATEWAY_LOG_FAILURE", "serve"),
+    ])
+    .await;
+    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
+    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    idp.verify_idp_certificate(verify_request()).await.expect("served");
+    let logged = async || -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1 AND status_code = 0")
+            .bind(DIIA)
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("count")
+    };
+    eventually(Duration::from_secs(10), || async {
+        (logged().await == 1).then_some(()).ok_or_else(|| "the first call's entry is not written".to_owned())
+    })
+    .await;
+
+    // Hold the log table: the writer's insert waits, the queue fills, and
+    // the calls after that are served without an entry.
+    let mut blocker = gateway.pool.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE gateway.message_log IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.expect("lock");
+    let held = 40;
+    for call in 0..held {
+        let answer = idp.verify_idp_certificate(verify_request()).await;
+        assert!(answer.is_ok(), "call {call} with the log held: {answer:?}");
+    }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
+    let status = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    assert_eq!(
+        status.expect("health answers").into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+        "serving, unlogged"
+    );
+    blocker.rollback().await.expect("unlock");
+
+    // What the queue took is written; what it could not take is not. A
+    // call after that is logged again.
+    let written = eventually(Duration::from_secs(10), || async {
+        let now = logged().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (now > 1 && logged().await == now).then_some(now).ok_or(format!("{now} entries, still being written"))
+    })
+    .await;
+    let taken = written - 1;
+    assert!(taken >= 16, "the queue's 16 places (and the batch in hand) were taken: {taken}");
+    assert!(taken < held, "{taken} of {held} logged: some should have been served unlogged");
+    idp.verify_idp_certificate(verify_request()).await.expect("served");
+    eventually(Duration::from_secs(10), || async {
+        (logged().await == written + 1)
+            .then_some(())
+            .ok_or_else(|| "the call after the log came back is not logged".to_owned())
+    })
+    .await;
+    assert!(verify_chain(&gateway).await.is_intact());
+}
+
 #[tokio::test]
 async fn an_entry_changed_and_its_chain_recomputed_without_the_key_is_found_at_that_entry() {
     use esocial_gateway::message_log::{CHAIN_KEY_PURPOSE, MacKey, entry_hash};
