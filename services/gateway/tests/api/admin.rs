@@ -267,6 +267,56 @@ async fn bad_input_names_its_field_and_only_security_administrators_administer()
     assert_eq!(gateway.count("gateway.members").await, 0, "nothing written");
 
     gateway.register_member(DIIA, "diia", None, &[]).await;
+    let bad_update = admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: "not-a-uuid".to_owned(),
+            member_id: "UA/GOV/1/diia".to_owned(),
+            name: Some(String::new()),
+            contact: Some("x".repeat(10_000)),
+            status: 7,
+            limits: Some(pb::Limits { requests_per_second: 0, burst: u32::MAX, message_bytes_max: 0 }),
+            log_mode: 9,
+            reason: String::new(),
+            client_certificate_sha256: Some("zz".to_owned()),
+        })
+        .await
+        .expect_err("bad input");
+    assert_eq!(bad_update.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&bad_update);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "client_certificate_sha256",
+            "contact",
+            "limits.burst",
+            "log_mode",
+            "member_id",
+            "name",
+            "request_id",
+            "status"
+        ]
+    );
+    // A change of status says why.
+    let no_reason = admin
+        .update_member(pb::UpdateMemberRequest {
+            request_id: new_request_id(),
+            member_id: DIIA.to_owned(),
+            status: pb::MemberStatus::Suspended.into(),
+            ..pb::UpdateMemberRequest::default()
+        })
+        .await
+        .expect_err("no reason");
+    assert_eq!(violated_fields(&no_reason), ["reason"]);
+    let unchanged = member(&mut admin, DIIA).await;
+    assert_eq!(unchanged.status, i32::from(pb::MemberStatus::Active), "nothing written");
+    let changes = admin
+        .list_admin_changes(pb::ListAdminChangesRequest { member_id: DIIA.to_owned(), page: None })
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    assert_eq!(changes.len(), 1, "only the registration recorded: {changes:?}");
     for (method, problem) in [
         ("/esocial.registry.v1.RegistryService/NoSuchMethod", "no such"),
         ("/esocial.nothing.v1.Service/*", "no such"),
