@@ -282,6 +282,27 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
     )
     .await;
     assert!(none.is_empty());
+    // Up to a time: what started before it.
+    let timestamp =
+        |at: chrono::DateTime<chrono::Utc>| Some(prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 });
+    let earlier = chrono::Utc::now() - chrono::Duration::hours(1);
+    let until_earlier = search(
+        &mut log,
+        pb::SearchMessageLogRequest { member_id: DIIA.to_owned(), to: timestamp(earlier), ..Default::default() },
+    )
+    .await;
+    assert!(until_earlier.is_empty(), "{until_earlier:?}");
+    let between = search(
+        &mut log,
+        pb::SearchMessageLogRequest {
+            member_id: DIIA.to_owned(),
+            from: timestamp(earlier),
+            to: timestamp(later),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(between, entries, "the same two entries");
 
     // What an auditor asked of the log is kept with the entry of its call;
     // what the log answered is not copied into it.
