@@ -30,6 +30,23 @@ async fn registrations_of_one_member_at_once_give_one_member_and_already_exists_
     assert_eq!(gateway.count("gateway.members").await, 1);
 }
 
+/// The changes recorded of `member_id`, oldest first.
+async fn changes_of(admin: &mut Admin, member_id: &str) -> Vec<pb::AdminChange> {
+    let asked = pb::ListAdminChangesRequest { member_id: member_id.to_owned(), page: None };
+    admin.list_admin_changes(asked).await.expect("changes").into_inner().changes
+}
+
+/// `changes` are `actions`, in that order, each made by the test's
+/// administrator.
+fn assert_actions_by_the_administrator(changes: &[pb::AdminChange], actions: &[&str]) {
+    let made: Vec<&str> = changes.iter().map(|change| change.action.as_str()).collect();
+    assert_eq!(made, actions);
+    assert!(
+        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == PERSON_ACCOUNT)),
+        "{changes:?}"
+    );
+}
+
 #[tokio::test]
 async fn members_and_rights_are_administered_with_every_change_recorded_and_published() {
     let gateway = TestGateway::spawn().await;
@@ -109,17 +126,8 @@ async fn members_and_rights_are_administered_with_every_change_recorded_and_publ
     assert_eq!(methods, ["/esocial.registry.v1.ProviderService/*"]);
 
     // Every change, with its author.
-    let changes = admin
-        .list_admin_changes(pb::ListAdminChangesRequest { member_id: DIIA.to_owned(), page: None })
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
-    let actions: Vec<&str> = changes.iter().map(|change| change.action.as_str()).collect();
-    assert_eq!(actions, ["RegisterMember", "GrantAccess", "GrantAccess", "RevokeAccess"]);
-    assert!(
-        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == PERSON_ACCOUNT))
-    );
+    let changes = changes_of(&mut admin, DIIA).await;
+    assert_actions_by_the_administrator(&changes, &["RegisterMember", "GrantAccess", "GrantAccess", "RevokeAccess"]);
     assert!(changes[3].details.contains("no longer needed"), "{}", changes[3].details);
 
     // And as events.
@@ -181,17 +189,8 @@ async fn member_updates_and_entitlement_changes_are_recorded_and_published() {
         .event_types;
     assert_eq!(entitled, ["registry.idp.certificate.revoked"]);
 
-    let changes = admin
-        .list_admin_changes(pb::ListAdminChangesRequest { member_id: DIIA.to_owned(), page: None })
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
-    let actions: Vec<&str> = changes.iter().map(|change| change.action.as_str()).collect();
-    assert_eq!(actions, ["RegisterMember", "UpdateMember", "SetEventEntitlements"]);
-    assert!(
-        changes.iter().all(|change| change.changed_by.as_ref().is_some_and(|actor| actor.subject == PERSON_ACCOUNT))
-    );
+    let changes = changes_of(&mut admin, DIIA).await;
+    assert_actions_by_the_administrator(&changes, &["RegisterMember", "UpdateMember", "SetEventEntitlements"]);
     let details = |index: usize| -> serde_json::Value { serde_json::from_str(&changes[index].details).expect("JSON") };
     let update = details(1);
     assert_eq!(update["reason"], "перевірка безпеки");
@@ -310,12 +309,7 @@ async fn bad_input_names_its_field_and_only_security_administrators_administer()
     assert_eq!(violated_fields(&no_reason), ["reason"]);
     let unchanged = member(&mut admin, DIIA).await;
     assert_eq!(unchanged.status, i32::from(pb::MemberStatus::Active), "nothing written");
-    let changes = admin
-        .list_admin_changes(pb::ListAdminChangesRequest { member_id: DIIA.to_owned(), page: None })
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
+    let changes = changes_of(&mut admin, DIIA).await;
     assert_eq!(changes.len(), 1, "only the registration recorded: {changes:?}");
     for (method, problem) in [
         ("/esocial.registry.v1.RegistryService/NoSuchMethod", "no such"),
