@@ -53,7 +53,27 @@ pub struct MethodInfo {
 
 impl MethodInfo {
     pub fn streams(&self) -> bool {
-        self.client_streaming || self.server_streaming
+        self.streaming().any()
+    }
+
+    pub fn streaming(&self) -> Streaming {
+        Streaming { requests: self.client_streaming, responses: self.server_streaming }
+    }
+}
+
+/// Which ways a method streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Streaming {
+    /// The client sends a stream of messages.
+    pub requests: bool,
+    /// The service answers with a stream of messages.
+    pub responses: bool,
+}
+
+impl Streaming {
+    /// Whether it streams either way.
+    pub fn any(self) -> bool {
+        self.requests || self.responses
     }
 }
 
@@ -99,13 +119,13 @@ pub fn package_of(service: &str) -> &str {
 #[derive(Debug, Default)]
 struct Snapshot {
     services: Arc<Services>,
-    /// Method path → whether it streams.
-    methods: HashMap<String, bool>,
+    /// Method path → which ways it streams.
+    methods: HashMap<String, Streaming>,
 }
 
 impl Snapshot {
     fn of(services: Services) -> Self {
-        let methods = services.values().flatten().map(|method| (method.path.clone(), method.streams())).collect();
+        let methods = services.values().flatten().map(|method| (method.path.clone(), method.streaming())).collect();
         Self { services: Arc::new(services), methods }
     }
 }
@@ -198,13 +218,19 @@ impl Catalog {
         self.snapshot().services.clone()
     }
 
-    /// Whether the method at `path` streams in either direction; `None`
-    /// for a method the catalog does not know.
-    pub fn streams(&self, path: &str) -> Option<bool> {
+    /// Which ways the method at `path` streams; `None` for a method the
+    /// catalog does not know.
+    pub fn streaming(&self, path: &str) -> Option<Streaming> {
         match self.current.read() {
             Ok(current) => current.methods.get(path).copied(),
             Err(poisoned) => poisoned.into_inner().methods.get(path).copied(),
         }
+    }
+
+    /// Whether the method at `path` streams in either direction; `None`
+    /// for a method the catalog does not know.
+    pub fn streams(&self, path: &str) -> Option<bool> {
+        self.streaming(path).map(Streaming::any)
     }
 
     pub fn method_exists(&self, path: &str) -> bool {
@@ -240,10 +266,10 @@ impl Catalog {
 
     /// For a method the catalog does not know: asks the upstream that
     /// serves its package again, unless it was asked within
-    /// [`MISS_COOLDOWN`], and tells whether the method streams.
-    pub async fn learn_method(self: &Arc<Self>, path: &str) -> Option<bool> {
+    /// [`MISS_COOLDOWN`], and tells which ways the method streams.
+    pub async fn learn_method(self: &Arc<Self>, path: &str) -> Option<Streaming> {
         self.learn_exists(path, MISS_COOLDOWN).await;
-        self.streams(path)
+        self.streaming(path)
     }
 
     /// Like [`Catalog::method_exists`] and [`Catalog::service_exists`], but
@@ -638,8 +664,12 @@ mod tests {
         );
         assert_eq!(described.len(), 1, "{described:?}");
         let snapshot = Snapshot::of(overlay(compiled(), std::iter::once(&described)));
-        assert_eq!(snapshot.methods.get("/esocial.registry.v1.RegistryService/Watch"), Some(&true));
-        assert_eq!(snapshot.methods.get("/esocial.registry.v1.RegistryService/GetPerson"), Some(&false));
+        let streaming = |path: &str| snapshot.methods.get(path).copied();
+        assert_eq!(
+            streaming("/esocial.registry.v1.RegistryService/Watch"),
+            Some(Streaming { requests: false, responses: true })
+        );
+        assert_eq!(streaming("/esocial.registry.v1.RegistryService/GetPerson"), Some(Streaming::default()));
         assert_eq!(
             snapshot.services["esocial.registry.v1.RegistryService"].len(),
             2,

@@ -38,7 +38,7 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt as _;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Streaming};
 use crate::counted::Counted;
 use crate::directory::{Directory, MemberEntry};
 use crate::domain::{MemberId, MethodPath, method_shown};
@@ -607,8 +607,8 @@ fn pass(
         {
             return refusal.clone().into_http();
         }
-        let known_to_stream = door.catalog.streams(&path);
-        let slot = match door.log.slot(known_to_stream.unwrap_or(false)) {
+        let known_streaming = door.catalog.streaming(&path);
+        let slot = match door.log.slot(known_streaming.is_some_and(Streaming::any)) {
             Ok(slot) => slot,
             Err(unavailable) => return Status::unavailable(unavailable.to_string()).into_http(),
         };
@@ -676,18 +676,19 @@ fn pass(
         // the catalog last read it) is looked up now, waited for within the
         // call's deadline; one that stays unknown goes on as unary, and its
         // service answers for it.
-        let streams = match (known_to_stream, deadline) {
-            (Some(streams), _) => streams,
+        let streaming = match (known_streaming, deadline) {
+            (Some(streaming), _) => streaming,
             // (Boxed: rare, and held inline it would grow every call's future.)
             (None, Some(deadline)) => {
                 Box::pin(tokio::time::timeout_at(deadline.into(), door.catalog.learn_method(&path)))
                     .await
                     .ok()
                     .flatten()
-                    .unwrap_or(false)
+                    .unwrap_or_default()
             }
-            (None, None) => Box::pin(door.catalog.learn_method(&path)).await.unwrap_or(false),
+            (None, None) => Box::pin(door.catalog.learn_method(&path)).await.unwrap_or_default(),
         };
+        let streams = streaming.any();
         if streams {
             exchange.slot = exchange.slot.take().map(|slot| slot.streaming(&door.log));
             // A stream may last long after the door let it in: its member
@@ -733,7 +734,11 @@ fn pass(
         // the door's checks meanwhile too). (Boxed: held inline, the wait
         // would grow every call's future.)
         let answered = if let Some(standing) = exchange.standing.clone() {
-            let waited = Box::pin(unless_refused(&standing, forwarded)).await;
+            // A service that answers a client stream with one message has it
+            // all once the client ends its stream: from then on it has the
+            // time a unary call has to answer.
+            let answer_within = (!streaming.responses).then_some(door.unary_timeout);
+            let waited = Box::pin(unless_refused(&standing, forwarded, answer_within)).await;
             match waited {
                 Ok(answered) => answered,
                 Err(status) => return exchange.refuse(status),
@@ -770,15 +775,32 @@ fn pass(
 /// The wait for a stream's service to answer with headers, given up once
 /// the stream's member loses its standing: a client stream whose service
 /// answers only at its end, with a client that sends nothing more, would
-/// otherwise pass neither way to be checked at until its deadline. Dropping
-/// the wait resets the service's side. A change that comes with the headers
-/// is left to the response body, which checks the standing at its first
-/// wait.
-async fn unless_refused<Answer>(standing: &Standing, answer: impl Future<Output = Answer>) -> Result<Answer, Status> {
+/// otherwise pass neither way to be checked at until its deadline. With
+/// `answer_within`, it is given up too when the service has not answered
+/// that long after the client ended its request stream (a service that
+/// answers with one message then has all it needs to answer; one that
+/// streams its answers may keep its client waiting). Dropping the wait
+/// resets the service's side. A change that comes with the headers is left
+/// to the response body, which checks the standing at its first wait.
+async fn unless_refused<Answer>(
+    standing: &Standing,
+    answer: impl Future<Output = Answer>,
+    answer_within: Option<Duration>,
+) -> Result<Answer, Status> {
+    let unanswered = async {
+        let Some(within) = answer_within else { return std::future::pending().await };
+        standing.request_finished().await;
+        tokio::time::sleep(within).await;
+        within
+    };
     tokio::select! {
         biased;
         answered = answer => Ok(answered),
         refused = standing.lost() => Err(refused),
+        within = unanswered => Err(Status::deadline_exceeded(format!(
+            "the service behind the gateway did not answer within {} ms of the end of the request stream",
+            within.as_millis()
+        ))),
     }
 }
 
@@ -1105,6 +1127,11 @@ impl Exchange {
         }));
         self.request = Some(meter.clone());
         let standing = self.standing.clone();
+        if let Some(standing) = &standing
+            && http_body::Body::is_end_stream(request.body())
+        {
+            standing.finish_request();
+        }
         request.map(|body| tonic::body::Body::new(MeteredRequestBody { inner: body, meter, standing }))
     }
 
@@ -1266,6 +1293,18 @@ impl http_body::Body for MeteredRequestBody {
         {
             remove_internal(trailers);
             trailers.remove(http::header::AUTHORIZATION);
+        }
+        // The end of the client's stream: with its last message, in
+        // trailers, or on its own.
+        if let Some(standing) = &self.standing {
+            let ended = match &polled {
+                Poll::Ready(None) => true,
+                Poll::Ready(Some(Ok(frame))) => frame.is_trailers() || self.inner.is_end_stream(),
+                _ => false,
+            };
+            if ended {
+                standing.finish_request();
+            }
         }
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
@@ -1815,6 +1854,28 @@ mod tests {
         let end = next_frame(body).await.expect("trailers");
         assert_eq!(status_of(&end), Some(code as i32));
         assert!(next_frame(body).await.is_none(), "the call has ended");
+    }
+
+    #[tokio::test]
+    async fn a_stream_s_answer_is_given_up_the_time_given_after_the_client_ended_its_stream_and_not_before() {
+        let (_directory, standing) = standing_of_a_stream();
+        let never = std::future::pending::<()>;
+        let within = Some(Duration::from_millis(200));
+        // The client still sends: not given up.
+        let waited = tokio::time::timeout(Duration::from_millis(600), unless_refused(&standing, never(), within)).await;
+        assert!(waited.is_err(), "given up while the client sends: {waited:?}");
+        // The client has ended its stream (before the wait began, here).
+        standing.finish_request();
+        let started = Instant::now();
+        let status = unless_refused(&standing, never(), within).await.expect_err("given up");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(status.message().contains("within 200 ms of the end of the request stream"), "{status:?}");
+        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+        // A service that streams its answers is given no such time.
+        let waited = tokio::time::timeout(Duration::from_millis(600), unless_refused(&standing, never(), None)).await;
+        assert!(waited.is_err(), "given up without a time given: {waited:?}");
+        // An answer that comes is taken.
+        assert!(unless_refused(&standing, std::future::ready(()), within).await.is_ok());
     }
 
     #[tokio::test]

@@ -51,6 +51,9 @@ pub struct Standing {
     ended: AtomicBool,
     /// The request side's task, woken when the call ends.
     request_side: AtomicWaker,
+    /// The client has sent the end of its request stream.
+    request_finished: AtomicBool,
+    request_finished_notify: tokio::sync::Notify,
 }
 
 impl Standing {
@@ -74,6 +77,23 @@ impl Standing {
             stopping,
             ended: AtomicBool::new(false),
             request_side: AtomicWaker::new(),
+            request_finished: AtomicBool::new(false),
+            request_finished_notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The request side has seen the end of the client's request stream.
+    pub fn finish_request(&self) {
+        if !self.request_finished.swap(true, Ordering::AcqRel) {
+            // Kept for the waiter if it is not waiting yet.
+            self.request_finished_notify.notify_one();
+        }
+    }
+
+    /// Waits until the client has ended its request stream.
+    pub async fn request_finished(&self) {
+        if !self.request_finished.load(Ordering::Acquire) {
+            self.request_finished_notify.notified().await;
         }
     }
 

@@ -574,6 +574,51 @@ async fn a_silent_client_stream_the_service_has_not_answered_yet_ends_once_its_m
     service.abort();
 }
 
+/// A client stream answered with one message: while the client sends, the
+/// service may take its time; once the client has ended its stream, the
+/// service has the time a unary call has (`ESOCIAL_GRPC_TIMEOUT_MS`, 1 s
+/// here) to answer, and one that does not is given up, not waited for
+/// until the stream's deadline.
+#[tokio::test]
+async fn a_service_that_does_not_answer_a_client_stream_once_it_has_ended_gives_deadline_exceeded() {
+    const IMPORT: &str = "/esocial.registry.v1.RegistryService/ImportPersons";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let routes = format!("esocial.registry.v1=http://{}", listener.local_addr().expect("address"));
+    let (service, mut arrivals, mut resets) = silent_upstream(listener);
+    let gateway =
+        TestGateway::spawn_with_gateway(&[("ESOCIAL_GATEWAY_ROUTES", &routes)], &[("ESOCIAL_GRPC_TIMEOUT_MS", "1000")])
+            .await;
+    gateway.register_member(DIIA, "diia", None, &[IMPORT]).await;
+    let mut persons = gateway.persons(Some(gateway.system_token("diia").await)).await;
+    let (chunks, requests) = tokio::sync::mpsc::channel::<registry_pb::ImportPersonsChunk>(4);
+    chunks.send(registry_pb::ImportPersonsChunk::default()).await.expect("a chunk");
+    let calling = tokio::spawn(async move {
+        let answer = persons.import_persons(tokio_stream::wrappers::ReceiverStream::new(requests)).await;
+        (answer, Instant::now())
+    });
+    arrived(&mut arrivals, IMPORT).await;
+
+    // Still sending (its stream open) for longer than a unary call may take:
+    // not given up.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!calling.is_finished(), "a stream the client still sends on is not given up");
+    let ended = Instant::now();
+    drop(chunks);
+    let (answer, answered) = tokio::time::timeout(Duration::from_secs(10), calling)
+        .await
+        .expect("answered within 10 s")
+        .expect("the call's task");
+    let status = answer.expect_err("the service never answers");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("end of the request stream"), "{}", status.message());
+    let waited = answered - ended;
+    assert!(waited >= Duration::from_millis(1_000), "not before the service's second: {waited:?}");
+    // The service's side is taken back, and the entry says how it ended.
+    arrived(&mut resets, IMPORT).await;
+    assert_eq!(logged_codes(&gateway, IMPORT, 1).await, [Code::DeadlineExceeded as i32]);
+    service.abort();
+}
+
 #[tokio::test]
 async fn a_service_that_restarts_is_reached_again() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
