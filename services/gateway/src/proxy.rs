@@ -441,11 +441,7 @@ impl Door {
         let member = claims.sub.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
-            Some(entry) if !entry.is_active() => Some(inactive(entry)),
-            Some(entry) if !entry.admits_certificate(|| peer.and_then(leaf_fingerprint)) => {
-                Some(certificate_required(&entry.member.member_id))
-            }
-            Some(_) => None,
+            Some(entry) => turned_away(entry, || peer.and_then(leaf_fingerprint)),
         };
         Identified {
             caller: claims.sub.clone(),
@@ -486,10 +482,25 @@ pub fn not_permitted(member_id: &MemberId, path: &str) -> Status {
 
 /// The refusal of a member bound to a client certificate that did not
 /// present it.
-pub fn certificate_required(member_id: &MemberId) -> Status {
+fn certificate_required(member_id: &MemberId) -> Status {
     Status::unauthenticated(format!(
         "member {member_id} must present its registered client certificate (mutual TLS) with its token"
     ))
+}
+
+/// Why a known member is turned away whatever it calls (`UNAUTHENTICATED`):
+/// it is not active, or it is bound to a client certificate its connection
+/// did not present (`presented`, its SHA-256, asked for only then). The door
+/// asks it at every call, and an open stream (forwarded, or `Subscribe`)
+/// again while it lasts.
+pub fn turned_away(entry: &MemberEntry, presented: impl FnOnce() -> Option<[u8; 32]>) -> Option<Status> {
+    if !entry.is_active() {
+        Some(inactive(entry))
+    } else if !entry.admits_certificate(presented) {
+        Some(certificate_required(&entry.member.member_id))
+    } else {
+        None
+    }
 }
 
 impl tower_service::Service<GrpcRequest> for DoorService {

@@ -186,11 +186,8 @@ impl Standing {
         let Some(entry) = self.directory.by_member(&self.member_id) else {
             return Err(Status::unauthenticated(format!("{} is not a registered member system", self.member_id)));
         };
-        if !entry.is_active() {
-            return Err(proxy::inactive(&entry));
-        }
-        if !entry.admits_certificate(|| self.peer.as_ref().and_then(proxy::leaf_fingerprint)) {
-            return Err(proxy::certificate_required(&self.member_id));
+        if let Some(refusal) = proxy::turned_away(&entry, || self.peer.as_ref().and_then(proxy::leaf_fingerprint)) {
+            return Err(refusal);
         }
         match MethodPath::parse(&self.path) {
             Some(method) if entry.may_call(&method, &self.path) => Ok(()),

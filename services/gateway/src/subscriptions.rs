@@ -532,12 +532,9 @@ impl Subscriptions {
         event_type: &str,
     ) -> Result<DateTime<Utc>, Status> {
         let member = self.directory.by_member(member_id);
-        if let Some(member) = member.as_ref().filter(|member| !member.is_active()) {
-            // As the door refuses a new call of such a member.
-            return Err(crate::proxy::inactive(member));
-        }
-        if member.as_ref().is_some_and(|member| !member.admits_certificate(|| presented)) {
-            return Err(crate::proxy::certificate_required(member_id));
+        // As the door refuses a new call of such a member.
+        if let Some(refusal) = member.as_ref().and_then(|member| crate::proxy::turned_away(member, || presented)) {
+            return Err(refusal);
         }
         member.and_then(|member| member.event_types.get(event_type).copied()).ok_or_else(|| {
             Status::permission_denied(format!("member {member_id} is no longer entitled to {event_type}"))
