@@ -544,14 +544,31 @@ async fn arrived(calls: &mut tokio::sync::mpsc::UnboundedReceiver<String>, path:
     .unwrap_or_else(|_| panic!("{path} within 10 s"));
 }
 
-#[tokio::test]
-async fn a_silent_client_stream_the_service_has_not_answered_yet_ends_once_its_member_is_suspended() {
-    const IMPORT: &str = "/esocial.registry.v1.RegistryService/ImportPersons";
+/// A client stream (its service answers with one message).
+const IMPORT: &str = "/esocial.registry.v1.RegistryService/ImportPersons";
+
+/// A gateway (given `gateway_only` settings) whose registry package goes to
+/// a [`silent_upstream`], and the Diia portal's member with a right to
+/// [`IMPORT`]: the gateway, the service's task, its arrivals and resets.
+async fn gateway_before_a_silent_registry(
+    gateway_only: &[(&str, &str)],
+) -> (
+    TestGateway,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let routes = format!("esocial.registry.v1=http://{}", listener.local_addr().expect("address"));
-    let (service, mut arrivals, mut resets) = silent_upstream(listener);
-    let gateway = TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_ROUTES", &routes)]).await;
+    let (service, arrivals, resets) = silent_upstream(listener);
+    let gateway = TestGateway::spawn_with_gateway(&[("ESOCIAL_GATEWAY_ROUTES", &routes)], gateway_only).await;
     gateway.register_member(DIIA, "diia", None, &[IMPORT]).await;
+    (gateway, service, arrivals, resets)
+}
+
+#[tokio::test]
+async fn a_silent_client_stream_the_service_has_not_answered_yet_ends_once_its_member_is_suspended() {
+    let (gateway, service, mut arrivals, mut resets) = gateway_before_a_silent_registry(&[]).await;
     let token = gateway.system_token("diia").await;
 
     // A client stream that sends nothing, to a service that answers only
@@ -581,14 +598,8 @@ async fn a_silent_client_stream_the_service_has_not_answered_yet_ends_once_its_m
 /// until the stream's deadline.
 #[tokio::test]
 async fn a_service_that_does_not_answer_a_client_stream_once_it_has_ended_gives_deadline_exceeded() {
-    const IMPORT: &str = "/esocial.registry.v1.RegistryService/ImportPersons";
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let routes = format!("esocial.registry.v1=http://{}", listener.local_addr().expect("address"));
-    let (service, mut arrivals, mut resets) = silent_upstream(listener);
-    let gateway =
-        TestGateway::spawn_with_gateway(&[("ESOCIAL_GATEWAY_ROUTES", &routes)], &[("ESOCIAL_GRPC_TIMEOUT_MS", "1000")])
-            .await;
-    gateway.register_member(DIIA, "diia", None, &[IMPORT]).await;
+    let (gateway, service, mut arrivals, mut resets) =
+        gateway_before_a_silent_registry(&[("ESOCIAL_GRPC_TIMEOUT_MS", "1000")]).await;
     let mut persons = gateway.persons(Some(gateway.system_token("diia").await)).await;
     let (chunks, requests) = tokio::sync::mpsc::channel::<registry_pb::ImportPersonsChunk>(4);
     chunks.send(registry_pb::ImportPersonsChunk::default()).await.expect("a chunk");
