@@ -565,20 +565,50 @@ async fn newest(pool: &sqlx::PgPool, table: &str) -> i64 {
         .expect("sequence")
 }
 
-#[tokio::test]
-async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_after() {
-    let gateway =
-        TestGateway::spawn_with(&[("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"), ("ESOCIAL_GATEWAY_LOG_BATCH_MAX", "4")])
-            .await;
+/// A gateway whose log queue holds 16 entries, written 4 at a time, with
+/// `ESOCIAL_GATEWAY_LOG_FAILURE` set to `policy`; the Diia portal's member
+/// may verify certificates, and its registration is logged. The gateway
+/// and a client of the member's.
+async fn gateway_with_a_small_log_queue(policy: &str) -> (TestGateway, Idp) {
+    let gateway = TestGateway::spawn_with(&[
+        ("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"),
+        ("ESOCIAL_GATEWAY_LOG_BATCH_MAX", "4"),
+        ("ESOCIAL_GATEWAY_LOG_FAILURE", policy),
+    ])
+    .await;
     gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
     gateway.wait_for_log_entries(2).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    let idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    (gateway, idp)
+}
 
+/// Holds the message log's table, so that the writer's insert waits, until
+/// the transaction is rolled back. (Reading the log waits too meanwhile.)
+async fn hold_the_log(gateway: &TestGateway) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut blocker = gateway.pool.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE gateway.message_log IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.expect("lock");
+    blocker
+}
+
+/// How many of the Diia portal's calls the log holds as served.
+async fn served_calls_logged(gateway: &TestGateway) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1 AND status_code = 0")
+        .bind(DIIA)
+        .fetch_one(&gateway.pool)
+        .await
+        .expect("count")
+}
+
+/// The gateway's health as its health service says it now.
+async fn serving(health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>) -> i32 {
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    answer.expect("health answers").into_inner().status
+}
+
+#[tokio::test]
+async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_after() {
+    let (gateway, mut idp) = gateway_with_a_small_log_queue("refuse").await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
-    let serving = async |health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>| {
-        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
-        answer.expect("health answers").into_inner().status
-    };
     let started = Instant::now();
     while serving(&mut health).await != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
         assert!(started.elapsed() < Duration::from_secs(10), "the gateway never became healthy");
@@ -586,8 +616,7 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
     }
 
     // Hold the log table: the writer's insert waits, the queue fills.
-    let mut blocker = gateway.pool.begin().await.expect("transaction");
-    sqlx::query("LOCK TABLE gateway.message_log IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.expect("lock");
+    let blocker = hold_the_log(&gateway).await;
     let mut served = 0;
     let refusal = loop {
         match idp.verify_idp_certificate(verify_request()).await {
@@ -623,12 +652,7 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
     }
     // Every call served has its entry; none was served unlogged.
     eventually(Duration::from_secs(10), || async {
-        let logged: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1 AND status_code = 0")
-                .bind(DIIA)
-                .fetch_one(&gateway.pool)
-                .await
-                .expect("count");
+        let logged = served_calls_logged(&gateway).await;
         assert!(logged <= served, "more entries than calls");
         (logged == served).then_some(()).ok_or(format!("{logged} of {served} served calls logged"))
     })
@@ -641,22 +665,9 @@ async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_afte
 /// be written again, the others not at all, and the chain stays intact.
 #[tokio::test]
 async fn with_the_serve_policy_calls_are_served_while_the_log_cannot_be_written() {
-    let gateway = TestGateway::spawn_with(&[
-        ("ESOCIAL_GATEWAY_LOG_QUEUE_MAX", "16"),
-        ("ESOCIAL_GATEWAY_LOG_BATCH_MAX", "4"),
-        ("ESOCIAL_GATEWAY_LOG_FAILURE", "serve"),
-    ])
-    .await;
-    gateway.register_member(DIIA, "diia", None, &[VERIFY_CERTIFICATE]).await;
-    let mut idp = gateway.idp(Some(gateway.system_token("diia").await)).await;
+    let (gateway, mut idp) = gateway_with_a_small_log_queue("serve").await;
     idp.verify_idp_certificate(verify_request()).await.expect("served");
-    let logged = async || -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM gateway.message_log WHERE member_id = $1 AND status_code = 0")
-            .bind(DIIA)
-            .fetch_one(&gateway.pool)
-            .await
-            .expect("count")
-    };
+    let logged = || served_calls_logged(&gateway);
     eventually(Duration::from_secs(10), || async {
         (logged().await == 1).then_some(()).ok_or_else(|| "the first call's entry is not written".to_owned())
     })
@@ -664,17 +675,15 @@ async fn with_the_serve_policy_calls_are_served_while_the_log_cannot_be_written(
 
     // Hold the log table: the writer's insert waits, the queue fills, and
     // the calls after that are served without an entry.
-    let mut blocker = gateway.pool.begin().await.expect("transaction");
-    sqlx::query("LOCK TABLE gateway.message_log IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.expect("lock");
+    let blocker = hold_the_log(&gateway).await;
     let held = 40;
     for call in 0..held {
         let answer = idp.verify_idp_certificate(verify_request()).await;
         assert!(answer.is_ok(), "call {call} with the log held: {answer:?}");
     }
     let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
-    let status = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
     assert_eq!(
-        status.expect("health answers").into_inner().status,
+        serving(&mut health).await,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
         "serving, unlogged"
     );
