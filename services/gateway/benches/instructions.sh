@@ -18,12 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-binary=$(cargo bench -p esocial-gateway --bench proxy --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("target", {}).get("name") == "proxy" and message.get("executable"):
-        print(message["executable"])')
+binary=$(services/gateway/benches/proxy-binary.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 paths=("$@")

@@ -6,14 +6,14 @@
 #
 #   services/gateway/benches/threads.sh gateway VerifyIdpCertificate
 #
-# Needs the bench binary (`cargo build --release --benches -p esocial-gateway`)
-# and, for the nginx paths, Debian's nginx. Prints the ticks (1/100 s) of each
-# kind in the 10 s, the run's line, and the µs a call of each kind.
+# Builds the bench binary if need be; the nginx paths need Debian's nginx.
+# Prints the run's line, then the ticks (1/100 s) of each kind in the 10 s
+# and the µs a call of each kind.
 set -euo pipefail
 path=${1:?path: direct, gateway, bare or nginx}
 workload=${2:?workload: VerifyIdpCertificate or GetPerson}
+binary=$("$(dirname "$0")/proxy-binary.sh")
 cd "$(dirname "$0")/.."
-binary=$(ls -t ../../target/release/deps/proxy-* | grep -v '\.d$' | head -1)
 log=$(mktemp)
 BENCH_PATHS=$path BENCH_WORKLOADS=$workload BENCH_SECONDS=24 BENCH_ROUNDS=1 "$binary" --bench >"$log" 2>&1 &
 bench=$!
