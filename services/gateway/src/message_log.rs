@@ -1118,7 +1118,7 @@ pub async fn search(
              AND ($2::text IS NULL OR {prefix}methods @> ARRAY[$2::text])
              AND ($3::text IS NULL OR {prefix}services @> ARRAY[$3::text])
              AND tstzrange({prefix}first_started_at, {prefix}last_started_at, '[]') && tstzrange($4, $5, '[)')
-             AND ($6::text IS NULL OR {prefix}request_ids @> ARRAY[$6::text])
+             AND ($6::text IS NULL OR {prefix}request_ids @> ARRAY[$6::text COLLATE \"C\"])
              AND ($7::timestamptz IS NULL OR {prefix}last_started_at >= $7)
              AND ({not_before}::timestamptz IS NULL
                   OR {prefix}first_started_at >= {not_before}::timestamptz - (SELECT span FROM span))"
