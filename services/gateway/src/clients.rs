@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use esocial_events::{EventHandler, HandleError, ReceivedEvent};
+use esocial_kit::ApiError;
 use esocial_kit::identity::ServiceTokens;
 use esocial_proto::identity::v1 as identity;
 use esocial_proto::identity::v1::identity_admin_service_client::IdentityAdminServiceClient;
@@ -134,6 +135,34 @@ pub async fn read_from_identity(pool: &PgPool, list: &ClientList) -> anyhow::Res
             return Ok(changed);
         }
     }
+}
+
+/// Whether identity has a system client `client_id`, active or not: what
+/// the gateway recorded of identity's clients, and when that does not name
+/// it (a client registered since the last reading, its event not yet
+/// consumed), identity's list read again. `UNAVAILABLE` when identity could
+/// not be asked.
+pub async fn at_identity(pool: &PgPool, list: &ClientList, client_id: &str) -> Result<bool, ApiError> {
+    let recorded = || async {
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT FROM identity_clients WHERE client_id = $1)")
+            .bind(client_id)
+            .fetch_one(pool)
+            .await
+    };
+    if recorded().await? {
+        return Ok(true);
+    }
+    let read = match tokio::time::timeout(READ_TIMEOUT, read_from_identity(pool, list)).await {
+        Ok(read) => read,
+        Err(_) => Err(anyhow::anyhow!("identity's list of system clients took over {READ_TIMEOUT:?}")),
+    };
+    if let Err(error) = read {
+        tracing::warn!(%error, client_id, "cannot ask identity whether it has a system client");
+        return Err(ApiError::Unavailable(
+            "cannot learn from identity whether it has this system client; retry later".to_owned(),
+        ));
+    }
+    Ok(recorded().await?)
 }
 
 /// Reads identity's list at start and every `interval` until `stop`; a

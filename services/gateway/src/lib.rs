@@ -688,6 +688,7 @@ impl Gateway {
             log_keys: self.log_keys(),
             checkpoint_copies: verify::CheckpointCopies::new(self.nats.clone(), events.clone()),
             search_body_bytes_max: self.settings.common.grpc.message_bytes_max / 2,
+            client_list: self.client_list.clone(),
         });
         let limit = self.settings.common.grpc.message_bytes_max;
         let routes = tonic::service::Routes::new(

@@ -145,6 +145,10 @@ impl GatewayAdminService for AdminApi {
         let log_mode = log_mode(&mut violations, request.log_mode).unwrap_or(LogMode::Metadata);
         let client_certificate = certificate_fingerprint(&mut violations, &request.client_certificate_sha256);
         let member_id = validated(violations, member_id)?;
+        // Asked last, of a request otherwise good: it may wait for identity.
+        if !crate::clients::at_identity(&self.0.pool, &self.0.client_list, &client_id).await? {
+            return Err(ApiError::invalid_field("client_id", "identity has no system client with this id").into());
+        }
         let now = Utc::now();
         let member = Member {
             member_id,

@@ -41,6 +41,9 @@ pub struct GatewayState {
     /// The bodies a page of `SearchMessageLog` may carry: half the
     /// server's message size limit, so that the page can be sent.
     pub search_body_bytes_max: usize,
+    /// Identity's list of system clients: a member is registered only with
+    /// a client identity has.
+    pub client_list: crate::clients::ClientList,
 }
 
 impl GatewayState {

@@ -7,6 +7,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn registrations_of_one_member_at_once_give_one_member_and_already_exists_for_the_others() {
     let gateway = TestGateway::spawn().await;
+    gateway.register_client("diia").await;
     let admin = gateway.admin().await;
     let register = |index: usize| pb::RegisterMemberRequest {
         request_id: new_request_id(),
@@ -50,6 +51,7 @@ fn assert_actions_by_the_administrator(changes: &[pb::AdminChange], actions: &[&
 #[tokio::test]
 async fn members_and_rights_are_administered_with_every_change_recorded_and_published() {
     let gateway = TestGateway::spawn().await;
+    gateway.register_client("diia").await;
     let mut admin = gateway.admin().await;
     let request_id = new_request_id();
     let register = pb::RegisterMemberRequest {
@@ -228,6 +230,50 @@ async fn member_updates_and_entitlement_changes_are_recorded_and_published() {
         (entitlements_changed.member_id.as_str(), entitlements_changed.event_types.as_slice()),
         (DIIA, ["registry.idp.certificate.revoked".to_owned()].as_slice())
     );
+}
+
+#[tokio::test]
+async fn a_member_is_registered_only_with_a_system_client_identity_has() {
+    let gateway = TestGateway::spawn().await;
+    let mut admin = gateway.admin().await;
+    let register = |client_id: &str| pb::RegisterMemberRequest {
+        request_id: new_request_id(),
+        member_id: DIIA.to_owned(),
+        name: "Портал Дія".to_owned(),
+        client_id: client_id.to_owned(),
+        contact: "support@diia.gov.ua".to_owned(),
+        limits: None,
+        log_mode: pb::LogMode::Metadata.into(),
+        client_certificate_sha256: String::new(),
+    };
+    let unknown = admin.register_member(register("no-such-client")).await.expect_err("a client identity has not");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&unknown), ["client_id"]);
+    assert_eq!(gateway.count("gateway.members").await, 0, "nothing written");
+    assert_eq!(gateway.count("gateway.admin_changes").await, 0, "nothing recorded");
+
+    // A client the gateway has not heard of from identity's events (here:
+    // heard of, then forgotten): it reads identity's list again.
+    gateway.register_client("diia").await;
+    let recorded = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM gateway.identity_clients WHERE client_id = 'diia'")
+            .fetch_one(&gateway.pool)
+            .await
+            .expect("recorded clients")
+    };
+    eventually(std::time::Duration::from_secs(10), || async {
+        if recorded().await == 1 { Ok(()) } else { Err("identity's event not yet recorded".to_owned()) }
+    })
+    .await;
+    sqlx::query("DELETE FROM gateway.identity_clients WHERE client_id = 'diia'")
+        .execute(&gateway.pool)
+        .await
+        .expect("forgotten");
+    let member =
+        admin.register_member(register("diia")).await.expect("registered").into_inner().member.expect("member");
+    assert_eq!(recorded().await, 1, "recorded again from identity's list");
+    assert_eq!((member.member_id.as_str(), member.client_id.as_str()), (DIIA, "diia"));
+    assert_eq!(gateway.count("gateway.members").await, 1);
 }
 
 #[tokio::test]

@@ -360,17 +360,30 @@ impl TestGateway {
     }
 
     async fn client_token(&self, client_id: &str, audiences: &[&str]) -> String {
-        let seed = ClientSeed { client_id, name: client_id, scopes: &[Role::Service], audiences };
-        let systems = esocial_identity::sandbox::seed_system_clients(&self.identity, self._files.path(), &[seed])
-            .await
-            .expect("client registered");
-        let key = std::fs::read_to_string(&systems[0].private_key).expect("client key");
+        let key = self.register_client_for(client_id, audiences).await;
+        let key = std::fs::read_to_string(key).expect("client key");
         let key = SigningKey::from_pkcs8_pem(&key).expect("client key");
         esocial_kit::identity::ServiceTokens::new(&self.identity_url, ISSUER, client_id, key)
             .expect("identity url")
             .token()
             .await
             .expect("client credentials")
+    }
+
+    /// Registers a member system's client at identity, as identity's
+    /// administrator does before the gateway's registers the member; a
+    /// client registered already is left as it is.
+    pub async fn register_client(&self, client_id: &str) {
+        self.register_client_for(client_id, &[esocial_gateway::AUDIENCE]).await;
+    }
+
+    /// The client registered if need be; the file of its private key.
+    async fn register_client_for(&self, client_id: &str, audiences: &[&str]) -> std::path::PathBuf {
+        let seed = ClientSeed { client_id, name: client_id, scopes: &[Role::Service], audiences };
+        let mut systems = esocial_identity::sandbox::seed_system_clients(&self.identity, self._files.path(), &[seed])
+            .await
+            .expect("client registered");
+        systems.remove(0).private_key
     }
 
     /// A member system's token the gateway accepts for `seconds` more,
@@ -439,6 +452,7 @@ impl TestGateway {
 
     /// Registers a member bound to `client_id` with these rights.
     pub async fn register_member(&self, member_id: &str, client_id: &str, limits: Option<pb::Limits>, rights: &[&str]) {
+        self.register_client(client_id).await;
         let mut admin = self.admin().await;
         admin
             .register_member(pb::RegisterMemberRequest {

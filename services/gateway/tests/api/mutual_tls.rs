@@ -97,6 +97,7 @@ async fn a_member_bound_to_a_client_certificate_must_present_it_with_its_token()
     let diia_certificate = members.issue("Дія", false);
     let other_certificate = members.issue("інша система", false);
 
+    gateway.register_client("diia").await;
     let mut admin = gateway.admin().await;
     admin
         .register_member(pb::RegisterMemberRequest {
