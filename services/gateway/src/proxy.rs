@@ -394,7 +394,35 @@ struct DoorService {
 }
 
 pub fn is_infrastructure(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+    path.starts_with("/grpc.health.v1.") || path.starts_with(REFLECTION_PREFIX)
+}
+
+/// Server reflection's methods (v1 and v1alpha).
+const REFLECTION_PREFIX: &str = "/grpc.reflection.";
+
+/// Server reflection, which describes the gateway's methods and every
+/// forwarded one, for a caller with a valid token: an active member's (with
+/// its client certificate if it is bound to one; counted against its rate),
+/// or a person's (esocial's own people, who administer the gateway). Anyone
+/// else (no token, one that does not verify, a system that is not a member,
+/// a member turned away) gets `UNAUTHENTICATED`, as at any method. Not
+/// logged, as health is not.
+async fn describe(door: Arc<Door>, reflection: BoxGrpcService, request: GrpcRequest) -> GrpcResponse {
+    let peer = peer_certificates(&request);
+    let identified = door.identify(bearer_token(request.headers()), peer.as_ref()).await;
+    match (&identified.member, identified.refusal) {
+        (Some(member), None) => {
+            if let Err(status) = rate_limited(member) {
+                return status.into_http();
+            }
+        }
+        (None, Some(_)) if !identified.caller.is_empty() && !identified.caller.starts_with("client:") => {}
+        (_, refusal) => {
+            let refusal = refusal.unwrap_or_else(|| Status::unauthenticated("a valid bearer token is required"));
+            return refusal.into_http();
+        }
+    }
+    reflection.oneshot(request).await.unwrap_or_else(|never| match never {})
 }
 
 /// Who is calling, as far as the token tells.
@@ -515,9 +543,14 @@ impl tower_service::Service<GrpcRequest> for DoorService {
 
     fn call(&mut self, request: GrpcRequest) -> Self::Future {
         let path = request.uri().path();
-        // Health and reflection: answered at once, not logged.
+        // Health and reflection: not logged. Health is answered at once, to
+        // anyone (a probe has no token); reflection to callers the door
+        // lets in.
         if is_infrastructure(path) {
             let answering = self.door.reflection.service_for(path).unwrap_or_else(|| self.own_routes.clone());
+            if path.starts_with(REFLECTION_PREFIX) {
+                return Box::pin(describe(self.door.clone(), answering, request).map(Ok));
+            }
             return Box::pin(answering.oneshot(request));
         }
         // The gateway's own routes are a stack of boxed services: cloned

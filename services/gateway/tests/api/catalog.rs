@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use esocial_auth::Role;
 use esocial_proto::gateway::v1 as pb;
 use esocial_proto::registry::v1 as registry_pb;
 use http_body::Frame;
@@ -274,8 +275,8 @@ fn ticks() -> Vec<String> {
 }
 
 /// The methods of the registry's service as the gateway's own reflection
-/// describes them.
-async fn described_by_the_gateway(gateway: &TestGateway) -> Vec<String> {
+/// describes them to the caller of `token`.
+async fn described_by_the_gateway(gateway: &TestGateway, token: Option<String>) -> Result<Vec<String>, tonic::Status> {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
@@ -285,14 +286,17 @@ async fn described_by_the_gateway(gateway: &TestGateway) -> Vec<String> {
         host: String::new(),
         message_request: Some(MessageRequest::FileContainingSymbol(REGISTRY.to_owned())),
     };
-    let mut answers =
-        reflection.server_reflection_info(tokio_stream::iter([ask])).await.expect("reflection").into_inner();
+    let mut asked = tonic::Request::new(tokio_stream::iter([ask]));
+    if let Some(token) = token {
+        asked.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header value"));
+    }
+    let mut answers = reflection.server_reflection_info(asked).await?.into_inner();
     let Some(MessageResponse::FileDescriptorResponse(files)) =
-        answers.message().await.expect("answer").and_then(|answer| answer.message_response)
+        answers.message().await?.and_then(|answer| answer.message_response)
     else {
         panic!("no file declares {REGISTRY}");
     };
-    files
+    Ok(files
         .file_descriptor_proto
         .iter()
         .map(|encoded| prost_types::FileDescriptorProto::decode(encoded.as_slice()).expect("file"))
@@ -302,7 +306,7 @@ async fn described_by_the_gateway(gateway: &TestGateway) -> Vec<String> {
         })
         .find_map(|(name, service)| (name == REGISTRY).then_some(service))
         .map(|service| service.method.iter().map(|method| method.name().to_owned()).collect())
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 async fn logged_status(gateway: &TestGateway, method: &str) -> i32 {
@@ -348,7 +352,8 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
     let watch = listed.iter().find(|method| method.method == WATCH_PEOPLE).expect("the new method is listed");
     assert!(watch.server_streaming && !watch.client_streaming, "{watch:?}");
     // And described by the gateway's reflection, as grpcurl reads it.
-    let described = described_by_the_gateway(&gateway).await;
+    let diia_token = gateway.system_token("diia").await;
+    let described = described_by_the_gateway(&gateway, Some(diia_token.clone())).await.expect("described");
     assert!(described.iter().any(|method| method == "WatchPeople"), "{described:?}");
     assert!(described.iter().any(|method| method == "GetPerson"), "{described:?}");
     assert!(!described.iter().any(|method| method == "Tail"), "{described:?}");
@@ -373,13 +378,47 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
     assert!(started.elapsed() < Duration::from_millis(2800), "held to the unary deadline: {:?}", started.elapsed());
     // That call made the gateway read the service again: nothing else
     // does for the next minute, and its reflection has both methods now.
-    let described = described_by_the_gateway(&gateway).await;
+    let described = described_by_the_gateway(&gateway, Some(diia_token)).await.expect("described");
     assert!(["Tail", "SlowPing"].iter().all(|new| described.iter().any(|method| method == new)), "{described:?}");
     let (ids, took) = stream_all(&mut bank, TAIL).await;
     assert_eq!(ids, ticks());
     assert!(took > Duration::from_millis(UNARY_TIMEOUT_MS), "{took:?}");
     assert_eq!(logged_status(&gateway, SLOW_PING).await, Code::DeadlineExceeded as i32);
     assert_eq!(logged_status(&gateway, TAIL).await, Code::Ok as i32);
+}
+
+#[tokio::test]
+async fn the_gateway_describes_itself_only_to_active_members_and_people_and_its_health_to_anyone() {
+    let gateway = TestGateway::spawn().await;
+    // A member, even one with no right yet, and a person of esocial's.
+    gateway.register_member(DIIA, "diia", None, &[]).await;
+    let to_member =
+        described_by_the_gateway(&gateway, Some(gateway.system_token("diia").await)).await.expect("to a member");
+    assert!(to_member.iter().any(|method| method == "GetPerson"), "{to_member:?}");
+    let to_person = described_by_the_gateway(&gateway, Some(gateway.person_token(&[Role::SecurityAdmin]).await))
+        .await
+        .expect("to a person");
+    assert_eq!(to_person, to_member);
+
+    // Nobody else.
+    let not_a_member = gateway.system_token("not-a-member").await;
+    gateway.register_member(BANK, "bank", None, &[]).await;
+    let suspended = gateway.system_token("bank").await;
+    gateway.suspend(BANK).await;
+    for (token, who) in [
+        (None, "no token"),
+        (Some("not.a.token".to_owned()), "a token that does not verify"),
+        (Some(not_a_member), "a system that is not a member"),
+        (Some(suspended), "a suspended member"),
+    ] {
+        let refused = described_by_the_gateway(&gateway, token).await.expect_err(who);
+        assert_eq!(refused.code(), Code::Unauthenticated, "{who}: {refused:?}");
+    }
+
+    // Health answers without a token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health");
+    assert_eq!(answer.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
 
 #[tokio::test]
