@@ -406,8 +406,9 @@ const REFLECTION_PREFIX: &str = "/grpc.reflection.";
 /// or a person's (esocial's own people, who administer the gateway). Anyone
 /// else (no token, one that does not verify, a system that is not a member,
 /// a member turned away) gets `UNAUTHENTICATED`, as at any method. Not
-/// logged, as health is not.
-async fn describe(door: Arc<Door>, reflection: BoxGrpcService, request: GrpcRequest) -> GrpcResponse {
+/// logged, as health is not. (`own_routes` answer should the described
+/// files make no reflection service.)
+async fn describe(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequest) -> GrpcResponse {
     let peer = peer_certificates(&request);
     let identified = door.identify(bearer_token(request.headers()), peer.as_ref()).await;
     match (&identified.member, identified.refusal) {
@@ -422,6 +423,8 @@ async fn describe(door: Arc<Door>, reflection: BoxGrpcService, request: GrpcRequ
             return refusal.into_http();
         }
     }
+    // Built (when what the upstreams describe changed) only for a caller let in.
+    let reflection = door.reflection.service_for(request.uri().path()).unwrap_or(own_routes);
     reflection.oneshot(request).await.unwrap_or_else(|never| match never {})
 }
 
@@ -546,12 +549,11 @@ impl tower_service::Service<GrpcRequest> for DoorService {
         // Health and reflection: not logged. Health is answered at once, to
         // anyone (a probe has no token); reflection to callers the door
         // lets in.
+        if path.starts_with(REFLECTION_PREFIX) {
+            return Box::pin(describe(self.door.clone(), self.own_routes.clone(), request).map(Ok));
+        }
         if is_infrastructure(path) {
-            let answering = self.door.reflection.service_for(path).unwrap_or_else(|| self.own_routes.clone());
-            if path.starts_with(REFLECTION_PREFIX) {
-                return Box::pin(describe(self.door.clone(), answering, request).map(Ok));
-            }
-            return Box::pin(answering.oneshot(request));
+            return Box::pin(self.own_routes.clone().oneshot(request));
         }
         // The gateway's own routes are a stack of boxed services: cloned
         // only for a call to one of its own methods, not for every call

@@ -390,11 +390,14 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
 #[tokio::test]
 async fn the_gateway_describes_itself_only_to_active_members_and_people_and_its_health_to_anyone() {
     let gateway = TestGateway::spawn().await;
-    // A member, even one with no right yet, and a person of esocial's.
-    gateway.register_member(DIIA, "diia", None, &[]).await;
-    let to_member =
-        described_by_the_gateway(&gateway, Some(gateway.system_token("diia").await)).await.expect("to a member");
+    // A member, even one with no right yet, within its rate; and a person of esocial's.
+    let one_a_second = pb::Limits { requests_per_second: 1, burst: 1, message_bytes_max: 0 };
+    gateway.register_member(DIIA, "diia", Some(one_a_second), &[]).await;
+    let diia_token = gateway.system_token("diia").await;
+    let to_member = described_by_the_gateway(&gateway, Some(diia_token.clone())).await.expect("to a member");
     assert!(to_member.iter().any(|method| method == "GetPerson"), "{to_member:?}");
+    let over = described_by_the_gateway(&gateway, Some(diia_token)).await.expect_err("over the member's rate");
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
     let to_person = described_by_the_gateway(&gateway, Some(gateway.person_token(&[Role::SecurityAdmin]).await))
         .await
         .expect("to a person");
