@@ -59,6 +59,15 @@ impl Role {
     }
 }
 
+/// How a system client's tokens name it in `sub`: `client:<client id>`.
+/// People's tokens carry their account id (a UUID), so the two never meet.
+pub const CLIENT_SUBJECT_PREFIX: &str = "client:";
+
+/// The system client a token's subject names; `None` for a person.
+pub fn system_client_of(subject: &str) -> Option<&str> {
+    subject.strip_prefix(CLIENT_SUBJECT_PREFIX)
+}
+
 /// `aud` may be one string or a list (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -17,7 +17,7 @@ mod policy;
 mod signing;
 mod verifier;
 
-pub use claims::{Actor, Audience, Caller, Claims, Role};
+pub use claims::{Actor, Audience, CLIENT_SUBJECT_PREFIX, Caller, Claims, Role, system_client_of};
 pub use jwks::{JwksSource, StaticJwks};
 pub use layer::{AuthLayer, AuthService, FORWARDED_TOKEN_HEADER, TwoTokens, bearer_token, call_token};
 pub use policy::{Access, AccessPolicy};

@@ -417,7 +417,9 @@ async fn describe(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequ
                 return status.into_http();
             }
         }
-        (None, Some(_)) if !identified.caller.is_empty() && !identified.caller.starts_with("client:") => {}
+        // A person (a system's token names its client).
+        (None, Some(_))
+            if !identified.caller.is_empty() && esocial_auth::system_client_of(&identified.caller).is_none() => {}
         (_, refusal) => {
             let refusal = refusal.unwrap_or_else(|| Status::unauthenticated("a valid bearer token is required"));
             return refusal.into_http();
@@ -469,7 +471,8 @@ impl Door {
                 };
             }
         };
-        let member = claims.sub.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
+        let member =
+            esocial_auth::system_client_of(&claims.sub).and_then(|client_id| self.directory.by_client(client_id));
         let refusal = match &member {
             None => Some(Status::unauthenticated(format!("{} is not a registered member system", claims.sub))),
             Some(entry) => turned_away(entry, || peer.and_then(leaf_fingerprint)),

@@ -72,9 +72,7 @@ pub fn person_claims(
     }
 }
 
-/// How a system client's token names it: `client:<client id>`. People's
-/// tokens carry their account id (a UUID), so the two never meet.
-pub const CLIENT_SUBJECT_PREFIX: &str = "client:";
+pub use esocial_auth::CLIENT_SUBJECT_PREFIX;
 
 /// The `sub` of a system client's tokens.
 pub fn client_subject(client_id: &str) -> String {

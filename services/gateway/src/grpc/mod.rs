@@ -69,7 +69,8 @@ impl GatewayState {
     /// inactive member away before this; one suspended meanwhile is refused
     /// the same way.)
     fn member_of(&self, caller: &Caller) -> Result<Arc<MemberEntry>, Status> {
-        let entry = caller.subject.strip_prefix("client:").and_then(|client_id| self.directory.by_client(client_id));
+        let entry =
+            esocial_auth::system_client_of(&caller.subject).and_then(|client_id| self.directory.by_client(client_id));
         match entry {
             Some(entry) if entry.is_active() => Ok(entry),
             Some(entry) => Err(crate::proxy::inactive(&entry)),
