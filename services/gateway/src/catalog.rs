@@ -52,10 +52,6 @@ pub struct MethodInfo {
 }
 
 impl MethodInfo {
-    pub fn streams(&self) -> bool {
-        self.streaming().any()
-    }
-
     pub fn streaming(&self) -> Streaming {
         Streaming { requests: self.client_streaming, responses: self.server_streaming }
     }
