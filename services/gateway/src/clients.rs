@@ -100,9 +100,15 @@ impl ClientList {
 
 /// Reads identity's list of system clients, page by page, and records the
 /// `active` of each whose version there is newer than the one recorded
-/// (a deactivation the events did not bring, or a client never heard of).
-/// How many it changed.
+/// (a deactivation the events did not bring, or a client never heard of),
+/// within [`READ_TIMEOUT`]. How many it changed.
 pub async fn read_from_identity(pool: &PgPool, list: &ClientList) -> anyhow::Result<u64> {
+    tokio::time::timeout(READ_TIMEOUT, read_pages(pool, list))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("identity's list of system clients took over {READ_TIMEOUT:?}")))
+}
+
+async fn read_pages(pool: &PgPool, list: &ClientList) -> anyhow::Result<u64> {
     let mut changed = 0;
     let mut page_token = String::new();
     loop {
@@ -152,11 +158,7 @@ pub async fn at_identity(pool: &PgPool, list: &ClientList, client_id: &str) -> R
     if recorded().await? {
         return Ok(true);
     }
-    let read = match tokio::time::timeout(READ_TIMEOUT, read_from_identity(pool, list)).await {
-        Ok(read) => read,
-        Err(_) => Err(anyhow::anyhow!("identity's list of system clients took over {READ_TIMEOUT:?}")),
-    };
-    if let Err(error) = read {
+    if let Err(error) = read_from_identity(pool, list).await {
         tracing::warn!(%error, client_id, "cannot ask identity whether it has a system client");
         return Err(ApiError::Unavailable(
             "cannot learn from identity whether it has this system client; retry later".to_owned(),
@@ -170,18 +172,17 @@ pub async fn at_identity(pool: &PgPool, list: &ClientList, client_id: &str) -> R
 pub async fn follow_identity(pool: PgPool, list: ClientList, interval: Duration, stop: impl Future<Output = ()>) {
     let mut stopped = std::pin::pin!(stop);
     loop {
-        match tokio::time::timeout(READ_TIMEOUT, read_from_identity(&pool, &list)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(recorded)) => {
+        match read_from_identity(&pool, &list).await {
+            Ok(0) => {}
+            Ok(recorded) => {
                 tracing::info!(
                     recorded,
                     "system clients recorded from identity's list, newer than what its events brought"
                 );
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 tracing::warn!(%error, "cannot read identity's list of system clients; trying again later");
             }
-            Err(_) => tracing::warn!("identity's list of system clients took too long; trying again later"),
         }
         tokio::select! {
             () = &mut stopped => return,
