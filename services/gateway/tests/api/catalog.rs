@@ -281,16 +281,12 @@ async fn described_by_the_gateway(gateway: &TestGateway, token: Option<String>) 
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let mut reflection = ServerReflectionClient::new(gateway.channel().await);
+    let mut reflection = ServerReflectionClient::with_interceptor(gateway.channel().await, BearerToken(token));
     let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::FileContainingSymbol(REGISTRY.to_owned())),
     };
-    let mut asked = tonic::Request::new(tokio_stream::iter([ask]));
-    if let Some(token) = token {
-        asked.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header value"));
-    }
-    let mut answers = reflection.server_reflection_info(asked).await?.into_inner();
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter([ask])).await?.into_inner();
     let Some(MessageResponse::FileDescriptorResponse(files)) =
         answers.message().await?.and_then(|answer| answer.message_response)
     else {
