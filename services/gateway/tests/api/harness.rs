@@ -591,7 +591,12 @@ fn overridden(pairs: &mut Vec<(String, String)>, overrides: &[(&str, &str)]) {
     }
 }
 
-/// A provider the registry accepts: a social protection body in Cherkasy oblast.
+/// The gateway's health as its health service says it now.
+pub async fn serving(health: &mut tonic_health::pb::health_client::HealthClient<Channel>) -> i32 {
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    answer.expect("health answers").into_inner().status
+}
+
 /// Grants `member_id` the right to `method`, as its administrator does.
 pub async fn grant(admin: &mut Admin, member_id: &str, method: &str) {
     admin
@@ -615,6 +620,7 @@ pub async fn member(admin: &mut Admin, member_id: &str) -> pb::Member {
         .expect("member")
 }
 
+/// A provider the registry accepts: a social protection body in Cherkasy oblast.
 pub fn provider(name: &str, edrpou_base: u32) -> registry_pb::RegisterProviderRequest {
     let edrpou = esocial_identifiers::Edrpou::compose(edrpou_base).expect("edrpou").to_string();
     registry_pb::RegisterProviderRequest {

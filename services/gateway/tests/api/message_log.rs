@@ -599,12 +599,6 @@ async fn served_calls_logged(gateway: &TestGateway) -> i64 {
         .expect("count")
 }
 
-/// The gateway's health as its health service says it now.
-async fn serving(health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>) -> i32 {
-    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
-    answer.expect("health answers").into_inner().status
-}
-
 #[tokio::test]
 async fn calls_are_refused_while_the_log_cannot_be_written_and_served_again_after() {
     let (gateway, mut idp) = gateway_with_a_small_log_queue("refuse").await;
