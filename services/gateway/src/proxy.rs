@@ -394,9 +394,11 @@ struct DoorService {
 }
 
 pub fn is_infrastructure(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.") || path.starts_with(REFLECTION_PREFIX)
+    path.starts_with(HEALTH_PREFIX) || path.starts_with(REFLECTION_PREFIX)
 }
 
+/// The health service's methods.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.";
 /// Server reflection's methods (v1 and v1alpha).
 const REFLECTION_PREFIX: &str = "/grpc.reflection.";
 
@@ -555,7 +557,7 @@ impl tower_service::Service<GrpcRequest> for DoorService {
         if path.starts_with(REFLECTION_PREFIX) {
             return Box::pin(describe(self.door.clone(), self.own_routes.clone(), request).map(Ok));
         }
-        if is_infrastructure(path) {
+        if path.starts_with(HEALTH_PREFIX) {
             return Box::pin(self.own_routes.clone().oneshot(request));
         }
         // The gateway's own routes are a stack of boxed services: cloned
