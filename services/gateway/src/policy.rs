@@ -37,6 +37,17 @@ pub fn access_policy() -> AccessPolicy {
     AccessPolicy::new(METHOD_ACCESS.iter().copied())
 }
 
+/// The gateway's own methods for member systems.
+pub fn member_methods() -> impl Iterator<Item = &'static str> {
+    METHOD_ACCESS.iter().filter(|(_, access)| *access == MEMBER).map(|(path, _)| *path)
+}
+
+/// Whether `caller` may call one of the gateway's own methods that are not
+/// for member systems: its administrators and auditors.
+pub fn administers(caller: &esocial_auth::Caller) -> bool {
+    METHOD_ACCESS.iter().any(|(_, access)| *access != MEMBER && access.allows(caller))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@ use crate::directory::{Directory, MemberEntry};
 use crate::domain::{MemberId, MethodPath, method_shown};
 use crate::internal_tokens::InternalTokens;
 use crate::message_log::{BodyBudget, Direction, LogEntry, LogSlot, MessageLog, Reservation};
-use crate::reflection::Reflection;
+use crate::reflection::{Reflection, Viewer};
 use crate::standing::Standing;
 
 /// Metadata only the gateway sets; a caller's values are removed.
@@ -402,33 +402,61 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.";
 /// Server reflection's methods (v1 and v1alpha).
 const REFLECTION_PREFIX: &str = "/grpc.reflection.";
 
-/// Server reflection, which describes the gateway's methods and every
-/// forwarded one, for a caller with a valid token: an active member's (with
-/// its client certificate if it is bound to one; counted against its rate),
-/// or a person's (esocial's own people, who administer the gateway). Anyone
+/// Server reflection, for a caller with a valid token: an active member
+/// (with its client certificate if it is bound to one; counted against its
+/// rate) is described the methods it may call; a person who administers or
+/// audits the gateway (who may call one of its own methods that are not for
+/// members) every method. Another person gets `PERMISSION_DENIED`; anyone
 /// else (no token, one that does not verify, a system that is not a member,
-/// a member turned away) gets `UNAUTHENTICATED`, as at any method. Not
-/// logged, as health is not. (`own_routes` answer should the described
-/// files make no reflection service.)
+/// a member turned away) `UNAUTHENTICATED`, as at any method. Not logged, as
+/// health is not. (`own_routes`, which describe the compiled files, answer
+/// an administrator should no reflection service be built; a member gets
+/// `UNAVAILABLE` then.)
 async fn describe(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequest) -> GrpcResponse {
     let peer = peer_certificates(&request);
-    let identified = door.identify(bearer_token(request.headers()), peer.as_ref()).await;
-    match (&identified.member, identified.refusal) {
+    let token = bearer_token(request.headers());
+    let identified = door.identify(token, peer.as_ref()).await;
+    // The member described; `None` for an administrator.
+    let member = match (identified.member, identified.refusal) {
         (Some(member), None) => {
-            if let Err(status) = rate_limited(member) {
+            if let Err(status) = rate_limited(&member) {
                 return status.into_http();
             }
+            Some(member)
         }
         // A person (a system's token names its client).
         (None, Some(_))
-            if !identified.caller.is_empty() && esocial_auth::system_client_of(&identified.caller).is_none() => {}
+            if !identified.caller.is_empty() && esocial_auth::system_client_of(&identified.caller).is_none() =>
+        {
+            let administers = match token {
+                Some(token) => door.verifier.verify(token).await.is_ok_and(|claims| {
+                    crate::policy::administers(&esocial_auth::Caller::from_claims(
+                        &claims,
+                        door.verifier.accepted_until(&claims),
+                    ))
+                }),
+                None => false,
+            };
+            if !administers {
+                return Status::permission_denied(
+                    "the gateway is described to its member systems and to the people who administer or audit it",
+                )
+                .into_http();
+            }
+            None
+        }
         (_, refusal) => {
             let refusal = refusal.unwrap_or_else(|| Status::unauthenticated("a valid bearer token is required"));
             return refusal.into_http();
         }
-    }
+    };
+    let viewer = member.as_deref().map_or(Viewer::Everything, Viewer::Member);
     // Built (when what the upstreams describe changed) only for a caller let in.
-    let reflection = door.reflection.service_for(request.uri().path()).unwrap_or(own_routes);
+    let reflection = match door.reflection.service_for(request.uri().path(), viewer) {
+        Some(reflection) => reflection,
+        None if member.is_none() => own_routes,
+        None => return Status::unavailable("the gateway cannot describe its methods now").into_http(),
+    };
     reflection.oneshot(request).await.unwrap_or_else(|never| match never {})
 }
 

@@ -22,6 +22,7 @@ use tonic::server::NamedService;
 use crate::harness::*;
 
 const REGISTRY: &str = "esocial.registry.v1.RegistryService";
+const GET_PERSON: &str = "/esocial.registry.v1.RegistryService/GetPerson";
 /// Added in the first version of the newer registry: streams five answers.
 const WATCH_PEOPLE: &str = "/esocial.registry.v1.RegistryService/WatchPeople";
 /// Added in its second version: a unary method that takes three seconds…
@@ -276,22 +277,22 @@ fn ticks() -> Vec<String> {
 
 /// The methods of the registry's service as the gateway's own reflection
 /// describes them to the caller of `token`.
+/// The methods of the registry's service the gateway's reflection
+/// describes to the bearer of `token`, as grpcurl reads them (none when it
+/// does not describe the service).
 async fn described_by_the_gateway(gateway: &TestGateway, token: Option<String>) -> Result<Vec<String>, tonic::Status> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let mut reflection = ServerReflectionClient::with_interceptor(gateway.channel().await, BearerToken(token));
-    let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(REGISTRY.to_owned())),
-    };
-    let mut answers = reflection.server_reflection_info(tokio_stream::iter([ask])).await?.into_inner();
-    let Some(MessageResponse::FileDescriptorResponse(files)) =
-        answers.message().await?.and_then(|answer| answer.message_response)
-    else {
-        panic!("no file declares {REGISTRY}");
-    };
+    let files =
+        match ask_the_gateways_reflection(gateway, token, MessageRequest::FileContainingSymbol(REGISTRY.to_owned()))
+            .await
+        {
+            Ok(MessageResponse::FileDescriptorResponse(files)) => files,
+            Err(status) if status.code() == Code::NotFound => return Ok(Vec::new()),
+            Err(status) => return Err(status),
+            Ok(other) => panic!("not an answer about {REGISTRY}: {other:?}"),
+        };
     Ok(files
         .file_descriptor_proto
         .iter()
@@ -303,6 +304,35 @@ async fn described_by_the_gateway(gateway: &TestGateway, token: Option<String>) 
         .find_map(|(name, service)| (name == REGISTRY).then_some(service))
         .map(|service| service.method.iter().map(|method| method.name().to_owned()).collect())
         .unwrap_or_default())
+}
+
+/// The services the gateway's reflection lists to the bearer of `token`.
+async fn services_described_by_the_gateway(gateway: &TestGateway, token: Option<String>) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    match ask_the_gateways_reflection(gateway, token, MessageRequest::ListServices(String::new())).await {
+        Ok(MessageResponse::ListServicesResponse(listed)) => {
+            let mut names: Vec<String> = listed.service.into_iter().map(|service| service.name).collect();
+            names.sort();
+            names
+        }
+        other => panic!("no list of services: {other:?}"),
+    }
+}
+
+async fn ask_the_gateways_reflection(
+    gateway: &TestGateway,
+    token: Option<String>,
+    question: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> Result<tonic_reflection::pb::v1::server_reflection_response::MessageResponse, tonic::Status> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+
+    let mut reflection = ServerReflectionClient::with_interceptor(gateway.channel().await, BearerToken(token));
+    let ask =
+        tonic_reflection::pb::v1::ServerReflectionRequest { host: String::new(), message_request: Some(question) };
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter([ask])).await?.into_inner();
+    Ok(answers.message().await?.and_then(|answer| answer.message_response).expect("an answer"))
 }
 
 async fn logged_status(gateway: &TestGateway, method: &str) -> i32 {
@@ -349,10 +379,9 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
     assert!(watch.server_streaming && !watch.client_streaming, "{watch:?}");
     // And described by the gateway's reflection, as grpcurl reads it.
     let diia_token = gateway.system_token("diia").await;
-    let described = described_by_the_gateway(&gateway, Some(diia_token.clone())).await.expect("described");
-    assert!(described.iter().any(|method| method == "WatchPeople"), "{described:?}");
-    assert!(described.iter().any(|method| method == "GetPerson"), "{described:?}");
-    assert!(!described.iter().any(|method| method == "Tail"), "{described:?}");
+    let described = described_by_the_gateway(&gateway, Some(diia_token)).await.expect("described");
+    // Only the method the member may call.
+    assert_eq!(described, ["WatchPeople"]);
 
     // Streamed for longer than a unary call may take.
     let mut diia = client(&gateway, "diia").await;
@@ -373,8 +402,10 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
     assert_eq!(slow.code(), Code::DeadlineExceeded, "{slow:?}");
     assert!(started.elapsed() < Duration::from_millis(2800), "held to the unary deadline: {:?}", started.elapsed());
     // That call made the gateway read the service again: nothing else
-    // does for the next minute, and its reflection has both methods now.
-    let described = described_by_the_gateway(&gateway, Some(diia_token)).await.expect("described");
+    // does for the next minute, and its reflection describes both methods
+    // now (to the member that may call them).
+    let described =
+        described_by_the_gateway(&gateway, Some(gateway.system_token("bank").await)).await.expect("described");
     assert!(["Tail", "SlowPing"].iter().all(|new| described.iter().any(|method| method == new)), "{described:?}");
     let (ids, took) = stream_all(&mut bank, TAIL).await;
     assert_eq!(ids, ticks());
@@ -384,31 +415,63 @@ async fn a_method_added_to_a_service_is_learned_from_its_reflection_without_a_ga
 }
 
 #[tokio::test]
-async fn the_gateway_describes_itself_only_to_active_members_and_people_and_its_health_to_anyone() {
+async fn the_gateway_describes_to_a_member_only_what_it_may_call_to_its_administrators_everything_and_health_to_anyone()
+{
     let gateway = TestGateway::spawn().await;
-    // A member, even one with no right yet, within its rate; and a person of esocial's.
+    // A member with one right, within its rate.
     let one_a_second = pb::Limits { requests_per_second: 1, burst: 1, message_bytes_max: 0 };
-    gateway.register_member(DIIA, "diia", Some(one_a_second), &[]).await;
+    gateway.register_member(DIIA, "diia", Some(one_a_second), &[GET_PERSON]).await;
     let diia_token = gateway.system_token("diia").await;
     let to_member = described_by_the_gateway(&gateway, Some(diia_token.clone())).await.expect("to a member");
-    assert!(to_member.iter().any(|method| method == "GetPerson"), "{to_member:?}");
+    assert_eq!(to_member, ["GetPerson"]);
     let over = described_by_the_gateway(&gateway, Some(diia_token)).await.expect_err("over the member's rate");
     assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
-    let to_person = described_by_the_gateway(&gateway, Some(gateway.person_token(&[Role::SecurityAdmin]).await))
-        .await
-        .expect("to a person");
-    assert_eq!(to_person, to_member);
+
+    // A member with no right yet: the gateway's methods for members, and
+    // nothing of the registry's.
+    gateway.register_member(BANK, "bank", None, &[]).await;
+    let bank_token = gateway.system_token("bank").await;
+    let to_bank = described_by_the_gateway(&gateway, Some(bank_token.clone())).await.expect("to a member");
+    assert!(to_bank.is_empty(), "{to_bank:?}");
+    let for_members = [
+        "esocial.gateway.v1.MetaService",
+        "esocial.gateway.v1.SubscriptionService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ];
+    assert_eq!(services_described_by_the_gateway(&gateway, Some(bank_token.clone())).await, for_members);
+
+    // The people who administer or audit the gateway: everything.
+    let registry_methods: Vec<String> = esocial_proto::method_paths("esocial.registry.v1")
+        .iter()
+        .filter_map(|path| path.strip_prefix(&format!("/{REGISTRY}/")).map(str::to_owned))
+        .collect();
+    assert!(registry_methods.len() > 1, "{registry_methods:?}");
+    for role in [Role::SecurityAdmin, Role::RegistryAuditor] {
+        let token = gateway.person_token(&[role]).await;
+        let mut to_person = described_by_the_gateway(&gateway, Some(token.clone())).await.expect("to a person");
+        to_person.sort();
+        let mut expected = registry_methods.clone();
+        expected.sort();
+        assert_eq!(to_person, expected, "{role:?}");
+        let services = services_described_by_the_gateway(&gateway, Some(token)).await;
+        for service in ["esocial.gateway.v1.GatewayAdminService", "esocial.gateway.v1.MessageLogService", REGISTRY] {
+            assert!(services.iter().any(|listed| listed == service), "{role:?}: {services:?}");
+        }
+    }
+    // Another person: refused.
+    let specialist = gateway.person_token(&[Role::SocialSpecialist]).await;
+    let refused = described_by_the_gateway(&gateway, Some(specialist)).await.expect_err("a person with no part in it");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     // Nobody else.
     let not_a_member = gateway.system_token("not-a-member").await;
-    gateway.register_member(BANK, "bank", None, &[]).await;
-    let suspended = gateway.system_token("bank").await;
     gateway.suspend(BANK).await;
     for (token, who) in [
         (None, "no token"),
         (Some("not.a.token".to_owned()), "a token that does not verify"),
         (Some(not_a_member), "a system that is not a member"),
-        (Some(suspended), "a suspended member"),
+        (Some(bank_token), "a suspended member"),
     ] {
         let refused = described_by_the_gateway(&gateway, token).await.expect_err(who);
         assert_eq!(refused.code(), Code::Unauthenticated, "{who}: {refused:?}");
