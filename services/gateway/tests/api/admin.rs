@@ -277,6 +277,46 @@ async fn a_member_is_registered_only_with_a_system_client_identity_has() {
 }
 
 #[tokio::test]
+async fn a_member_is_not_registered_while_identity_cannot_say_whether_it_has_the_client() {
+    // The gateway reaches identity through a way the test can cut.
+    let identity = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let way =
+        esocial_testkit::TcpProxy::start(identity.local_addr().expect("address")).await.expect("a way to identity");
+    let way_url = format!("http://{}", way.address());
+    let gateway = TestGateway::spawn_with_identity_on(identity, &[("ESOCIAL_IDENTITY_URL", &way_url)]).await;
+    let mut admin = gateway.admin().await;
+    let register = || pb::RegisterMemberRequest {
+        request_id: new_request_id(),
+        member_id: DIIA.to_owned(),
+        name: "Портал Дія".to_owned(),
+        client_id: "diia".to_owned(),
+        contact: "support@diia.gov.ua".to_owned(),
+        limits: None,
+        log_mode: pb::LogMode::Metadata.into(),
+        client_certificate_sha256: String::new(),
+    };
+
+    // Identity cannot be asked (the gateway has its keys already, so the
+    // administrator's token still verifies).
+    way.cut();
+    let unavailable = admin.register_member(register()).await.expect_err("identity cannot be asked");
+    assert_eq!(unavailable.code(), Code::Unavailable, "{unavailable:?}");
+    assert!(unavailable.message().contains("retry later"), "{}", unavailable.message());
+    assert_eq!(gateway.count("gateway.members").await, 0, "nothing written");
+    assert_eq!(gateway.count("gateway.admin_changes").await, 0, "nothing recorded");
+
+    // Once it can, the same request is answered by what identity has.
+    way.restore();
+    let unknown = admin.register_member(register()).await.expect_err("identity has no such client");
+    assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
+    assert_eq!(violated_fields(&unknown), ["client_id"]);
+    gateway.register_client("diia").await;
+    let member = admin.register_member(register()).await.expect("registered").into_inner().member.expect("member");
+    assert_eq!((member.member_id.as_str(), member.client_id.as_str()), (DIIA, "diia"));
+    assert_eq!(gateway.count("gateway.members").await, 1);
+}
+
+#[tokio::test]
 async fn bad_input_names_its_field_and_only_security_administrators_administer() {
     let gateway = TestGateway::spawn().await;
     let mut admin = gateway.admin().await;
