@@ -116,6 +116,27 @@ fn main() -> anyhow::Result<()> {
                 },
                 1,
             ),
+            // A common member calls one method of each service (its entries'
+            // `n` share their remainder by 3), here `Method2`, and every
+            // batch names it and every method.
+            (
+                "a busy member and a method it calls",
+                LogFilter {
+                    member_id: Some("UA/GOV/member-5".to_owned()),
+                    method: Some("/esocial.bench.v1.Service0/Method2".to_owned()),
+                    ..filter.clone()
+                },
+                1,
+            ),
+            (
+                "a busy member and a method it never calls",
+                LogFilter {
+                    member_id: Some("UA/GOV/member-5".to_owned()),
+                    method: Some("/esocial.bench.v1.Service0/Method0".to_owned()),
+                    ..filter.clone()
+                },
+                1,
+            ),
         ];
         println!("{:<42} {:>6} {:>11} {:>11} {:>8}", "search", "pages", "median ms", "slowest ms", "entries");
         for (name, filter, pages) in cases {
@@ -161,7 +182,7 @@ async fn fill(pool: &sqlx::PgPool, first: i64, end: i64, entries: i64) -> Result
                   generate_series(b * $5 + 1, least((b + 1) * $5, $6)) n
          )
          INSERT INTO message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
-                                          member_ids, methods, services, request_ids, entries)
+                                          member_ids, methods, services, request_ids, entries, member_methods)
          SELECT 'bench', min(n), max(n), min(started_at), max(started_at),
                 array_agg(DISTINCT member_id), array_agg(DISTINCT method),
                 array_agg(DISTINCT message_log_service(method)),
@@ -175,7 +196,9 @@ async fn fill(pool: &sqlx::PgPool, first: i64, end: i64, entries: i64) -> Result
                     'request_sha256', md5(n::text) || md5((n + 1)::text),
                     'response_sha256', md5((n + 2)::text) || md5((n + 3)::text),
                     'request_body', NULL, 'response_body', NULL,
-                    'hash', md5((n + 4)::text) || md5((n + 5)::text)) ORDER BY n)::text
+                    'hash', md5((n + 4)::text) || md5((n + 5)::text)) ORDER BY n)::text,
+                array_agg(DISTINCT member_id || ' ' || method)
+                    || array_agg(DISTINCT member_id || ' ' || message_log_service(method))
          FROM e GROUP BY b"
     );
     sqlx::query(sqlx::AssertSqlSafe(statement))

@@ -845,8 +845,8 @@ impl LogWriter {
         let row = columns.stored();
         sqlx::query(
             "INSERT INTO message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
-                                              member_ids, methods, services, request_ids, entries)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                              member_ids, methods, services, request_ids, entries, member_methods)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(node)
         .bind(row.first_sequence)
@@ -858,6 +858,7 @@ impl LogWriter {
         .bind(&row.services)
         .bind(&columns.request_id)
         .bind(&row.entries)
+        .bind(&row.member_methods)
         .execute(connection)
         .await?;
         Ok(())
@@ -1093,8 +1094,9 @@ pub async fn search(
     } else {
         "NULL::bytea AS request_body, NULL::bytea AS response_body"
     };
-    // Batches are found by their columns (`batch_…`, indexed), their entries
-    // unpacked and filtered. Entries are ordered by their start, and a batch
+    // Batches are found by their columns (`batch_…`, indexed; with a member
+    // and a method or service, only those that name the pair), their
+    // entries unpacked and filtered. Entries are ordered by their start, and a batch
     // holds exchanges that started over a span: the entries that start
     // before a batch's first start are all in the batches that start before
     // it. So a page reads only the batches that start before the one at
@@ -1117,6 +1119,8 @@ pub async fn search(
             "($1::text IS NULL OR {prefix}member_ids @> ARRAY[$1::text])
              AND ($2::text IS NULL OR {prefix}methods @> ARRAY[$2::text])
              AND ($3::text IS NULL OR {prefix}services @> ARRAY[$3::text])
+             AND ($1::text IS NULL OR $2::text IS NULL OR {prefix}member_methods @> ARRAY[$1::text || ' ' || $2::text])
+             AND ($1::text IS NULL OR $3::text IS NULL OR {prefix}member_methods @> ARRAY[$1::text || ' ' || $3::text])
              AND tstzrange({prefix}first_started_at, {prefix}last_started_at, '[]') && tstzrange($4, $5, '[)')
              AND ($6::text IS NULL OR {prefix}request_ids @> ARRAY[$6::text COLLATE \"C\"])
              AND ($7::timestamptz IS NULL OR {prefix}last_started_at >= $7)
@@ -1361,6 +1365,9 @@ struct StoredBatch<'a> {
     member_ids: Vec<&'a str>,
     methods: Vec<&'a str>,
     services: Vec<&'a str>,
+    /// Each (member, method) and (member, service) pair once, as
+    /// `<member id> <method or service>`.
+    member_methods: Vec<String>,
     /// The JSON array of its entries (migration 0109's `message_log_entry`).
     entries: String,
 }
@@ -1379,6 +1386,22 @@ fn without_nul(text: String) -> String {
 }
 
 /// `values`, each once.
+/// Which member called which method and service in a batch's entries:
+/// each pair once, as `<member id> <method>` and `<member id> <service>`
+/// (migration 0112), sorted.
+fn member_methods(member_ids: &[String], methods: &[String]) -> Vec<String> {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(member_ids.len() * 2);
+    for (member_id, method) in member_ids.iter().zip(methods) {
+        pairs.push((member_id, method));
+        if let Some(service) = service_of(method) {
+            pairs.push((member_id, service));
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs.into_iter().map(|(member_id, method)| format!("{member_id} {method}")).collect()
+}
+
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut values: Vec<&str> = values.collect();
     values.sort_unstable();
@@ -1544,6 +1567,7 @@ impl BatchColumns {
             member_ids: distinct(self.member_id.iter().map(String::as_str)),
             methods: distinct(self.method.iter().map(String::as_str)),
             services: distinct(self.method.iter().filter_map(|method| service_of(method))),
+            member_methods: member_methods(&self.member_id, &self.method),
             entries,
         }
     }
@@ -1639,6 +1663,16 @@ mod tests {
         assert_eq!(stored.member_ids, ["UA/GOV/1", "UA/GOV/2"]);
         assert_eq!(stored.methods.len(), 3);
         assert_eq!(stored.services, ["/esocial.registry.v1.IdpService/", "/esocial.registry.v1.RegistryService/"]);
+        assert_eq!(
+            stored.member_methods,
+            [
+                "UA/GOV/1 /esocial.registry.v1.RegistryService/",
+                "UA/GOV/1 /esocial.registry.v1.RegistryService/GetPerson",
+                "UA/GOV/2 /esocial.registry.v1.IdpService/",
+                "UA/GOV/2 /esocial.registry.v1.IdpService/VerifyIdpCertificate",
+                "UA/GOV/2 outbound-without-service",
+            ]
+        );
     }
 
     #[test]

@@ -349,7 +349,7 @@ async fn verify_node(
     loop {
         let batches = sqlx::query(
             "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
-                    request_ids, entries
+                    member_methods, request_ids, entries
              FROM message_log_batches
              WHERE node = $1 AND first_sequence > $2
              ORDER BY first_sequence LIMIT $3",
@@ -387,6 +387,7 @@ async fn verify_node(
                 member_ids: row.try_get("member_ids")?,
                 methods: row.try_get("methods")?,
                 services: row.try_get("services")?,
+                member_methods: row.try_get("member_methods")?,
                 request_ids: row.try_get("request_ids")?,
             };
             let entries: Vec<PackedEntry> = match serde_json::from_str(row.try_get::<&str, _>("entries")?) {
@@ -587,20 +588,33 @@ struct BatchNames {
     member_ids: Vec<String>,
     methods: Vec<String>,
     services: Vec<String>,
+    /// As `<member id> <method or service>`.
+    member_methods: Vec<String>,
     /// In entry order.
     request_ids: Vec<String>,
 }
 
 impl BatchNames {
     /// Whether they name `entry`, at `position` in the batch: a search by
-    /// any of its member, method, service, request id, start would find it.
+    /// any of its member, method, service, member and method, request id,
+    /// start would find it.
     fn names(&self, entry: &PackedEntry, position: usize) -> bool {
         self.sequences.contains(&entry.sequence)
             && self.started.contains(&entry.started_at_us)
             && self.member_ids.contains(&entry.member_id)
             && self.methods.contains(&entry.method)
             && service_of(&entry.method).is_none_or(|service| self.services.iter().any(|named| named == service))
+            && self.names_call(&entry.member_id, &entry.method)
+            && service_of(&entry.method).is_none_or(|service| self.names_call(&entry.member_id, service))
             && self.request_ids.get(position) == Some(&entry.request_id)
+    }
+
+    /// Whether `member_methods` names `member_id`'s call of `method` (or of
+    /// a method of the service `method`).
+    fn names_call(&self, member_id: &str, method: &str) -> bool {
+        self.member_methods
+            .iter()
+            .any(|pair| pair.strip_prefix(member_id).and_then(|rest| rest.strip_prefix(' ')) == Some(method))
     }
 }
 

@@ -304,6 +304,18 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
     .await;
     assert_eq!(between, entries, "the same two entries");
 
+    // By a member and a method or a service: that member's calls of them,
+    // and none of another caller's (the auditor's searches).
+    let of_member = |method: &str| pb::SearchMessageLogRequest {
+        member_id: DIIA.to_owned(),
+        method: method.to_owned(),
+        ..Default::default()
+    };
+    assert_eq!(search(&mut log, of_member(VERIFY_CERTIFICATE)).await, [forwarded.clone()]);
+    assert_eq!(search(&mut log, of_member("/esocial.registry.v1.ProviderService/")).await, [denied.clone()]);
+    let never = search(&mut log, of_member("/esocial.gateway.v1.MessageLogService/SearchMessageLog")).await;
+    assert!(never.is_empty(), "{never:?}");
+
     // What an auditor asked of the log is kept with the entry of its call;
     // what the log answered is not copied into it.
     let searches: Vec<KeptBodies> = eventually(Duration::from_secs(10), || async {
@@ -407,8 +419,8 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
 
     // An entry hidden from searches: its batch's columns no longer name
     // its member (the entries, and so the chain, unchanged).
-    let (member, request_id, batch): (String, String, i64) = sqlx::query_as(
-        "SELECT member_id, request_id, batch_first_sequence FROM gateway.message_log WHERE sequence = 5",
+    let (member, method, request_id, batch): (String, String, String, i64) = sqlx::query_as(
+        "SELECT member_id, method, request_id, batch_first_sequence FROM gateway.message_log WHERE sequence = 5",
     )
     .fetch_one(&gateway.pool)
     .await
@@ -431,6 +443,44 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     let report = verify_chain(&gateway).await;
     assert_broken_at(&report, first_of_member, &["hidden from searches"]);
     name_member("member_ids = array_append(member_ids, $2)").execute(&gateway.pool).await.expect("named again");
+    assert!(verify_chain(&gateway).await.is_intact());
+
+    // …or its batch no longer names the member's calls of its method.
+    let first_of_pair: i64 = sqlx::query_scalar(
+        "SELECT min(sequence) FROM gateway.message_log
+         WHERE batch_first_sequence = $1 AND member_id = $2 AND method = $3",
+    )
+    .bind(batch)
+    .bind(&member)
+    .bind(&method)
+    .fetch_one(&gateway.pool)
+    .await
+    .expect("the member's first call of the method in the batch");
+    let name_pair = |how: &'static str| edit_batch(batch, how).bind(format!("{member} {method}"));
+    let search =
+        pb::SearchMessageLogRequest { member_id: member.clone(), method: method.clone(), ..Default::default() };
+    let found = log.search_message_log(search.clone()).await.expect("search").into_inner().entries;
+    assert!(found.iter().any(|entry| entry.sequence == 5), "{found:?}");
+    name_pair("member_methods = array_remove(member_methods, $2)").execute(&gateway.pool).await.expect("hidden");
+    let found = log.search_message_log(search).await.expect("search").into_inner().entries;
+    assert!(!found.iter().any(|entry| entry.sequence == 5), "a search misses it: {found:?}");
+    let report = verify_chain(&gateway).await;
+    assert_broken_at(&report, first_of_pair, &["hidden from searches"]);
+    name_pair("member_methods = array_append(member_methods, $2)").execute(&gateway.pool).await.expect("named again");
+    assert!(verify_chain(&gateway).await.is_intact());
+    // …or of its method's service.
+    let service = &method[..method[1..].find('/').expect("a service") + 2];
+    let name_service = |how: &'static str| edit_batch(batch, how).bind(format!("{member} {service}"));
+    name_service("member_methods = array_remove(member_methods, $2)").execute(&gateway.pool).await.expect("hidden");
+    let by_service =
+        pb::SearchMessageLogRequest { member_id: member.clone(), method: service.to_owned(), ..Default::default() };
+    let found = log.search_message_log(by_service).await.expect("search").into_inner().entries;
+    assert!(!found.iter().any(|entry| entry.sequence == 5), "a search misses it: {found:?}");
+    assert_broken_at(&verify_chain(&gateway).await, first_of_pair, &["hidden from searches"]);
+    name_service("member_methods = array_append(member_methods, $2)")
+        .execute(&gateway.pool)
+        .await
+        .expect("named again");
     assert!(verify_chain(&gateway).await.is_intact());
 
     // A copy of entry 7 smuggled in after the last entry of a batch (searches
@@ -458,9 +508,10 @@ async fn the_chain_verifies_and_a_changed_byte_or_a_removed_entry_is_found() {
     // A batch of entries far past the end of the chain.
     sqlx::query(
         "INSERT INTO gateway.message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
-                                                  member_ids, methods, services, request_ids, entries)
+                                                  member_ids, methods, services, request_ids, entries, member_methods)
          SELECT node, 1000000, 1000000, first_started_at, last_started_at, member_ids, methods, services,
-                request_ids[1:1], '[' || jsonb_set((entries::jsonb) -> 0, '{sequence}', '1000000')::text || ']'
+                request_ids[1:1], '[' || jsonb_set((entries::jsonb) -> 0, '{sequence}', '1000000')::text || ']',
+                member_methods
          FROM gateway.message_log_batches WHERE first_sequence = $1",
     )
     .bind(first)

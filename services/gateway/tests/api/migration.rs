@@ -267,8 +267,9 @@ async fn entries_written_before_the_batches_come_through_the_view_as_they_were_a
     .expect("sizes");
     assert_eq!(sizes_differ, 0);
 
-    // The chains verify, every entry found by its batch's columns, and the
-    // checkpoints signed before the move still match.
+    // The chains verify, every entry found by its batch's columns (its
+    // member's call of its method too, 0112), and the checkpoints signed
+    // before the move still match.
     let reports = verify(&pool, &LogKeys::of(&key), None, None).await.expect("verified");
     let intact = |node: &str, entries: i64, checkpoints: i64| ChainReport {
         node: node.to_owned(),

@@ -27,14 +27,20 @@ BEGIN
     DELETE FROM gateway.message_log_batches WHERE node = batch_node AND first_sequence = first;
     IF json_array_length(entries) > 0 THEN
         INSERT INTO gateway.message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
-                                                 member_ids, methods, services, request_ids, entries, written_by)
+                                                 member_ids, methods, services, request_ids, entries, written_by,
+                                                 member_methods)
         SELECT batch_node, min(e.sequence), max(e.sequence),
                min(timestamptz '1970-01-01 00:00:00+00' + e.started_at_us * interval '1 microsecond'),
                max(timestamptz '1970-01-01 00:00:00+00' + e.started_at_us * interval '1 microsecond'),
                array_agg(DISTINCT e.member_id), array_agg(DISTINCT e.method),
                coalesce(array_agg(DISTINCT gateway.message_log_service(e.method))
                             FILTER (WHERE gateway.message_log_service(e.method) IS NOT NULL), '{}'),
-               array_agg(e.request_id ORDER BY e.sequence), entries::text, written
+               array_agg(e.request_id ORDER BY e.sequence), entries::text, written,
+               (SELECT array_agg(DISTINCT pair)
+                FROM json_populate_recordset(NULL::gateway.message_log_entry, entries) c,
+                     LATERAL (VALUES (c.member_id || ' ' || c.method),
+                                     (c.member_id || ' ' || gateway.message_log_service(c.method))) AS pairs(pair)
+                WHERE pair IS NOT NULL)
         FROM json_populate_recordset(NULL::gateway.message_log_entry, entries) e;
     END IF;
 END;
