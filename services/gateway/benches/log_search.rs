@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
                 1,
             ),
             (
-                "a member and a method it never calls",
+                "a rare member and a method it never calls",
                 LogFilter {
                     member_id: Some("UA/COM/rare-0".to_owned()),
                     method: Some("/esocial.bench.v1.Service0/Method0".to_owned()),
