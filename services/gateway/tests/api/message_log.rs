@@ -311,8 +311,11 @@ async fn every_exchange_is_logged_with_its_digests_and_auditors_find_it() {
         method: method.to_owned(),
         ..Default::default()
     };
-    assert_eq!(search(&mut log, of_member(VERIFY_CERTIFICATE)).await, [forwarded.clone()]);
-    assert_eq!(search(&mut log, of_member("/esocial.registry.v1.ProviderService/")).await, [denied.clone()]);
+    assert_eq!(search(&mut log, of_member(VERIFY_CERTIFICATE)).await, std::slice::from_ref(forwarded));
+    assert_eq!(
+        search(&mut log, of_member("/esocial.registry.v1.ProviderService/")).await,
+        std::slice::from_ref(denied)
+    );
     let never = search(&mut log, of_member("/esocial.gateway.v1.MessageLogService/SearchMessageLog")).await;
     assert!(never.is_empty(), "{never:?}");
 
