@@ -171,8 +171,9 @@ impl Reflection {
 
 /// `files` with only the methods `shown` (full paths, sorted) in their
 /// services: services left without a method are dropped, and so are files
-/// left without a service that no kept file imports (directly or not).
-/// The messages of a kept file stay, whichever methods use them.
+/// left without a service that no kept file imports (directly or not), and
+/// the messages and enums the kept methods do not use (their requests and
+/// answers, and what those hold, field by field).
 fn only_methods(files: &FileDescriptorSet, shown: &[String]) -> FileDescriptorSet {
     let mut by_name: BTreeMap<String, FileDescriptorProto> = BTreeMap::new();
     let mut wanted: Vec<String> = Vec::new();
@@ -199,13 +200,90 @@ fn only_methods(files: &FileDescriptorSet, shown: &[String]) -> FileDescriptorSe
             kept.insert(name, file);
         }
     }
-    FileDescriptorSet { file: kept.into_values().collect() }
+    let mut files: Vec<FileDescriptorProto> = kept.into_values().collect();
+    only_types_used(&mut files);
+    FileDescriptorSet { file: files }
+}
+
+/// Removes from `files` the top-level messages and enums that their
+/// services' methods do not use, directly or through the fields of what
+/// they use (a nested type keeps the message it is declared in).
+fn only_types_used(files: &mut [FileDescriptorProto]) {
+    // Every type's full name (without the leading dot), nested ones too,
+    // with the top-level type it belongs to, and each top-level message's
+    // field types.
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut uses: HashMap<String, Vec<String>> = HashMap::new();
+    for file in files.iter() {
+        let prefix = if file.package().is_empty() { String::new() } else { format!("{}.", file.package()) };
+        for message in &file.message_type {
+            let top = format!("{prefix}{}", message.name());
+            let mut used = Vec::new();
+            declare_message(message, &top, &top, &mut owner, &mut used);
+            uses.insert(top, used);
+        }
+        for declared in &file.enum_type {
+            let top = format!("{prefix}{}", declared.name());
+            owner.insert(top.clone(), top);
+        }
+    }
+    let mut reached: HashSet<String> = HashSet::new();
+    let mut next: Vec<String> = files
+        .iter()
+        .flat_map(|file| file.service.iter())
+        .flat_map(|service| service.method.iter())
+        .flat_map(|method| [method.input_type(), method.output_type()])
+        // Extensions declared at a file's top level stay, and with them
+        // the types they name.
+        .chain(
+            files.iter().flat_map(|file| file.extension.iter()).flat_map(|field| [field.type_name(), field.extendee()]),
+        )
+        .map(|name| name.trim_start_matches('.').to_owned())
+        .collect();
+    while let Some(name) = next.pop() {
+        let Some(top) = owner.get(&name) else { continue };
+        if reached.insert(top.clone()) {
+            next.extend(uses.get(top).into_iter().flatten().cloned());
+        }
+    }
+    for file in files.iter_mut() {
+        let prefix = if file.package().is_empty() { String::new() } else { format!("{}.", file.package()) };
+        file.message_type.retain(|message| reached.contains(&format!("{prefix}{}", message.name())));
+        file.enum_type.retain(|declared| reached.contains(&format!("{prefix}{}", declared.name())));
+    }
+}
+
+/// Records `message` (named `full`, within the top-level type `top`) and
+/// its nested types in `owner`, and the types its fields name in `used`.
+fn declare_message(
+    message: &prost_types::DescriptorProto,
+    full: &str,
+    top: &str,
+    owner: &mut HashMap<String, String>,
+    used: &mut Vec<String>,
+) {
+    owner.insert(full.to_owned(), top.to_owned());
+    used.extend(
+        message
+            .field
+            .iter()
+            .filter(|field| !field.type_name().is_empty())
+            .map(|field| field.type_name().trim_start_matches('.').to_owned()),
+    );
+    for nested in &message.nested_type {
+        declare_message(nested, &format!("{full}.{}", nested.name()), top, owner, used);
+    }
+    for declared in &message.enum_type {
+        owner.insert(format!("{full}.{}", declared.name()), top.to_owned());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost_types::{MethodDescriptorProto, ServiceDescriptorProto};
+    use prost_types::{
+        DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto,
+    };
 
     fn file(name: &str, package: &str, imports: &[&str], services: &[(&str, &[&str])]) -> FileDescriptorProto {
         FileDescriptorProto {
@@ -265,5 +343,86 @@ mod tests {
             ]
         );
         assert!(only_methods(&files, &[]).file.is_empty());
+    }
+
+    fn message(name: &str, field_types: &[&str], nested: Vec<DescriptorProto>) -> DescriptorProto {
+        DescriptorProto {
+            name: Some(name.to_owned()),
+            field: field_types
+                .iter()
+                .map(|type_name| FieldDescriptorProto {
+                    type_name: Some((*type_name).to_owned()),
+                    ..Default::default()
+                })
+                .collect(),
+            nested_type: nested,
+            ..Default::default()
+        }
+    }
+
+    fn method(name: &str, input: &str, output: &str) -> MethodDescriptorProto {
+        MethodDescriptorProto {
+            name: Some(name.to_owned()),
+            input_type: Some(input.to_owned()),
+            output_type: Some(output.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    fn types(files: &FileDescriptorSet) -> Vec<String> {
+        let mut names: Vec<String> = files
+            .file
+            .iter()
+            .flat_map(|file| {
+                let package = file.package().to_owned();
+                file.message_type
+                    .iter()
+                    .map(|message| message.name().to_owned())
+                    .chain(file.enum_type.iter().map(|declared| declared.name().to_owned()))
+                    .map(move |name| format!("{package}.{name}"))
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn only_the_types_the_methods_shown_use_are_kept() {
+        let enumeration = |name: &str| EnumDescriptorProto { name: Some(name.to_owned()), ..Default::default() };
+        let common = FileDescriptorProto {
+            name: Some("a/common.proto".to_owned()),
+            package: Some("a".to_owned()),
+            message_type: vec![message("Shared", &[".a.Kind"], vec![]), message("Other", &[], vec![])],
+            enum_type: vec![enumeration("Kind"), enumeration("Unused")],
+            ..Default::default()
+        };
+        let one = FileDescriptorProto {
+            name: Some("a/one.proto".to_owned()),
+            package: Some("a".to_owned()),
+            dependency: vec!["a/common.proto".to_owned()],
+            message_type: vec![
+                message("GetRequest", &["", ".a.GetRequest.Inner"], vec![message("Inner", &[".a.Shared"], vec![])]),
+                message("GetReply", &[".a.GetReply"], vec![]),
+                message("PutRequest", &[".a.Other"], vec![]),
+            ],
+            service: vec![ServiceDescriptorProto {
+                name: Some("One".to_owned()),
+                method: vec![
+                    method("Get", ".a.GetRequest", ".a.GetReply"),
+                    method("Put", ".a.PutRequest", ".a.GetReply"),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let files = FileDescriptorSet { file: vec![common, one] };
+        assert_eq!(
+            types(&only_methods(&files, &["/a.One/Get".to_owned()])),
+            ["a.GetReply", "a.GetRequest", "a.Kind", "a.Shared"]
+        );
+        assert_eq!(
+            types(&only_methods(&files, &["/a.One/Get".to_owned(), "/a.One/Put".to_owned()])),
+            ["a.GetReply", "a.GetRequest", "a.Kind", "a.Other", "a.PutRequest", "a.Shared"]
+        );
     }
 }

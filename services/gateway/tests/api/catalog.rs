@@ -275,8 +275,6 @@ fn ticks() -> Vec<String> {
     (1..=TICKS).map(|n| format!("tick-{n}")).collect()
 }
 
-/// The methods of the registry's service as the gateway's own reflection
-/// describes them to the caller of `token`.
 /// The methods of the registry's service the gateway's reflection
 /// describes to the bearer of `token`, as grpcurl reads them (none when it
 /// does not describe the service).
@@ -304,6 +302,72 @@ async fn described_by_the_gateway(gateway: &TestGateway, token: Option<String>) 
         .find_map(|(name, service)| (name == REGISTRY).then_some(service))
         .map(|service| service.method.iter().map(|method| method.name().to_owned()).collect())
         .unwrap_or_default())
+}
+
+/// The file that declares the registry's service and every file it
+/// imports (directly or not), as a client such as grpcurl reads them from
+/// the gateway's reflection with `token`.
+async fn files_a_client_reads(gateway: &TestGateway, token: Option<String>) -> Vec<prost_types::FileDescriptorProto> {
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mut files: Vec<prost_types::FileDescriptorProto> = Vec::new();
+    let mut asks = vec![MessageRequest::FileContainingSymbol(REGISTRY.to_owned())];
+    while let Some(ask) = asks.pop() {
+        let Ok(MessageResponse::FileDescriptorResponse(answer)) =
+            ask_the_gateways_reflection(gateway, token.clone(), ask.clone()).await
+        else {
+            panic!("no file for {ask:?}");
+        };
+        for encoded in &answer.file_descriptor_proto {
+            let file = prost_types::FileDescriptorProto::decode(encoded.as_slice()).expect("file");
+            for import in &file.dependency {
+                let asked =
+                    asks.iter().any(|ask| matches!(ask, MessageRequest::FileByFilename(name) if name == import));
+                if !asked && !files.iter().any(|known| known.name() == import) {
+                    asks.push(MessageRequest::FileByFilename(import.clone()));
+                }
+            }
+            files.push(file);
+        }
+    }
+    files
+}
+
+type Names = std::collections::BTreeSet<String>;
+
+/// The full names (`.package.Message`) of the types `files` declare, and
+/// of those their methods and fields name.
+fn declared_and_named(files: &[prost_types::FileDescriptorProto]) -> (Names, Names) {
+    fn declare(within: &str, message: &prost_types::DescriptorProto, declared: &mut Names, named: &mut Names) {
+        let full = format!("{within}.{}", message.name());
+        named.extend(
+            message
+                .field
+                .iter()
+                .filter(|field| !field.type_name().is_empty())
+                .map(|field| field.type_name().to_owned()),
+        );
+        declared.extend(message.enum_type.iter().map(|declared| format!("{full}.{}", declared.name())));
+        for nested in &message.nested_type {
+            declare(&full, nested, declared, named);
+        }
+        declared.insert(full);
+    }
+    let (mut declared, mut named) = (Names::new(), Names::new());
+    for file in files {
+        let package = format!(".{}", file.package());
+        for message in &file.message_type {
+            declare(&package, message, &mut declared, &mut named);
+        }
+        declared.extend(file.enum_type.iter().map(|declared| format!("{package}.{}", declared.name())));
+        for service in &file.service {
+            for method in &service.method {
+                named.extend([method.input_type().to_owned(), method.output_type().to_owned()]);
+            }
+        }
+    }
+    (declared, named)
 }
 
 /// The services the gateway's reflection lists to the bearer of `token`.
@@ -440,6 +504,26 @@ async fn the_gateway_describes_to_a_member_only_what_it_may_call_to_its_administ
         "grpc.reflection.v1.ServerReflection",
     ];
     assert_eq!(services_described_by_the_gateway(&gateway, Some(bank_token.clone())).await, for_members);
+
+    // Given `GetPerson`, it is described the files a client such as grpcurl
+    // reads for it: they declare every type they name, and not the messages
+    // only the methods it may not call use.
+    grant(&mut gateway.admin().await, BANK, GET_PERSON).await;
+    eventually(Duration::from_secs(10), || async {
+        let described = described_by_the_gateway(&gateway, Some(bank_token.clone())).await.expect("described");
+        if described == ["GetPerson"] { Ok(()) } else { Err(format!("described {described:?}")) }
+    })
+    .await;
+    let files = files_a_client_reads(&gateway, Some(bank_token.clone())).await;
+    let (declared, named) = declared_and_named(&files);
+    let undeclared: Vec<&String> = named.difference(&declared).collect();
+    assert!(undeclared.is_empty(), "named, not declared: {undeclared:?}");
+    for message in ["GetPersonRequest", "GetPersonResponse", "Person"] {
+        assert!(declared.contains(&format!(".esocial.registry.v1.{message}")), "{message}: {declared:?}");
+    }
+    for message in ["MergePersonsRequest", "RegisterPersonRequest"] {
+        assert!(!declared.contains(&format!(".esocial.registry.v1.{message}")), "{message}: {declared:?}");
+    }
 
     // The people who administer or audit the gateway: everything.
     let registry_methods: Vec<String> = esocial_proto::method_paths("esocial.registry.v1")
