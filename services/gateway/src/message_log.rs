@@ -1096,8 +1096,8 @@ pub async fn search(
     };
     // Batches are found by their columns (`batch_…`, indexed; with a member
     // and a method or service, only those that name the pair), their
-    // entries unpacked and filtered. Entries are ordered by their start, and a batch
-    // holds exchanges that started over a span: the entries that start
+    // entries unpacked and filtered. Entries are ordered by their start, and
+    // a batch holds exchanges that started over a span: the entries that start
     // before a batch's first start are all in the batches that start before
     // it. So a page reads only the batches that start before the one at
     // `$13` in that order (`bound`), and is whole when the entries it
@@ -1385,7 +1385,6 @@ fn without_nul(text: String) -> String {
     if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text }
 }
 
-/// `values`, each once.
 /// Which member called which method and service in a batch's entries:
 /// each pair once, as `<member id> <method>` and `<member id> <service>`
 /// (migration 0112), sorted.
@@ -1402,6 +1401,7 @@ fn member_methods(member_ids: &[String], methods: &[String]) -> Vec<String> {
     pairs.into_iter().map(|(member_id, method)| format!("{member_id} {method}")).collect()
 }
 
+/// `values`, each once.
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut values: Vec<&str> = values.collect();
     values.sort_unstable();
