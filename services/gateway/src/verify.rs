@@ -13,7 +13,7 @@
 //!
 //! When several things are wrong, the one at the lowest entry is reported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -387,7 +387,7 @@ async fn verify_node(
                 member_ids: row.try_get("member_ids")?,
                 methods: row.try_get("methods")?,
                 services: row.try_get("services")?,
-                member_methods: row.try_get("member_methods")?,
+                calls: calls_named(row.try_get("member_methods")?),
                 request_ids: row.try_get("request_ids")?,
             };
             let entries: Vec<PackedEntry> = match serde_json::from_str(row.try_get::<&str, _>("entries")?) {
@@ -588,8 +588,9 @@ struct BatchNames {
     member_ids: Vec<String>,
     methods: Vec<String>,
     services: Vec<String>,
-    /// As `<member id> <method or service>`.
-    member_methods: Vec<String>,
+    /// The methods and services each member called (the column's
+    /// `<member id> <method or service>`).
+    calls: HashMap<String, HashSet<String>>,
     /// In entry order.
     request_ids: Vec<String>,
 }
@@ -603,19 +604,26 @@ impl BatchNames {
             && self.started.contains(&entry.started_at_us)
             && self.member_ids.contains(&entry.member_id)
             && self.methods.contains(&entry.method)
-            && service_of(&entry.method).is_none_or(|service| self.services.iter().any(|named| named == service))
-            && self.names_call(&entry.member_id, &entry.method)
-            && service_of(&entry.method).is_none_or(|service| self.names_call(&entry.member_id, service))
+            && self.calls.get(&entry.member_id).is_some_and(|called| {
+                called.contains(&entry.method)
+                    && service_of(&entry.method).is_none_or(|service| {
+                        called.contains(service) && self.services.iter().any(|named| named == service)
+                    })
+            })
             && self.request_ids.get(position) == Some(&entry.request_id)
     }
+}
 
-    /// Whether `member_methods` names `member_id`'s call of `method` (or of
-    /// a method of the service `method`).
-    fn names_call(&self, member_id: &str, method: &str) -> bool {
-        self.member_methods
-            .iter()
-            .any(|pair| pair.strip_prefix(member_id).and_then(|rest| rest.strip_prefix(' ')) == Some(method))
+/// A batch's `member_methods` (`<member id> <method or service>`) by
+/// member; a value without a space names nothing.
+fn calls_named(pairs: Vec<String>) -> HashMap<String, HashSet<String>> {
+    let mut calls: HashMap<String, HashSet<String>> = HashMap::new();
+    for pair in pairs {
+        if let Some((member_id, called)) = pair.split_once(' ') {
+            calls.entry(member_id.to_owned()).or_default().insert(called.to_owned());
+        }
     }
+    calls
 }
 
 /// "entries … are missing", from `expected` to before `found`.
