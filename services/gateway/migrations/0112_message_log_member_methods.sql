@@ -15,15 +15,21 @@
 --
 -- Written here for the batches before, from their entries (every row of
 -- the table is written again).
-ALTER TABLE message_log_batches ADD COLUMN member_methods text[] COMPRESSION lz4;
-UPDATE message_log_batches b
-SET member_methods = (
+-- A batch's pairs from its entries (a JSON array of `message_log_entry`),
+-- for the batches written before and for tools that write batches in SQL;
+-- the gateway's writer makes them itself.
+CREATE FUNCTION message_log_member_methods(entries json) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path FROM CURRENT AS $$
     SELECT coalesce(array_agg(DISTINCT pair), '{}')
-    FROM json_populate_recordset(NULL::message_log_entry, b.entries::json) e,
+    FROM json_populate_recordset(NULL::message_log_entry, entries) e,
          LATERAL (VALUES (e.member_id || ' ' || e.method),
                          (e.member_id || ' ' || message_log_service(e.method))) AS pairs(pair)
     WHERE pair IS NOT NULL
-);
+$$;
+
+ALTER TABLE message_log_batches ADD COLUMN member_methods text[] COMPRESSION lz4;
+UPDATE message_log_batches SET member_methods = message_log_member_methods(entries::json);
 ALTER TABLE message_log_batches ALTER COLUMN member_methods SET NOT NULL;
 
 -- The view as before, with the pairs last.

@@ -36,11 +36,7 @@ BEGIN
                coalesce(array_agg(DISTINCT gateway.message_log_service(e.method))
                             FILTER (WHERE gateway.message_log_service(e.method) IS NOT NULL), '{}'),
                array_agg(e.request_id ORDER BY e.sequence), entries::text, written,
-               (SELECT array_agg(DISTINCT pair)
-                FROM json_populate_recordset(NULL::gateway.message_log_entry, entries) c,
-                     LATERAL (VALUES (c.member_id || ' ' || c.method),
-                                     (c.member_id || ' ' || gateway.message_log_service(c.method))) AS pairs(pair)
-                WHERE pair IS NOT NULL)
+               gateway.message_log_member_methods(entries)
         FROM json_populate_recordset(NULL::gateway.message_log_entry, entries) e;
     END IF;
 END;
