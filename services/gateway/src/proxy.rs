@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use esocial_auth::{FORWARDED_TOKEN_HEADER, TokenVerifier, bearer_token};
+use esocial_auth::{Claims, FORWARDED_TOKEN_HEADER, TokenVerifier, bearer_token};
 use esocial_kit::ApiError;
 use esocial_kit::rate::Allowance;
 use esocial_kit::server::{BoxGrpcService, Deadline, GRPC_STATUS, GRPC_TIMEOUT, GrpcRequest, GrpcResponse, RequestId};
@@ -414,8 +414,11 @@ const REFLECTION_PREFIX: &str = "/grpc.reflection.";
 /// `UNAVAILABLE` then.)
 async fn describe(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequest) -> GrpcResponse {
     let peer = peer_certificates(&request);
-    let token = bearer_token(request.headers());
-    let identified = door.identify(token, peer.as_ref()).await;
+    let claims = match door.verified(bearer_token(request.headers())).await {
+        Ok(claims) => claims,
+        Err(refusal) => return refusal.into_http(),
+    };
+    let identified = door.identified(&claims, peer.as_ref());
     // The member described; `None` for an administrator.
     let member = match (identified.member, identified.refusal) {
         (Some(member), None) => {
@@ -424,20 +427,11 @@ async fn describe(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequ
             }
             Some(member)
         }
-        // A person (a system's token names its client).
-        (None, Some(_))
-            if !identified.caller.is_empty() && esocial_auth::system_client_of(&identified.caller).is_none() =>
-        {
-            let administers = match token {
-                Some(token) => door.verifier.verify(token).await.is_ok_and(|claims| {
-                    crate::policy::administers(&esocial_auth::Caller::from_claims(
-                        &claims,
-                        door.verifier.accepted_until(&claims),
-                    ))
-                }),
-                None => false,
-            };
-            if !administers {
+        // A person (a system's token names its client) who administers or
+        // audits the gateway.
+        (None, Some(_)) if esocial_auth::system_client_of(&claims.sub).is_none() => {
+            let caller = esocial_auth::Caller::from_claims(&claims, door.verifier.accepted_until(&claims));
+            if !crate::policy::administers(&caller) {
                 return Status::permission_denied(
                     "the gateway is described to its member systems and to the people who administer or audit it",
                 )
@@ -479,28 +473,33 @@ struct Identified {
 impl Door {
     /// Who presents `token` (the member's bearer token, if the call has one).
     async fn identify(&self, token: Option<&str>, peer: Option<&PeerCertificates>) -> Identified {
-        let Some(token) = token else {
-            return Identified {
+        match self.verified(token).await {
+            Ok(claims) => self.identified(&claims, peer),
+            Err(refusal) => Identified {
                 caller: String::new(),
                 token_id: String::new(),
                 token_accepted_until: 0,
                 member: None,
-                refusal: Some(Status::unauthenticated("a bearer token of a member system is required")),
-            };
+                refusal: Some(refusal),
+            },
+        }
+    }
+
+    /// The claims of `token`; `UNAUTHENTICATED` without one, or when it
+    /// does not verify.
+    async fn verified(&self, token: Option<&str>) -> Result<Arc<Claims>, Status> {
+        let Some(token) = token else {
+            return Err(Status::unauthenticated("a bearer token of a member system is required"));
         };
-        let claims = match self.verifier.verify(token).await {
-            Ok(claims) => claims,
-            Err(error) => {
-                tracing::info!(reason = %error, "refused token at the gateway");
-                return Identified {
-                    caller: String::new(),
-                    token_id: String::new(),
-                    token_accepted_until: 0,
-                    member: None,
-                    refusal: Some(Status::unauthenticated("invalid token")),
-                };
-            }
-        };
+        self.verifier.verify(token).await.map_err(|error| {
+            tracing::info!(reason = %error, "refused token at the gateway");
+            Status::unauthenticated("invalid token")
+        })
+    }
+
+    /// Who the verified `claims` name: the member, and why the door turns it
+    /// away (not a member, inactive, without its client certificate).
+    fn identified(&self, claims: &Claims, peer: Option<&PeerCertificates>) -> Identified {
         let member =
             esocial_auth::system_client_of(&claims.sub).and_then(|client_id| self.directory.by_client(client_id));
         let refusal = match &member {
@@ -510,7 +509,7 @@ impl Door {
         Identified {
             caller: claims.sub.clone(),
             token_id: claims.jti.clone(),
-            token_accepted_until: self.verifier.accepted_until(&claims),
+            token_accepted_until: self.verifier.accepted_until(claims),
             member,
             refusal,
         }
