@@ -4,20 +4,29 @@ use tonic::Code;
 
 use crate::harness::*;
 
+/// Diia's registration with system client `client_id`, a new request id,
+/// the default limits and the metadata log mode.
+fn diia_registration(client_id: &str) -> pb::RegisterMemberRequest {
+    pb::RegisterMemberRequest {
+        request_id: new_request_id(),
+        member_id: DIIA.to_owned(),
+        name: "Портал Дія".to_owned(),
+        client_id: client_id.to_owned(),
+        contact: "support@diia.gov.ua".to_owned(),
+        limits: None,
+        log_mode: pb::LogMode::Metadata.into(),
+        client_certificate_sha256: String::new(),
+    }
+}
+
 #[tokio::test]
 async fn registrations_of_one_member_at_once_give_one_member_and_already_exists_for_the_others() {
     let gateway = TestGateway::spawn().await;
     gateway.register_client("diia").await;
     let admin = gateway.admin().await;
     let register = |index: usize| pb::RegisterMemberRequest {
-        request_id: new_request_id(),
-        member_id: DIIA.to_owned(),
         name: format!("Портал Дія {index}"),
-        client_id: "diia".to_owned(),
-        contact: "support@diia.gov.ua".to_owned(),
-        limits: None,
-        log_mode: pb::LogMode::Metadata.into(),
-        client_certificate_sha256: String::new(),
+        ..diia_registration("diia")
     };
     let calls = (0..6).map(|index| {
         let mut admin = admin.clone();
@@ -56,13 +65,8 @@ async fn members_and_rights_are_administered_with_every_change_recorded_and_publ
     let request_id = new_request_id();
     let register = pb::RegisterMemberRequest {
         request_id: request_id.clone(),
-        member_id: DIIA.to_owned(),
-        name: "Портал Дія".to_owned(),
-        client_id: "diia".to_owned(),
-        contact: "support@diia.gov.ua".to_owned(),
         limits: Some(pb::Limits { requests_per_second: 50, burst: 100, message_bytes_max: 0 }),
-        log_mode: pb::LogMode::Metadata.into(),
-        client_certificate_sha256: String::new(),
+        ..diia_registration("diia")
     };
     let member =
         admin.register_member(register.clone()).await.expect("registered").into_inner().member.expect("member");
@@ -236,17 +240,8 @@ async fn member_updates_and_entitlement_changes_are_recorded_and_published() {
 async fn a_member_is_registered_only_with_a_system_client_identity_has() {
     let gateway = TestGateway::spawn().await;
     let mut admin = gateway.admin().await;
-    let register = |client_id: &str| pb::RegisterMemberRequest {
-        request_id: new_request_id(),
-        member_id: DIIA.to_owned(),
-        name: "Портал Дія".to_owned(),
-        client_id: client_id.to_owned(),
-        contact: "support@diia.gov.ua".to_owned(),
-        limits: None,
-        log_mode: pb::LogMode::Metadata.into(),
-        client_certificate_sha256: String::new(),
-    };
-    let unknown = admin.register_member(register("no-such-client")).await.expect_err("a client identity has not");
+    let unknown =
+        admin.register_member(diia_registration("no-such-client")).await.expect_err("a client identity has not");
     assert_eq!(unknown.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&unknown), ["client_id"]);
     assert_eq!(gateway.count("gateway.members").await, 0, "nothing written");
@@ -269,8 +264,13 @@ async fn a_member_is_registered_only_with_a_system_client_identity_has() {
         .execute(&gateway.pool)
         .await
         .expect("forgotten");
-    let member =
-        admin.register_member(register("diia")).await.expect("registered").into_inner().member.expect("member");
+    let member = admin
+        .register_member(diia_registration("diia"))
+        .await
+        .expect("registered")
+        .into_inner()
+        .member
+        .expect("member");
     assert_eq!(recorded().await, 1, "recorded again from identity's list");
     assert_eq!((member.member_id.as_str(), member.client_id.as_str()), (DIIA, "diia"));
     assert_eq!(gateway.count("gateway.members").await, 1);
@@ -285,21 +285,11 @@ async fn a_member_is_not_registered_while_identity_cannot_say_whether_it_has_the
     let way_url = format!("http://{}", way.address());
     let gateway = TestGateway::spawn_with_identity_on(identity, &[("ESOCIAL_IDENTITY_URL", &way_url)]).await;
     let mut admin = gateway.admin().await;
-    let register = || pb::RegisterMemberRequest {
-        request_id: new_request_id(),
-        member_id: DIIA.to_owned(),
-        name: "Портал Дія".to_owned(),
-        client_id: "diia".to_owned(),
-        contact: "support@diia.gov.ua".to_owned(),
-        limits: None,
-        log_mode: pb::LogMode::Metadata.into(),
-        client_certificate_sha256: String::new(),
-    };
 
     // Identity cannot be asked (the gateway has its keys already, so the
     // administrator's token still verifies).
     way.cut();
-    let unavailable = admin.register_member(register()).await.expect_err("identity cannot be asked");
+    let unavailable = admin.register_member(diia_registration("diia")).await.expect_err("identity cannot be asked");
     assert_eq!(unavailable.code(), Code::Unavailable, "{unavailable:?}");
     assert!(unavailable.message().contains("retry later"), "{}", unavailable.message());
     assert_eq!(gateway.count("gateway.members").await, 0, "nothing written");
@@ -307,11 +297,17 @@ async fn a_member_is_not_registered_while_identity_cannot_say_whether_it_has_the
 
     // Once it can, the same request is answered by what identity has.
     way.restore();
-    let unknown = admin.register_member(register()).await.expect_err("identity has no such client");
+    let unknown = admin.register_member(diia_registration("diia")).await.expect_err("identity has no such client");
     assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
     assert_eq!(violated_fields(&unknown), ["client_id"]);
     gateway.register_client("diia").await;
-    let member = admin.register_member(register()).await.expect("registered").into_inner().member.expect("member");
+    let member = admin
+        .register_member(diia_registration("diia"))
+        .await
+        .expect("registered")
+        .into_inner()
+        .member
+        .expect("member");
     assert_eq!((member.member_id.as_str(), member.client_id.as_str()), (DIIA, "diia"));
     assert_eq!(gateway.count("gateway.members").await, 1);
 }
