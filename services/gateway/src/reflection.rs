@@ -46,14 +46,16 @@ pub struct Reflection {
     forwarded: HashSet<String>,
     /// The gateway's own methods a member may call.
     own_for_members: HashSet<&'static str>,
-    views: Mutex<Views>,
+    /// `None` until reflection is first asked for.
+    views: Mutex<Option<Views>>,
 }
 
-#[derive(Debug, Default)]
+/// The views of one catalog generation.
+#[derive(Debug)]
 struct Views {
     generation: u64,
-    /// What the upstreams describe, with the base, at `generation`.
-    described: Option<Arc<FileDescriptorSet>>,
+    /// What the upstreams describe, with the base.
+    described: FileDescriptorSet,
     /// By the methods shown (`None`: all of them).
     built: HashMap<Option<Vec<String>>, Built>,
 }
@@ -78,7 +80,7 @@ impl Reflection {
             base,
             forwarded: forwarded.iter().cloned().collect(),
             own_for_members: crate::policy::member_methods().collect(),
-            views: Mutex::new(Views::default()),
+            views: Mutex::new(None),
         }
     }
 
@@ -93,27 +95,27 @@ impl Reflection {
         }
         let generation = self.catalog.generation();
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-        if views.generation != generation || views.described.is_none() {
-            *views = Views {
+        let Views { described, built, .. } = match &mut *views {
+            Some(views) if views.generation == generation => views,
+            stale => stale.insert(Views {
                 generation,
-                described: Some(Arc::new(self.catalog.descriptors(&self.base, OWN_PACKAGE))),
+                described: self.catalog.descriptors(&self.base, OWN_PACKAGE),
                 built: HashMap::new(),
-            };
-        }
-        let described = views.described.clone()?;
+            }),
+        };
         let shown = match viewer {
             Viewer::Everything => None,
-            Viewer::Member(member) => Some(self.shown_to(&described, member)),
+            Viewer::Member(member) => Some(self.shown_to(described, member)),
         };
-        let built = match views.built.get(&shown) {
-            Some(built) => built.clone(),
+        let built = match built.get(&shown) {
+            Some(known) => known.clone(),
             None => {
-                let built = self.build(&described, shown.as_deref())?;
-                if views.built.len() >= VIEWS_MAX {
-                    views.built.clear();
+                let made = self.build(described, shown.as_deref())?;
+                if built.len() >= VIEWS_MAX {
+                    built.clear();
                 }
-                views.built.insert(shown, built.clone());
-                built
+                built.insert(shown, made.clone());
+                made
             }
         };
         Some(if v1 { built.v1 } else { built.v1alpha })
