@@ -13,6 +13,7 @@
 //!
 //! When several things are wrong, the one at the lowest entry is reported.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -254,6 +255,46 @@ pub async fn verify(
     Ok(reports)
 }
 
+/// A page of a node's batches being read: the batches after the one that
+/// begins at entry `after`, in order. Dropped unread (the verification
+/// stopped at a broken entry), the read is cancelled.
+struct Prefetch(tokio::task::JoinHandle<Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>>);
+
+impl Prefetch {
+    fn page(pool: &PgPool, node: &str, after: i64) -> Self {
+        let (pool, node) = (pool.clone(), node.to_owned());
+        Self(tokio::spawn(async move {
+            sqlx::query(
+                "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
+                        member_methods, request_ids, entries
+                 FROM message_log_batches
+                 WHERE node = $1 AND first_sequence > $2
+                 ORDER BY first_sequence LIMIT $3",
+            )
+            .bind(node)
+            .bind(after)
+            .bind(BATCHES_A_PAGE)
+            .fetch_all(&pool)
+            .await
+        }))
+    }
+
+    async fn rows(mut self) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+        match (&mut self.0).await {
+            Ok(rows) => rows,
+            // Only aborted when dropped, so the read panicked: so does the
+            // verification.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A signed chain head an entry's hash must match: a checkpoint stored in
 /// the database, or the event stream's copy of one the database lacks.
 #[derive(Debug)]
@@ -344,25 +385,17 @@ async fn verify_node(
     // does, and name each of them in the columns searches go by.
     // The batch being read: its first entry and the last it says it holds.
     let mut batch: Option<(i64, i64)> = None;
-    // The pages so far read the batches that begin up to this entry.
-    let mut read_through: i64 = 0;
-    loop {
-        let batches = sqlx::query(
-            "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
-                    member_methods, request_ids, entries
-             FROM message_log_batches
-             WHERE node = $1 AND first_sequence > $2
-             ORDER BY first_sequence LIMIT $3",
-        )
-        .bind(node)
-        .bind(read_through)
-        .bind(BATCHES_A_PAGE)
-        .fetch_all(pool)
-        .await?;
+    // The next page is read (by a task of its own, so on the other core
+    // where there is one) while this one is checked.
+    let mut next = Some(Prefetch::page(pool, node, 0));
+    while let Some(reading) = next.take() {
+        let batches = reading.rows().await?;
         let last_page = batches.len() < usize::try_from(BATCHES_A_PAGE).unwrap_or(usize::MAX);
+        if !last_page && let Some(last) = batches.last() {
+            next = Some(Prefetch::page(pool, node, last.try_get("first_sequence")?));
+        }
         for row in batches {
             let batch_first: i64 = row.try_get("first_sequence")?;
-            read_through = batch_first;
             let batch_last: i64 = row.try_get("last_sequence")?;
             if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
                 note(&mut problems, expected - 1, problem);
@@ -500,9 +533,6 @@ async fn verify_node(
                 expected = sequence + 1;
             }
         }
-        if last_page {
-            break;
-        }
     }
     if let Some(problem) = batch.and_then(|ended| batch_end_problem(ended, expected)) {
         note(&mut problems, expected - 1, problem);
@@ -531,26 +561,37 @@ async fn verify_node(
 /// its place was put there by someone else.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PackedEntry {
+struct PackedEntry<'a> {
     sequence: i64,
-    request_id: String,
-    member_id: String,
-    caller: String,
-    method: String,
-    direction: String,
+    // Borrowed from the batch's text where no escape has to be undone
+    // (every field the writer writes, unless a name has a quote or a
+    // control character): no allocation an entry for them.
+    #[serde(borrow)]
+    request_id: Cow<'a, str>,
+    #[serde(borrow)]
+    member_id: Cow<'a, str>,
+    #[serde(borrow)]
+    caller: Cow<'a, str>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    direction: Cow<'a, str>,
     started_at_us: i64,
     duration_us: i64,
     status_code: i32,
     request_bytes: i64,
     response_bytes: i64,
     /// Hexadecimal.
-    request_sha256: String,
-    response_sha256: String,
+    #[serde(borrow)]
+    request_sha256: Cow<'a, str>,
+    #[serde(borrow)]
+    response_sha256: Cow<'a, str>,
     /// Base64, or null when not kept.
     request_body: Option<String>,
     response_body: Option<String>,
     /// Hexadecimal.
-    hash: String,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
 }
 
 /// The binary fields of a [`PackedEntry`].
@@ -562,7 +603,7 @@ struct Unpacked {
     hash: Vec<u8>,
 }
 
-impl PackedEntry {
+impl PackedEntry<'_> {
     /// Its binary fields, `None` if one is not in the writer's form.
     fn unpacked(&self) -> Option<Unpacked> {
         use base64::Engine as _;
@@ -599,18 +640,19 @@ impl BatchNames {
     /// Whether they name `entry`, at `position` in the batch: a search by
     /// any of its member, method, service, member and method, request id,
     /// start would find it.
-    fn names(&self, entry: &PackedEntry, position: usize) -> bool {
+    fn names(&self, entry: &PackedEntry<'_>, position: usize) -> bool {
+        let (member_id, method) = (&*entry.member_id, &*entry.method);
         self.sequences.contains(&entry.sequence)
             && self.started.contains(&entry.started_at_us)
-            && self.member_ids.contains(&entry.member_id)
-            && self.methods.contains(&entry.method)
-            && self.calls.get(&entry.member_id).is_some_and(|called| {
-                called.contains(&entry.method)
-                    && service_of(&entry.method).is_none_or(|service| {
+            && self.member_ids.iter().any(|named| named == member_id)
+            && self.methods.iter().any(|named| named == method)
+            && self.calls.get(member_id).is_some_and(|called| {
+                called.contains(method)
+                    && service_of(method).is_none_or(|service| {
                         called.contains(service) && self.services.iter().any(|named| named == service)
                     })
             })
-            && self.request_ids.get(position) == Some(&entry.request_id)
+            && self.request_ids.get(position).is_some_and(|named| *named == entry.request_id)
     }
 }
 

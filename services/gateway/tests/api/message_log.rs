@@ -1674,3 +1674,86 @@ async fn at_the_end_of_its_drain_time_the_writer_stops_taking_entries_whatever_i
         .expect("count");
     assert_eq!(written, served, "every call served has its entry");
 }
+
+/// The verification reads the batches a page at a time and the next page
+/// while it checks one: a chain over many pages verifies whole, and what
+/// is wrong on a later page is found where it is.
+#[tokio::test]
+async fn a_chain_over_many_pages_of_batches_verifies_and_a_change_or_a_gap_on_a_later_page_is_found() {
+    use esocial_gateway::message_log::Reservation;
+
+    let gateway = TestGateway::spawn().await;
+    let node = "many-pages";
+    let OwnWriter { pool, log, stop, writing } = own_writer(&gateway, node, 16).await;
+    // Batches of at most 4 entries: 200 entries make at least 50, more than
+    // three pages of the verification's 16.
+    const ENTRIES: i64 = 200;
+    let mut sent = 0;
+    while sent < ENTRIES {
+        match log.slot(false) {
+            Ok(slot) => {
+                // One with what JSON escapes, which the verifier reads
+                // unescaped (the others it borrows as they stand).
+                let request_id = if sent == 100 { "call \"100\" \\ \t".to_owned() } else { format!("call {sent}") };
+                slot.send(test_entry(&request_id), Reservation::default());
+                sent += 1;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    stop.send(()).expect("the writer waits for the stop");
+    writing.await.expect("the writer ran to its end");
+    let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM message_log_batches WHERE node = $1")
+        .bind(node)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert!(batches > 48, "{batches} batches");
+
+    let verified = || async {
+        let reports = verify::verify(&pool, &gateway.log_keys, Some(node), None).await.expect("verification runs");
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        reports.into_iter().next().expect("one chain")
+    };
+    let report = verified().await;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.entries, report.signed_through), (ENTRIES, ENTRIES), "{report:?}");
+    let escaped: String = sqlx::query_scalar("SELECT request_id FROM message_log WHERE node = $1 AND sequence = 101")
+        .bind(node)
+        .fetch_one(&pool)
+        .await
+        .expect("entry 101");
+    assert_eq!(escaped, "call \"100\" \\ \t");
+
+    // One entry near the end changed, and changed back.
+    gateway
+        .tamper("UPDATE gateway.message_log SET status_code = 13 WHERE node = 'many-pages' AND sequence = 190", &[])
+        .await;
+    assert_broken_at(&verified().await, 190, &["altered"]);
+    gateway
+        .tamper("UPDATE gateway.message_log SET status_code = 0 WHERE node = 'many-pages' AND sequence = 190", &[])
+        .await;
+    assert!(verified().await.is_intact());
+
+    // A whole batch on the third page removed.
+    let (first, last): (i64, i64) = sqlx::query_as(
+        "SELECT first_sequence, last_sequence FROM message_log_batches WHERE node = $1
+         ORDER BY first_sequence OFFSET 40 LIMIT 1",
+    )
+    .bind(node)
+    .fetch_one(&pool)
+    .await
+    .expect("the 41st batch");
+    sqlx::query("DELETE FROM message_log_batches WHERE node = $1 AND first_sequence = $2")
+        .bind(node)
+        .bind(first)
+        .execute(&pool)
+        .await
+        .expect("removed");
+    let missing = if first == last {
+        format!("entry {first} is missing")
+    } else {
+        format!("entries {first} to {last} are missing")
+    };
+    assert_broken_at(&verified().await, first, &[&missing]);
+}
