@@ -19,6 +19,11 @@ fn diia_registration(client_id: &str) -> pb::RegisterMemberRequest {
     }
 }
 
+/// Registers Diia with its system client `diia`: the member registered.
+async fn register_diia(admin: &mut Admin) -> pb::Member {
+    admin.register_member(diia_registration("diia")).await.expect("registered").into_inner().member.expect("member")
+}
+
 #[tokio::test]
 async fn registrations_of_one_member_at_once_give_one_member_and_already_exists_for_the_others() {
     let gateway = TestGateway::spawn().await;
@@ -264,13 +269,7 @@ async fn a_member_is_registered_only_with_a_system_client_identity_has() {
         .execute(&gateway.pool)
         .await
         .expect("forgotten");
-    let member = admin
-        .register_member(diia_registration("diia"))
-        .await
-        .expect("registered")
-        .into_inner()
-        .member
-        .expect("member");
+    let member = register_diia(&mut admin).await;
     assert_eq!(recorded().await, 1, "recorded again from identity's list");
     assert_eq!((member.member_id.as_str(), member.client_id.as_str()), (DIIA, "diia"));
     assert_eq!(gateway.count("gateway.members").await, 1);
@@ -301,13 +300,7 @@ async fn a_member_is_not_registered_while_identity_cannot_say_whether_it_has_the
     assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
     assert_eq!(violated_fields(&unknown), ["client_id"]);
     gateway.register_client("diia").await;
-    let member = admin
-        .register_member(diia_registration("diia"))
-        .await
-        .expect("registered")
-        .into_inner()
-        .member
-        .expect("member");
+    let member = register_diia(&mut admin).await;
     assert_eq!((member.member_id.as_str(), member.client_id.as_str()), (DIIA, "diia"));
     assert_eq!(gateway.count("gateway.members").await, 1);
 }
