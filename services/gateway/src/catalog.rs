@@ -106,6 +106,27 @@ pub fn compiled() -> &'static Services {
     COMPILED.get_or_init(|| services_of(&esocial_proto::file_descriptor_set().file, None))
 }
 
+/// The methods of `services` in a `forwarded` package that `member` may
+/// call, of `only_service` when given: what the metaservice lists to a
+/// member, and what reflection describes to it.
+pub fn allowed<'a>(
+    services: &'a Services,
+    forwarded: &'a [String],
+    member: &'a crate::directory::MemberEntry,
+    only_service: Option<&'a str>,
+) -> impl Iterator<Item = &'a MethodInfo> + 'a {
+    services
+        .iter()
+        .filter(move |(service, _)| {
+            only_service.is_none_or(|only| only == service.as_str())
+                && forwarded.iter().any(|package| package == package_of(service))
+        })
+        .flat_map(|(_, methods)| methods)
+        .filter(move |method| {
+            crate::domain::MethodPath::parse(&method.path).is_some_and(|path| member.may_call(&path, &method.path))
+        })
+}
+
 /// The package of a service name.
 pub fn package_of(service: &str) -> &str {
     service.rsplit_once('.').map_or("", |(package, _)| package)

@@ -16,7 +16,6 @@ use prost_types::{FileDescriptorProto, FileDescriptorSet};
 
 use crate::catalog::Catalog;
 use crate::directory::MemberEntry;
-use crate::domain::MethodPath;
 use crate::proxy::OWN_PACKAGE;
 
 const V1: &str = "/grpc.reflection.v1.ServerReflection/";
@@ -43,9 +42,9 @@ pub struct Reflection {
     /// forwarded ones.
     base: FileDescriptorSet,
     /// The packages routed to upstreams.
-    forwarded: HashSet<String>,
+    forwarded: Vec<String>,
     /// The gateway's own methods a member may call.
-    own_for_members: HashSet<&'static str>,
+    own_for_members: Vec<&'static str>,
     /// `None` until reflection is first asked for.
     views: Mutex<Option<Views>>,
 }
@@ -78,7 +77,7 @@ impl Reflection {
         Self {
             catalog,
             base,
-            forwarded: forwarded.iter().cloned().collect(),
+            forwarded: forwarded.to_vec(),
             own_for_members: crate::policy::member_methods().collect(),
             views: Mutex::new(None),
         }
@@ -105,7 +104,7 @@ impl Reflection {
         };
         let shown = match viewer {
             Viewer::Everything => None,
-            Viewer::Member(member) => Some(self.shown_to(described, member)),
+            Viewer::Member(member) => Some(self.shown_to(member)),
         };
         let built = match built.get(&shown) {
             Some(known) => known.clone(),
@@ -121,30 +120,14 @@ impl Reflection {
         Some(if v1 { built.v1 } else { built.v1alpha })
     }
 
-    /// The full paths of the methods in `files` that `member` may call,
-    /// sorted.
-    fn shown_to(&self, files: &FileDescriptorSet, member: &MemberEntry) -> Vec<String> {
-        let mut shown = Vec::new();
-        for file in &files.file {
-            let package = file.package();
-            let own = package == OWN_PACKAGE;
-            if !own && !self.forwarded.contains(package) {
-                continue;
-            }
-            for service in &file.service {
-                for method in &service.method {
-                    let path = format!("/{package}.{}/{}", service.name(), method.name());
-                    let may = if own {
-                        self.own_for_members.contains(path.as_str())
-                    } else {
-                        MethodPath::parse(&path).is_some_and(|parsed| member.may_call(&parsed, &path))
-                    };
-                    if may {
-                        shown.push(path);
-                    }
-                }
-            }
-        }
+    /// The full paths of the methods `member` may call (as the metaservice
+    /// lists them, and the gateway's own for members), sorted.
+    fn shown_to(&self, member: &MemberEntry) -> Vec<String> {
+        let services = self.catalog.services();
+        let mut shown: Vec<String> = crate::catalog::allowed(&services, &self.forwarded, member, None)
+            .map(|method| method.path.clone())
+            .chain(self.own_for_members.iter().map(|path| (*path).to_owned()))
+            .collect();
         shown.sort_unstable();
         shown
     }

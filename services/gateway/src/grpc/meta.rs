@@ -17,24 +17,15 @@ pub struct MetaApi(pub Arc<GatewayState>);
 impl MetaApi {
     /// The methods the member may call and the gateway can forward.
     fn allowed(&self, member: &crate::directory::MemberEntry, only_service: Option<&str>) -> Vec<pb::AllowedMethod> {
-        let forwarded: BTreeSet<String> = self.0.upstreams.packages().into_iter().collect();
-        let mut allowed = Vec::new();
-        for (service, methods) in self.0.catalog.services().iter() {
-            if only_service.is_some_and(|only| only != service) || !forwarded.contains(catalog::package_of(service)) {
-                continue;
-            }
-            for method in methods {
-                let Some(path) = MethodPath::parse(&method.path) else { continue };
-                if member.may_call(&path, &method.path) {
-                    allowed.push(pb::AllowedMethod {
-                        method: method.path.clone(),
-                        client_streaming: method.client_streaming,
-                        server_streaming: method.server_streaming,
-                    });
-                }
-            }
-        }
-        allowed
+        let forwarded = self.0.upstreams.packages();
+        let services = self.0.catalog.services();
+        catalog::allowed(&services, &forwarded, member, only_service)
+            .map(|method| pb::AllowedMethod {
+                method: method.path.clone(),
+                client_streaming: method.client_streaming,
+                server_streaming: method.server_streaming,
+            })
+            .collect()
     }
 }
 
