@@ -430,7 +430,7 @@ async fn describe(door: Arc<Door>, own_routes: BoxGrpcService, request: GrpcRequ
         // A person (a system's token names its client) who administers or
         // audits the gateway.
         (None, Some(_)) if esocial_auth::system_client_of(&claims.sub).is_none() => {
-            let caller = esocial_auth::Caller::from_claims(&claims, door.verifier.accepted_until(&claims));
+            let caller = esocial_auth::Caller::from_claims(&claims, identified.token_accepted_until);
             if !crate::policy::administers(&caller) {
                 return Status::permission_denied(
                     "the gateway is described to its member systems and to the people who administer or audit it",
