@@ -183,23 +183,26 @@ async fn fill(pool: &sqlx::PgPool, first: i64, end: i64, entries: i64) -> Result
          )
          INSERT INTO message_log_batches (node, first_sequence, last_sequence, first_started_at, last_started_at,
                                           member_ids, methods, services, request_ids, entries, member_methods)
-         SELECT 'bench', min(n), max(n), min(started_at), max(started_at),
-                array_agg(DISTINCT member_id), array_agg(DISTINCT method),
-                array_agg(DISTINCT message_log_service(method)),
-                array_agg('request-' || n ORDER BY n),
-                json_agg(json_build_object(
-                    'sequence', n, 'request_id', 'request-' || n, 'member_id', member_id,
-                    'caller', 'client:' || member_id, 'method', method, 'direction', 'inbound',
-                    'started_at_us', (extract(epoch FROM started_at) * 1000000)::bigint,
-                    'duration_us', 900 + n % 5000, 'status_code', (n % 50 = 0)::int * 5,
-                    'request_bytes', 60 + n % 200, 'response_bytes', 120 + n % 900,
-                    'request_sha256', md5(n::text) || md5((n + 1)::text),
-                    'response_sha256', md5((n + 2)::text) || md5((n + 3)::text),
-                    'request_body', NULL, 'response_body', NULL,
-                    'hash', md5((n + 4)::text) || md5((n + 5)::text)) ORDER BY n)::text,
-                array_agg(DISTINCT member_id || ' ' || method)
-                    || array_agg(DISTINCT member_id || ' ' || message_log_service(method))
-         FROM e GROUP BY b"
+         SELECT node, first_sequence, last_sequence, first_started_at, last_started_at,
+                member_ids, methods, services, request_ids, entries::text, message_log_member_methods(entries)
+         FROM (
+             SELECT 'bench' AS node, min(n) AS first_sequence, max(n) AS last_sequence,
+                    min(started_at) AS first_started_at, max(started_at) AS last_started_at,
+                    array_agg(DISTINCT member_id) AS member_ids, array_agg(DISTINCT method) AS methods,
+                    array_agg(DISTINCT message_log_service(method)) AS services,
+                    array_agg('request-' || n ORDER BY n) AS request_ids,
+                    json_agg(json_build_object(
+                        'sequence', n, 'request_id', 'request-' || n, 'member_id', member_id,
+                        'caller', 'client:' || member_id, 'method', method, 'direction', 'inbound',
+                        'started_at_us', (extract(epoch FROM started_at) * 1000000)::bigint,
+                        'duration_us', 900 + n % 5000, 'status_code', (n % 50 = 0)::int * 5,
+                        'request_bytes', 60 + n % 200, 'response_bytes', 120 + n % 900,
+                        'request_sha256', md5(n::text) || md5((n + 1)::text),
+                        'response_sha256', md5((n + 2)::text) || md5((n + 3)::text),
+                        'request_body', NULL, 'response_body', NULL,
+                        'hash', md5((n + 4)::text) || md5((n + 5)::text)) ORDER BY n) AS entries
+             FROM e GROUP BY b
+         ) batches"
     );
     sqlx::query(sqlx::AssertSqlSafe(statement))
         .bind(first)
