@@ -31,12 +31,12 @@ use esocial_testkit::TestDatabase;
 use esocial_testkit::bench::env_number;
 use sha2::{Digest as _, Sha256};
 
-/// The writer's defaults (`ESOCIAL_GATEWAY_LOG_*`, `ESOCIAL_GATEWAY_CHECKPOINT_*`).
-const QUEUE: usize = 10_000;
-const BATCH: usize = 500;
-const LINGER: Duration = Duration::from_millis(20);
-const CHECKPOINT_ENTRIES: i64 = 100_000;
 const NODE: &str = "bench";
+
+/// The default of one of the gateway's settings.
+fn default_of<T: std::str::FromStr>(variable: esocial_kit::config::Variable) -> anyhow::Result<T> {
+    variable.default.parse().map_err(|_| anyhow::anyhow!("{}'s default {:?}", variable.name, variable.default))
+}
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -52,13 +52,15 @@ fn main() -> anyhow::Result<()> {
         let key = CheckpointKey::from_pem(&std::fs::read_to_string(&key_file)?)?;
         let keys = LogKeys::of(&key);
 
+        // The writer's defaults; checkpoints by their count alone.
+        let batch: usize = default_of(esocial_gateway::LOG_BATCH_MAX)?;
         let settings = WriterSettings {
             node: NODE.to_owned(),
-            queue_capacity: QUEUE,
-            batch_size_max: BATCH,
-            batch_linger: LINGER,
+            queue_capacity: default_of(esocial_gateway::LOG_QUEUE_MAX)?,
+            batch_size_max: batch,
+            batch_linger: Duration::from_millis(default_of(esocial_gateway::LOG_LINGER_MS)?),
             checkpoint_interval: Duration::from_secs(3600),
-            checkpoint_entries: CHECKPOINT_ENTRIES,
+            checkpoint_entries: default_of(esocial_gateway::CHECKPOINT_ENTRIES)?,
         };
         let options = pool.connect_options().as_ref().clone();
         let (log, writer) = message_log(options, settings, Arc::new(key), FailurePolicy::Refuse);
@@ -98,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         let pairs: f64 = sqlx::query_scalar(
             "SELECT avg(cardinality(member_methods))::float8 FROM message_log_batches WHERE last_sequence - first_sequence = $1",
         )
-        .bind(i64::try_from(BATCH)? - 1)
+        .bind(i64::try_from(batch)? - 1)
         .fetch_one(&pool)
         .await?;
         println!(
