@@ -23,6 +23,7 @@ pub mod events;
 mod grpc;
 pub mod internal_tokens;
 pub mod message_log;
+mod packed;
 pub mod policy;
 pub mod proxy;
 pub mod reflection;

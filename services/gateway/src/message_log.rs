@@ -10,6 +10,7 @@
 //! (the queue is full, or the database refuses), the gateway refuses new
 //! calls with UNAVAILABLE, unless configured to serve them unlogged.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::counted::Counted;
 use crate::events;
+use crate::packed::PackedEntry;
 
 pub type Digest = [u8; 32];
 /// The `previous hash` of a chain's first entry.
@@ -1107,185 +1109,334 @@ pub async fn search(
     limit: i64,
     body_bytes_max: usize,
 ) -> Result<SearchPage, sqlx::Error> {
-    // A service (`/package.Service/`) is found by its batches' services.
-    let (method_exact, service) = match &filter.method {
-        Some(method) if method.ends_with('/') => (None, Some(method.as_str())),
-        Some(method) => (Some(method.as_str()), None),
-        None => (None, None),
+    let Ok(limit @ 1..) = usize::try_from(limit) else {
+        return Ok(SearchPage { entries: Vec::new(), seen: None });
     };
-    let bodies = if filter.include_bodies {
-        "request_body, response_body"
-    } else {
-        "NULL::bytea AS request_body, NULL::bytea AS response_body"
-    };
-    // Batches are found by their columns (`batch_…`, indexed; with a member
-    // and a method or service, only those that name the pair), their
-    // entries unpacked and filtered. Entries are ordered by their start, and
-    // a batch holds exchanges that started over a span: the entries that start
-    // before a batch's first start are all in the batches that start before
-    // it. So a page reads only the batches that start before the one at
-    // `$13` in that order (`bound`), and is whole when the entries it
-    // found all start before that batch; otherwise it is read again, with
-    // more batches. Its batches start no earlier than the time it asks for,
-    // or goes on from (`$14`), less the longest span of any batch (`span`,
-    // indexed), so a deep page does not read from the log's start.
-    // With bodies, only the entries whose bodies before them stay within
-    // `body_bytes_max` (so one past it, and the second when the first
-    // passes it alone: a page holds at least one and says whether more
-    // follow) leave the database; the sizes are read from the stored
-    // values without reading the bodies.
-    // A statement's `pg_current_snapshot()` is the one it reads with. Both
-    // snapshots are sub-selects, worked out once (not at every row).
-    // Over `message_log_batches`' columns, or (`batch_`) the view's; the
-    // earliest start wanted is the parameter `not_before`.
-    let batches = |prefix: &str, not_before: &str| {
-        format!(
-            "($1::text IS NULL OR {prefix}member_ids @> ARRAY[$1::text])
-             AND ($2::text IS NULL OR {prefix}methods @> ARRAY[$2::text])
-             AND ($3::text IS NULL OR {prefix}services @> ARRAY[$3::text])
-             AND ($1::text IS NULL OR $2::text IS NULL OR {prefix}member_methods @> ARRAY[$1::text || ' ' || $2::text])
-             AND ($1::text IS NULL OR $3::text IS NULL OR {prefix}member_methods @> ARRAY[$1::text || ' ' || $3::text])
-             AND tstzrange({prefix}first_started_at, {prefix}last_started_at, '[]') && tstzrange($4, $5, '[)')
-             AND ($6::text IS NULL OR {prefix}request_ids @> ARRAY[$6::text COLLATE \"C\"])
-             AND ($7::timestamptz IS NULL OR {prefix}last_started_at >= $7)
-             AND ({not_before}::timestamptz IS NULL
-                  OR {prefix}first_started_at >= {not_before}::timestamptz - (SELECT span FROM span))"
-        )
-    };
-    // The longest span of a batch's starts: a batch with an entry that starts
-    // at or after $14 starts no earlier than $14 less it.
-    let span = "span AS (SELECT max(last_started_at - first_started_at) AS span FROM message_log_batches)";
-    let query = format!(
-        "WITH {span}, bound AS (
-             SELECT coalesce((SELECT first_started_at FROM message_log_batches WHERE {stored}
-                              ORDER BY first_started_at OFFSET $13 LIMIT 1), 'infinity') AS bound
-         )
-         SELECT *, (SELECT coalesce($12, pg_current_snapshot()::text)) AS seen,
-                (SELECT nullif(bound, 'infinity') FROM bound) AS bound
-         FROM (
-             SELECT *, sum(own_bytes) OVER running - own_bytes AS bytes_before, row_number() OVER running AS position,
-                    count(*) OVER () AS found, max(started_at) OVER () AS found_last
-             FROM (
-                 SELECT node, sequence, request_id, member_id, caller, method, direction, started_at, duration_us,
-                        status_code, request_bytes, response_bytes, request_sha256, response_sha256, {bodies}, hash,
-                        coalesce(request_body_bytes, 0) + coalesce(response_body_bytes, 0) AS own_bytes
-                 FROM message_log
-                 WHERE {narrowed}
-                   AND batch_first_started_at < (SELECT bound FROM bound)
-                   AND ($1::text IS NULL OR member_id = $1)
-                   AND ($2::text IS NULL OR method = $2)
-                   AND ($3::text IS NULL OR starts_with(method, $3))
-                   AND ($4::timestamptz IS NULL OR started_at >= $4)
-                   AND ($5::timestamptz IS NULL OR started_at < $5)
-                   AND ($6::text IS NULL OR request_id = $6)
-                   AND ($7::timestamptz IS NULL OR (started_at, node, sequence) > ($7, $8, $9))
-                   AND ($12::text IS NULL OR written_by IS NULL
-                        OR pg_visible_in_snapshot(written_by, (SELECT $12::text::pg_snapshot)))
-                 ORDER BY started_at, node, sequence
-                 LIMIT $10
-             ) matching
-             WINDOW running AS (ORDER BY started_at, node, sequence ROWS UNBOUNDED PRECEDING)
-         ) page
-         WHERE $11::bigint IS NULL OR bytes_before <= $11 OR position <= 2
-         ORDER BY started_at, node, sequence",
-        stored = batches("", "$14"),
-        narrowed = batches("batch_", "$14"),
-    );
     let after_time = after.and_then(|cursor| DateTime::<Utc>::from_timestamp_micros(cursor.started_at_us));
     // The entries wanted start at or after this.
     let not_before = after_time.max(filter.from);
-    // Both queries' first seven parameters.
-    let filtered = |query: sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>| {
-        query
-            .bind(filter.member_id.clone())
-            .bind(method_exact.map(str::to_owned))
-            .bind(service.map(str::to_owned))
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(filter.request_id.clone())
-            .bind(after_time)
+    // The transactions whose batches the search shows, and the earliest
+    // start of a batch that may hold an entry wanted: a batch's entries
+    // start over a span, so a batch with one starting at or after
+    // `not_before` starts no earlier than that less the longest span of
+    // any batch (indexed).
+    let start = sqlx::query(
+        "SELECT pg_current_snapshot()::text AS now,
+                $1::timestamptz - (SELECT max(last_started_at - first_started_at) FROM message_log_batches) AS earliest",
+    )
+    .bind(not_before)
+    .fetch_one(pool)
+    .await?;
+    let seen = match after {
+        Some(cursor) => cursor.seen.clone(),
+        None => {
+            let now: String = start.try_get("now")?;
+            now.parse().map_err(|()| {
+                sqlx::Error::Decode(format!("pg_current_snapshot() gave {now:?}, not a snapshot").into())
+            })?
+        }
     };
-    // How many batches in start order a read leaves out at the first try:
-    // a busy member's page is in its first few.
-    let mut skipped: i64 = 4;
-    let rows = loop {
-        let rows = filtered(sqlx::query(sqlx::AssertSqlSafe(query.as_str())))
-            .bind(after.map(|cursor| cursor.node.clone()).unwrap_or_default())
-            .bind(after.map_or(0, |cursor| cursor.sequence))
-            .bind(limit)
-            .bind(filter.include_bodies.then(|| i64::try_from(body_bytes_max).unwrap_or(i64::MAX)))
-            .bind(after.map(|cursor| cursor.seen.to_string()))
-            .bind(skipped)
-            .bind(not_before)
-            .fetch_all(pool)
-            .await?;
-        let Some(first) = rows.first() else {
-            // Nothing in the batches read: whole only if they were all read.
-            let all_read: bool = filtered(sqlx::query(sqlx::AssertSqlSafe(format!(
-                "WITH {span} SELECT NOT EXISTS (SELECT 1 FROM message_log_batches WHERE {} OFFSET $8)",
-                batches("", "$9")
-            ))))
-            .bind(skipped)
-            .bind(not_before)
-            .fetch_one(pool)
-            .await?
-            .try_get(0)?;
-            if all_read {
-                break rows;
+    let reads = BatchReads {
+        pool: pool.clone(),
+        filter: filter.clone(),
+        after_time,
+        earliest: start.try_get("earliest")?,
+        seen: seen.to_string(),
+    };
+    let wanted = Wanted::of(filter, after);
+    // Batches are read in the order they start, found by their columns
+    // (indexed; with a member and a method or service, only those that
+    // name the pair), and their entries unpacked and matched here. Entries
+    // are ordered by their start, and each starts no earlier than its
+    // batch, so the page is whole once it holds `limit` entries that all
+    // start before the next batch does. A first read is of a few batches
+    // (a page of a busy member, or of a time, is in them); when it is not
+    // enough, each read after it is of more, and is read ahead while the
+    // one before it is matched.
+    let mut found: Vec<Found> = Vec::new();
+    let mut batches_a_read = SEARCH_BATCHES_FIRST;
+    let mut next = Some(reads.read(None, batches_a_read));
+    let mut ahead = false;
+    'reading: while let Some(reading) = next.take() {
+        let rows = reading.rows().await?;
+        // Where the next read starts, if there may be more batches.
+        let following = match rows.last() {
+            Some(last) if crate::packed::more_follow(&rows, batches_a_read)? => {
+                Some((last.try_get("first_started_at")?, last.try_get("node")?, last.try_get("first_sequence")?))
             }
-            skipped = skipped.saturating_mul(8);
-            continue;
+            _ => None,
         };
-        // None once every batch is read.
-        let bound: Option<DateTime<Utc>> = first.try_get("bound")?;
-        let found: i64 = first.try_get("found")?;
-        let found_last: DateTime<Utc> = first.try_get("found_last")?;
-        let whole = match bound {
-            None => true,
-            Some(bound) => found == limit && found_last < bound,
+        let mut read_next = |key: BatchKey| {
+            batches_a_read = (batches_a_read * 2).min(SEARCH_BATCHES_MAX);
+            reads.read(Some(key), batches_a_read)
         };
-        if whole {
-            break rows;
+        if ahead {
+            next = following.clone().map(&mut read_next);
         }
-        skipped = skipped.saturating_mul(8);
-    };
-    let seen = match rows.first() {
-        Some(row) => {
-            let seen: String = row.try_get("seen")?;
-            Some(seen.parse().map_err(|()| {
-                sqlx::Error::Decode(format!("pg_current_snapshot() gave {seen:?}, not a snapshot").into())
-            })?)
+        for row in &rows {
+            let batch_start: DateTime<Utc> = row.try_get("first_started_at")?;
+            if found.len() >= limit && found[limit - 1].started_at_us < batch_start.timestamp_micros() {
+                break 'reading;
+            }
+            let node: &str = row.try_get("node")?;
+            let text: &str = row.try_get("entries")?;
+            let entries: Vec<PackedEntry<'_>> = serde_json::from_str(text).map_err(|error| {
+                let first: i64 = row.try_get("first_sequence").unwrap_or_default();
+                sqlx::Error::Decode(
+                    format!("the batch of node {node} from entry {first} cannot be read: {error}").into(),
+                )
+            })?;
+            let before = found.len();
+            // Past the page's last so far, an entry cannot be on the page.
+            let last = (found.len() >= limit).then(|| {
+                let last = &found[limit - 1];
+                (last.started_at_us, last.node.clone(), last.sequence)
+            });
+            for entry in entries.into_iter().filter(|entry| wanted.matches(node, entry)) {
+                if let Some((start, last_node, sequence)) = &last
+                    && (entry.started_at_us, node, entry.sequence) > (*start, last_node.as_str(), *sequence)
+                {
+                    continue;
+                }
+                found.push(Found::of(node, entry, filter.include_bodies));
+            }
+            if found.len() != before {
+                found.sort_unstable_by(Found::order);
+                // Only the first `limit` can be on the page.
+                found.truncate(limit);
+            }
         }
-        None => None,
-    };
-    let entries = rows
-        .iter()
-        .map(|row| {
-            let direction: String = row.try_get("direction")?;
-            Ok(StoredEntry {
-                node: row.try_get("node")?,
-                sequence: row.try_get("sequence")?,
-                hash: row.try_get("hash")?,
-                entry: LogEntry {
-                    request_id: row.try_get("request_id")?,
-                    member_id: row.try_get("member_id")?,
-                    caller: row.try_get("caller")?,
-                    method: row.try_get("method")?,
-                    direction: if direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
-                    started_at: row.try_get("started_at")?,
-                    duration_us: u64::try_from(row.try_get::<i64, _>("duration_us")?).unwrap_or(0),
-                    status_code: row.try_get("status_code")?,
-                    request_bytes: u64::try_from(row.try_get::<i64, _>("request_bytes")?).unwrap_or(0),
-                    response_bytes: u64::try_from(row.try_get::<i64, _>("response_bytes")?).unwrap_or(0),
-                    request_sha256: row.try_get("request_sha256")?,
-                    response_sha256: row.try_get("response_sha256")?,
-                    request_body: row.try_get("request_body")?,
-                    response_body: row.try_get("response_body")?,
-                },
+        if !ahead {
+            ahead = true;
+            next = following.map(&mut read_next);
+        }
+    }
+    if found.is_empty() {
+        return Ok(SearchPage { entries: Vec::new(), seen: None });
+    }
+    // With bodies, only the entries whose bodies before them stay within
+    // `body_bytes_max` (so one past it, and the second when the first
+    // passes it alone: a page holds at least one and says whether more
+    // follow) are decoded and sent.
+    if filter.include_bodies {
+        let mut bytes_before = 0;
+        let within = found
+            .iter()
+            .take_while(|found| {
+                let within = bytes_before <= body_bytes_max;
+                bytes_before += found.body_bytes;
+                within
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(SearchPage { entries, seen })
+            .count();
+        found.truncate(within.max(2));
+    }
+    let entries = found.into_iter().map(Found::stored).collect::<Result<_, _>>()?;
+    Ok(SearchPage { entries, seen: Some(seen) })
+}
+
+/// Batches the first read of a search reads, and the most any read does
+/// (of up to `ESOCIAL_GATEWAY_LOG_BATCH_MAX` entries each).
+const SEARCH_BATCHES_FIRST: i64 = 4;
+const SEARCH_BATCHES_MAX: i64 = 32;
+/// Bytes of batches as stored (compressed) a read of a search or of a
+/// verification reads beyond its first batch.
+pub(crate) const BATCH_READ_BYTES: i64 = 16 << 20;
+
+/// A batch's place in the order a search reads batches: its first start,
+/// its node and its first entry.
+type BatchKey = (DateTime<Utc>, String, i64);
+
+/// The reads of one search's batches.
+struct BatchReads {
+    pool: sqlx::PgPool,
+    filter: LogFilter,
+    after_time: Option<DateTime<Utc>>,
+    earliest: Option<DateTime<Utc>>,
+    /// The snapshot (`pg_snapshot`'s text) whose batches are shown.
+    seen: String,
+}
+
+impl BatchReads {
+    /// The next `batches` that may hold entries the search wants, after the
+    /// one at `after` in start order.
+    fn read(&self, after: Option<BatchKey>, batches: i64) -> crate::packed::Prefetch {
+        // A service (`/package.Service/`) is found by its batches' services.
+        let (method, service) = match &self.filter.method {
+            Some(method) if method.ends_with('/') => (None, Some(method.clone())),
+            Some(method) => (Some(method.clone()), None),
+            None => (None, None),
+        };
+        // At most `batches`, and no more than `BATCH_READ_BYTES` of them
+        // beyond the first.
+        let query = sqlx::query(sqlx::AssertSqlSafe(crate::packed::at_most_bytes(
+            "SELECT node, first_started_at, first_sequence, entries
+             FROM message_log_batches
+             WHERE ($1::text IS NULL OR member_ids @> ARRAY[$1::text])
+               AND ($2::text IS NULL OR methods @> ARRAY[$2::text])
+               AND ($3::text IS NULL OR services @> ARRAY[$3::text])
+               AND ($1::text IS NULL OR $2::text IS NULL OR member_methods @> ARRAY[$1::text || ' ' || $2::text])
+               AND ($1::text IS NULL OR $3::text IS NULL OR member_methods @> ARRAY[$1::text || ' ' || $3::text])
+               AND tstzrange(first_started_at, last_started_at, '[]') && tstzrange($4, $5, '[)')
+               AND ($6::text IS NULL OR request_ids @> ARRAY[$6::text COLLATE \"C\"])
+               AND ($7::timestamptz IS NULL OR last_started_at >= $7)
+               AND ($8::timestamptz IS NULL OR first_started_at >= $8)
+               AND (written_by IS NULL OR pg_visible_in_snapshot(written_by, (SELECT $9::text::pg_snapshot)))
+               AND ($10::timestamptz IS NULL
+                    OR first_started_at >= $10 AND (first_started_at, node, first_sequence) > ($10, $11, $12))
+             ORDER BY first_started_at, node, first_sequence
+             LIMIT $13",
+            "first_started_at, node, first_sequence",
+            "$14",
+        )))
+        .bind(self.filter.member_id.clone())
+        .bind(method)
+        .bind(service)
+        .bind(self.filter.from)
+        .bind(self.filter.to)
+        .bind(self.filter.request_id.clone())
+        .bind(self.after_time)
+        .bind(self.earliest)
+        .bind(self.seen.clone());
+        let (start, node, sequence) = match after {
+            Some((start, node, sequence)) => (Some(start), node, sequence),
+            None => (None, String::new(), 0),
+        };
+        // Planned for its values each time (PostgreSQL's unnamed
+        // statement): a plan for any values, which PostgreSQL takes for a
+        // prepared statement after five runs if it seems no costlier, reads
+        // every batch's columns when a filter is not there, or is common.
+        let query = query.bind(start).bind(node).bind(sequence).bind(batches).bind(BATCH_READ_BYTES).persistent(false);
+        let pool = self.pool.clone();
+        crate::packed::Prefetch::spawn(async move { query.fetch_all(&pool).await })
+    }
+}
+
+/// What a search wants of an entry, beyond what found its batch.
+struct Wanted<'a> {
+    filter: &'a LogFilter,
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+    /// Only entries after this (start, node, sequence).
+    after: Option<(i64, &'a str, i64)>,
+}
+
+impl<'a> Wanted<'a> {
+    fn of(filter: &'a LogFilter, after: Option<&'a LogCursor>) -> Self {
+        Self {
+            filter,
+            from_us: filter.from.map(|from| from.timestamp_micros()),
+            to_us: filter.to.map(|to| to.timestamp_micros()),
+            after: after.map(|cursor| (cursor.started_at_us, cursor.node.as_str(), cursor.sequence)),
+        }
+    }
+
+    fn matches(&self, node: &str, entry: &PackedEntry<'_>) -> bool {
+        let filter = self.filter;
+        let method = &*entry.method;
+        filter.member_id.as_deref().is_none_or(|member_id| member_id == entry.member_id)
+            && filter.method.as_deref().is_none_or(|wanted| match wanted.ends_with('/') {
+                true => method.starts_with(wanted),
+                false => method == wanted,
+            })
+            && self.from_us.is_none_or(|from| entry.started_at_us >= from)
+            && self.to_us.is_none_or(|to| entry.started_at_us < to)
+            && filter.request_id.as_deref().is_none_or(|request_id| request_id == entry.request_id)
+            && self.after.is_none_or(|after| (entry.started_at_us, node, entry.sequence) > after)
+    }
+}
+
+/// An entry a search found, its digests and bodies not decoded yet.
+struct Found {
+    started_at_us: i64,
+    node: String,
+    sequence: i64,
+    request_id: String,
+    member_id: String,
+    caller: String,
+    method: String,
+    direction: Direction,
+    duration_us: i64,
+    status_code: i32,
+    request_bytes: i64,
+    response_bytes: i64,
+    /// Hexadecimal.
+    request_sha256: String,
+    response_sha256: String,
+    hash: String,
+    /// Base64; only when the search asks for bodies.
+    request_body: Option<String>,
+    response_body: Option<String>,
+    body_bytes: usize,
+}
+
+impl Found {
+    fn of(node: &str, entry: PackedEntry<'_>, bodies: bool) -> Self {
+        let body_bytes = if bodies { entry.body_bytes() } else { 0 };
+        let (request_body, response_body) = if bodies {
+            (entry.request_body.map(Cow::into_owned), entry.response_body.map(Cow::into_owned))
+        } else {
+            (None, None)
+        };
+        Self {
+            started_at_us: entry.started_at_us,
+            node: node.to_owned(),
+            sequence: entry.sequence,
+            request_id: entry.request_id.into_owned(),
+            member_id: entry.member_id.into_owned(),
+            caller: entry.caller.into_owned(),
+            method: entry.method.into_owned(),
+            direction: if entry.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
+            duration_us: entry.duration_us,
+            status_code: entry.status_code,
+            request_bytes: entry.request_bytes,
+            response_bytes: entry.response_bytes,
+            request_sha256: entry.request_sha256.into_owned(),
+            response_sha256: entry.response_sha256.into_owned(),
+            hash: entry.hash.into_owned(),
+            request_body,
+            response_body,
+            body_bytes,
+        }
+    }
+
+    /// Its place in a search's order: by start, then node, then sequence.
+    fn key(&self) -> (i64, &str, i64) {
+        (self.started_at_us, &self.node, self.sequence)
+    }
+
+    fn order(one: &Self, other: &Self) -> std::cmp::Ordering {
+        one.key().cmp(&other.key())
+    }
+
+    fn stored(self) -> Result<StoredEntry, sqlx::Error> {
+        let (node, sequence) = (self.node, self.sequence);
+        let unreadable = |what: &str| {
+            sqlx::Error::Decode(format!("the {what} of entry {sequence} of node {node} cannot be read").into())
+        };
+        let digest = |hex: &str, what: &str| from_hex(hex).ok_or_else(|| unreadable(what));
+        let body = |text: Option<String>, what: &str| {
+            crate::packed::decoded_body(text.as_deref()).ok_or_else(|| unreadable(what))
+        };
+        let entry = LogEntry {
+            request_id: self.request_id,
+            member_id: self.member_id,
+            caller: self.caller,
+            method: self.method,
+            direction: self.direction,
+            started_at: DateTime::<Utc>::from_timestamp_micros(self.started_at_us)
+                .ok_or_else(|| unreadable("start"))?,
+            duration_us: u64::try_from(self.duration_us).unwrap_or(0),
+            status_code: self.status_code,
+            request_bytes: u64::try_from(self.request_bytes).unwrap_or(0),
+            response_bytes: u64::try_from(self.response_bytes).unwrap_or(0),
+            request_sha256: digest(&self.request_sha256, "request digest")?,
+            response_sha256: digest(&self.response_sha256, "response digest")?,
+            request_body: body(self.request_body, "request body")?,
+            response_body: body(self.response_body, "response body")?,
+        };
+        let hash = digest(&self.hash, "hash")?;
+        Ok(StoredEntry { node, sequence, entry, hash })
+    }
 }
 
 /// An answer of a search of the log, as recorded before it is sent.

@@ -13,7 +13,6 @@
 //!
 //! When several things are wrong, the one at the lowest entry is reported.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -26,8 +25,9 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Row as _};
 
 use crate::message_log::{
-    Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1, from_hex, service_of,
+    BATCH_READ_BYTES, Digest, GENESIS, HashedFields, MacKey, checkpoint_message, entry_hash, entry_hash_v1, service_of,
 };
+use crate::packed::{PackedEntry, Prefetch, at_most_bytes, more_follow};
 
 /// Batches a page of the verification reads (of up to
 /// `ESOCIAL_GATEWAY_LOG_BATCH_MAX` entries each).
@@ -256,43 +256,26 @@ pub async fn verify(
 }
 
 /// A page of a node's batches being read: the batches after the one that
-/// begins at entry `after`, in order. Dropped unread (the verification
-/// stopped at a broken entry), the read is cancelled.
-struct Prefetch(tokio::task::JoinHandle<Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>>);
-
-impl Prefetch {
-    fn page(pool: &PgPool, node: &str, after: i64) -> Self {
-        let (pool, node) = (pool.clone(), node.to_owned());
-        Self(tokio::spawn(async move {
-            sqlx::query(
-                "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
-                        member_methods, request_ids, entries
-                 FROM message_log_batches
-                 WHERE node = $1 AND first_sequence > $2
-                 ORDER BY first_sequence LIMIT $3",
-            )
-            .bind(node)
-            .bind(after)
-            .bind(BATCHES_A_PAGE)
-            .fetch_all(&pool)
-            .await
-        }))
-    }
-
-    async fn rows(mut self) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-        match (&mut self.0).await {
-            Ok(rows) => rows,
-            // Only aborted when dropped, so the read panicked: so does the
-            // verification.
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        }
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// begins at entry `after`, in order.
+fn page(pool: &PgPool, node: &str, after: i64) -> Prefetch {
+    let (pool, node) = (pool.clone(), node.to_owned());
+    Prefetch::spawn(async move {
+        sqlx::query(sqlx::AssertSqlSafe(at_most_bytes(
+            "SELECT first_sequence, last_sequence, first_started_at, last_started_at, member_ids, methods, services,
+                    member_methods, request_ids, entries
+             FROM message_log_batches
+             WHERE node = $1 AND first_sequence > $2
+             ORDER BY first_sequence LIMIT $3",
+            "first_sequence",
+            "$4",
+        )))
+        .bind(node)
+        .bind(after)
+        .bind(BATCHES_A_PAGE)
+        .bind(BATCH_READ_BYTES)
+        .fetch_all(&pool)
+        .await
+    })
 }
 
 /// A signed chain head an entry's hash must match: a checkpoint stored in
@@ -387,12 +370,13 @@ async fn verify_node(
     let mut batch: Option<(i64, i64)> = None;
     // The next page is read (by a task of its own, so on the other core
     // where there is one) while this one is checked.
-    let mut next = Some(Prefetch::page(pool, node, 0));
+    let mut next = Some(page(pool, node, 0));
     while let Some(reading) = next.take() {
         let batches = reading.rows().await?;
-        let last_page = batches.len() < usize::try_from(BATCHES_A_PAGE).unwrap_or(usize::MAX);
-        if !last_page && let Some(last) = batches.last() {
-            next = Some(Prefetch::page(pool, node, last.try_get("first_sequence")?));
+        if more_follow(&batches, BATCHES_A_PAGE)?
+            && let Some(last) = batches.last()
+        {
+            next = Some(page(pool, node, last.try_get("first_sequence")?));
         }
         for row in batches {
             let batch_first: i64 = row.try_get("first_sequence")?;
@@ -551,74 +535,6 @@ async fn verify_node(
         );
     }
     Ok(first_problem(report, problems))
-}
-
-/// An entry as its batch keeps it (`entries`, a JSON array of migration
-/// 0109's `message_log_entry`): read here rather than through the
-/// `message_log` view, whose unpacking costs PostgreSQL several times what
-/// the rest of the verification does. Only the form the writer gives it is
-/// read ([`crate::message_log`]'s `BatchColumns::stored`): anything else in
-/// its place was put there by someone else.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PackedEntry<'a> {
-    sequence: i64,
-    // Borrowed from the batch's text where no escape has to be undone
-    // (every field the writer writes, unless a name has a quote or a
-    // control character): no allocation an entry for them.
-    #[serde(borrow)]
-    request_id: Cow<'a, str>,
-    #[serde(borrow)]
-    member_id: Cow<'a, str>,
-    #[serde(borrow)]
-    caller: Cow<'a, str>,
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    #[serde(borrow)]
-    direction: Cow<'a, str>,
-    started_at_us: i64,
-    duration_us: i64,
-    status_code: i32,
-    request_bytes: i64,
-    response_bytes: i64,
-    /// Hexadecimal.
-    #[serde(borrow)]
-    request_sha256: Cow<'a, str>,
-    #[serde(borrow)]
-    response_sha256: Cow<'a, str>,
-    /// Base64, or null when not kept.
-    request_body: Option<String>,
-    response_body: Option<String>,
-    /// Hexadecimal.
-    #[serde(borrow)]
-    hash: Cow<'a, str>,
-}
-
-/// The binary fields of a [`PackedEntry`].
-struct Unpacked {
-    request_sha256: Vec<u8>,
-    response_sha256: Vec<u8>,
-    request_body: Option<Vec<u8>>,
-    response_body: Option<Vec<u8>>,
-    hash: Vec<u8>,
-}
-
-impl PackedEntry<'_> {
-    /// Its binary fields, `None` if one is not in the writer's form.
-    fn unpacked(&self) -> Option<Unpacked> {
-        use base64::Engine as _;
-        let body = |body: &Option<String>| match body {
-            Some(text) => base64::engine::general_purpose::STANDARD.decode(text).ok().map(Some),
-            None => Some(None),
-        };
-        Some(Unpacked {
-            request_sha256: from_hex(&self.request_sha256)?,
-            response_sha256: from_hex(&self.response_sha256)?,
-            request_body: body(&self.request_body)?,
-            response_body: body(&self.response_body)?,
-            hash: from_hex(&self.hash)?,
-        })
-    }
 }
 
 /// What a batch's columns say its entries are, which searches go by.

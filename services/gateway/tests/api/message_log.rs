@@ -1757,3 +1757,263 @@ async fn a_chain_over_many_pages_of_batches_verifies_and_a_change_or_a_gap_on_a_
     };
     assert_broken_at(&verified().await, first, &[&missing]);
 }
+
+/// The entries a search finds, page by page of `page` (as `SearchMessageLog`
+/// goes on after each page's last), as (node, sequence).
+async fn searched_pages(
+    pool: &sqlx::PgPool,
+    filter: &esocial_gateway::message_log::LogFilter,
+    page: i64,
+    body_bytes_max: usize,
+) -> Vec<Vec<esocial_gateway::message_log::StoredEntry>> {
+    use esocial_gateway::message_log::{LogCursor, search};
+
+    let mut pages = Vec::new();
+    let mut after: Option<LogCursor> = None;
+    loop {
+        let found = search(pool, filter, after.as_ref(), page, body_bytes_max).await.expect("a search runs");
+        let Some(seen) = found.seen else {
+            assert!(found.entries.is_empty());
+            return pages;
+        };
+        let last = found.entries.last().expect("a page with a snapshot has entries");
+        after = Some(LogCursor {
+            started_at_us: last.entry.started_at.timestamp_micros(),
+            node: last.node.clone(),
+            sequence: last.sequence,
+            seen,
+        });
+        pages.push(found.entries);
+    }
+}
+
+#[tokio::test]
+async fn a_search_over_many_batches_of_two_nodes_finds_page_by_page_what_the_log_s_view_finds() {
+    use esocial_gateway::message_log::{LogFilter, Reservation};
+
+    const METHODS: [&str; 4] =
+        ["/esocial.a.v1.One/First", "/esocial.a.v1.One/Second", "/esocial.b.v1.Two/First", "/esocial.b.v1.Two/Second"];
+    const ENTRIES: i64 = 240;
+    let gateway = TestGateway::spawn().await;
+    let base = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 3600, 0).expect("an hour ago");
+    // Entry `i` of either node: one of three members, one of four methods,
+    // a start a millisecond after the one before (the same on both nodes,
+    // so the node orders them), except each 17th, a long call that started
+    // 30 ms earlier (its entry comes in a later batch than calls that
+    // started after it); each fifth keeps its request body.
+    let entry = |node: &str, i: i64| {
+        let mut entry = test_entry(&format!("{node}-{i}"));
+        entry.member_id = format!("UA/GOV/0000000{}/member", i % 3);
+        entry.method = METHODS[usize::try_from(i * 7 % 4).expect("small")].to_owned();
+        let late = if i % 17 == 0 { 30_000 } else { 0 };
+        entry.started_at = base + chrono::TimeDelta::microseconds(i * 1_000 - late);
+        if i % 5 == 0 {
+            let body = format!("body of {node} {i}").repeat(usize::try_from(i % 4 + 1).expect("small"));
+            entry.request_bytes = u64::try_from(body.len()).expect("small");
+            entry.request_sha256 = Sha256::digest(body.as_bytes()).to_vec();
+            entry.request_body = Some(body.into_bytes());
+        }
+        entry
+    };
+    for node in ["search-a", "search-b"] {
+        let OwnWriter { log, stop, writing, .. } = own_writer(&gateway, node, 16).await;
+        let mut sent = 0;
+        while sent < ENTRIES {
+            match log.slot(false) {
+                Ok(slot) => {
+                    sent += 1;
+                    slot.send(entry(node, sent), Reservation::default());
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+        stop.send(()).expect("the writer waits for the stop");
+        writing.await.expect("the writer ran to its end");
+    }
+    let pool = gateway.gateway_pool().await;
+    let batches: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM message_log_batches").fetch_one(&pool).await.expect("count");
+    // More than a search's first reads (4, 8, 16 and 32 batches) hold.
+    assert!(batches >= 120, "{batches} batches");
+
+    let member = "UA/GOV/00000001/member".to_owned();
+    let at = |ms: i64| base + chrono::TimeDelta::milliseconds(ms);
+    let filters = [
+        LogFilter::default(),
+        LogFilter { member_id: Some(member.clone()), ..Default::default() },
+        LogFilter { member_id: Some(member.clone()), method: Some(METHODS[2].to_owned()), ..Default::default() },
+        LogFilter { method: Some("/esocial.a.v1.One/".to_owned()), ..Default::default() },
+        LogFilter {
+            member_id: Some(member.clone()),
+            method: Some("/esocial.b.v1.Two/".to_owned()),
+            from: Some(at(40)),
+            ..Default::default()
+        },
+        LogFilter { from: Some(at(100)), to: Some(at(130)), ..Default::default() },
+        LogFilter { request_id: Some("search-b-170".to_owned()), ..Default::default() },
+        LogFilter { member_id: Some("UA/GOV/00000009/nobody".to_owned()), ..Default::default() },
+    ];
+    for filter in filters {
+        // The view unpacks the batches in PostgreSQL, and orders and
+        // filters there.
+        let expected: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT node, sequence FROM message_log
+             WHERE ($1::text IS NULL OR member_id = $1)
+               AND ($2::text IS NULL OR method = $2 OR right($2, 1) = '/' AND starts_with(method, $2))
+               AND ($3::timestamptz IS NULL OR started_at >= $3)
+               AND ($4::timestamptz IS NULL OR started_at < $4)
+               AND ($5::text IS NULL OR request_id = $5)
+             ORDER BY started_at, node, sequence",
+        )
+        .bind(&filter.member_id)
+        .bind(&filter.method)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(&filter.request_id)
+        .fetch_all(&pool)
+        .await
+        .expect("the view's entries");
+        let pages = searched_pages(&pool, &filter, 7, usize::MAX).await;
+        // Every page but the last full (a short one would be taken for the
+        // last), and the last not empty.
+        let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+        let (last, before) = sizes.split_last().unwrap_or((&1, &[]));
+        assert!(before.iter().all(|size| *size == 7) && (1..=7).contains(last), "{filter:?}: {sizes:?}");
+        let found: Vec<(String, i64)> =
+            pages.iter().flatten().map(|stored| (stored.node.clone(), stored.sequence)).collect();
+        assert_eq!(found, expected, "{filter:?}");
+        // Without bodies asked for, none are carried.
+        assert!(pages.iter().flatten().all(|stored| stored.entry.request_body.is_none()), "{filter:?}");
+    }
+    // A whole entry as it was written (and as the view reads it back).
+    let pages = searched_pages(
+        &pool,
+        &LogFilter { request_id: Some("search-a-85".to_owned()), include_bodies: true, ..Default::default() },
+        7,
+        usize::MAX,
+    )
+    .await;
+    let [page] = pages.as_slice() else { panic!("{pages:?}") };
+    let [stored] = page.as_slice() else { panic!("{page:?}") };
+    assert_eq!((stored.node.as_str(), stored.sequence), ("search-a", 85));
+    assert_eq!(stored.entry, entry("search-a", 85));
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT hash FROM message_log WHERE node = 'search-a' AND sequence = 85")
+        .fetch_one(&pool)
+        .await
+        .expect("the stored hash");
+    assert_eq!(stored.hash, hash);
+
+    // With bodies, a page ends once the bodies before an entry pass the
+    // limit (holding at least two), and the next goes on from there.
+    let budget = 15;
+    let filter = LogFilter { method: Some(METHODS[0].to_owned()), include_bodies: true, ..Default::default() };
+    let pages = searched_pages(&pool, &filter, 7, budget).await;
+    let mut all = Vec::new();
+    for page in &pages {
+        let mut bytes_before = 0;
+        for (position, stored) in page.iter().enumerate() {
+            assert!(position < 2 || bytes_before <= budget, "{page:?}");
+            bytes_before += stored.entry.request_body.as_ref().map_or(0, Vec::len);
+            assert_eq!(stored.entry, entry(&stored.node, stored.sequence), "bodies as written");
+        }
+        all.extend(page.iter().map(|stored| (stored.node.clone(), stored.sequence)));
+    }
+    assert!(pages.iter().any(|page| page.len() < 7 && page.len() >= 2), "the budget cut a page: {pages:?}");
+    let expected: Vec<(String, i64)> =
+        sqlx::query_as("SELECT node, sequence FROM message_log WHERE method = $1 ORDER BY started_at, node, sequence")
+            .bind(METHODS[0])
+            .fetch_all(&pool)
+            .await
+            .expect("the view's entries");
+    assert_eq!(all, expected);
+}
+
+#[tokio::test]
+async fn a_search_reads_batches_of_large_bodies_a_few_at_a_time_and_misses_none() {
+    use esocial_gateway::message_log::{LogFilter, Reservation};
+
+    // Ten calls that kept 3 MiB bodies, each written as a batch of its own
+    // (4 MiB as stored: base64 of random bytes does not compress). A read
+    // of a search stops at 16 MiB of batches, so its second read, asked
+    // for the next eight batches of the six left, carries four; a page of
+    // the verification's (16 batches) carries four.
+    const ENTRIES: i64 = 10;
+    let gateway = TestGateway::spawn().await;
+    let node = "large-bodies";
+    let OwnWriter { pool, log, stop, writing } = own_writer(&gateway, node, 4).await;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut random_bytes = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    for sequence in 1..=ENTRIES {
+        let mut entry = test_entry(&format!("large-{sequence}"));
+        let body = random_bytes(3 << 20);
+        entry.request_bytes = u64::try_from(body.len()).expect("small");
+        entry.request_sha256 = Sha256::digest(&body).to_vec();
+        entry.request_body = Some(body);
+        let slot = log.slot(false).expect("the queue has room");
+        slot.send(entry, Reservation::default());
+        eventually(Duration::from_secs(10), || async {
+            let written: i64 = sqlx::query_scalar("SELECT count(*) FROM message_log_batches WHERE node = $1")
+                .bind(node)
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+            (written == sequence).then_some(()).ok_or_else(|| format!("{written} batches written"))
+        })
+        .await;
+    }
+    stop.send(()).expect("the writer waits for the stop");
+    writing.await.expect("the writer ran to its end");
+    let stored: i32 =
+        sqlx::query_scalar("SELECT min(pg_column_size(entries)) FROM message_log_batches WHERE node = $1")
+            .bind(node)
+            .fetch_one(&pool)
+            .await
+            .expect("sizes");
+    assert!(stored > 4 << 20, "a batch is {stored} bytes as stored");
+
+    let filter = LogFilter { member_id: Some(DIIA.to_owned()), ..Default::default() };
+    let pages = searched_pages(&pool, &filter, 20, usize::MAX).await;
+    // One page: a page shorter than asked for would be taken for the last.
+    let [page] = pages.as_slice() else { panic!("{} pages", pages.len()) };
+    let found: Vec<i64> = page.iter().map(|stored| stored.sequence).collect();
+    assert_eq!(found, (1..=ENTRIES).collect::<Vec<_>>());
+    assert!(page.iter().all(|stored| stored.entry.request_body.is_none()));
+    // With the bodies: pages of two, as each body passes the limit alone.
+    let with_bodies = LogFilter { include_bodies: true, ..filter };
+    let pages = searched_pages(&pool, &with_bodies, 20, 1 << 20).await;
+    assert!(pages.iter().all(|page| page.len() == 2), "{:?}", pages.iter().map(Vec::len).collect::<Vec<_>>());
+    let found: Vec<i64> = pages.iter().flatten().map(|stored| stored.sequence).collect();
+    assert_eq!(found, (1..=ENTRIES).collect::<Vec<_>>());
+    let body = |sequence: i64| {
+        let (pages, pool) = (&pages, &pool);
+        async move {
+            let stored: Vec<u8> = sqlx::query_scalar(
+                "SELECT request_body FROM message_log WHERE node = 'large-bodies' AND sequence = $1",
+            )
+            .bind(sequence)
+            .fetch_one(pool)
+            .await
+            .expect("the body");
+            let found = pages.iter().flatten().find(|stored| stored.sequence == sequence).expect("found");
+            (stored, found.entry.request_body.clone().expect("carried"))
+        }
+    };
+    let (stored, carried) = body(9).await;
+    assert_eq!(carried.len(), 3 << 20);
+    assert_eq!(carried, stored);
+
+    // The verification reads such batches a few at a time too.
+    let reports = verify::verify(&pool, &gateway.log_keys, Some(node), None).await.expect("verification runs");
+    let [report] = reports.as_slice() else { panic!("{reports:?}") };
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.entries, report.signed_through), (ENTRIES, ENTRIES), "{report:?}");
+}
