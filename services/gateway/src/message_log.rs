@@ -1189,8 +1189,8 @@ pub async fn search(
             let before = found.len();
             // Past the page's last so far, an entry cannot be on the page.
             let last = (found.len() >= limit).then(|| {
-                let last = &found[limit - 1];
-                (last.started_at_us, last.node.clone(), last.sequence)
+                let (start, node, sequence) = found[limit - 1].key();
+                (start, node.to_owned(), sequence)
             });
             for entry in entries.into_iter().filter(|entry| wanted.matches(node, entry)) {
                 if let Some((start, last_node, sequence)) = &last
@@ -1198,7 +1198,7 @@ pub async fn search(
                 {
                     continue;
                 }
-                found.push(Found::of(node, entry, filter.include_bodies));
+                found.push(Found::of(node, entry, filter.include_bodies)?);
             }
             if found.len() != before {
                 found.sort_unstable_by(Found::order);
@@ -1345,98 +1345,78 @@ impl<'a> Wanted<'a> {
     }
 }
 
-/// An entry a search found, its digests and bodies not decoded yet.
+/// An entry a search found, its bodies (when asked for) not decoded yet.
 struct Found {
     started_at_us: i64,
-    node: String,
-    sequence: i64,
-    request_id: String,
-    member_id: String,
-    caller: String,
-    method: String,
-    direction: Direction,
-    duration_us: i64,
-    status_code: i32,
-    request_bytes: i64,
-    response_bytes: i64,
-    /// Hexadecimal.
-    request_sha256: String,
-    response_sha256: String,
-    hash: String,
-    /// Base64; only when the search asks for bodies.
+    stored: StoredEntry,
+    /// Base64.
     request_body: Option<String>,
     response_body: Option<String>,
     body_bytes: usize,
 }
 
 impl Found {
-    fn of(node: &str, entry: PackedEntry<'_>, bodies: bool) -> Self {
+    fn of(node: &str, entry: PackedEntry<'_>, bodies: bool) -> Result<Self, sqlx::Error> {
+        let sequence = entry.sequence;
+        let unreadable = |what: &str| unreadable(what, node, sequence);
+        let digest = |hex: &str, what: &str| from_hex(hex).ok_or_else(|| unreadable(what));
         let body_bytes = if bodies { entry.body_bytes() } else { 0 };
         let (request_body, response_body) = if bodies {
             (entry.request_body.map(Cow::into_owned), entry.response_body.map(Cow::into_owned))
         } else {
             (None, None)
         };
-        Self {
-            started_at_us: entry.started_at_us,
+        let stored = StoredEntry {
             node: node.to_owned(),
-            sequence: entry.sequence,
-            request_id: entry.request_id.into_owned(),
-            member_id: entry.member_id.into_owned(),
-            caller: entry.caller.into_owned(),
-            method: entry.method.into_owned(),
-            direction: if entry.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
-            duration_us: entry.duration_us,
-            status_code: entry.status_code,
-            request_bytes: entry.request_bytes,
-            response_bytes: entry.response_bytes,
-            request_sha256: entry.request_sha256.into_owned(),
-            response_sha256: entry.response_sha256.into_owned(),
-            hash: entry.hash.into_owned(),
-            request_body,
-            response_body,
-            body_bytes,
-        }
+            sequence,
+            hash: digest(&entry.hash, "hash")?,
+            entry: LogEntry {
+                request_id: entry.request_id.into_owned(),
+                member_id: entry.member_id.into_owned(),
+                caller: entry.caller.into_owned(),
+                method: entry.method.into_owned(),
+                direction: if entry.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
+                started_at: DateTime::<Utc>::from_timestamp_micros(entry.started_at_us)
+                    .ok_or_else(|| unreadable("start"))?,
+                duration_us: u64::try_from(entry.duration_us).unwrap_or(0),
+                status_code: entry.status_code,
+                request_bytes: u64::try_from(entry.request_bytes).unwrap_or(0),
+                response_bytes: u64::try_from(entry.response_bytes).unwrap_or(0),
+                request_sha256: digest(&entry.request_sha256, "request digest")?,
+                response_sha256: digest(&entry.response_sha256, "response digest")?,
+                request_body: None,
+                response_body: None,
+            },
+        };
+        Ok(Self { started_at_us: entry.started_at_us, stored, request_body, response_body, body_bytes })
     }
 
     /// Its place in a search's order: by start, then node, then sequence.
     fn key(&self) -> (i64, &str, i64) {
-        (self.started_at_us, &self.node, self.sequence)
+        (self.started_at_us, &self.stored.node, self.stored.sequence)
     }
 
     fn order(one: &Self, other: &Self) -> std::cmp::Ordering {
         one.key().cmp(&other.key())
     }
 
+    /// The entry, with its bodies decoded.
     fn stored(self) -> Result<StoredEntry, sqlx::Error> {
-        let (node, sequence) = (self.node, self.sequence);
-        let unreadable = |what: &str| {
-            sqlx::Error::Decode(format!("the {what} of entry {sequence} of node {node} cannot be read").into())
+        let mut stored = self.stored;
+        let decoded = |text: Option<String>, what: &str| {
+            crate::packed::decoded_body(text.as_deref()).ok_or_else(|| unreadable(what, &stored.node, stored.sequence))
         };
-        let digest = |hex: &str, what: &str| from_hex(hex).ok_or_else(|| unreadable(what));
-        let body = |text: Option<String>, what: &str| {
-            crate::packed::decoded_body(text.as_deref()).ok_or_else(|| unreadable(what))
-        };
-        let entry = LogEntry {
-            request_id: self.request_id,
-            member_id: self.member_id,
-            caller: self.caller,
-            method: self.method,
-            direction: self.direction,
-            started_at: DateTime::<Utc>::from_timestamp_micros(self.started_at_us)
-                .ok_or_else(|| unreadable("start"))?,
-            duration_us: u64::try_from(self.duration_us).unwrap_or(0),
-            status_code: self.status_code,
-            request_bytes: u64::try_from(self.request_bytes).unwrap_or(0),
-            response_bytes: u64::try_from(self.response_bytes).unwrap_or(0),
-            request_sha256: digest(&self.request_sha256, "request digest")?,
-            response_sha256: digest(&self.response_sha256, "response digest")?,
-            request_body: body(self.request_body, "request body")?,
-            response_body: body(self.response_body, "response body")?,
-        };
-        let hash = digest(&self.hash, "hash")?;
-        Ok(StoredEntry { node, sequence, entry, hash })
+        let request_body = decoded(self.request_body, "request body")?;
+        let response_body = decoded(self.response_body, "response body")?;
+        stored.entry.request_body = request_body;
+        stored.entry.response_body = response_body;
+        Ok(stored)
     }
+}
+
+/// A field of a stored entry that is not in the writer's form.
+fn unreadable(what: &str, node: &str, sequence: i64) -> sqlx::Error {
+    sqlx::Error::Decode(format!("the {what} of entry {sequence} of node {node} cannot be read").into())
 }
 
 /// An answer of a search of the log, as recorded before it is sent.
