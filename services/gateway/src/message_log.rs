@@ -1356,20 +1356,18 @@ struct Found {
 }
 
 impl Found {
-    fn of(node: &str, entry: PackedEntry<'_>, bodies: bool) -> Result<Self, sqlx::Error> {
+    fn of(node: &str, mut entry: PackedEntry<'_>, bodies: bool) -> Result<Self, sqlx::Error> {
         let sequence = entry.sequence;
-        let unreadable = |what: &str| unreadable(what, node, sequence);
-        let digest = |hex: &str, what: &str| from_hex(hex).ok_or_else(|| unreadable(what));
         let body_bytes = if bodies { entry.body_bytes() } else { 0 };
-        let (request_body, response_body) = if bodies {
-            (entry.request_body.map(Cow::into_owned), entry.response_body.map(Cow::into_owned))
-        } else {
-            (None, None)
-        };
+        // The bodies wait (undecoded) for the page, if it asks for them.
+        let (request_body, response_body) = (entry.request_body.take(), entry.response_body.take());
+        let (request_body, response_body) =
+            if bodies { (request_body.map(Cow::into_owned), response_body.map(Cow::into_owned)) } else { (None, None) };
+        let unpacked = entry.unpacked().ok_or_else(|| unreadable("digests", node, sequence))?;
         let stored = StoredEntry {
             node: node.to_owned(),
             sequence,
-            hash: digest(&entry.hash, "hash")?,
+            hash: unpacked.hash,
             entry: LogEntry {
                 request_id: entry.request_id.into_owned(),
                 member_id: entry.member_id.into_owned(),
@@ -1377,13 +1375,13 @@ impl Found {
                 method: entry.method.into_owned(),
                 direction: if entry.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
                 started_at: DateTime::<Utc>::from_timestamp_micros(entry.started_at_us)
-                    .ok_or_else(|| unreadable("start"))?,
+                    .ok_or_else(|| unreadable("start", node, sequence))?,
                 duration_us: u64::try_from(entry.duration_us).unwrap_or(0),
                 status_code: entry.status_code,
                 request_bytes: u64::try_from(entry.request_bytes).unwrap_or(0),
                 response_bytes: u64::try_from(entry.response_bytes).unwrap_or(0),
-                request_sha256: digest(&entry.request_sha256, "request digest")?,
-                response_sha256: digest(&entry.response_sha256, "response digest")?,
+                request_sha256: unpacked.request_sha256,
+                response_sha256: unpacked.response_sha256,
                 request_body: None,
                 response_body: None,
             },
